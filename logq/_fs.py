@@ -1,0 +1,188 @@
+"""Small file-system primitives with the durability rules written once.
+
+- A file that is created, renamed or deleted is durable only after its directory is fsynced.
+- A metadata file is replaced atomically: write tmp -> fsync tmp -> rename -> fsync dir.
+- Locks are ``flock`` on a dedicated file: per open file description, so two threads with
+  their own descriptors exclude each other, and the kernel drops the lock when the holder
+  dies (``fcntl.lockf`` is per process and is silently released by closing any descriptor).
+- Files are created 0600 and directories 0700: event data is not other users' business.
+
+Every OSError is re-raised as a logq StorageError (DiskFullError for ENOSPC).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+from typing import Optional
+
+from .errors import LogLockedError, storage_error
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+# Test hook: the name of a site at which to SIGKILL this process (see crash_point()).
+_CRASH_AT = os.environ.get("LOGQ_CRASH_AT", "")
+
+
+def crash_point(site: str) -> None:
+    """Kill this process with SIGKILL when ``LOGQ_CRASH_AT`` names ``site``.
+
+    ``LOGQ_CRASH_AT=site:n`` kills at the n-th time the site is reached (1-based).
+    Used by the crash tests to stop a writer at an exact point; free when unset.
+    """
+    if not _CRASH_AT:
+        return
+    name, _, nth = _CRASH_AT.partition(":")
+    if name != site:
+        return
+    count = _crash_counts.get(site, 0) + 1
+    _crash_counts[site] = count
+    if count >= int(nth or 1):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_crash_counts: dict = {}
+
+
+def fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise storage_error("open directory", path, e) from None
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        raise storage_error("fsync directory", path, e) from None
+    finally:
+        os.close(fd)
+
+
+def make_dir(path: str) -> bool:
+    """Create ``path`` (0700) if missing, refusing symlinks. True if it was created."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        try:
+            os.mkdir(path, DIR_MODE)
+        except FileExistsError:
+            return make_dir(path)
+        except OSError as e:
+            raise storage_error("mkdir", path, e) from None
+        return True
+    except OSError as e:
+        raise storage_error("stat", path, e) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise storage_error(
+            "open directory", path, OSError(errno.ENOTDIR, "exists and is not a directory (symlinks are refused)")
+        )
+    return False
+
+
+def open_file(path: str, flags: int) -> int:
+    """os.open that never follows a symlink and creates files 0600."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+    except OSError as e:
+        raise storage_error("open", path, e) from None
+
+
+def pwrite_all(fd: int, data: bytes, pos: int, path: str) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.pwrite(fd, view, pos)
+        except OSError as e:
+            raise storage_error("write", path, e) from None
+        view = view[n:]
+        pos += n
+
+
+def pread_exact(fd: int, n: int, pos: int) -> bytes:
+    """Read up to ``n`` bytes at ``pos``; shorter only at end of file."""
+    out = os.pread(fd, n, pos)
+    if len(out) == n or not out:
+        return out
+    parts = [out]
+    got = len(out)
+    while got < n:
+        more = os.pread(fd, n - got, pos + got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old or the new content."""
+    tmp = path + ".tmp"
+    fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        pwrite_all(fd, data, 0, tmp)
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            raise storage_error("fsync", tmp, e) from None
+    finally:
+        os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except OSError as e:
+        raise storage_error("rename", path, e) from None
+    fsync_dir(os.path.dirname(path) or ".")
+
+
+def unlink_if_exists(path: str) -> bool:
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise storage_error("unlink", path, e) from None
+
+
+class FileLock:
+    """An exclusive or shared ``flock`` on a dedicated lock file, held by one descriptor."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: Optional[int] = open_file(path, os.O_RDWR | os.O_CREAT)
+
+    def acquire(self, shared: bool = False, blocking: bool = True) -> bool:
+        assert self._fd is not None, "lock file closed"
+        op = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        if not blocking:
+            op |= fcntl.LOCK_NB
+        try:
+            fcntl.flock(self._fd, op)
+        except BlockingIOError:
+            return False
+        except OSError as e:
+            raise storage_error("flock", self.path, e) from None
+        return True
+
+    def acquire_or_raise(self, what: str, shared: bool = False) -> None:
+        if not self.acquire(shared=shared, blocking=False):
+            raise LogLockedError(self.path, what)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+    def __enter__(self) -> "FileLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

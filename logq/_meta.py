@@ -1,0 +1,135 @@
+"""Checksummed metadata files with a fallback copy (partition state, group offsets).
+
+File layout (text, so a person can read it)::
+
+    logq-meta 1 <crc32c of body, 8 hex digits> <body length in bytes>\\n
+    <body: one JSON object, UTF-8>
+
+Writing (rule: a reader sees the old or the new content, never a mix)::
+
+    write NAME.tmp -> [fsync NAME.tmp] -> rename NAME -> NAME.bak
+                   -> rename NAME.tmp -> NAME -> [fsync directory]
+
+The bracketed steps run when ``sync=True`` (power-loss durability). Without them the
+write still survives a process crash: renames and page-cache data outlive the process.
+
+Reading tries NAME, then NAME.bak (the previous good copy). A file that fails its header,
+length or checksum is reported, never trusted. A leftover NAME.tmp is an update that did
+not finish, so it is ignored: the write it belonged to never returned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from crc32c import crc32c
+
+from . import _fs
+from .errors import CorruptMetadataError, storage_error
+
+MAGIC = "logq-meta"
+VERSION = 1
+MAX_META_BYTES = 64 * 1024 * 1024  # a metadata file larger than this is refused as corrupt
+
+
+def encode_meta(obj: Any) -> bytes:
+    body = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    header = f"{MAGIC} {VERSION} {crc32c(body):08x} {len(body)}\n".encode("ascii")
+    return header + body
+
+
+def decode_meta(data: bytes, path: str = "<bytes>") -> Any:
+    """Parse and verify one metadata file's bytes; CorruptMetadataError if anything is off."""
+    nl = data.find(b"\n", 0, 128)
+    if nl < 0:
+        raise CorruptMetadataError(path, "no header line")
+    try:
+        magic, version, crc_hex, length = data[:nl].decode("ascii").split(" ")
+        crc = int(crc_hex, 16)
+        n = int(length)
+        ver = int(version)
+    except (UnicodeDecodeError, ValueError):
+        raise CorruptMetadataError(path, "malformed header line") from None
+    if magic != MAGIC:
+        raise CorruptMetadataError(path, f"not a logq metadata file (magic {magic!r})")
+    if ver != VERSION:
+        raise CorruptMetadataError(path, f"unknown version {ver}; this logq reads {VERSION}")
+    body = data[nl + 1 : nl + 1 + n]
+    if n < 0 or len(body) != n:
+        raise CorruptMetadataError(path, f"body is {len(body)} bytes, header says {n}")
+    if crc32c(body) != crc:
+        raise CorruptMetadataError(path, "checksum mismatch")
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise CorruptMetadataError(path, f"checksum ok but JSON invalid: {e}") from None
+
+
+def write_meta(path: str, obj: Any, *, sync: bool = True) -> None:
+    data = encode_meta(obj)
+    tmp = path + ".tmp"
+    fd = _fs.open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        _fs.pwrite_all(fd, data, 0, tmp)
+        if sync:
+            try:
+                os.fsync(fd)
+            except OSError as e:
+                raise storage_error("fsync", tmp, e) from None
+    finally:
+        os.close(fd)
+    _fs.crash_point("meta-before-rename")
+    try:
+        if os.path.exists(path):
+            os.replace(path, path + ".bak")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise storage_error("rename", path, e) from None
+    if sync:
+        _fs.fsync_dir(os.path.dirname(path) or ".")
+
+
+@dataclass
+class MetaRead:
+    """What reading a metadata file found. ``value`` is None when no good copy exists."""
+
+    value: Any
+    source: Optional[str]  # "main", "backup" or None
+    problems: List[str] = field(default_factory=list)
+
+
+def _read_file(path: str) -> Optional[bytes]:
+    try:
+        fd = _fs.open_file(path, os.O_RDONLY)
+    except Exception as e:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, FileNotFoundError):
+            return None
+        raise
+    try:
+        size = os.fstat(fd).st_size
+        if size > MAX_META_BYTES:
+            raise CorruptMetadataError(path, f"{size} bytes is larger than {MAX_META_BYTES}")
+        return _fs.pread_exact(fd, size, 0)
+    finally:
+        os.close(fd)
+
+
+def read_meta(path: str) -> MetaRead:
+    problems: List[str] = []
+    for name, source in ((path, "main"), (path + ".bak", "backup")):
+        try:
+            data = _read_file(name)
+            if data is None:
+                if source == "main":
+                    problems.append(f"{name} is missing")
+                continue
+            return MetaRead(decode_meta(data, name), source, problems)
+        except CorruptMetadataError as e:
+            problems.append(str(e.message))
+    if problems == [f"{path} is missing"]:
+        problems = []  # never written: not a problem, just empty
+    return MetaRead(None, None, problems)

@@ -1,0 +1,579 @@
+"""Kafka RecordBatch v2 (magic 2) codec: a sans-IO core over bytes and memoryviews.
+
+No files, no clock: every function takes bytes in and gives bytes or values out, so it can
+be tested exhaustively and fuzzed. Anything malformed raises :class:`CorruptRecordError`
+(never ``IndexError`` or ``struct.error``), and no length read from the input is trusted
+before it is checked against the bytes actually present.
+
+Batch layout (all integers big-endian, signed, except the CRC)::
+
+    offset  size  field
+     0      8     baseOffset            first offset of the batch
+     8      4     batchLength           bytes that follow this field (batch size - 12)
+    12      4     partitionLeaderEpoch  not covered by the CRC
+    16      1     magic                 2
+    17      4     crc                   CRC-32C (Castagnoli) of bytes [21, end), unsigned
+    21      2     attributes            bits 0-2 codec, 3 timestamp type, 4 txn, 5 control
+    23      4     lastOffsetDelta       lastOffset - baseOffset
+    27      8     baseTimestamp         timestamp of the first record
+    35      8     maxTimestamp          largest record timestamp
+    43      8     producerId            -1 when not idempotent
+    51      2     producerEpoch         -1 when not idempotent
+    53      4     baseSequence          -1 when not idempotent
+    57      4     recordsCount
+    61      ...   records (or one compressed blob of them)
+
+Record layout (varint = zigzag + LEB128, as in protobuf's sint32/sint64)::
+
+    length varint | attributes int8 | timestampDelta varlong | offsetDelta varint |
+    keyLength varint (-1 = null) | key | valueLength varint (-1 = null) | value |
+    headerCount varint | headers: keyLength varint, key utf-8, valueLength varint, value
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from enum import IntEnum
+from typing import Iterable, NamedTuple, Optional, Sequence, Tuple, Union
+
+from crc32c import crc32c
+
+from .errors import CorruptRecordError
+
+__all__ = [
+    "MAGIC",
+    "BATCH_OVERHEAD",
+    "LOG_OVERHEAD",
+    "Compression",
+    "BatchHeader",
+    "Record",
+    "encode_batch",
+    "encode_values",
+    "read_header",
+    "validate_batch",
+    "decode_records",
+    "decode_batch",
+    "iter_batches",
+    "stamp_base_offset",
+    "encode_varint",
+    "decode_varint",
+]
+
+MAGIC = 2
+BATCH_OVERHEAD = 61  # header bytes before the first record
+LOG_OVERHEAD = 12  # baseOffset + batchLength: all a reader needs to skip a batch
+CRC_START = 21  # the CRC covers attributes .. end of batch
+MIN_RECORD_BYTES = 7  # length, attrs, ts, offset, key, value, header count: 1 byte each
+DEFAULT_MAX_DECOMPRESSED_BYTES = 16 * 1024 * 1024
+
+_HEADER = struct.Struct(">qiibIhiqqqhii")
+_PREFIX = struct.Struct(">qi")  # baseOffset, batchLength
+_Q = struct.Struct(">q")
+assert _HEADER.size == BATCH_OVERHEAD
+
+ATTR_CODEC_MASK = 0x07
+ATTR_LOG_APPEND_TIME = 0x08
+ATTR_TRANSACTIONAL = 0x10
+ATTR_CONTROL = 0x20
+ATTR_DELETE_HORIZON = 0x40
+ATTR_KNOWN = 0x7F
+
+Headers = Tuple[Tuple[str, Optional[bytes]], ...]
+HeaderInput = Union[Sequence[Tuple[Union[str, bytes], Optional[bytes]]], dict]
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+class Compression(IntEnum):
+    NONE = 0
+    GZIP = 1
+    SNAPPY = 2
+    LZ4 = 3
+    ZSTD = 4
+
+
+class BatchHeader(NamedTuple):
+    base_offset: int
+    batch_length: int
+    partition_leader_epoch: int
+    magic: int
+    crc: int
+    attributes: int
+    last_offset_delta: int
+    base_timestamp: int
+    max_timestamp: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    records_count: int
+
+    @property
+    def size(self) -> int:
+        """Bytes the whole batch occupies in the log."""
+        return self.batch_length + LOG_OVERHEAD
+
+    @property
+    def last_offset(self) -> int:
+        return self.base_offset + self.last_offset_delta
+
+    @property
+    def next_offset(self) -> int:
+        return self.base_offset + self.last_offset_delta + 1
+
+    @property
+    def compression(self) -> Compression:
+        return Compression(self.attributes & ATTR_CODEC_MASK)
+
+    @property
+    def timestamp_type(self) -> str:
+        return "LogAppendTime" if self.attributes & ATTR_LOG_APPEND_TIME else "CreateTime"
+
+    @property
+    def is_transactional(self) -> bool:
+        return bool(self.attributes & ATTR_TRANSACTIONAL)
+
+    @property
+    def is_control(self) -> bool:
+        return bool(self.attributes & ATTR_CONTROL)
+
+
+class Record(NamedTuple):
+    """One decoded record. ``headers`` is a tuple of (key, value) pairs; keys may repeat."""
+
+    offset: int
+    timestamp: int
+    key: Optional[bytes]
+    value: Optional[bytes]
+    headers: Headers = ()
+
+
+# --------------------------------------------------------------------------- varints
+
+
+def _zigzag(n: int) -> int:
+    return (n << 1) ^ (n >> 63)
+
+
+def encode_varint(n: int) -> bytes:
+    """Zigzag + LEB128 encoding of a signed 64-bit integer (Kafka varint/varlong)."""
+    if not -(1 << 63) <= n < (1 << 63):
+        raise OverflowError(f"{n} does not fit a varlong")
+    z = _zigzag(n) & 0xFFFFFFFFFFFFFFFF
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+# Cached encodings of 0 .. _CACHE-1: the hot encode path does a list lookup, not a loop.
+_CACHE = 1 << 14
+_V = [encode_varint(i) for i in range(_CACHE)]
+_V_NULL = encode_varint(-1)
+
+
+def _v(n: int) -> bytes:
+    return _V[n] if 0 <= n < _CACHE else encode_varint(n)
+
+
+def decode_varint(buf: Buffer, pos: int, limit: int, max_bytes: int = 10) -> Tuple[int, int]:
+    """Decode one varint at ``pos`` (not past ``limit``). Returns (value, next position)."""
+    result = 0
+    shift = 0
+    for i in range(max_bytes):
+        p = pos + i
+        if p >= limit:
+            raise CorruptRecordError(f"varint truncated at byte {pos}", position=pos)
+        b = buf[p]
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return (result >> 1) ^ -(result & 1), p + 1
+        shift += 7
+    raise CorruptRecordError(f"varint longer than {max_bytes} bytes at byte {pos}", position=pos)
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _header_bytes(key: Union[str, bytes]) -> bytes:
+    return key.encode("utf-8") if isinstance(key, str) else bytes(key)
+
+
+def _encode_headers(headers: HeaderInput | None) -> bytes:
+    if not headers:
+        return b"\x00"
+    items = headers.items() if isinstance(headers, dict) else headers
+    parts = [b""]
+    n = 0
+    for hk, hv in items:
+        kb = _header_bytes(hk)
+        parts.append(_v(len(kb)))
+        parts.append(kb)
+        if hv is None:
+            parts.append(_V_NULL)
+        else:
+            parts.append(_v(len(hv)))
+            parts.append(hv)
+        n += 1
+    parts[0] = _v(n)
+    return b"".join(parts)
+
+
+RecordInput = Tuple[Optional[bytes], Optional[bytes], Optional[HeaderInput], int]
+
+
+def _encode_records(records: Sequence[RecordInput], base_ts: int) -> bytes:
+    parts: list = []
+    app = parts.append
+    V = _V
+    for i, (key, value, headers, ts) in enumerate(records):
+        d = ts - base_ts
+        tsd = V[d] if 0 <= d < _CACHE else encode_varint(d)
+        od = V[i] if i < _CACHE else encode_varint(i)
+        if key is None:
+            kb = _V_NULL
+        else:
+            kl = len(key)
+            kb = (V[kl] if kl < _CACHE else encode_varint(kl)) + key
+        if value is None:
+            vb = _V_NULL
+            vlen_total = 1
+        else:
+            vl = len(value)
+            vh = V[vl] if vl < _CACHE else encode_varint(vl)
+            vb = vh + value
+            vlen_total = len(vh) + vl
+        hb = _encode_headers(headers) if headers else b"\x00"
+        body_len = 1 + len(tsd) + len(od) + len(kb) + vlen_total + len(hb)
+        app(b"%b\x00%b%b%b%b%b" % (_v(body_len), tsd, od, kb, vb, hb))
+    return b"".join(parts)
+
+
+def _finish_batch(
+    records_blob: bytes,
+    count: int,
+    base_offset: int,
+    base_ts: int,
+    max_ts: int,
+    attributes: int,
+    partition_leader_epoch: int,
+    producer_id: int,
+    producer_epoch: int,
+    base_sequence: int,
+) -> bytes:
+    body = _HEADER.pack(
+        base_offset,
+        BATCH_OVERHEAD - LOG_OVERHEAD + len(records_blob),
+        partition_leader_epoch,
+        MAGIC,
+        0,
+        attributes,
+        count - 1,
+        base_ts,
+        max_ts,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        count,
+    )
+    crc = crc32c(records_blob, crc32c(body[CRC_START:]))
+    return body[:17] + crc.to_bytes(4, "big") + body[CRC_START:] + records_blob
+
+
+def encode_batch(
+    records: Sequence[RecordInput],
+    base_offset: int = 0,
+    *,
+    compression: Compression = Compression.NONE,
+    partition_leader_epoch: int = 0,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+) -> bytes:
+    """Encode ``(key, value, headers, timestamp_ms)`` tuples as one v2 batch.
+
+    Offsets are ``base_offset + i``; the batch is never empty. Only gzip is written here;
+    every codec Kafka defines can be read (see :func:`decode_records`).
+    """
+    if not records:
+        raise ValueError("a batch holds at least one record")
+    base_ts = records[0][3]
+    max_ts = max(r[3] for r in records)
+    blob = _encode_records(records, base_ts)
+    attributes = 0
+    if compression == Compression.GZIP:
+        blob = zlib.compress(blob, 6, wbits=31)
+        attributes = int(Compression.GZIP)
+    elif compression != Compression.NONE:
+        raise ValueError(f"writing {compression.name} batches is not supported; use gzip")
+    return _finish_batch(
+        blob,
+        len(records),
+        base_offset,
+        base_ts,
+        max_ts,
+        attributes,
+        partition_leader_epoch,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+    )
+
+
+def encode_values(
+    values: Sequence[bytes],
+    timestamp: int,
+    base_offset: int = 0,
+    *,
+    key: Optional[bytes] = None,
+    partition_leader_epoch: int = 0,
+) -> bytes:
+    """Fast path: many values sharing one key (None by default), one timestamp, no headers."""
+    if not values:
+        raise ValueError("a batch holds at least one record")
+    V = _V
+    if key is None:
+        kb = _V_NULL
+    else:
+        kb = _v(len(key)) + key
+    fixed = 2 + len(kb) + 1  # attributes, timestampDelta (0), key, header count
+    parts = []
+    app = parts.append
+    for i, value in enumerate(values):
+        vl = len(value)
+        od = V[i] if i < _CACHE else encode_varint(i)
+        vh = V[vl] if vl < _CACHE else encode_varint(vl)
+        n = fixed + len(od) + len(vh) + vl
+        app(b"%b\x00\x00%b%b%b%b\x00" % (V[n] if n < _CACHE else encode_varint(n), od, kb, vh, value))
+    return _finish_batch(
+        b"".join(parts), len(values), base_offset, timestamp, timestamp, 0,
+        partition_leader_epoch, -1, -1, -1,
+    )
+
+
+def stamp_base_offset(batch: bytearray | memoryview, base_offset: int, pos: int = 0) -> None:
+    """Set baseOffset in place. It lies outside the CRC, so the CRC stays valid."""
+    _Q.pack_into(batch, pos, base_offset)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def read_header(buf: Buffer, pos: int = 0) -> BatchHeader:
+    """Parse the 61-byte header at ``pos`` without checking the CRC."""
+    if len(buf) - pos < BATCH_OVERHEAD:
+        raise CorruptRecordError(
+            f"{len(buf) - pos} bytes is too short for a batch header", position=pos
+        )
+    return BatchHeader._make(_HEADER.unpack_from(buf, pos))
+
+
+def validate_batch(
+    buf: Buffer,
+    pos: int = 0,
+    end: Optional[int] = None,
+    *,
+    max_batch_bytes: Optional[int] = None,
+    expected_offset: Optional[int] = None,
+) -> BatchHeader:
+    """Check structure and CRC of the batch at ``pos``; return its header.
+
+    The checks are the ones the CRC cannot make (it does not cover the first 17 bytes):
+    magic, a length inside the buffer and the limit, a sane count, and optionally the
+    expected base offset.
+    """
+    if end is None:
+        end = len(buf)
+    if end - pos < LOG_OVERHEAD:
+        raise CorruptRecordError("truncated batch prefix", position=pos)
+    base_offset, batch_length = _PREFIX.unpack_from(buf, pos)
+    size = batch_length + LOG_OVERHEAD
+    if batch_length < BATCH_OVERHEAD - LOG_OVERHEAD:
+        raise CorruptRecordError(f"batch length {batch_length} below the minimum", position=pos)
+    if max_batch_bytes is not None and size > max_batch_bytes:
+        raise CorruptRecordError(
+            f"batch size {size} exceeds the limit {max_batch_bytes}", position=pos
+        )
+    if pos + size > end:
+        raise CorruptRecordError(
+            f"batch of {size} bytes runs past the end of the data ({end - pos} left)",
+            position=pos,
+        )
+    h = BatchHeader._make(_HEADER.unpack_from(buf, pos))
+    if h.magic != MAGIC:
+        raise CorruptRecordError(f"unsupported magic {h.magic}", position=pos)
+    if h.attributes & ~ATTR_KNOWN or (h.attributes & ATTR_CODEC_MASK) > 4:
+        raise CorruptRecordError(f"unknown attributes 0x{h.attributes:04x}", position=pos)
+    if h.records_count < 0 or h.last_offset_delta < 0:
+        raise CorruptRecordError("negative record count or offset delta", position=pos)
+    if base_offset < 0 or base_offset + h.last_offset_delta >= 1 << 63:
+        raise CorruptRecordError(f"base offset {base_offset} out of range", position=pos)
+    if expected_offset is not None and base_offset != expected_offset:
+        raise CorruptRecordError(
+            f"base offset {base_offset} where {expected_offset} was expected", position=pos
+        )
+    actual = crc32c(memoryview(buf)[pos + CRC_START : pos + size])
+    if actual != h.crc:
+        raise CorruptRecordError(
+            f"CRC mismatch: stored 0x{h.crc:08x}, computed 0x{actual:08x}", position=pos
+        )
+    return h
+
+
+def iter_batches(
+    buf: Buffer, pos: int = 0, end: Optional[int] = None, **checks: object
+) -> Iterable[Tuple[int, BatchHeader]]:
+    """Yield (position, header) of each valid batch from ``pos``; raise at the first bad one."""
+    if end is None:
+        end = len(buf)
+    while pos < end:
+        h = validate_batch(buf, pos, end, **checks)  # type: ignore[arg-type]
+        yield pos, h
+        pos += h.size
+
+
+def _decompress(codec: int, data: bytes, cap: int) -> bytes:
+    if codec == Compression.GZIP:
+        d = zlib.decompressobj(wbits=47)  # gzip or zlib header
+        try:
+            out = d.decompress(data, cap + 1)
+        except zlib.error as e:
+            raise CorruptRecordError(f"gzip: {e}") from None
+        if len(out) > cap:
+            raise CorruptRecordError(f"decompressed records exceed {cap} bytes")
+        return out
+    from . import _codecs
+
+    return _codecs.decompress(codec, data, cap)
+
+
+def decode_records(
+    buf: Buffer,
+    header: BatchHeader,
+    pos: int = 0,
+    *,
+    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
+) -> list:
+    """Decode the records of a batch already checked by :func:`validate_batch`."""
+    data = bytes(memoryview(buf)[pos + BATCH_OVERHEAD : pos + header.size])
+    codec = header.attributes & ATTR_CODEC_MASK
+    if codec:
+        try:
+            data = _decompress(codec, data, max_decompressed_bytes)
+        except CorruptRecordError as e:
+            raise CorruptRecordError(e.reason, position=pos) from None
+    try:
+        return _decode_records(data, header)
+    except CorruptRecordError as e:
+        raise CorruptRecordError(e.reason, position=pos) from None
+    except (IndexError, UnicodeDecodeError) as e:
+        raise CorruptRecordError(f"malformed record: {e}", position=pos) from None
+
+
+def _decode_records(data: bytes, h: BatchHeader) -> list:
+    count = h.records_count
+    limit = len(data)
+    if count * MIN_RECORD_BYTES > limit:
+        raise CorruptRecordError(f"{count} records cannot fit in {limit} bytes")
+    base_offset = h.base_offset
+    base_ts = h.base_timestamp
+    log_append = h.attributes & ATTR_LOG_APPEND_TIME
+    out = []
+    app = out.append
+    p = 0
+    new = tuple.__new__
+    R = Record
+    for _ in range(count):
+        b = data[p]
+        if b < 0x80:
+            ln = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            ln, p = decode_varint(data, p, limit, 5)
+        end = p + ln
+        if ln < 6 or end > limit:
+            raise CorruptRecordError(f"record length {ln} does not fit the batch")
+        p += 1  # record attributes: unused
+        b = data[p]
+        if b < 0x80:
+            tsd = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            tsd, p = decode_varint(data, p, end, 10)
+        b = data[p]
+        if b < 0x80:
+            od = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            od, p = decode_varint(data, p, end, 5)
+        b = data[p]
+        if b == 1:
+            key = None
+            p += 1
+        else:
+            if b < 0x80:
+                kl = (b >> 1) ^ -(b & 1)
+                p += 1
+            else:
+                kl, p = decode_varint(data, p, end, 5)
+            if kl < -1 or p + kl > end:
+                raise CorruptRecordError(f"key length {kl} does not fit the record")
+            key = None if kl == -1 else data[p : p + kl]
+            if kl > 0:
+                p += kl
+        b = data[p]
+        if b < 0x80:
+            vl = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            vl, p = decode_varint(data, p, end, 5)
+        if vl == -1:
+            value = None
+        elif vl < 0 or p + vl > end:
+            raise CorruptRecordError(f"value length {vl} does not fit the record")
+        else:
+            value = data[p : p + vl]
+            p += vl
+        b = data[p]
+        if b == 0:
+            headers: Headers = ()
+            p += 1
+        else:
+            headers, p = _decode_headers(data, p, end)
+        if p != end:
+            raise CorruptRecordError(f"record body is {ln} bytes but its fields use {ln - end + p}")
+        ts = h.max_timestamp if log_append else base_ts + tsd
+        app(new(R, (base_offset + od, ts, key, value, headers)))
+    if p != limit:
+        raise CorruptRecordError(f"{limit - p} bytes left over after {count} records")
+    return out
+
+
+def _decode_headers(data: bytes, p: int, end: int) -> Tuple[Headers, int]:
+    n, p = decode_varint(data, p, end, 5)
+    if n < 0 or n * 2 > end - p:
+        raise CorruptRecordError(f"header count {n} does not fit the record")
+    items = []
+    for _ in range(n):
+        kl, p = decode_varint(data, p, end, 5)
+        if kl < 0 or p + kl > end:
+            raise CorruptRecordError(f"header key length {kl} is invalid")
+        hk = data[p : p + kl].decode("utf-8")
+        p += kl
+        vl, p = decode_varint(data, p, end, 5)
+        if vl == -1:
+            hv = None
+        elif vl < 0 or p + vl > end:
+            raise CorruptRecordError(f"header value length {vl} is invalid")
+        else:
+            hv = data[p : p + vl]
+            p += vl
+        items.append((hk, hv))
+    return tuple(items), p
+
+
+def decode_batch(buf: Buffer, pos: int = 0, **limits: int) -> Tuple[BatchHeader, list]:
+    """Validate and decode the batch at ``pos``: (header, records)."""
+    h = validate_batch(buf, pos)
+    return h, decode_records(buf, h, pos, **limits)

@@ -1,0 +1,249 @@
+"""The logq exception hierarchy.
+
+Every failure a caller can cause or meet is a :class:`LogqError`. Leaves carry the
+structured facts (path, position, offsets) as attributes and a ``hint`` that says what to
+do. ``str(err)`` is one line: what went wrong, then the hint, so the CLI can print it as is.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+__all__ = [
+    "LogqError",
+    "ConfigError",
+    "InvalidTopicError",
+    "UnknownTopicError",
+    "TopicExistsError",
+    "RecordTooLargeError",
+    "OffsetOutOfRangeError",
+    "CorruptRecordError",
+    "CorruptIndexError",
+    "CorruptMetadataError",
+    "StorageError",
+    "DiskFullError",
+    "LogFailedError",
+    "LogClosedError",
+    "LogLockedError",
+    "ProducerBufferFullError",
+    "SerializationError",
+    "GroupError",
+    "GroupNotEmptyError",
+    "CommitFailedError",
+    "NoOffsetForPartitionError",
+]
+
+
+class LogqError(Exception):
+    """Root of every error logq raises on purpose. Catch this to catch them all."""
+
+    hint: str = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(LogqError, ValueError):
+    """A setting is outside its allowed range or of the wrong type."""
+
+    hint = "check the value against docs/guide.md"
+
+
+class InvalidTopicError(LogqError, ValueError):
+    """A topic name breaks Kafka's rule, or a partition number is out of range."""
+
+    hint = "topic names are 1-249 characters of [a-zA-Z0-9._-], not '.' or '..'"
+
+    def __init__(self, name: object, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"invalid topic {name!r}: {reason}")
+
+
+class UnknownTopicError(LogqError, KeyError):
+    hint = "create it first with Admin.create_topic or `logq topics create`"
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        super().__init__(f"topic {topic!r} does not exist")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return LogqError.__str__(self)
+
+
+class TopicExistsError(LogqError):
+    hint = "pick another name, or delete the topic first"
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        super().__init__(f"topic {topic!r} already exists")
+
+
+class RecordTooLargeError(LogqError, ValueError):
+    """A batch is larger than the log accepts; nothing was written."""
+
+    def __init__(self, size: int, limit: int, what: str = "batch") -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"{what} of {size} bytes exceeds max_batch_bytes={limit}",
+            hint="send smaller records or raise max_batch_bytes",
+        )
+
+
+class OffsetOutOfRangeError(LogqError, IndexError):
+    """An offset outside [log start, log end] was asked for."""
+
+    def __init__(self, offset: int, log_start: int, log_end: int, where: str = "") -> None:
+        self.offset = offset
+        self.log_start = log_start
+        self.log_end = log_end
+        place = f" in {where}" if where else ""
+        super().__init__(
+            f"offset {offset} is out of range [{log_start}, {log_end}]{place}",
+            hint="seek to an offset inside the range (retention may have removed older data)",
+        )
+
+
+class CorruptRecordError(LogqError):
+    """Bytes that should hold a valid batch do not. ``path`` is None for in-memory decoding."""
+
+    hint = "data before this position stays readable; `logq dump` shows the damage"
+
+    def __init__(
+        self, reason: str, *, path: str | None = None, position: int | None = None
+    ) -> None:
+        self.reason = reason
+        self.path = path
+        self.position = position
+        where = ""
+        if path is not None:
+            where = f" in {path}"
+        if position is not None:
+            where += f" at byte {position}"
+        super().__init__(f"corrupt record batch{where}: {reason}")
+
+
+class CorruptIndexError(LogqError):
+    hint = "indexes are derived data: reopening the log rebuilds them"
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"corrupt index {path}: {reason}")
+
+
+class CorruptMetadataError(LogqError):
+    """A metadata file (partition state, group offsets) failed its checksum or parse."""
+
+    hint = "logq falls back to the previous good copy when one exists"
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"corrupt metadata file {path}: {reason}")
+
+
+class StorageError(LogqError, OSError):
+    """The operating system refused an I/O operation. ``errno`` and ``path`` are set."""
+
+    hint = "check the disk, permissions and free space"
+
+    def __init__(self, op: str, path: str, cause: OSError) -> None:
+        self.op = op
+        self.path = path
+        self.cause = cause
+        LogqError.__init__(self, f"{op} failed on {path}: {cause.strerror or cause}")
+        self.errno = cause.errno
+        self.filename = path
+
+    def __str__(self) -> str:
+        return LogqError.__str__(self)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.op, self.path, self.cause))
+
+
+class DiskFullError(StorageError):
+    hint = "free space (retention, or delete files); appends resume at the next offset"
+
+
+def storage_error(op: str, path: str, cause: OSError) -> StorageError:
+    """Wrap an OSError in the right logq leaf."""
+    if cause.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(op, path, cause)
+    return StorageError(op, path, cause)
+
+
+class LogFailedError(LogqError):
+    """An fsync failed earlier; the log refuses work until it is reopened and recovered."""
+
+    hint = "close and reopen the log; it recovers from what is really on disk"
+
+    def __init__(self, path: str, cause: BaseException | None) -> None:
+        self.path = path
+        self.cause = cause
+        super().__init__(f"log {path} is in a failed state after: {cause}")
+
+
+class LogClosedError(LogqError):
+    hint = "open a new instance"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} is closed")
+
+
+class LogLockedError(LogqError):
+    hint = "another process holds the lock; wait for it or stop it"
+
+    def __init__(self, path: str, what: str) -> None:
+        self.path = path
+        super().__init__(f"{what} is locked: {path}")
+
+
+class ProducerBufferFullError(LogqError):
+    hint = "raise buffer_bytes or max_block_ms, or send more slowly"
+
+    def __init__(self, buffer_bytes: int, waited_ms: float) -> None:
+        self.buffer_bytes = buffer_bytes
+        self.waited_ms = waited_ms
+        super().__init__(
+            f"producer buffer of {buffer_bytes} bytes stayed full for {waited_ms:.0f} ms"
+        )
+
+
+class SerializationError(LogqError, TypeError):
+    hint = "pass bytes, or configure key_serializer / value_serializer"
+
+
+class GroupError(LogqError):
+    """Consumer-group coordination failed."""
+
+
+class GroupNotEmptyError(GroupError):
+    hint = "stop the group's consumers first (offsets can only be reset while it is empty)"
+
+    def __init__(self, group: str, members: int) -> None:
+        self.group = group
+        self.members = members
+        super().__init__(f"group {group!r} has {members} live member(s)")
+
+
+class CommitFailedError(GroupError):
+    hint = "the partition was reassigned; records since the last commit will be redelivered"
+
+
+class NoOffsetForPartitionError(LogqError):
+    hint = "set auto_offset_reset to 'earliest' or 'latest', or seek explicitly"
+
+    def __init__(self, topic: str, partition: int, reason: str) -> None:
+        self.topic = topic
+        self.partition = partition
+        super().__init__(f"no valid offset for {topic}-{partition}: {reason}")
