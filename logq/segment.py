@@ -1,0 +1,350 @@
+"""One segment of a partition: ``<base>.log`` plus its ``.index`` and ``.timeindex``.
+
+The ``.log`` holds RecordBatch v2 batches back to back (see codec.py for the bytes). Its
+file length is its logical length: logq appends with ``pwrite`` and never preallocates, so
+a full disk is an ``OSError`` (ENOSPC) from the write, never a SIGBUS through a mapping.
+
+Who touches a segment, and how (the rules that keep every process safe from SIGBUS):
+
+- The writer appends with ``pwrite`` while holding the partition lock.
+- The last segment of a partition is read with ``pread`` by everyone, because it is the only
+  file recovery may ever shorten in place (cutting a torn tail after a crash).
+- A sealed segment (one with a later segment after it) is immutable: it is read through a
+  read-only ``mmap``, is never shortened in place (a repair writes a new file and renames it
+  over), and retention unlinks it, which leaves existing mappings valid.
+
+Index entries follow Kafka's rule (see index.py): before appending a batch, if more than
+``index_interval_bytes`` were written since the last entry, add an entry for this batch.
+Recovery rebuilds with the same rule, so a rebuilt index is byte-identical to the original.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import time
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Tuple
+
+from . import _fs
+from .codec import BATCH_OVERHEAD, BatchHeader, read_header, validate_batch, decode_records
+from .errors import CorruptRecordError, storage_error
+from .index import OffsetIndex, TimeIndex
+
+__all__ = ["Segment", "ScanResult", "segment_name"]
+
+SCAN_CHUNK_BYTES = 1 << 20  # recovery and tail scans read this much at a time
+
+
+def segment_name(base_offset: int) -> str:
+    return f"{base_offset:020d}"
+
+
+@dataclass
+class ScanResult:
+    """Where a validating scan stopped and why."""
+
+    valid_bytes: int  # position after the last valid batch
+    next_offset: int
+    batches: int
+    error: Optional[CorruptRecordError]  # None when the scan reached the end cleanly
+    file_bytes: int
+
+
+class Segment:
+    def __init__(
+        self,
+        directory: str,
+        base_offset: int,
+        *,
+        index_interval_bytes: int,
+        segment_index_bytes: int,
+        max_batch_bytes: int,
+        persist_indexes: bool = True,
+    ) -> None:
+        self.dir = directory
+        self.base_offset = base_offset
+        stem = os.path.join(directory, segment_name(base_offset))
+        self.log_path = stem + ".log"
+        self.index = OffsetIndex(stem + ".index", base_offset, segment_index_bytes // 8)
+        self.timeindex = TimeIndex(stem + ".timeindex", base_offset, segment_index_bytes // 12)
+        self.index.persist = self.timeindex.persist = persist_indexes
+        self.index_interval_bytes = index_interval_bytes
+        self.max_batch_bytes = max_batch_bytes
+        self.size = 0
+        self.next_offset = base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = base_offset
+        self.first_batch_timestamp: Optional[int] = None
+        self.created_ms = time.time() * 1000.0
+        self.sealed = False
+        self.indexes_loaded = False
+        self._fd: Optional[int] = None
+        self._writable = False
+        self._map: Optional[mmap.mmap] = None
+
+    # ------------------------------------------------------------------ files
+    def open(self, writable: bool) -> None:
+        if self._fd is not None and (self._writable or not writable):
+            return
+        self.close_files()
+        flags = (os.O_RDWR | os.O_CREAT) if writable else os.O_RDONLY
+        self._fd = _fs.open_file(self.log_path, flags)
+        self._writable = writable
+
+    def file_size(self) -> int:
+        if self._fd is None:
+            self.open(False)
+        assert self._fd is not None
+        return os.fstat(self._fd).st_size
+
+    def close_files(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.index.close()
+        self.timeindex.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._fd is not None
+
+    def load_indexes(self) -> None:
+        """Load both indexes from disk (CorruptIndexError if malformed)."""
+        self.index.load()
+        self.timeindex.load()
+        self.indexes_loaded = True
+
+    # ------------------------------------------------------------------ reading
+    def read(self, position: int, max_bytes: int, limit: Optional[int] = None) -> bytes:
+        """Bytes [position, min(position + max_bytes, limit or size))."""
+        end = min(position + max_bytes, self.size if limit is None else limit)
+        if end <= position:
+            return b""
+        if self.sealed:
+            if self._map is None:
+                if self._fd is None:
+                    self.open(False)
+                if self.size == 0:
+                    return b""
+                self._map = mmap.mmap(self._fd, self.size, prot=mmap.PROT_READ)  # type: ignore[arg-type]
+            return self._map[position:end]
+        if self._fd is None:
+            self.open(False)
+        assert self._fd is not None
+        return _fs.pread_exact(self._fd, end - position, position)
+
+    def headers_from(self, position: int, limit: Optional[int] = None) -> Iterator[Tuple[int, BatchHeader]]:
+        """Batch headers from ``position`` (not CRC-checked; readers validate what they use)."""
+        end = self.size if limit is None else limit
+        while position + BATCH_OVERHEAD <= end:
+            h = read_header(self.read(position, BATCH_OVERHEAD, end))
+            if h.batch_length < BATCH_OVERHEAD - 12 or position + h.size > end:
+                raise CorruptRecordError(
+                    f"batch length {h.batch_length} is invalid", path=self.log_path, position=position
+                )
+            yield position, h
+            position += h.size
+
+    def find_position(self, offset: int) -> Tuple[int, Optional[BatchHeader]]:
+        """Position of the first batch whose last offset >= ``offset`` (Kafka's rule)."""
+        _, pos = self.index.lookup(offset) if self.indexes_loaded else (self.base_offset, 0)
+        for p, h in self.headers_from(pos):
+            if h.last_offset >= offset:
+                return p, h
+        return self.size, None
+
+    def find_offset_by_timestamp(self, timestamp: int, starting_offset: int) -> Optional[int]:
+        """First offset >= starting_offset whose record timestamp >= ``timestamp``."""
+        _, ts_offset = self.timeindex.lookup(timestamp) if self.indexes_loaded else (-1, self.base_offset)
+        pos, _ = self.find_position(max(ts_offset, starting_offset))
+        for p, h in self.headers_from(pos):
+            if h.max_timestamp < timestamp:
+                continue
+            data = self.read(p, h.size)
+            hv = validate_batch(data, 0)
+            for rec in decode_records(data, hv):
+                if rec.timestamp >= timestamp and rec.offset >= starting_offset:
+                    return rec.offset
+        return None
+
+    def largest_timestamp(self) -> int:
+        """Max record timestamp (from the time index once sealed), else the file's mtime."""
+        ts = self.max_timestamp
+        if ts < 0 and self.indexes_loaded:
+            ts = self.timeindex.last_entry()[0]
+        if ts < 0:
+            try:
+                ts = int(os.stat(self.log_path).st_mtime * 1000)
+            except FileNotFoundError:
+                ts = -1
+        return ts
+
+    # ------------------------------------------------------------------ scanning
+    def scan(
+        self, start: int = 0, start_offset: Optional[int] = None, rebuild: bool = False, track: bool = False
+    ) -> ScanResult:
+        """Validate batches from ``start`` to the end of the file; stop at the first bad one.
+
+        With ``rebuild`` the indexes and timestamps are rebuilt from ``start`` = 0.
+        Offsets must be contiguous: a batch whose base offset is not the expected next one
+        is as invalid as a bad CRC (the CRC does not cover the base offset).
+        """
+        expected = self.base_offset if start_offset is None else start_offset
+        if rebuild:
+            assert start == 0
+            # Rebuilt entries stay in memory; write_indexes() replaces the files whole.
+            self.index.close()
+            self.timeindex.close()
+            persist = self.index.persist
+            self.index.persist = self.timeindex.persist = False
+            self.index.reset()
+            self.timeindex.reset()
+            self.max_timestamp, self.offset_of_max_timestamp = -1, self.base_offset
+            self.first_batch_timestamp = None
+        file_bytes = self.file_size()
+        pos, batches, error = start, 0, None
+        buf, buf_start = b"", start
+        while pos < file_bytes:
+            rel = pos - buf_start
+            need = 12 if rel + 12 > len(buf) else max(12, self._peek_size(buf, rel))
+            if rel + need > len(buf):
+                want = max(SCAN_CHUNK_BYTES, min(need, self.max_batch_bytes))
+                assert self._fd is not None
+                buf, buf_start = _fs.pread_exact(self._fd, min(want, file_bytes - pos), pos), pos
+            try:
+                h = validate_batch(buf, pos - buf_start, max_batch_bytes=self.max_batch_bytes, expected_offset=expected)
+                if h.last_offset - self.base_offset >= 2**31:
+                    raise CorruptRecordError("offset does not fit the segment's relative index")
+            except CorruptRecordError as e:
+                error = CorruptRecordError(e.reason, path=self.log_path, position=pos)
+                break
+            if rebuild:
+                self._track(h, pos)
+            elif track:
+                self._track_time(h)
+            pos += h.size
+            expected = h.next_offset
+            batches += 1
+        if rebuild:
+            self.index.persist = self.timeindex.persist = persist
+        return ScanResult(pos, expected, batches, error, file_bytes)
+
+    @staticmethod
+    def _peek_size(buf: bytes, at: int) -> int:
+        return int.from_bytes(buf[at + 8 : at + 12], "big", signed=True) + 12
+
+    def _track_time(self, h: BatchHeader) -> None:
+        if h.max_timestamp > self.max_timestamp:
+            self.max_timestamp, self.offset_of_max_timestamp = h.max_timestamp, h.last_offset
+        if self.first_batch_timestamp is None:
+            self.first_batch_timestamp = h.base_timestamp
+
+    def _track(self, h: BatchHeader, pos: int) -> None:
+        """Index bookkeeping for a batch at ``pos`` (shared by append and rebuild)."""
+        self._track_time(h)
+        # Kafka counts bytes since the last entry; with one batch per append that is
+        # exactly (this position - last entry's position), so any writer derives it.
+        if pos - self.index.last_position() > self.index_interval_bytes:
+            self.index.append(h.last_offset, pos)
+            self.timeindex.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+
+    # ------------------------------------------------------------------ writing
+    def append(self, batch: bytes, h: BatchHeader) -> int:
+        """Write a validated batch at the end; return its position."""
+        assert not self.sealed and self._writable, "append to a sealed or read-only segment"
+        assert h.base_offset == self.next_offset, (h.base_offset, self.next_offset)
+        pos = self.size
+        assert self._fd is not None
+        _fs.pwrite_all(self._fd, batch, pos, self.log_path)
+        _fs.crash_point("append-after-write")
+        self._track(h, pos)
+        self.size = pos + len(batch)
+        self.next_offset = h.next_offset
+        return pos
+
+    def should_roll(self, batch_bytes: int, h: BatchHeader, segment_bytes: int, segment_ms: int) -> bool:
+        if self.size == 0:
+            return False
+        if self.size > segment_bytes - batch_bytes:
+            return True
+        first = self.first_batch_timestamp
+        waited = (h.max_timestamp - first) if first is not None and first >= 0 else (time.time() * 1000 - self.created_ms)
+        return (
+            waited > segment_ms
+            or self.index.is_full
+            or self.timeindex.is_full
+            or h.last_offset - self.base_offset >= 2**31 - 1
+        )
+
+    def flush(self) -> None:
+        """fdatasync the log and its indexes (power-loss durability of what is written)."""
+        try:
+            if self._fd is not None and self._writable:
+                os.fdatasync(self._fd)
+            self.index.fsync()
+            self.timeindex.fsync()
+        except OSError as e:
+            raise storage_error("fsync", self.log_path, e) from None
+
+    def seal(self) -> None:
+        """Stop appending: write the final time-index entry (Kafka's onBecomeInactiveSegment)."""
+        if self.size:
+            self.timeindex.maybe_append(self.max_timestamp, self.offset_of_max_timestamp, final=True)
+        self.sealed = True
+
+    def write_indexes(self) -> None:
+        """Persist rebuilt indexes by atomic replace."""
+        self.index.write_all()
+        self.timeindex.write_all()
+
+    def truncate_to(self, position: int, in_place: bool) -> None:
+        """Cut the log at ``position`` (a batch boundary) and make the cut durable.
+
+        ``in_place`` only for the last segment (read with pread by everyone); a sealed
+        segment is rewritten to a temporary file and renamed over, so no process that maps
+        it can fault on a page that vanished.
+        """
+        if in_place:
+            self.open(True)
+            assert self._fd is not None
+            try:
+                os.ftruncate(self._fd, position)
+                os.fsync(self._fd)
+            except OSError as e:
+                raise storage_error("truncate", self.log_path, e) from None
+        else:
+            data = self.read(0, position, limit=position) if self.size >= position else b""
+            self.close_files()
+            _fs.atomic_write(self.log_path, data)
+        self.size = position
+
+    def delete_files(self) -> None:
+        self.close_files()
+        for p in (self.log_path, self.index.path, self.timeindex.path):
+            _fs.unlink_if_exists(p)
+
+
+STRAY_SUFFIXES = (".tmp", ".deleted", ".cleaned", ".swap")
+
+
+def list_segment_files(directory: str) -> Tuple[List[int], List[str], List[str]]:
+    """(sorted base offsets of .log files, stray temporary files, orphan index files)."""
+    bases, stray, indexes = [], [], []
+    for name in os.listdir(directory):
+        stem, _, ext = name.partition(".")
+        if len(stem) != 20 or not stem.isdigit():
+            continue
+        if name.endswith(STRAY_SUFFIXES):
+            stray.append(name)
+        elif ext == "log":
+            bases.append(int(stem))
+        elif ext in ("index", "timeindex"):
+            indexes.append(name)
+    bases.sort()
+    have = {segment_name(b) for b in bases}
+    orphans = [n for n in indexes if n.partition(".")[0] not in have]
+    return bases, stray, orphans
