@@ -1,0 +1,92 @@
+"""The ``logq`` command line: a thin click layer over the library.
+
+Each command parses its options and calls one function of the module that implements it;
+errors and exit codes are handled once, in :class:`logq._cli_options.LogqGroup`. Every
+command and option is documented in docs/cli.md (tests/test_cli_docs.py checks it).
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import click
+
+from . import dump as _dump
+from ._cli_options import (
+    EXIT_USAGE,
+    CliError,
+    CliState,
+    LogqGroup,
+    TerminalProgress,
+    data_option,
+    json_option,
+    pass_state,
+)
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+@click.group(cls=LogqGroup, context_settings=CONTEXT_SETTINGS)
+@data_option
+@click.version_option(package_name="logq", prog_name="logq")
+@click.pass_context
+def main(ctx: click.Context, data_dir: str) -> None:
+    """logq: an embedded, Kafka-format append-only event log."""
+    ctx.obj = CliState(data_dir=data_dir)
+
+
+@main.command("dump")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("--deep", is_flag=True, help="Also print one line per record ('| offset: ...').")
+@click.option("--print-data", is_flag=True, help="Also print each record's key and payload (implies --deep).")
+@click.option(
+    "--verify-index",
+    is_flag=True,
+    help="Check every .index/.timeindex entry against the segment's .log and report mismatches.",
+)
+@json_option
+@click.option(
+    "--max-batch-bytes",
+    type=click.IntRange(min=_dump.BATCH_OVERHEAD + 1),
+    default=_dump.DEFAULT_MAX_BATCH_BYTES,
+    show_default=True,
+    metavar="BYTES",
+    help="A batch claiming to be larger is treated as corruption (bounds memory).",
+)
+@pass_state
+def dump_command(
+    state: CliState,
+    paths: Tuple[str, ...],
+    deep: bool,
+    print_data: bool,
+    verify_index: bool,
+    as_json: bool,
+    max_batch_bytes: int,
+) -> None:
+    """Print the batches, records and index entries of segment files, like kafka-dump-log.
+
+    PATH is a .log, .index or .timeindex file, or a partition directory (all its segment
+    files in order); a relative PATH not found is also looked up under --data. Exit status:
+    0 all good, 1 corruption or index mismatch found, 2 usage error or missing file.
+    """
+    progress = TerminalProgress() if TerminalProgress.enabled() else None
+    options = _dump.DumpOptions(
+        deep=deep,
+        print_data=print_data,
+        verify_index=verify_index,
+        max_batch_bytes=max_batch_bytes,
+        progress=progress,
+    )
+
+    try:
+        status = _dump.run_dump(paths, options, click.echo, as_json=as_json, data_dir=state.data_dir)
+    except _dump.DumpArgumentError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+    finally:
+        if progress is not None:
+            progress.clear()
+    click.get_current_context().exit(status)
+
+
+if __name__ == "__main__":
+    main(prog_name="logq")
