@@ -382,9 +382,9 @@ class PartitionLog:
             end = self.segments[-1].next_offset if self.segments else self.log_start_offset
             if self.readonly and offset >= end:
                 recovery.catch_up(self)
-                end = self.segments[-1].next_offset
+                end = self.segments[-1].next_offset if self.segments else self.log_start_offset
             if offset == end:
-                if self.corruption is not None and self.corruption.path == self.segments[-1].log_path:
+                if self.corruption is not None and self.segments and self.corruption.path == self.segments[-1].log_path:
                     raise self.corruption  # the data after this point is damaged, not absent
                 return FetchResult(offset, b"", [], offset)
             if not self.log_start_offset <= offset <= end:

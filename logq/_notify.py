@@ -1,0 +1,123 @@
+"""Wake a waiting consumer when any process writes to a partition it reads.
+
+On Linux this is inotify (through ctypes, no dependency): the kernel reports every write
+to a file in a watched partition directory, so producers in other processes pay nothing
+and a sleeping consumer wakes within tens of microseconds. ``sleep()``-based polling could
+not do better than ~0.6 ms here. Elsewhere, or when inotify is unavailable (limits
+reached), waiting falls back to short sleeps that back off up to ``_MAX_SLEEP_S``.
+
+A watcher never decides what is new: it only ends a wait early. The consumer re-reads the
+log after every wake-up, so a lost or spurious event costs at most one extra read.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import select
+import sys
+import time
+from typing import Dict, Optional
+
+__all__ = ["Watcher"]
+
+_IN_MODIFY = 0x00000002
+_IN_CREATE = 0x00000100
+_IN_MOVED_TO = 0x00000080
+_IN_NONBLOCK = 0o4000
+_IN_CLOEXEC = 0o2000000
+_MASK = _IN_MODIFY | _IN_CREATE | _IN_MOVED_TO
+_DRAIN_BYTES = 64 * 1024
+_MAX_SLEEP_S = 0.01
+
+_libc: Optional[ctypes.CDLL] = None
+
+
+def _load_libc() -> Optional[ctypes.CDLL]:
+    global _libc
+    if _libc is None and sys.platform.startswith("linux"):
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            lib.inotify_init1.argtypes = [ctypes.c_int]
+            lib.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+            lib.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
+            _libc = lib
+        except (OSError, AttributeError):
+            return None
+    return _libc
+
+
+class Watcher:
+    """Watches directories; ``wait(timeout_s)`` returns early when one of them changes."""
+
+    def __init__(self) -> None:
+        self._fd = -1
+        self._watches: Dict[str, int] = {}
+        lib = _load_libc()
+        if lib is not None:
+            fd = lib.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+            if fd >= 0:
+                self._fd = fd
+        self._sleep_s = 0.0001
+
+    @property
+    def native(self) -> bool:
+        return self._fd >= 0
+
+    def watch(self, directory: str) -> None:
+        if self._fd < 0 or directory in self._watches:
+            return
+        lib = _load_libc()
+        assert lib is not None
+        wd = lib.inotify_add_watch(self._fd, os.fsencode(directory), _MASK)
+        if wd < 0:
+            if ctypes.get_errno() == errno.ENOSPC:  # fs.inotify.max_user_watches reached
+                self.close()
+            return
+        self._watches[directory] = wd
+
+    def unwatch(self, directory: str) -> None:
+        wd = self._watches.pop(directory, None)
+        if wd is not None and self._fd >= 0:
+            lib = _load_libc()
+            assert lib is not None
+            lib.inotify_rm_watch(self._fd, wd)
+
+    def drain(self) -> None:
+        """Discard pending events (called before re-reading the logs)."""
+        if self._fd < 0:
+            return
+        try:
+            while os.read(self._fd, _DRAIN_BYTES):
+                pass
+        except BlockingIOError:
+            pass
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block up to ``timeout_s``; True if something changed (or might have)."""
+        if timeout_s <= 0:
+            return False
+        if self._fd >= 0:
+            r, _, _ = select.select([self._fd], [], [], timeout_s)
+            return bool(r)
+        # Fallback: sleep, backing off so an idle consumer does not spin.
+        time.sleep(min(self._sleep_s, timeout_s))
+        self._sleep_s = min(self._sleep_s * 2, _MAX_SLEEP_S)
+        return True
+
+    def reset_backoff(self) -> None:
+        self._sleep_s = 0.0001
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._watches.clear()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass

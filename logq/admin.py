@@ -1,0 +1,162 @@
+"""Topic and group administration: what kafka-topics and kafka-consumer-groups do."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
+
+from .config import LogConfig
+from .errors import OffsetOutOfRangeError
+from .group import describe_group as _describe_group
+from .group import group_dir, group_has_live_members, list_groups
+from .errors import GroupNotEmptyError
+from .log import PartitionLog
+from .offsets import OffsetStore
+from .topics import TopicMeta, TopicRegistry, partition_path, validate_partition
+
+__all__ = ["Admin", "PartitionInfo", "TopicDescription", "GroupPartitionInfo", "GroupInfo"]
+
+
+class PartitionInfo(NamedTuple):
+    partition: int
+    log_start_offset: int
+    log_end_offset: int
+    size_bytes: int
+    segments: int
+
+
+class TopicDescription(NamedTuple):
+    name: str
+    partitions: List[PartitionInfo]
+    config: Dict[str, Any]  # the full effective config, overrides applied
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(p.size_bytes for p in self.partitions)
+
+    @property
+    def records(self) -> int:
+        return sum(p.log_end_offset - p.log_start_offset for p in self.partitions)
+
+
+class GroupPartitionInfo(NamedTuple):
+    topic: str
+    partition: int
+    committed: Optional[int]
+    log_end_offset: int
+    lag: Optional[int]
+    consumer_id: Optional[str]
+
+
+class GroupInfo(NamedTuple):
+    group: str
+    state: str  # Dead, Empty, Stable, Rebalancing
+    generation: int
+    members: List[str]  # live member ids
+    partitions: List[GroupPartitionInfo]
+    problems: Tuple[str, ...]
+
+
+class Admin:
+    def __init__(self, data_dir: str) -> None:
+        self.registry = TopicRegistry(data_dir)
+        self.root = self.registry.root
+
+    # ------------------------------------------------------------------ topics
+    def create_topic(self, name: str, partitions: int = 1, **config: Any) -> TopicMeta:
+        """Create a topic; ``config`` takes LogConfig settings (retention_ms=..., ...)."""
+        return self.registry.create(name, partitions, **config)
+
+    def delete_topic(self, name: str) -> None:
+        self.registry.delete(name)
+
+    def list_topics(self) -> List[str]:
+        return self.registry.names()
+
+    def topic_config(self, name: str) -> LogConfig:
+        return self.registry.get(name).config
+
+    def _open(self, topic: str, p: int, readonly: bool = True) -> PartitionLog:
+        meta = self.registry.get(topic)
+        validate_partition(topic, p, meta.partitions)
+        return PartitionLog(partition_path(self.root, topic, p), meta.config, readonly=readonly, create=False)
+
+    def describe_topic(self, name: str) -> TopicDescription:
+        meta = self.registry.get(name)
+        parts = []
+        for p in range(meta.partitions):
+            with self._open(name, p) as lg:
+                parts.append(PartitionInfo(p, lg.log_start_offset, lg.log_end_offset, lg.size_bytes, lg.num_segments))
+        return TopicDescription(name, parts, meta.config.to_dict())
+
+    def log_offsets(self, topic: str, partition: int) -> Tuple[int, int]:
+        """(log start offset, log end offset) of one partition."""
+        with self._open(topic, partition) as lg:
+            return lg.log_start_offset, lg.log_end_offset
+
+    def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> Optional[int]:
+        with self._open(topic, partition) as lg:
+            return lg.offset_for_timestamp(timestamp_ms)
+
+    def delete_records(self, topic: str, before: Mapping[int, int]) -> Dict[int, int]:
+        """Purge: move each partition's log start offset up to the given offset."""
+        out = {}
+        for p, offset in before.items():
+            with self._open(topic, p, readonly=False) as lg:
+                lg.delete_records_before(offset)
+                out[p] = lg.log_start_offset
+        return out
+
+    # ------------------------------------------------------------------ groups
+    def list_groups(self) -> List[str]:
+        return list_groups(self.root)
+
+    def describe_group(self, group: str) -> GroupInfo:
+        d = _describe_group(self.root, group)
+        store = OffsetStore(group_dir(self.root, group))
+        try:
+            committed = store.all()
+            problems = tuple(d.problems) + tuple(store.problems)
+        finally:
+            store.close()
+        tps = sorted(set(committed) | set(d.assignment))
+        rows = []
+        for topic, p in tps:
+            if not self.registry.exists(topic):
+                continue
+            _, end = self.log_offsets(topic, p)
+            c = committed.get((topic, p))
+            owner = d.owners.get((topic, p)) or d.assignment.get((topic, p))
+            rows.append(GroupPartitionInfo(topic, p, c, end, None if c is None else end - c, owner))
+        live = [m.member_id for m in d.members if m.alive]
+        return GroupInfo(group, d.state, d.generation, live, rows, problems)
+
+    def committed_offsets(self, group: str) -> Dict[Tuple[str, int], int]:
+        store = OffsetStore(group_dir(self.root, group))
+        try:
+            return store.all()
+        finally:
+            store.close()
+
+    def reset_offsets(self, group: str, offsets: Mapping[Tuple[str, int], int], *, sync: bool = True) -> None:
+        """Set committed offsets of a group with no live member (`logq seek --execute`)."""
+        if group_has_live_members(self.root, group):
+            d = _describe_group(self.root, group)
+            raise GroupNotEmptyError(group, sum(1 for m in d.members if m.alive))
+        for (topic, p), off in offsets.items():
+            start, end = self.log_offsets(topic, p)
+            if not start <= off <= end:
+                raise OffsetOutOfRangeError(off, start, end, f"{topic}-{p}")
+        store = OffsetStore(group_dir(self.root, group))
+        try:
+            store.commit(dict(offsets), sync=sync)
+        finally:
+            store.close()
+
+    def close(self) -> None:
+        self.registry.close()
+
+    def __enter__(self) -> "Admin":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

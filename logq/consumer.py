@@ -1,0 +1,482 @@
+"""The consumer: pulls records from partition logs, alone or as a member of a group.
+
+Modelled on Kafka's consumer (kafka-python / confluent-kafka names):
+
+- ``Consumer(data, "orders", group_id="billing")`` joins the group and reads the
+  partitions the group assigns it; without ``group_id`` it reads every partition of the
+  given topics; ``assign([...])`` picks partitions by hand.
+- ``poll`` returns records in offset order per partition and blocks until some arrive or
+  the timeout passes; on Linux a write by any process wakes it (inotify, see _notify.py).
+- Positions are the next offset to read. ``commit()`` stores them for the group (the next
+  offset to read, as in Kafka). With ``enable_auto_commit`` positions are committed every
+  ``auto_commit_interval_ms`` at the start of ``poll`` and before partitions are revoked:
+  records returned by earlier polls count as processed. That gives at-least-once delivery:
+  after a crash, a partition is re-read from its last commit.
+- ``auto_offset_reset`` ("latest" by default, as in Kafka; "earliest"; "error") decides where
+  a partition without a committed offset starts. A position that fell below the log start
+  (retention deleted the data) moves to the log start with a warning whatever the policy
+  (except "error", which raises): nothing that still exists is ever skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import re
+import time
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Pattern, Sequence, Set, Union
+
+from ._notify import Watcher
+from .errors import ConfigError, LogClosedError, NoOffsetForPartitionError, OffsetOutOfRangeError
+from .group import GroupMember, group_dir
+from .log import PartitionLog
+from .offsets import OffsetStore
+from .serde import get_deserializer
+from .topics import TopicRegistry, partition_path, validate_partition
+
+__all__ = ["Consumer", "Record", "TopicPartition", "OffsetAndTimestamp"]
+
+log = logging.getLogger("logq.consumer")
+_RESETS = ("earliest", "latest", "error")
+_GROUP_CHECK_S = 0.05  # how often a waiting poll re-checks the group for rebalances
+
+
+class TopicPartition(NamedTuple):
+    topic: str
+    partition: int
+
+
+class Record(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: Any
+    value: Any
+    headers: tuple
+
+
+class OffsetAndTimestamp(NamedTuple):
+    offset: int
+    timestamp: int
+
+
+Timestamp = Union[int, float, _dt.datetime]
+
+
+def to_millis(ts: Timestamp) -> int:
+    """Milliseconds since the epoch; a naive datetime is taken as UTC."""
+    if isinstance(ts, _dt.datetime):
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=_dt.timezone.utc)
+        return int(ts.timestamp() * 1000)
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+        raise ConfigError(f"timestamp must be a datetime or milliseconds, got {ts!r}")
+    return int(ts)
+
+
+class Consumer:
+    def __init__(
+        self,
+        data_dir: str,
+        *topics: str,
+        group_id: Optional[str] = None,
+        auto_offset_reset: str = "latest",
+        enable_auto_commit: bool = True,
+        auto_commit_interval_ms: int = 5000,
+        max_poll_records: int = 500,
+        fetch_max_bytes: int = 1 << 20,
+        session_timeout_ms: int = 3000,
+        max_poll_interval_ms: int = 300_000,
+        key_deserializer: Any = None,
+        value_deserializer: Any = None,
+        on_assign: Optional[Callable[[Set[TopicPartition]], None]] = None,
+        on_revoke: Optional[Callable[[Set[TopicPartition]], None]] = None,
+        fsync_commits: bool = False,
+        consumer_timeout_ms: Optional[int] = None,
+        member_id: Optional[str] = None,
+    ) -> None:
+        if auto_offset_reset not in _RESETS:
+            raise ConfigError(f"auto_offset_reset={auto_offset_reset!r} is invalid: one of {', '.join(_RESETS)}")
+        for name, v in (("max_poll_records", max_poll_records), ("fetch_max_bytes", fetch_max_bytes), ("auto_commit_interval_ms", auto_commit_interval_ms)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"{name}={v!r} is invalid: must be an int >= 1")
+        self.registry = TopicRegistry(data_dir)
+        self.root = self.registry.root
+        self.group_id = group_id
+        self.auto_offset_reset = auto_offset_reset
+        self.enable_auto_commit = enable_auto_commit and group_id is not None
+        self.auto_commit_interval_ms = auto_commit_interval_ms
+        self.max_poll_records = max_poll_records
+        self.fetch_max_bytes = fetch_max_bytes
+        self.session_timeout_ms = session_timeout_ms
+        self.max_poll_interval_ms = max_poll_interval_ms
+        self.fsync_commits = fsync_commits
+        self.consumer_timeout_ms = consumer_timeout_ms
+        self._member_id = member_id
+        self._kdes = None if key_deserializer is None else get_deserializer(key_deserializer)
+        self._vdes = None if value_deserializer is None else get_deserializer(value_deserializer)
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._member: Optional[GroupMember] = None
+        self._store: Optional[OffsetStore] = OffsetStore(group_dir(self.root, group_id)) if group_id else None
+        self._subscription: Optional[Union[List[str], Pattern[str]]] = None
+        self._manual: List[TopicPartition] = []
+        self._positions: Dict[TopicPartition, int] = {}
+        self._buffers: Dict[TopicPartition, List[Record]] = {}
+        self._paused: Set[TopicPartition] = set()
+        self._logs: Dict[TopicPartition, PartitionLog] = {}
+        self._watcher = Watcher()
+        self._rr = 0
+        self._next_commit = time.monotonic() + auto_commit_interval_ms / 1000
+        self._closed = False
+        if topics:
+            if group_id is not None:
+                self.subscribe(list(topics))
+            else:
+                self.assign([TopicPartition(t, p) for t in topics for p in range(self.registry.get(t).partitions)])
+
+    # ------------------------------------------------------------------ membership
+    def subscribe(self, topics: Union[Sequence[str], str, Pattern[str]]) -> None:
+        """Join the group for these topics (a list, or a regex matched against topic names)."""
+        self._check_open()
+        if self.group_id is None:
+            raise ConfigError("subscribe() needs a group_id", hint="pass group_id=..., or use assign()")
+        if isinstance(topics, str):
+            topics = [topics]
+        if isinstance(topics, re.Pattern):
+            self._subscription = topics
+        else:
+            for t in topics:
+                self.registry.get(t)  # UnknownTopicError now, not in the background
+            self._subscription = list(topics)
+        self._manual = []
+        if self._member is None:
+            self._member = GroupMember(
+                self.root, self.group_id, self._subscribed_partitions,
+                member_id=self._member_id, session_timeout_ms=self.session_timeout_ms,
+                max_poll_interval_ms=self.max_poll_interval_ms,
+            )
+        self._sync_group()
+
+    def _subscribed_partitions(self) -> Dict[str, int]:
+        sub = self._subscription
+        if sub is None:
+            return {}
+        names = [t for t in self.registry.names() if sub.fullmatch(t)] if isinstance(sub, re.Pattern) else list(sub)
+        out = {}
+        for t in names:
+            if self.registry.exists(t):
+                out[t] = self.registry.get(t).partitions
+        return out
+
+    def assign(self, partitions: Iterable[Any]) -> None:
+        """Read exactly these partitions, without group coordination."""
+        self._check_open()
+        if self._member is not None:
+            raise ConfigError("this consumer is subscribed to a group", hint="use a second Consumer for manual assignment")
+        tps = []
+        for tp in partitions:
+            t, p = tp
+            validate_partition(t, p, self.registry.get(t).partitions)
+            tps.append(TopicPartition(t, p))
+        for tp in set(self._positions) - set(tps):
+            self._forget(tp)
+        self._manual = tps
+        self._init_positions(tps)
+
+    def assignment(self) -> Set[TopicPartition]:
+        if self._member is not None:
+            return {TopicPartition(*tp) for tp in self._member.owned()}
+        return set(self._manual)
+
+    def _sync_group(self) -> None:
+        m = self._member
+        if m is None:
+            return
+        assigned, revoked = m.poll_assignment(on_revoke=self._revoke, on_lost=self._lost)
+        if assigned:
+            tps = {TopicPartition(*tp) for tp in assigned}
+            self._init_positions(sorted(tps))
+            if self._on_assign is not None:
+                self._on_assign(tps)
+
+    def _revoke(self, tps: Set[Any]) -> None:
+        tps = {TopicPartition(*tp) for tp in tps}
+        if self.enable_auto_commit:
+            self._commit_positions([tp for tp in tps if tp in self._positions])
+        if self._on_revoke is not None:
+            self._on_revoke(tps)
+        for tp in tps:
+            self._forget(tp)
+
+    def _lost(self, tps: Set[Any]) -> None:
+        for tp in tps:
+            self._forget(TopicPartition(*tp))
+
+    def _forget(self, tp: TopicPartition) -> None:
+        self._positions.pop(tp, None)
+        self._buffers.pop(tp, None)
+        self._paused.discard(tp)
+        lg = self._logs.pop(tp, None)
+        if lg is not None:
+            self._watcher.unwatch(lg.path)
+            lg.close()
+
+    # ------------------------------------------------------------------ positions
+    def _log(self, tp: TopicPartition) -> PartitionLog:
+        lg = self._logs.get(tp)
+        if lg is None:
+            cfg = self.registry.get(tp.topic).config
+            lg = PartitionLog(partition_path(self.root, tp.topic, tp.partition), cfg, readonly=True)
+            self._logs[tp] = lg
+            self._watcher.watch(lg.path)
+        return lg
+
+    def _init_positions(self, tps: Sequence[TopicPartition]) -> None:
+        for tp in tps:
+            committed = self._store.committed(tp.topic, tp.partition) if self._store else None
+            lg = self._log(tp)
+            if committed is None:
+                self._positions[tp] = self._reset(tp, "no committed offset")
+            else:
+                self._positions[tp] = self._clamp(tp, committed, lg)
+            self._buffers.pop(tp, None)
+
+    def _reset(self, tp: TopicPartition, why: str) -> int:
+        lg = self._log(tp)
+        if self.auto_offset_reset == "error":
+            raise NoOffsetForPartitionError(tp.topic, tp.partition, why)
+        return lg.log_start_offset if self.auto_offset_reset == "earliest" else lg.log_end_offset
+
+    def _clamp(self, tp: TopicPartition, offset: int, lg: PartitionLog) -> int:
+        start, end = lg.log_start_offset, lg.log_end_offset
+        if offset < start:
+            if self.auto_offset_reset == "error":
+                raise NoOffsetForPartitionError(tp.topic, tp.partition, f"offset {offset} was deleted; log starts at {start}")
+            log.warning("%s-%d: offset %d was deleted by retention; resuming at log start %d", tp.topic, tp.partition, offset, start)
+            return start
+        if offset > end:
+            log.warning("%s-%d: offset %d is past the log end %d; resuming at the log end", tp.topic, tp.partition, offset, end)
+            return end
+        return offset
+
+    def _tp(self, tp: Any) -> TopicPartition:
+        tp = TopicPartition(*tp)
+        if tp not in self._positions:
+            raise ConfigError(f"{tp.topic}-{tp.partition} is not assigned to this consumer")
+        return tp
+
+    def position(self, tp: Any) -> int:
+        return self._positions[self._tp(tp)]
+
+    def seek(self, tp: Any, offset: int) -> None:
+        tp = self._tp(tp)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ConfigError(f"offset must be an int >= 0, got {offset!r}")
+        self._positions[tp] = offset
+        self._buffers.pop(tp, None)
+
+    def seek_to_beginning(self, *tps: Any) -> None:
+        for tp in (tps or tuple(self._positions)):
+            self.seek(tp, self._log(self._tp(tp)).log_start_offset)
+
+    def seek_to_end(self, *tps: Any) -> None:
+        for tp in (tps or tuple(self._positions)):
+            self.seek(tp, self._log(self._tp(tp)).log_end_offset)
+
+    def offsets_for_times(self, timestamps: Dict[Any, Timestamp]) -> Dict[TopicPartition, Optional[OffsetAndTimestamp]]:
+        """Per partition, the first offset whose timestamp >= T (Kafka's rule), else None."""
+        out: Dict[TopicPartition, Optional[OffsetAndTimestamp]] = {}
+        for tp, ts in timestamps.items():
+            tp = TopicPartition(*tp)
+            lg = self._logs.get(tp) or PartitionLog(partition_path(self.root, tp.topic, tp.partition), self.registry.get(tp.topic).config, readonly=True)
+            off = lg.offset_for_timestamp(to_millis(ts))
+            if off is None:
+                out[tp] = None
+            else:
+                rec = lg.read_records(off, 1)
+                out[tp] = OffsetAndTimestamp(off, rec[0].timestamp if rec else -1)
+            if tp not in self._logs:
+                lg.close()
+        return out
+
+    def replay_from(self, *, offset: Optional[int] = None, timestamp: Optional[Timestamp] = None, partitions: Optional[Iterable[Any]] = None) -> Dict[TopicPartition, int]:
+        """Seek the given (default: all assigned) partitions to an offset or a time."""
+        if (offset is None) == (timestamp is None):
+            raise ConfigError("replay_from needs exactly one of offset= or timestamp=")
+        tps = [self._tp(tp) for tp in partitions] if partitions is not None else list(self._positions)
+        out = {}
+        for tp in tps:
+            if offset is not None:
+                target = offset
+            else:
+                found = self.offsets_for_times({tp: timestamp})[tp]  # type: ignore[dict-item]
+                target = found.offset if found else self._log(tp).log_end_offset
+            self.seek(tp, target)
+            out[tp] = target
+        return out
+
+    def pause(self, *tps: Any) -> None:
+        self._paused.update(self._tp(tp) for tp in tps)
+
+    def resume(self, *tps: Any) -> None:
+        self._paused.difference_update(TopicPartition(*tp) for tp in tps)
+
+    def paused(self) -> Set[TopicPartition]:
+        return set(self._paused)
+
+    def lag(self) -> Dict[TopicPartition, int]:
+        return {tp: self._log(tp).log_end_offset - pos for tp, pos in self._positions.items()}
+
+    # ------------------------------------------------------------------ polling
+    def poll(self, timeout: float = 1.0, max_records: Optional[int] = None) -> List[Record]:
+        """Records from the assigned partitions; waits up to ``timeout`` seconds for some."""
+        self._check_open()
+        limit = max_records or self.max_poll_records
+        deadline = time.monotonic() + max(0.0, timeout)
+        self._sync_group()
+        if self.enable_auto_commit and time.monotonic() >= self._next_commit:
+            self.commit()
+        while True:
+            self._watcher.drain()
+            out = self._fetch(limit)
+            if out:
+                return out
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return out
+            self._watcher.wait(min(left, _GROUP_CHECK_S) if self._member else left)
+            if self._member is not None:
+                self._sync_group()
+
+    def _fetchable(self) -> List[TopicPartition]:
+        if self._member is not None:
+            owned = self._member.owned()
+            return [tp for tp in self._positions if tp in owned and tp not in self._paused]
+        return [tp for tp in self._positions if tp not in self._paused]
+
+    def _fetch(self, limit: int) -> List[Record]:
+        tps = self._fetchable()
+        if not tps:
+            return []
+        out: List[Record] = []
+        n = len(tps)
+        start = self._rr % n
+        self._rr += 1
+        for i in range(n):
+            tp = tps[(start + i) % n]
+            got = self._take(tp, limit - len(out))
+            out.extend(got)
+            if len(out) >= limit:
+                break
+        return out
+
+    def _take(self, tp: TopicPartition, want: int) -> List[Record]:
+        buf = self._buffers.get(tp)
+        if not buf:
+            buf = self._read(tp)
+            if not buf:
+                return []
+        got, rest = buf[:want], buf[want:]
+        if rest:
+            self._buffers[tp] = rest
+        else:
+            self._buffers.pop(tp, None)
+        self._positions[tp] = got[-1].offset + 1
+        return got
+
+    def _read(self, tp: TopicPartition) -> List[Record]:
+        lg = self._log(tp)
+        pos = self._positions[tp]
+        try:
+            res = lg.read(pos, self.fetch_max_bytes)
+        except OffsetOutOfRangeError as e:
+            self._positions[tp] = self._clamp(tp, pos, lg) if pos < e.log_start else self._reset_high(tp, pos, e.log_end)
+            return []
+        recs = res.records(lg.config.max_decompressed_bytes)
+        t, p = tp
+        kd, vd = self._kdes, self._vdes
+        if kd is None and vd is None:
+            return [Record(t, p, r[0], r[1], r[2], r[3], r[4]) for r in recs]
+        return [Record(t, p, r[0], r[1], kd(r[2]) if kd else r[2], vd(r[3]) if vd else r[3], r[4]) for r in recs]
+
+    def _reset_high(self, tp: TopicPartition, pos: int, end: int) -> int:
+        if self.auto_offset_reset == "error":
+            raise NoOffsetForPartitionError(tp.topic, tp.partition, f"offset {pos} is past the log end {end}")
+        log.warning("%s-%d: position %d is past the log end %d; moving to the end", tp.topic, tp.partition, pos, end)
+        return end
+
+    def __iter__(self) -> Iterator[Record]:
+        idle_since = time.monotonic()
+        while not self._closed:
+            recs = self.poll(timeout=0.5)
+            if recs:
+                idle_since = time.monotonic()
+                yield from recs
+            elif self.consumer_timeout_ms is not None and (time.monotonic() - idle_since) * 1000 >= self.consumer_timeout_ms:
+                return
+
+    # ------------------------------------------------------------------ commits
+    def commit(self, offsets: Optional[Dict[Any, int]] = None) -> None:
+        """Commit positions (default) or the given {TopicPartition: next offset} map."""
+        self._check_open()
+        if self._store is None:
+            raise ConfigError("commit() needs a group_id")
+        items = {TopicPartition(*tp): off for tp, off in offsets.items()} if offsets else {tp: self._positions[tp] for tp in self._positions}
+        self._do_commit(items)
+
+    def _commit_positions(self, tps: Sequence[TopicPartition]) -> None:
+        if tps:
+            self._do_commit({tp: self._positions[tp] for tp in tps})
+
+    def _do_commit(self, items: Dict[TopicPartition, int]) -> None:
+        assert self._store is not None
+        self._next_commit = time.monotonic() + self.auto_commit_interval_ms / 1000
+        if not items:
+            return
+        m = self._member
+        self._store.commit(
+            items,
+            generation=m.generation if m else None,
+            member_id=m.member_id if m else None,
+            sync=self.fsync_commits,
+            log_end=lambda t, p: self._log(TopicPartition(t, p)).log_end_offset,
+        )
+
+    def committed(self, tp: Any) -> Optional[int]:
+        if self._store is None:
+            raise ConfigError("committed() needs a group_id")
+        t, p = tp
+        return self._store.committed(t, p)
+
+    # ------------------------------------------------------------------ closing
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogClosedError("consumer")
+
+    def close(self, autocommit: bool = True) -> None:
+        if self._closed:
+            return
+        try:
+            if self._member is not None:
+                def revoke(tps: Set[Any]) -> None:
+                    if autocommit:
+                        self._revoke(tps)
+                self._member.close(on_revoke=revoke)
+            elif autocommit and self.enable_auto_commit and self._store is not None and self._positions:
+                self.commit()
+        finally:
+            self._closed = True
+            for tp in list(self._logs):
+                self._forget(tp)
+            self._watcher.close()
+            if self._store is not None:
+                self._store.close()
+            self.registry.close()
+
+    def __enter__(self) -> "Consumer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,400 @@
+"""The producer: batches records per partition and appends them to the partition logs.
+
+Modelled on Kafka's producer. ``send`` adds a record to its partition's open batch and
+returns a future; a batch is written when it reaches ``batch_size`` bytes, when it is
+``linger_ms`` old (a background thread), on ``flush()`` and on ``close()``. Batches of one
+partition are written strictly in the order they were closed (one writer at a time per
+partition), so records from one producer keep their order per partition.
+
+Partitioning is Kafka's: keyed records go to ``murmur2(key) & 0x7fffffff % partitions``,
+records without a key stick to one partition per ``batch_size`` bytes (KIP-794).
+
+Every buffer is bounded: at most ``buffer_bytes`` of records wait unwritten; past that,
+``send`` writes batches itself, and waits at most ``max_block_ms`` for other threads'
+writes before raising ProducerBufferFullError.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+from .config import LogConfig
+from .errors import (
+    ConfigError,
+    LogClosedError,
+    LogqError,
+    ProducerBufferFullError,
+    RecordTooLargeError,
+    SerializationError,
+)
+from .log import PartitionLog
+from .partitioner import StickyPartitioner, partition_for_key
+from .serde import get_serializer
+from .topics import TopicRegistry, partition_path, validate_partition
+
+__all__ = ["Producer", "RecordMetadata", "BatchMetadata", "RecordFuture"]
+
+TP = Tuple[str, int]
+_RECORD_OVERHEAD_BYTES = 24  # varints, attributes and header count of one record, at most
+_BULK_BATCH_BYTES = 512 * 1024  # send_batch target batch size (below max_batch_bytes)
+
+
+class RecordMetadata(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+
+
+class BatchMetadata(NamedTuple):
+    """Where one batch of a ``send_batch`` call landed: offsets base .. base + count - 1."""
+
+    topic: str
+    partition: int
+    base_offset: int
+    count: int
+    timestamp: int
+
+
+class _Batch:
+    __slots__ = ("tp", "records", "bytes", "created", "base_offset", "error", "_event", "done")
+
+    def __init__(self, tp: TP) -> None:
+        self.tp = tp
+        self.records: List[tuple] = []
+        self.bytes = 0
+        self.created = time.monotonic()
+        self.base_offset = -1
+        self.error: Optional[BaseException] = None
+        self._event: Optional[threading.Event] = None
+        self.done = False
+
+    def finish(self) -> None:
+        self.done = True
+        ev = self._event
+        if ev is not None:
+            ev.set()
+
+    def wait(self, timeout: Optional[float]) -> bool:
+        if self.done:
+            return True
+        if self._event is None:
+            self._event = threading.Event()  # races with finish() are closed by re-checking done
+        if self.done:
+            return True
+        return self._event.wait(timeout)
+
+
+class RecordFuture:
+    """The eventual RecordMetadata of one ``send``."""
+
+    __slots__ = ("_batch", "_index")
+
+    def __init__(self, batch: _Batch, index: int) -> None:
+        self._batch = batch
+        self._index = index
+
+    def done(self) -> bool:
+        return self._batch.done
+
+    def result(self, timeout: Optional[float] = None) -> RecordMetadata:
+        b = self._batch
+        if not b.wait(timeout):
+            raise TimeoutError(f"record not written within {timeout} s (call flush() to force it)")
+        if b.error is not None:
+            raise b.error
+        rec = b.records[self._index]
+        return RecordMetadata(b.tp[0], b.tp[1], b.base_offset + self._index, rec[3])
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        self._batch.wait(timeout)
+        return self._batch.error
+
+
+class Producer:
+    def __init__(
+        self,
+        data_dir: str,
+        *,
+        linger_ms: int = 5,
+        batch_size: int = 16384,
+        buffer_bytes: int = 32 << 20,
+        max_block_ms: int = 60_000,
+        key_serializer: Any = None,
+        value_serializer: Any = None,
+        fsync: Optional[str] = None,
+    ) -> None:
+        for name, v, lo in (("linger_ms", linger_ms, 0), ("batch_size", batch_size, 1), ("buffer_bytes", buffer_bytes, 1), ("max_block_ms", max_block_ms, 0)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise ConfigError(f"{name}={v!r} is invalid: must be an int >= {lo}")
+        self.registry = TopicRegistry(data_dir)
+        self.root = self.registry.root
+        self.linger_ms = linger_ms
+        self.batch_size = batch_size
+        self.buffer_bytes = buffer_bytes
+        self.max_block_ms = max_block_ms
+        self.fsync = fsync
+        self._key_ser: Optional[Callable] = None if key_serializer is None else get_serializer(key_serializer)
+        self._value_ser: Optional[Callable] = None if value_serializer is None else get_serializer(value_serializer)
+        self._lock = threading.Lock()
+        self._space = threading.Condition(self._lock)
+        self._open: Dict[TP, _Batch] = {}
+        self._ready: Dict[TP, Deque[_Batch]] = {}
+        self._drain_locks: Dict[TP, threading.Lock] = {}
+        self._pending_bytes = 0
+        self._logs: Dict[TP, PartitionLog] = {}
+        self._sticky: Dict[str, StickyPartitioner] = {}
+        self._closed = False
+        self._linger_stop = threading.Event()
+        self._linger: Optional[threading.Thread] = None
+        if linger_ms > 0:
+            self._linger = threading.Thread(target=self._linger_loop, name="logq-linger", daemon=True)
+            self._linger.start()
+
+    # ------------------------------------------------------------------ sending
+    def send(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        headers: Any = None,
+        partition: Optional[int] = None,
+        timestamp_ms: Optional[int] = None,
+    ) -> RecordFuture:
+        if self._closed:
+            raise LogClosedError("producer")
+        k = key if self._key_ser is None else self._key_ser(key)
+        v = value if self._value_ser is None else self._value_ser(value)
+        if not (k is None or type(k) is bytes) or not (v is None or type(v) is bytes):
+            k, v = _as_bytes(k, "key"), _as_bytes(v, "value")
+        meta = self.registry.get(topic)
+        size = _RECORD_OVERHEAD_BYTES + (len(k) if k else 0) + (len(v) if v else 0) + (_headers_size(headers) if headers else 0)
+        if partition is None:
+            p = partition_for_key(k, meta.partitions) if k is not None else self._sticky_for(topic).partition(None, meta.partitions, size)
+        else:
+            p = validate_partition(topic, partition, meta.partitions)
+        limit = meta.config.max_batch_bytes - 61
+        if size > limit:
+            raise RecordTooLargeError(size, limit, "record")
+        ts = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
+        tp = (topic, p)
+        drain = False
+        with self._lock:
+            if self._pending_bytes + size > self.buffer_bytes:
+                self._make_room(size)
+            b = self._open.get(tp)
+            if b is None or (b.bytes + size > self.batch_size and b.records):
+                if b is not None:
+                    self._close_batch(tp, b)
+                    drain = True
+                b = self._open[tp] = _Batch(tp)
+            b.records.append((k, v, headers, ts))
+            b.bytes += size
+            self._pending_bytes += size
+            fut = RecordFuture(b, len(b.records) - 1)
+            if b.bytes >= self.batch_size:
+                self._close_batch(tp, b)
+                del self._open[tp]
+                drain = True
+        if drain:
+            self._drain(tp)
+        return fut
+
+    def send_batch(
+        self,
+        topic: str,
+        values: Sequence[Any],
+        *,
+        key: Any = None,
+        partition: Optional[int] = None,
+        timestamp_ms: Optional[int] = None,
+    ) -> List[BatchMetadata]:
+        """Bulk path: many values, one key (or none) and one timestamp, no headers.
+
+        Written synchronously in batches of about 512 KiB; returns where each batch landed.
+        Records already waiting from ``send`` for the same partition are written first.
+        """
+        if self._closed:
+            raise LogClosedError("producer")
+        if self._value_ser is not None:
+            values = [self._value_ser(v) for v in values]
+        k = key if self._key_ser is None else self._key_ser(key)
+        if k is not None:
+            k = _as_bytes(k, "key")
+        meta = self.registry.get(topic)
+        lens = [len(v) for v in values]  # TypeError for non-bytes is caught below
+        for v in values:
+            if type(v) is not bytes:
+                _as_bytes(v, "value")
+        ts = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
+        limit = min(_BULK_BATCH_BYTES, meta.config.max_batch_bytes - 1024)
+        ends = list(itertools.accumulate(n + _RECORD_OVERHEAD_BYTES + (len(k) if k else 0) for n in lens))
+        out: List[BatchMetadata] = []
+        start, used = 0, 0
+        while start < len(values):
+            stop = max(start + 1, bisect.bisect_right(ends, used + limit))
+            if stop - start == 1 and ends[start] - used > meta.config.max_batch_bytes - 61:
+                raise RecordTooLargeError(ends[start] - used, meta.config.max_batch_bytes - 61, "record")
+            if partition is not None:
+                p = validate_partition(topic, partition, meta.partitions)
+            elif k is not None:
+                p = partition_for_key(k, meta.partitions)
+            else:
+                p = self._sticky_for(topic).partition(None, meta.partitions, self.batch_size)
+            tp = (topic, p)
+            self._flush_tp(tp)
+            with self._drain_lock(tp):
+                res = self._log(tp).append_values(values[start:stop], ts, key=k)
+            out.append(BatchMetadata(topic, p, res.base_offset, stop - start, ts))
+            used = ends[stop - 1]
+            start = stop
+        return out
+
+    def _sticky_for(self, topic: str) -> StickyPartitioner:
+        s = self._sticky.get(topic)
+        if s is None:
+            s = self._sticky[topic] = StickyPartitioner(self.batch_size)
+        return s
+
+    # ------------------------------------------------------------------ batches
+    def _close_batch(self, tp: TP, b: _Batch) -> None:
+        """Under self._lock: queue an open batch for writing."""
+        q = self._ready.get(tp)
+        if q is None:
+            q = self._ready[tp] = deque()
+        q.append(b)
+
+    def _drain_lock(self, tp: TP) -> threading.Lock:
+        lk = self._drain_locks.get(tp)
+        if lk is None:
+            with self._lock:
+                lk = self._drain_locks.setdefault(tp, threading.Lock())
+        return lk
+
+    def _drain(self, tp: TP) -> None:
+        """Write the ready batches of one partition, oldest first, one writer at a time."""
+        with self._drain_lock(tp):
+            while True:
+                with self._lock:
+                    q = self._ready.get(tp)
+                    if not q:
+                        return
+                    b = q.popleft()
+                self._write(b)
+
+    def _write(self, b: _Batch) -> None:
+        try:
+            res = self._log(b.tp).append(b.records)
+            b.base_offset = res.base_offset
+        except LogqError as e:
+            b.error = e
+        except Exception as e:  # a bad header or serializer output: fail this batch only
+            b.error = SerializationError(f"could not encode batch for {b.tp[0]}-{b.tp[1]}: {e}")
+        finally:
+            with self._lock:
+                self._pending_bytes -= b.bytes
+                self._space.notify_all()
+            b.finish()
+
+    def _make_room(self, size: int) -> None:
+        """Under self._lock: the buffer is full; write batches, then wait for others'."""
+        for tp, b in list(self._open.items()):
+            self._close_batch(tp, b)
+        self._open.clear()
+        self._lock.release()
+        try:
+            for tp in list(self._ready):
+                self._drain(tp)
+        finally:
+            self._lock.acquire()
+        deadline = time.monotonic() + self.max_block_ms / 1000
+        while self._pending_bytes + size > self.buffer_bytes and self._pending_bytes > 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ProducerBufferFullError(self.buffer_bytes, self.max_block_ms)
+            self._space.wait(left)
+
+    def _flush_tp(self, tp: TP) -> None:
+        with self._lock:
+            b = self._open.pop(tp, None)
+            if b is not None:
+                self._close_batch(tp, b)
+        self._drain(tp)
+
+    def flush(self, timeout: Optional[float] = None) -> None:
+        """Write every waiting record; return when all are in the log (or failed)."""
+        with self._lock:
+            for tp, b in list(self._open.items()):
+                self._close_batch(tp, b)
+            self._open.clear()
+            tps = list(self._ready)
+        for tp in tps:
+            self._drain(tp)
+
+    def _linger_loop(self) -> None:
+        period = self.linger_ms / 1000
+        while not self._linger_stop.wait(period):
+            now = time.monotonic()
+            with self._lock:
+                due = [tp for tp, b in self._open.items() if now - b.created >= period]
+                for tp in due:
+                    self._close_batch(tp, self._open.pop(tp))
+            for tp in due:
+                try:
+                    self._drain(tp)
+                except Exception:  # errors reach the futures; the thread must not die
+                    pass
+
+    # ------------------------------------------------------------------ logs
+    def _log(self, tp: TP) -> PartitionLog:
+        log = self._logs.get(tp)
+        if log is None:
+            meta = self.registry.get(tp[0])
+            cfg: LogConfig = meta.config
+            if self.fsync is not None:
+                cfg = cfg.with_(fsync=self.fsync)
+            log = PartitionLog(partition_path(self.root, tp[0], tp[1]), cfg, create=False)
+            self._logs[tp] = log
+        return log
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._linger_stop.set()
+            if self._linger is not None:
+                self._linger.join(5)
+            for log in self._logs.values():
+                log.close()
+            self._logs.clear()
+            self.registry.close()
+
+    def __enter__(self) -> "Producer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _as_bytes(x: Any, what: str) -> Optional[bytes]:
+    if x is None or type(x) is bytes:
+        return x
+    if isinstance(x, (bytearray, memoryview)):
+        return bytes(x)
+    raise SerializationError(f"{what} must be bytes or None, got {type(x).__name__}")
+
+
+def _headers_size(headers: Any) -> int:
+    items = headers.items() if isinstance(headers, dict) else headers
+    n = 0
+    for hk, hv in items:
+        n += len(hk) + (len(hv) if hv else 0) + 10
+    return n

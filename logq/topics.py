@@ -1,0 +1,163 @@
+"""Topic names, the topic registry and where partitions live in a data directory.
+
+Layout of a data directory::
+
+    <root>/<topic>-<partition>/            one PartitionLog per partition (Kafka's layout)
+    <root>/__logq/topics/<topic>.meta      {name, partitions, config overrides, created_ms}
+    <root>/__logq/topics.lock              flock held while topics are created or deleted
+    <root>/__logq/groups/<group>/...       consumer groups (group.py, offsets.py)
+
+A topic name follows Kafka's rule: 1-249 characters of ``[a-zA-Z0-9._-]``, not ``.`` or
+``..``. Paths are built only from validated names, and a symlinked topic directory is
+refused, so nothing is ever written outside the data directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
+
+from . import _fs, _meta
+from .config import LogConfig
+from .errors import InvalidTopicError, TopicExistsError, UnknownTopicError, storage_error
+
+__all__ = ["validate_topic", "TopicMeta", "TopicRegistry", "partition_path", "META_DIR", "MAX_PARTITIONS"]
+
+META_DIR = "__logq"
+MAX_PARTITIONS = 10_000  # per topic: every partition costs a directory, fds and mappings
+_LEGAL = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+
+
+def validate_topic(name: object) -> str:
+    if not isinstance(name, str):
+        raise InvalidTopicError(name, f"must be a str, not {type(name).__name__}")
+    if name in (".", ".."):
+        raise InvalidTopicError(name, "'.' and '..' are not allowed")
+    if len(name) > 249:
+        raise InvalidTopicError(name, f"{len(name)} characters, the limit is 249")
+    if not _LEGAL.fullmatch(name):
+        raise InvalidTopicError(name, "only ASCII letters, digits, '.', '_' and '-' are allowed")
+    if name.startswith("__logq"):
+        raise InvalidTopicError(name, "names starting with '__logq' are reserved")
+    return name
+
+
+def validate_partition(topic: str, partition: object, partitions: int) -> int:
+    if not isinstance(partition, int) or isinstance(partition, bool) or not 0 <= partition < partitions:
+        raise InvalidTopicError(f"{topic}-{partition}", f"partition must be an int in [0, {partitions})")
+    return partition
+
+
+def partition_path(root: str, topic: str, partition: int) -> str:
+    return os.path.join(root, f"{validate_topic(topic)}-{int(partition)}")
+
+
+@dataclass(frozen=True)
+class TopicMeta:
+    name: str
+    partitions: int
+    overrides: Dict[str, Any] = field(default_factory=dict)
+    created_ms: int = 0
+
+    @property
+    def config(self) -> LogConfig:
+        cfg = self.__dict__.get("_config")
+        if cfg is None:
+            cfg = LogConfig.from_dict(self.overrides)
+            object.__setattr__(self, "_config", cfg)  # cached: the dataclass is frozen
+        return cfg
+
+
+def prepare_root(root: str) -> str:
+    """Create the data directory (0700) and its metadata folder; warn if others can write it."""
+    root = os.path.abspath(root)
+    if not os.path.isdir(root):
+        try:
+            os.makedirs(root, mode=_fs.DIR_MODE, exist_ok=True)
+        except OSError as e:
+            raise storage_error("create data directory", root, e) from None
+    mode = os.stat(root).st_mode
+    if mode & stat.S_IWOTH:
+        warnings.warn(f"data directory {root} is world-writable", stacklevel=3)
+    _fs.make_dir(os.path.join(root, META_DIR))
+    _fs.make_dir(os.path.join(root, META_DIR, "topics"))
+    return root
+
+
+class TopicRegistry:
+    def __init__(self, root: str) -> None:
+        self.root = prepare_root(root)
+        self._dir = os.path.join(self.root, META_DIR, "topics")
+        self._lock = _fs.FileLock(os.path.join(self.root, META_DIR, "topics.lock"))
+        self._cache: Dict[str, TopicMeta] = {}
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self._dir, validate_topic(name) + ".meta")
+
+    def create(self, name: str, partitions: int = 1, **overrides: Any) -> TopicMeta:
+        validate_topic(name)
+        if not isinstance(partitions, int) or isinstance(partitions, bool) or not 1 <= partitions <= MAX_PARTITIONS:
+            raise InvalidTopicError(name, f"partitions must be an int in [1, {MAX_PARTITIONS}]")
+        LogConfig.from_dict(overrides)  # validate before anything is written
+        meta = TopicMeta(name, partitions, dict(overrides), int(time.time() * 1000))
+        with self._lock:
+            if os.path.exists(self._path(name)):
+                raise TopicExistsError(name)
+            for p in range(partitions):
+                _fs.make_dir(partition_path(self.root, name, p))
+            _fs.fsync_dir(self.root)
+            _meta.write_meta(self._path(name), {"name": name, "partitions": partitions, "overrides": meta.overrides, "created_ms": meta.created_ms})
+        self._cache[name] = meta
+        return meta
+
+    def get(self, name: str) -> TopicMeta:
+        meta = self._cache.get(name)
+        if meta is not None:
+            return meta
+        got = _meta.read_meta(self._path(name))
+        if got.value is None:
+            raise UnknownTopicError(name)
+        v = got.value
+        meta = TopicMeta(v["name"], int(v["partitions"]), dict(v.get("overrides", {})), int(v.get("created_ms", 0)))
+        self._cache[name] = meta
+        return meta
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.get(name)
+            return True
+        except UnknownTopicError:
+            return False
+
+    def names(self) -> List[str]:
+        out = []
+        for fname in os.listdir(self._dir):
+            if fname.endswith(".meta"):
+                out.append(fname[: -len(".meta")])
+        return sorted(out)
+
+    def delete(self, name: str) -> None:
+        meta = self.get(name)
+        with self._lock:
+            _fs.unlink_if_exists(self._path(name))
+            _fs.unlink_if_exists(self._path(name) + ".bak")
+            _fs.fsync_dir(self._dir)
+            # Rename first (atomic), then remove: readers with open maps keep working.
+            for p in range(meta.partitions):
+                src = partition_path(self.root, name, p)
+                if os.path.isdir(src) and not os.path.islink(src):
+                    dst = f"{src}.{uuid.uuid4().hex}-delete"
+                    os.rename(src, dst)
+                    shutil.rmtree(dst, ignore_errors=True)
+            _fs.fsync_dir(self.root)
+        self._cache.pop(name, None)
+
+    def close(self) -> None:
+        self._lock.close()
