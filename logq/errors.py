@@ -247,3 +247,55 @@ class NoOffsetForPartitionError(LogqError):
         self.topic = topic
         self.partition = partition
         super().__init__(f"no valid offset for {topic}-{partition}: {reason}")
+
+
+# --- consumer groups, offsets and serde (logq/group.py, logq/offsets.py, logq/serde.py) ---
+
+
+class DeserializationError(SerializationError, ValueError):
+    """Stored bytes could not be turned back into a value by the configured deserializer."""
+
+    hint = "read the record with the bytes deserializer to inspect it, or fix value_deserializer"
+
+
+class InvalidGroupIdError(GroupError, ValueError):
+    """A group id or member id cannot be used as a directory or file name."""
+
+    hint = "group and member ids are 1-249 characters of [a-zA-Z0-9._-], not '.' or '..'"
+
+    def __init__(self, kind: str, value: object, reason: str) -> None:
+        self.kind = kind
+        self.value = value
+        super().__init__(f"invalid {kind} {value!r}: {reason}")
+
+
+class MemberIdInUseError(GroupError):
+    """Another live member of the group already uses this member id."""
+
+    hint = "let logq generate the member id, or stop the other member first"
+
+    def __init__(self, group: str, member_id: str) -> None:
+        self.group = group
+        self.member_id = member_id
+        super().__init__(f"member id {member_id!r} is already in use in group {group!r}")
+
+
+class InvalidOffsetCommitError(GroupError, ValueError):
+    """A commit names an offset that can not be right (negative, or beyond the log end)."""
+
+    hint = "commit the next offset to read (last processed + 1), at most the log end offset"
+
+    def __init__(self, topic: str, partition: int, offset: object, reason: str) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.reason = reason
+        super().__init__(f"refused commit of offset {offset!r} for {topic}-{partition}: {reason}")
+
+
+__all__ += [
+    "DeserializationError",
+    "InvalidGroupIdError",
+    "MemberIdInUseError",
+    "InvalidOffsetCommitError",
+]

@@ -1,0 +1,468 @@
+"""The on-disk protocol of consumer groups: paths, the group lock, probes, state, owners.
+
+Shared by logq/group.py (membership and assignment) and logq/offsets.py (fenced commits),
+plus the read-only inspection (describe_group, list_groups), which logq/group.py
+re-exports. The layout and the rules are described in logq/group.py's docstring.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import os
+import re
+import secrets
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, TypeVar
+
+from . import _fs
+from ._meta import read_meta
+from .errors import (
+    CommitFailedError,
+    InvalidGroupIdError,
+    InvalidTopicError,
+    LogClosedError,
+    LogLockedError,
+    LogqError,
+    storage_error,
+)
+
+TopicPartition = Tuple[str, int]
+
+STATE_FORMAT = 1
+NAME_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def os_errors(op: str) -> Callable[[F], F]:
+    """Decorator: an OSError escaping the function becomes a logq StorageError."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except LogqError:
+                raise
+            except OSError as e:
+                raise storage_error(op, e.filename or "group directory", e) from None
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
+
+
+# ----------------------------------------------------------------------------- names, paths
+
+
+def check_name(kind: str, value: object) -> str:
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value) or value in (".", ".."):
+        raise InvalidGroupIdError(kind, value, "must be 1-249 characters of [a-zA-Z0-9._-]")
+    if kind == "member id" and value.startswith("."):
+        raise InvalidGroupIdError(kind, value, "must not start with '.'")
+    return value
+
+
+def check_topic(topic: object) -> str:
+    if not isinstance(topic, str) or not NAME_RE.fullmatch(topic) or topic in (".", ".."):
+        raise InvalidTopicError(topic, "must be 1-249 characters of [a-zA-Z0-9._-]")
+    return topic
+
+
+def group_dir(root: str, group: str) -> str:
+    """The directory of ``group`` under the data directory ``root``."""
+    return os.path.join(root, "__logq", "groups", check_name("group id", group))
+
+
+def groups_root(root: str) -> str:
+    return os.path.join(root, "__logq", "groups")
+
+
+def ensure_dirs(gdir: str) -> None:
+    missing = []
+    path = gdir
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for p in reversed(missing):
+        _fs.make_dir(p)
+    _fs.make_dir(os.path.join(gdir, "members"))
+    _fs.make_dir(os.path.join(gdir, "owners"))
+
+
+def owner_path(gdir: str, tp: TopicPartition) -> str:
+    return os.path.join(gdir, "owners", f"{tp[0]}-{tp[1]}.lock")
+
+
+def member_path(gdir: str, member_id: str) -> str:
+    return os.path.join(gdir, "members", f"{member_id}.lock")
+
+
+# ----------------------------------------------------------------------------- the group lock
+
+
+class GroupLock:
+    """The group's flock with a bounded wait, shareable by the threads of one process."""
+
+    def __init__(self, path: str, timeout_ms: float) -> None:
+        self.path = path
+        self.timeout_ms = timeout_ms
+        self._fd: Optional[int] = _fs.open_file(path, os.O_RDWR | os.O_CREAT)
+        self._threads = threading.Lock()
+
+    @contextmanager
+    def hold(self, shared: bool = False) -> Iterator[None]:
+        deadline = time.monotonic() + self.timeout_ms / 1000.0
+        if not self._threads.acquire(timeout=max(0.0, self.timeout_ms / 1000.0)):
+            raise LogLockedError(self.path, f"group lock (waited {self.timeout_ms:.0f} ms)")
+        try:
+            if self._fd is None:
+                raise LogClosedError("group lock")
+            op = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+            pause = 0.0001
+            while True:
+                try:
+                    fcntl.flock(self._fd, op)
+                    break
+                except BlockingIOError:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise LogLockedError(
+                            self.path, f"group lock (waited {self.timeout_ms:.0f} ms)"
+                        ) from None
+                    time.sleep(min(pause, left))
+                    pause = min(pause * 2, 0.005)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    # The lock file's content: two 64-byte change tokens, written with the lock held.
+    # Slot 0 changes with every offsets write, slot 1 before every ownership-file change.
+    # A process whose cached token still matches can skip re-reading those files.
+    OFFSETS, OWNERS = 0, 1
+
+    def read_tokens(self) -> Tuple[bytes, bytes]:
+        assert self._fd is not None
+        raw = os.pread(self._fd, 128, 0)
+        return raw[:64].rstrip(), raw[64:128].rstrip()
+
+    def write_token(self, slot: int, token: bytes) -> None:
+        assert self._fd is not None
+        _fs.pwrite_all(self._fd, token[:64].ljust(64, b" "), 64 * slot, self.path)
+
+    def close(self) -> None:
+        with self._threads:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+# ----------------------------------------------------------------------------- probes
+
+
+@dataclass(frozen=True)
+class Probe:
+    alive: bool
+    heartbeat_ns: Optional[int]
+    poll_ns: Optional[int]
+    pid: Optional[int]
+
+
+def probe_member(gdir: str, member_id: str, *, remove_dead: bool = False) -> Probe:
+    path = member_path(gdir, member_id)
+    try:
+        fd = os.open(path, os.O_RDONLY | OPEN_FLAGS)
+    except FileNotFoundError:
+        return Probe(False, None, None, None)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            alive = False
+            if remove_dead:  # nobody can take it while we hold the shared lock
+                _fs.unlink_if_exists(path)
+        except BlockingIOError:
+            alive = True
+        fields = os.pread(fd, 64, 0).split()
+    finally:
+        os.close(fd)
+    try:
+        hb, poll, pid = (int(f) for f in fields[:3])
+        return Probe(alive, hb, poll, pid)
+    except ValueError:  # unreadable heartbeat: judge by the flock alone
+        return Probe(alive, None, None, None)
+
+
+def member_ok(probe: Probe, info: Mapping[str, Any], now_ns: int) -> bool:
+    if not probe.alive:
+        return False
+    session_ns = int(info.get("session_ms", 3000)) * 1_000_000
+    poll_ns = int(info.get("max_poll_ms", 300_000)) * 1_000_000
+    if probe.heartbeat_ns is not None and now_ns - probe.heartbeat_ns > session_ns:
+        return False
+    if probe.poll_ns is not None and now_ns - probe.poll_ns > poll_ns:
+        return False
+    return True
+
+
+def live_member_ids(gdir: str) -> List[str]:
+    """Ids whose member file is flocked by a live process (members of any generation)."""
+    try:
+        names = os.listdir(os.path.join(gdir, "members"))
+    except FileNotFoundError:
+        return []
+    ids = [n[: -len(".lock")] for n in names if n.endswith(".lock") and not n.startswith(".")]
+    return sorted(m for m in ids if probe_member(gdir, m).alive)
+
+
+def read_owner(gdir: str, tp: TopicPartition) -> Tuple[Optional[str], Optional[int], bool]:
+    """(holder member id, generation, busy) of one ownership file."""
+    path = owner_path(gdir, tp)
+    try:
+        fd = os.open(path, os.O_RDONLY | OPEN_FLAGS)
+    except FileNotFoundError:
+        return None, None, False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            busy = False
+        except BlockingIOError:
+            busy = True
+        fields = os.pread(fd, 512, 0).split()
+    finally:
+        os.close(fd)
+    if len(fields) == 2 and fields[1].isdigit():
+        return fields[0].decode("ascii", "replace"), int(fields[1]), busy
+    return None, None, busy
+
+
+def read_owner_record(gdir: str, tp: TopicPartition) -> Tuple[str, int]:
+    """(member id, acquisition generation) named by an ownership file; ("", -1) if none."""
+    try:
+        fd = os.open(owner_path(gdir, tp), os.O_RDONLY | OPEN_FLAGS)
+    except FileNotFoundError:
+        return "", -1
+    try:
+        fields = os.pread(fd, 512, 0).split()
+    finally:
+        os.close(fd)
+    if len(fields) == 2 and fields[1].isdigit():
+        return fields[0].decode("ascii", "replace"), int(fields[1])
+    return "", -1
+
+
+def bump_owners_token(lock: "GroupLock") -> None:
+    """Call with the group lock held, *before* changing any ownership file."""
+    lock.write_token(GroupLock.OWNERS, secrets.token_hex(16).encode("ascii"))
+
+
+def check_commit_fence(
+    records: Mapping[TopicPartition, Tuple[str, int]],
+    tps: Iterable[TopicPartition],
+    member_id: str,
+    generation: int,
+) -> None:
+    """Raise CommitFailedError unless ``member_id`` holds every partition in ``tps``.
+
+    ``records`` are the ownership records (read_owner_record) of ``tps``, read with the
+    group lock held. A member holds a partition when the record names it with an acquisition
+    generation <= ``generation``: a member that lost a partition (even if it got it back
+    later) cannot commit with the generation it had then.
+    """
+    for tp in tps:
+        holder, acquired = records[tp]
+        if holder == member_id and 0 <= acquired <= generation:
+            continue
+        raise CommitFailedError(
+            f"member {member_id!r} (generation {generation}) does not own {tp[0]}-{tp[1]}; "
+            f"its ownership record names {holder or 'nobody'}"
+        )
+
+
+# ----------------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True)
+class GroupState:
+    generation: int
+    members: Dict[str, Dict[str, Any]]
+    assignment: Dict[str, List[TopicPartition]]
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "generation": self.generation,
+            "members": self.members,
+            "assignment": {m: [list(tp) for tp in tps] for m, tps in self.assignment.items()},
+        }
+
+
+def parse_state(obj: Any) -> GroupState:
+    if not isinstance(obj, dict) or obj.get("format") != STATE_FORMAT:
+        raise ValueError(f"unknown state format {obj.get('format') if isinstance(obj, dict) else obj!r}")
+    gen = obj["generation"]
+    if not isinstance(gen, int) or gen < 0:
+        raise ValueError("bad generation")
+    members = {check_name("member id", m): dict(v) for m, v in obj["members"].items()}
+    for info in members.values():
+        info["topics"] = {check_topic(t): int(n) for t, n in info["topics"].items()}
+    assignment = {
+        check_name("member id", m): [(check_topic(t), int(p)) for t, p in tps]
+        for m, tps in obj["assignment"].items()
+    }
+    return GroupState(gen, members, assignment)
+
+
+def load_state(gdir: str) -> Tuple[Optional[GroupState], List[str]]:
+    path = os.path.join(gdir, "state")
+    got = read_meta(path)
+    problems = list(got.problems)
+    if got.value is None:
+        return None, problems
+    try:
+        return parse_state(got.value), problems
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        return None, problems + [f"{path}: unusable group state: {e}"]
+
+
+def stat_sig(path: str) -> Optional[Tuple[int, int, int, int]]:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def stat_ino(gdir: str, tp: TopicPartition) -> Optional[int]:
+    try:
+        return os.stat(owner_path(gdir, tp)).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def new_locked_file(path: str, content: Optional[bytes] = None) -> int:
+    """Create a file beside ``path``, flock it, write ``content``, rename it to ``path``."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    fd = _fs.open_file(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if content:
+            _fs.pwrite_all(fd, content, 0, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        os.close(fd)
+        _fs.unlink_if_exists(tmp)
+        raise
+    return fd
+
+
+def max_owner_generation(gdir: str) -> int:
+    best = 0
+    owners = os.path.join(gdir, "owners")
+    for name in os.listdir(owners) if os.path.isdir(owners) else ():
+        topic, _, part = name[: -len(".lock")].rpartition("-")
+        if name.endswith(".lock") and part.isdigit():
+            gen = read_owner(gdir, (topic, int(part)))[1]
+            best = max(best, gen or 0)
+    return best
+
+
+# ----------------------------------------------------------------------------- inspection
+
+
+@dataclass(frozen=True)
+class MemberDescription:
+    member_id: str
+    pid: Optional[int]
+    alive: bool  # its member flock is held
+    in_generation: bool  # listed in the current state
+    heartbeat_age_ms: Optional[float]
+    poll_age_ms: Optional[float]
+    assignment: Tuple[TopicPartition, ...]
+
+
+@dataclass(frozen=True)
+class GroupDescription:
+    group: str
+    generation: int
+    state: str  # "Dead" (no such group), "Empty", "Stable" or "Rebalancing"
+    members: Tuple[MemberDescription, ...]
+    assignment: Dict[TopicPartition, str]
+    owners: Dict[TopicPartition, Optional[str]]  # who holds each assigned partition's flock
+    problems: Tuple[str, ...]
+
+    @property
+    def live(self) -> bool:
+        return any(m.alive for m in self.members)
+
+
+@os_errors("list groups")
+def list_groups(root: str) -> List[str]:
+    """Names of the groups that have a directory under ``root``."""
+    try:
+        names = os.listdir(groups_root(root))
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if NAME_RE.fullmatch(n) and os.path.isdir(os.path.join(groups_root(root), n)))
+
+
+@os_errors("probe group")
+def group_has_live_members(root: str, group: str) -> bool:
+    return bool(live_member_ids(group_dir(root, group)))
+
+
+@os_errors("describe group")
+def describe_group(root: str, group: str, *, lock_timeout_ms: int = 5000) -> GroupDescription:
+    """Generation, members (live or not), assignment and current lock holders of a group."""
+    gdir = group_dir(root, group)
+    if not os.path.isdir(gdir):
+        return GroupDescription(group, 0, "Dead", (), {}, {}, ())
+    lock = GroupLock(os.path.join(gdir, "group.lock"), lock_timeout_ms)
+    try:
+        with lock.hold(shared=True):
+            state, problems = load_state(gdir)
+    finally:
+        lock.close()
+    state = state or GroupState(0, {}, {})
+    now = time.monotonic_ns()
+    ids = set(state.members)
+    members_dir = os.path.join(gdir, "members")
+    names = os.listdir(members_dir) if os.path.isdir(members_dir) else []
+    ids |= {n[:-5] for n in names if n.endswith(".lock") and not n.startswith(".")}
+    members = []
+    for m in sorted(ids):
+        pr = probe_member(gdir, m)
+        members.append(MemberDescription(
+            m, pr.pid, pr.alive, m in state.members,
+            None if pr.heartbeat_ns is None else (now - pr.heartbeat_ns) / 1e6,
+            None if pr.poll_ns is None else (now - pr.poll_ns) / 1e6,
+            tuple(state.assignment.get(m, ())),
+        ))
+    assignment = {tp: m for m, tps in state.assignment.items() for tp in tps}
+    owners: Dict[TopicPartition, Optional[str]] = {}
+    for tp in sorted(assignment):
+        holder, _, busy = read_owner(gdir, tp)
+        owners[tp] = holder if busy else None
+    live = any(m.alive for m in members)
+    if not live:
+        kind = "Empty"
+    elif all(owners[tp] == m for tp, m in assignment.items()):
+        kind = "Stable"
+    else:
+        kind = "Rebalancing"
+    return GroupDescription(group, state.generation, kind, tuple(members), assignment, owners, tuple(problems))

@@ -1,0 +1,584 @@
+"""Consumer groups on one host: membership, partition assignment and exclusive ownership.
+
+Members of a group may live in any threads and processes of one machine. There is no
+coordinator process: every member follows the same rules on shared files, with ``flock``
+doing the hard parts (the kernel drops a flock when its holder dies, even by kill -9).
+
+On-disk layout (all under ``<root>/__logq/groups/<group>/``)::
+
+    group.lock             flock of the group: held (exclusive) to change ``state``, to take,
+                           release or break an ownership lock, and to commit offsets; shared to
+                           read them. Content: two change tokens (offsets, ownership files)
+                           that let a process skip re-reading files nobody changed.
+    state, state.bak       metadata file (logq/_meta.py): {"format", "generation",
+                           "members": {id: {"topics": {topic: partitions}, "session_ms",
+                           "max_poll_ms", "pid"}}, "assignment": {id: [[topic, p], ...]}}
+    members/<id>.lock      one per member, flocked exclusively for the member's lifetime.
+                           Content: "<heartbeat ns> <last poll ns> <pid>" (CLOCK_MONOTONIC,
+                           which all processes of one host share).
+    owners/<topic>-<p>.lock  ownership of one partition: flocked exclusively by the member
+                           reading it; content "<member id> <generation>" names the holder.
+    offsets, offsets.bak   committed offsets, two copies (logq/offsets.py)
+    .*.tmp                 a file being created locked (then renamed into place)
+
+Rules:
+
+- Liveness: a member is dead when a non-blocking shared flock on its member file succeeds.
+  It is hung when its heartbeat is older than its ``session_timeout_ms`` or its last poll
+  older than its ``max_poll_interval_ms``. A background thread (on by default) writes the
+  heartbeat, so a busy member stays in the group until it misses ``max_poll_interval_ms``.
+- Rebalance: a member that notices a change (it joins or leaves, a member died or hung, its
+  subscription changed) takes the group lock, re-reads ``state``, drops dead and hung members
+  and writes generation + 1 with a new assignment. Members check every heartbeat interval
+  (session_timeout_ms / 3), so a killed member loses its partitions within about that.
+- Assignment (:func:`assign_partitions`) is deterministic and sticky: partitions stay where
+  they are when possible, new ones go to the least loaded member, then partitions move from
+  the most to the least loaded until counts differ by at most one (floor or ceil of
+  partitions / members when all members subscribe to the same topics).
+- Exclusivity: a member reads a partition only while it holds the partition's ownership
+  flock. The new owner can take it only after the old owner released it (after its
+  ``on_revoke`` callback and final commit) or died. The one exception is fencing: when a
+  member is evicted as hung, its ownership files are replaced by fresh files (new inodes), so
+  the hung process keeps a lock on a file nobody else uses, its commits fail with
+  :class:`CommitFailedError`, and it finds itself evicted at its next poll.
+- Every wait is bounded: flock waits by ``lock_timeout_ms`` (then LogLockedError), waits for
+  an assignment by the caller's ``timeout_ms``.
+
+Limits: local file systems only (flock over NFS is unreliable); do not fork while a member
+is open (a forked child shares its flocks); a process frozen while it holds ``group.lock``
+(microseconds per operation) stalls the group's state changes and commits until it resumes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
+
+from . import _fs
+from ._groupfs import (
+    GroupDescription,
+    GroupLock,
+    GroupState,
+    MemberDescription,
+    TopicPartition,
+    bump_owners_token,
+    check_name,
+    check_topic,
+    describe_group,
+    ensure_dirs,
+    group_dir,
+    group_has_live_members,
+    list_groups,
+    live_member_ids,
+    load_state,
+    max_owner_generation,
+    member_ok,
+    member_path,
+    new_locked_file,
+    os_errors,
+    owner_path,
+    probe_member,
+    read_owner,
+    stat_ino,
+    stat_sig,
+)
+from ._meta import write_meta
+from .errors import ConfigError, LogClosedError, LogLockedError, LogqError, MemberIdInUseError
+
+__all__ = [
+    "TopicPartition",
+    "GroupMember",
+    "GroupState",
+    "MemberDescription",
+    "GroupDescription",
+    "assign_partitions",
+    "group_dir",
+    "list_groups",
+    "describe_group",
+    "group_has_live_members",
+    "live_member_ids",
+]
+
+log = logging.getLogger("logq.group")
+
+Listener = Callable[[str, TopicPartition, int], None]
+
+
+# ----------------------------------------------------------------------------- assignment
+
+
+def assign_partitions(
+    subscriptions: Mapping[str, Mapping[str, int]],
+    previous: Optional[Mapping[str, Iterable[TopicPartition]]] = None,
+) -> Dict[str, List[TopicPartition]]:
+    """Deterministic, sticky, balanced assignment of partitions to members.
+
+    ``subscriptions`` maps member id -> {topic: partition count}. A partition goes only to a
+    member subscribed to its topic. Partitions keep their previous owner when it is still
+    eligible; the rest go to the least loaded eligible member (ties: smallest id); then
+    partitions move from the most to the least loaded member until no eligible move can
+    bring two counts closer. With equal subscriptions every member ends with floor or ceil
+    of partitions / members.
+    """
+    members = sorted(subscriptions)
+    counts: Dict[str, int] = {}
+    for m in members:
+        for topic, n in subscriptions[m].items():
+            counts[topic] = max(counts.get(topic, 0), int(n))
+    eligible = {t: {m for m in members if t in subscriptions[m]} for t in counts}
+    owner: Dict[TopicPartition, str] = {}
+    for m in members:
+        for t, p in sorted((str(t), int(p)) for t, p in (previous or {}).get(m, ())):
+            if t in counts and 0 <= p < counts[t] and m in eligible[t] and (t, p) not in owner:
+                owner[(t, p)] = m
+    load = {m: 0 for m in members}
+    for m in owner.values():
+        load[m] += 1
+    for tp in sorted((t, p) for t, n in counts.items() for p in range(n)):
+        if tp not in owner and eligible[tp[0]]:
+            m = min(eligible[tp[0]], key=lambda x: (load[x], x))
+            owner[tp] = m
+            load[m] += 1
+    held: Dict[str, List[TopicPartition]] = {m: [] for m in members}
+    for tp in sorted(owner):
+        held[owner[tp]].append(tp)
+    for _ in range(len(owner) * len(members) + 1):  # each move lowers the sum of squared loads
+        move = None
+        for donor in sorted(members, key=lambda x: (-load[x], x)):
+            for recv in sorted(members, key=lambda x: (load[x], x)):
+                if load[donor] - load[recv] < 2:
+                    break
+                movable = [tp for tp in held[donor] if recv in eligible[tp[0]]]
+                if movable:
+                    move = (donor, recv, movable[-1])
+                    break
+            if move:
+                break
+        if move is None:
+            break
+        donor, recv, tp = move
+        held[donor].remove(tp)
+        held[recv].append(tp)
+        load[donor] -= 1
+        load[recv] += 1
+    return {m: sorted(tps) for m, tps in held.items()}
+
+
+# ----------------------------------------------------------------------------- the member
+
+
+@dataclass
+class _Owned:
+    fd: int
+    ino: int
+
+
+class GroupMember:
+    """One member of a consumer group (one thread uses it; it runs its own heartbeat thread).
+
+    ``topics_partitions_fn()`` returns the subscription as {topic: partition count}; it is
+    called when joining and then every heartbeat interval from :meth:`poll_assignment`.
+    ``ownership_listener(event, tp, monotonic_ns)`` (for tests and tracing) is called with
+    "acquired" (time taken before the flock attempt) and "released" (time after the unlock).
+    """
+
+    @os_errors("join group")
+    def __init__(
+        self,
+        root: str,
+        group_id: str,
+        topics_partitions_fn: Callable[[], Mapping[str, int]],
+        *,
+        member_id: Optional[str] = None,
+        session_timeout_ms: int = 3000,
+        max_poll_interval_ms: int = 300_000,
+        heartbeat_interval_ms: Optional[int] = None,
+        heartbeat_thread: bool = True,
+        lock_timeout_ms: int = 10_000,
+        retry_backoff_ms: int = 20,
+        ownership_listener: Optional[Listener] = None,
+    ) -> None:
+        for name, value in (("session_timeout_ms", session_timeout_ms),
+                            ("max_poll_interval_ms", max_poll_interval_ms),
+                            ("heartbeat_interval_ms", heartbeat_interval_ms or 1),
+                            ("retry_backoff_ms", retry_backoff_ms),
+                            ("lock_timeout_ms", lock_timeout_ms)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        self.group_id = check_name("group id", group_id)
+        self.member_id = check_name("member id", member_id or f"m-{os.getpid()}-{secrets.token_hex(4)}")
+        self.root = root
+        self.group_dir = group_dir(root, group_id)
+        self.session_timeout_ms = session_timeout_ms
+        self.max_poll_interval_ms = max_poll_interval_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms or max(1, session_timeout_ms // 3)
+        self.generation = 0
+        self._fn = topics_partitions_fn
+        self._listener = ownership_listener
+        self._retry_ns = retry_backoff_ms * 1_000_000
+        self._owned: Dict[TopicPartition, _Owned] = {}
+        self._pending_revoke: Set[TopicPartition] = set()
+        self._state: Optional[GroupState] = None
+        self._state_sig: Optional[Tuple[int, int, int, int]] = None
+        self._state_path = os.path.join(self.group_dir, "state")
+        self._mutex = threading.RLock()  # state cache and rebalances: app thread vs heartbeat thread
+        self._joined = False
+        self._closed = False
+        self._next_scan_ns = 0
+        self._next_acquire_ns = 0
+        self._last_poll_ns = time.monotonic_ns()
+        ensure_dirs(self.group_dir)
+        self._subscription = self._fetch_subscription()
+        self._lock = GroupLock(os.path.join(self.group_dir, "group.lock"), lock_timeout_ms)
+        self._member_fd = -1
+        self._beat_lock = threading.Lock()
+        try:
+            with self._lock.hold():
+                self._member_fd = self._create_member_file()
+                self._rebalance_locked(want_self=True)
+                self._joined = True
+        except BaseException:
+            self._lock.close()
+            if self._member_fd >= 0:
+                os.close(self._member_fd)
+            raise
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        if heartbeat_thread:
+            self._thread = threading.Thread(target=self._heartbeat_loop, daemon=True,
+                                            name=f"logq-heartbeat-{self.member_id}")
+            self._thread.start()
+
+    # -- public API --------------------------------------------------------------------
+
+    @os_errors("poll group")
+    def poll_assignment(
+        self,
+        on_revoke: Optional[Callable[[Set[TopicPartition]], None]] = None,
+        on_lost: Optional[Callable[[Set[TopicPartition]], None]] = None,
+    ) -> Tuple[Set[TopicPartition], Set[TopicPartition]]:
+        """Follow the group: returns (newly acquired, revoked) partitions.
+
+        Cheap when nothing changed (a stat of the state file). Revoked partitions: with
+        ``on_revoke`` it is called first (commit there), then they are released; without it
+        they stay held (commits still work) until :meth:`release` or the next call.
+        Partitions lost to eviction are passed to ``on_lost`` (their commits fail) and
+        released. Newly assigned partitions are returned once their previous owner let go.
+        """
+        self._check_open()
+        now = time.monotonic_ns()
+        self._last_poll_ns = now
+        self._beat(now)
+        revoked_out: Set[TopicPartition] = set()
+        if self._pending_revoke:
+            self.release(self._pending_revoke)
+        state, changed = self._current_state()
+        if changed and self._owned:  # fenced partitions: our file was replaced
+            stolen = {tp for tp, o in self._owned.items() if stat_ino(self.group_dir, tp) != o.ino}
+            self._lose(stolen, on_lost)
+            revoked_out |= stolen
+        if self._joined and (state is None or self.member_id not in state.members):
+            lost = set(self._owned)
+            log.warning("member %s of group %s was evicted; %d partition(s) lost",
+                        self.member_id, self.group_id, len(lost))
+            self._lose(lost, on_lost)
+            revoked_out |= lost
+            self._joined = False
+        if not self._joined or now >= self._next_scan_ns:
+            self._next_scan_ns = now + self.heartbeat_interval_ms * 1_000_000
+            self._subscription = self._fetch_subscription()
+            if not self._joined or self._needs_rebalance(state):
+                with self._mutex, self._lock.hold():
+                    self._rebalance_locked(want_self=True)
+                self._joined = True
+                state, _ = self._current_state()
+        if state is None or self.member_id not in state.members:
+            return set(), revoked_out
+        self.generation = state.generation
+        target = set(state.assignment.get(self.member_id, ()))
+        revoked = set(self._owned) - target
+        if revoked:
+            revoked_out |= revoked
+            if on_revoke is not None:
+                on_revoke(set(revoked))
+                self.release(revoked)
+            else:
+                self._pending_revoke = revoked
+        assigned: Set[TopicPartition] = set()
+        if target - set(self._owned) and now >= self._next_acquire_ns:
+            assigned = self._acquire(target - set(self._owned))
+            if target - set(self._owned):
+                self._next_acquire_ns = now + self._retry_ns
+        return assigned, revoked_out
+
+    def wait_for_assignment(
+        self, timeout_ms: float, on_revoke: Optional[Callable[[Set[TopicPartition]], None]] = None
+    ) -> bool:
+        """Poll until every partition assigned to this member is owned; False on timeout."""
+        deadline = time.monotonic() + timeout_ms / 1000.0
+        while True:
+            self.poll_assignment(on_revoke=on_revoke)
+            if self.is_settled():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(0.01, left))
+
+    def is_settled(self) -> bool:
+        """True when this member owns exactly what the current generation assigns it."""
+        state = self._state
+        if not self._joined or state is None or self.member_id not in state.members:
+            return False
+        return set(self._owned) == set(state.assignment.get(self.member_id, ()))
+
+    @os_errors("check ownership")
+    def owned(self) -> Set[TopicPartition]:
+        """Partitions whose ownership lock this member holds on the current file."""
+        return {tp for tp, o in self._owned.items() if stat_ino(self.group_dir, tp) == o.ino}
+
+    def assignment(self) -> Set[TopicPartition]:
+        """What the last seen generation assigns to this member (owned or not yet)."""
+        state = self._state
+        return set(state.assignment.get(self.member_id, ())) if state else set()
+
+    @os_errors("release partitions")
+    def release(self, tps: Iterable[TopicPartition]) -> None:
+        """Give up the ownership locks of ``tps`` (after committing their offsets)."""
+        tps = {tp for tp in tps if tp in self._owned}
+        self._pending_revoke -= tps
+        if not tps:
+            return
+        try:
+            with self._lock.hold():
+                self._unlock_owned(tps)
+        except LogLockedError:  # closing the descriptors still frees the flocks
+            self._unlock_owned(tps, truncate=False)
+            raise
+
+    @os_errors("leave group")
+    def close(self, on_revoke: Optional[Callable[[Set[TopicPartition]], None]] = None) -> None:
+        """Leave the group: on_revoke(owned), release everything, trigger a rebalance."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=self.heartbeat_interval_ms / 1000.0 + 5.0)
+        try:
+            if self._owned and on_revoke is not None:
+                on_revoke(set(self._owned))
+        finally:
+            try:
+                self.release(set(self._owned))
+                with self._mutex, self._lock.hold():
+                    self._rebalance_locked(want_self=False)
+            except LogqError as e:  # the others see a dead member and rebalance without us
+                log.warning("member %s left group %s uncleanly: %s", self.member_id, self.group_id, e)
+            finally:
+                self._unlock_owned(set(self._owned), truncate=False)
+                _fs.unlink_if_exists(member_path(self.group_dir, self.member_id))
+                with self._beat_lock:
+                    os.close(self._member_fd)
+                    self._member_fd = -1
+                self._lock.close()
+
+    def __enter__(self) -> "GroupMember":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogClosedError(f"group member {self.member_id}")
+
+    def _fetch_subscription(self) -> Dict[str, int]:
+        sub = dict(self._fn())
+        for topic, n in sub.items():
+            check_topic(topic)
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise ConfigError(f"partition count of {topic!r} must be an int >= 0, got {n!r}")
+        return sub
+
+    def _info(self) -> Dict[str, Any]:
+        return {"topics": dict(self._subscription), "session_ms": self.session_timeout_ms,
+                "max_poll_ms": self.max_poll_interval_ms, "pid": os.getpid()}
+
+    def _beat(self, now_ns: int) -> None:
+        line = f"{now_ns:020d} {self._last_poll_ns:020d} {os.getpid():010d}\n".encode("ascii")
+        with self._beat_lock:  # never write through a descriptor that close() released
+            if self._member_fd >= 0:
+                _fs.pwrite_all(self._member_fd, line, 0, self.member_id)
+
+    def _create_member_file(self) -> int:
+        path = member_path(self.group_dir, self.member_id)
+        if probe_member(self.group_dir, self.member_id).alive:
+            raise MemberIdInUseError(self.group_id, self.member_id)
+        fd = new_locked_file(path)
+        self._member_fd = fd
+        self._beat(time.monotonic_ns())
+        return fd
+
+    def _current_state(self) -> Tuple[Optional[GroupState], bool]:
+        """The state (re-read only when the file changed) and whether it changed."""
+        with self._mutex:
+            sig = stat_sig(self._state_path)
+            if sig is not None and sig == self._state_sig:
+                return self._state, False
+            with self._lock.hold(shared=True):
+                self._state_sig = stat_sig(self._state_path)
+                state, problems = load_state(self.group_dir)
+            for p in problems:
+                log.warning("group %s: %s", self.group_id, p)
+            self._state = state
+            return state, True
+
+    def _needs_rebalance(self, state: Optional[GroupState]) -> bool:
+        if state is None or self.member_id not in state.members:
+            return True
+        if state.members[self.member_id].get("topics") != self._subscription:
+            return True
+        now = time.monotonic_ns()
+        return any(
+            not member_ok(probe_member(self.group_dir, m), info, now)
+            for m, info in state.members.items() if m != self.member_id
+        )
+
+    def _rebalance_locked(self, want_self: Optional[bool]) -> GroupState:
+        """With the group lock held: drop dead and hung members, write the next generation.
+
+        want_self: True joins (or refreshes our subscription), False leaves, None keeps us
+        only if present (the heartbeat thread never re-adds an evicted member).
+        """
+        old, problems = load_state(self.group_dir)
+        for p in problems:
+            log.warning("group %s: %s", self.group_id, p)
+        if old is None:
+            old = GroupState(max_owner_generation(self.group_dir), {}, {})
+        now = time.monotonic_ns()
+        members: Dict[str, Dict[str, Any]] = {}
+        evicted: List[str] = []
+        for m, info in old.members.items():
+            if m == self.member_id:
+                continue
+            if member_ok(probe_member(self.group_dir, m, remove_dead=True), info, now):
+                members[m] = info
+            else:
+                evicted.append(m)
+        self._remove_dead_strangers(set(old.members))
+        if want_self or (want_self is None and self.member_id in old.members):
+            members[self.member_id] = (self._info() if want_self else old.members[self.member_id])
+        subs = {m: info["topics"] for m, info in members.items()}
+        assignment = assign_partitions(subs, old.assignment)
+        old_assignment = {m: sorted(tps) for m, tps in old.assignment.items()}
+        if members == old.members and assignment == old_assignment:
+            self._state_sig = None  # force a re-read: the caller may hold a stale copy
+            return old
+        new = GroupState(old.generation + 1, members, assignment)
+        write_meta(self._state_path, new.to_json(), sync=False)
+        self._state_sig = None
+        if evicted:
+            log.warning("group %s generation %d: evicted %s", self.group_id, new.generation, evicted)
+            self._fence(set(evicted))
+        return new
+
+    def _remove_dead_strangers(self, known: Set[str]) -> None:
+        """Delete member files left by processes that died before they joined a generation."""
+        for name in os.listdir(os.path.join(self.group_dir, "members")):
+            mid = name[: -len(".lock")]
+            if name.endswith(".lock") and not name.startswith(".") and mid not in known | {self.member_id}:
+                probe_member(self.group_dir, mid, remove_dead=True)
+
+    def _fence(self, evicted: Set[str]) -> None:
+        """Replace the ownership files still locked by evicted (hung) members."""
+        owners = os.path.join(self.group_dir, "owners")
+        for name in sorted(os.listdir(owners)):
+            if not name.endswith(".lock"):
+                continue
+            topic, _, part = name[: -len(".lock")].rpartition("-")
+            if not part.isdigit():
+                continue
+            holder, _, busy = read_owner(self.group_dir, (topic, int(part)))
+            if busy and holder in evicted:
+                bump_owners_token(self._lock)
+                os.close(new_locked_file(os.path.join(owners, name), content=b""))
+
+    def _acquire(self, wanted: Set[TopicPartition]) -> Set[TopicPartition]:
+        got: Set[TopicPartition] = set()
+        with self._mutex, self._lock.hold():
+            state, _ = load_state(self.group_dir)
+            if state is None or self.member_id not in state.members:
+                return got
+            mine = set(state.assignment.get(self.member_id, ()))
+            content = f"{self.member_id} {self.generation}\n".encode("ascii")
+            for tp in sorted(wanted & mine):
+                t0 = time.monotonic_ns()
+                path = owner_path(self.group_dir, tp)
+                fd = _fs.open_file(path, os.O_RDWR | os.O_CREAT)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    bump_owners_token(self._lock)
+                    os.ftruncate(fd, 0)
+                    _fs.pwrite_all(fd, content, 0, path)
+                except BaseException as e:
+                    if not isinstance(e, BlockingIOError):
+                        os.close(fd)
+                        raise
+                    holder = os.pread(fd, 512, 0).split()[:1]
+                    os.close(fd)
+                    name = holder[0].decode("ascii", "replace") if holder else None
+                    if name is None or name in state.members:
+                        continue  # the current owner has not let go yet
+                    bump_owners_token(self._lock)
+                    fd = new_locked_file(path, content=content)  # holder was evicted
+                self._owned[tp] = _Owned(fd, os.fstat(fd).st_ino)
+                got.add(tp)
+                if self._listener:
+                    self._listener("acquired", tp, t0)
+        return got
+
+    def _unlock_owned(self, tps: Set[TopicPartition], truncate: bool = True) -> None:
+        """Blank (with the group lock held) and unlock; truncate=False needs no lock."""
+        if truncate and tps:
+            bump_owners_token(self._lock)
+        for tp in sorted(tps):
+            owned = self._owned.pop(tp, None)
+            if owned is None:
+                continue
+            try:
+                if truncate:
+                    os.ftruncate(owned.fd, 0)
+            finally:
+                os.close(owned.fd)  # drops the flock
+            if self._listener:
+                self._listener("released", tp, time.monotonic_ns())
+
+    def _lose(self, tps: Set[TopicPartition], on_lost: Optional[Callable[[Set[TopicPartition]], None]]) -> None:
+        if not tps:
+            return
+        if on_lost is not None:
+            on_lost(set(tps))
+        self.release(tps)  # blanking a file that was replaced touches only our copy
+
+    def _heartbeat_loop(self) -> None:
+        interval = self.heartbeat_interval_ms / 1000.0
+        while not self._stop.wait(interval):
+            try:
+                self._beat(time.monotonic_ns())
+                with self._mutex:
+                    state = self._state
+                    if self._joined and state is not None and self.member_id in state.members:
+                        if self._needs_rebalance(state):
+                            with self._lock.hold():
+                                self._rebalance_locked(want_self=None)
+            except Exception as e:  # keep beating: one failed scan must not end the member
+                log.warning("heartbeat of %s in group %s failed: %s", self.member_id, self.group_id, e)

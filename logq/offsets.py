@@ -1,0 +1,374 @@
+"""Committed offsets of one consumer group, shared by its members in any threads and processes.
+
+A committed offset is the **next offset to read** (last processed + 1), as in Kafka. The map
+{(topic, partition): offset} lives in ``<group dir>/offsets``, a checksummed metadata file
+(logq/_meta.py) whose body is::
+
+    {"format": 1, "offsets": {"<topic>": {"<partition>": <offset>, ...}, ...}}
+
+- Commits merge into the stored map under the group's flock (``group.lock``), so members in
+  several processes never lose each other's commits.
+- Writing keeps two complete copies in the _meta format (header with CRC-32C and length):
+  ``offsets.bak`` is overwritten in place first, then ``offsets``. A crash (or a torn write
+  after a power cut) can damage at most the copy being written, and the other one is whole:
+  the old map if ``.bak`` was hit, the new map if ``offsets`` was hit. This is the "A/B
+  copies" form of reliability rule 5; it replaces _meta.write_meta's tmp -> rename because
+  creating a file costs about 300 us on this project's ext4 disks, while an in-place rewrite
+  keeps a commit near 50 us. ``sync=True`` adds an fdatasync after each copy (power-loss
+  durable, copies ordered); the default ``sync=False`` survives a process crash.
+- Fencing: a commit with ``member_id`` and ``generation`` succeeds only for partitions whose
+  ownership file names that member with an acquisition generation <= ``generation``
+  (logq/group.py); otherwise CommitFailedError. A commit without ``member_id`` (manual
+  assignment, admin tools) is refused while the group has live members (GroupNotEmptyError).
+- Offsets beyond the log end are refused at commit (``log_end``) and clamped, with a report,
+  by :meth:`OffsetStore.clamp_to` (reliability rule 9: committed <= log end). For a
+  ``sync=True`` commit pass the *durable* log end, so that no offset is durable ahead of the
+  data it covers.
+- Damage: a main file that fails its checksum, header, version or structure is reported (a
+  ``logging`` warning, an :class:`OffsetsWarning` and the ``problems`` list) and ``.bak`` is
+  used. With no good copy every partition reads as None ("no committed offset"), so the
+  consumer applies auto_offset_reset and says so: never a silent 0. The next commit saves the
+  damaged file as ``offsets.corrupt`` and rewrites both copies. A leftover ``offsets.tmp``
+  (an older logq's unfinished write) is ignored.
+- Cache: the group lock file holds change tokens (offsets, ownership files) that writers
+  change with the lock held; a store whose tokens still match skips re-reading those files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import sys
+import warnings
+from typing import Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
+
+from . import _fs
+from ._groupfs import (
+    GroupLock,
+    check_commit_fence,
+    check_topic,
+    ensure_dirs,
+    group_dir,
+    live_member_ids,
+    os_errors,
+    read_owner_record,
+)
+from ._meta import MAX_META_BYTES, decode_meta, encode_meta
+from .errors import (
+    ConfigError,
+    CorruptMetadataError,
+    GroupNotEmptyError,
+    InvalidOffsetCommitError,
+    storage_error,
+)
+
+__all__ = ["OffsetStore", "ClampReport", "OffsetsWarning", "LogEndFn"]
+
+log = logging.getLogger("logq.offsets")
+
+FORMAT = 1
+TopicPartition = Tuple[str, int]
+LogEndFn = Callable[[str, int], Optional[int]]
+_PARTITION = re.compile(r"[0-9]{1,10}")
+
+
+def _outside_logq() -> int:
+    """The warnings stacklevel of the first caller outside the logq package."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(2), 2
+    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == here:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+class OffsetsWarning(UserWarning):
+    """A committed-offsets file was damaged, or an offset was clamped."""
+
+
+class ClampReport(NamedTuple):
+    topic: str
+    partition: int
+    committed: int  # what the file said
+    log_end: int  # what it was clamped to
+
+
+def _is_offset(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+class OffsetStore:
+    """Committed offsets of the group whose directory is ``group_dir``."""
+
+    def __init__(self, group_dir: str, *, lock_timeout_ms: int = 10_000) -> None:
+        self.group_dir = group_dir
+        self.group_id = os.path.basename(os.path.normpath(group_dir))
+        ensure_dirs(group_dir)
+        self.path = os.path.join(group_dir, "offsets")
+        self.problems: List[str] = []
+        self._lock = GroupLock(os.path.join(group_dir, "group.lock"), lock_timeout_ms)
+        self._cache: Optional[Dict[TopicPartition, int]] = None
+        self._cache_token = b""
+        self._main_bad = False
+        self._token_prefix = secrets.token_hex(8)
+        self._writes = 0
+        self._copy_len: Optional[int] = None  # length of both copies, while the cache is valid
+        self._owners: Dict[TopicPartition, Tuple[str, int]] = {}
+        self._owners_token = b""
+
+    @classmethod
+    def for_group(cls, root: str, group: str, *, lock_timeout_ms: int = 10_000) -> "OffsetStore":
+        return cls(group_dir(root, group), lock_timeout_ms=lock_timeout_ms)
+
+    # -- public API --------------------------------------------------------------------
+
+    @os_errors("commit offsets")
+    def commit(
+        self,
+        offsets: Mapping[TopicPartition, int],
+        *,
+        generation: Optional[int] = None,
+        member_id: Optional[str] = None,
+        sync: bool = False,
+        log_end: Optional[LogEndFn] = None,
+    ) -> None:
+        """Merge ``offsets`` into the stored map, all of them or none.
+
+        ``member_id``/``generation`` come from the GroupMember that owns the partitions;
+        ``log_end(topic, partition)`` (optional) refuses offsets beyond the log end.
+        """
+        items = self._validate(offsets)
+        if not items:
+            return
+        if log_end is not None:
+            for (topic, p), off in items.items():
+                end = log_end(topic, p)
+                if end is None:
+                    raise InvalidOffsetCommitError(topic, p, off, "the partition does not exist")
+                if off > end:
+                    raise InvalidOffsetCommitError(topic, p, off, f"beyond the log end offset {end}")
+        if member_id is not None and (isinstance(generation, bool) or not isinstance(generation, int)):
+            raise ConfigError(f"a commit by member {member_id!r} needs its generation (an int)")
+        with self._lock.hold():
+            if member_id is None:
+                live = live_member_ids(self.group_dir)
+                if live:
+                    raise GroupNotEmptyError(self.group_id, len(live))
+            else:
+                check_commit_fence(self._owner_records(items), items, member_id, generation)  # type: ignore[arg-type]
+            merged = dict(self._load_locked())
+            merged.update(items)
+            self._write_locked(merged, sync)
+
+    @os_errors("read offsets")
+    def committed(self, topic: str, partition: int) -> Optional[int]:
+        """The committed offset (next to read), or None: then apply auto_offset_reset."""
+        with self._lock.hold(shared=True):
+            return self._load_locked().get((topic, partition))
+
+    @os_errors("read offsets")
+    def all(self) -> Dict[TopicPartition, int]:
+        with self._lock.hold(shared=True):
+            return dict(self._load_locked())
+
+    @os_errors("clamp offsets")
+    def clamp_to(self, log_end_fn: LogEndFn) -> List[ClampReport]:
+        """Lower every committed offset above its log end to the log end, durably; report each.
+
+        ``log_end_fn`` returns None for a partition it does not know (left as it is).
+        """
+        with self._lock.hold():
+            current = self._load_locked()
+            reports = []
+            for (topic, p), off in sorted(current.items()):
+                end = log_end_fn(topic, p)
+                if end is not None and off > end:
+                    reports.append(ClampReport(topic, p, off, end))
+            if reports:
+                for r in reports:
+                    self._report(
+                        f"group {self.group_id}: committed offset {r.committed} of "
+                        f"{r.topic}-{r.partition} is beyond the log end {r.log_end}; clamped to it"
+                    )
+                merged = dict(current)
+                merged.update({(r.topic, r.partition): r.log_end for r in reports})
+                self._write_locked(merged, sync=True)
+            return reports
+
+    def close(self) -> None:
+        self._lock.close()
+
+    def __enter__(self) -> "OffsetStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _validate(self, offsets: Mapping[TopicPartition, int]) -> Dict[TopicPartition, int]:
+        items: Dict[TopicPartition, int] = {}
+        for key, off in offsets.items():
+            if not (isinstance(key, tuple) and len(key) == 2):
+                raise ConfigError(f"offsets must be keyed by (topic, partition), got {key!r}")
+            topic, p = key
+            check_topic(topic)
+            if isinstance(p, bool) or not isinstance(p, int) or p < 0:
+                raise ConfigError(f"partition of {topic!r} must be an int >= 0, got {p!r}")
+            if not _is_offset(off):
+                raise InvalidOffsetCommitError(topic, p, off, "an offset is an int >= 0")
+            items[(topic, p)] = off
+        return items
+
+    def _report(self, message: str) -> None:
+        if message in self.problems:
+            return
+        self.problems.append(message)
+        log.warning("%s", message)
+        warnings.warn(message, OffsetsWarning, stacklevel=_outside_logq())
+
+    def _owner_records(self, tps: Iterable[TopicPartition]) -> Dict[TopicPartition, Tuple[str, int]]:
+        """Ownership records of ``tps``, from cache while the owners token is unchanged."""
+        token = self._lock.read_tokens()[GroupLock.OWNERS]
+        if not token or token != self._owners_token:
+            self._owners.clear()
+            self._owners_token = token
+        out = {}
+        for tp in tps:
+            rec = self._owners.get(tp) if token else None
+            if rec is None:
+                rec = self._owners[tp] = read_owner_record(self.group_dir, tp)
+            out[tp] = rec
+        return out
+
+    def _load_locked(self) -> Dict[TopicPartition, int]:
+        token = self._lock.read_tokens()[GroupLock.OFFSETS]
+        if self._cache is not None and token and token == self._cache_token:
+            return self._cache
+        self._copy_len = None
+        offsets, source, problems, self._main_bad = self._read_copies()
+        for p in problems:
+            self._report(p)
+        if source == "backup":
+            self._report(f"group {self.group_id}: using the second copy {self.path}.bak "
+                         "(it holds the last commit, or the one that was being written)")
+        elif source is None and problems:
+            self._report(f"group {self.group_id}: no good copy of the committed offsets; every "
+                         "partition reads as not committed and consumers apply auto_offset_reset")
+        self._cache, self._cache_token = offsets, token
+        return offsets
+
+    def _read_copies(self) -> Tuple[Dict[TopicPartition, int], Optional[str], List[str], bool]:
+        problems: List[str] = []
+        main_bad = False
+        for name, source in ((self.path, "main"), (self.path + ".bak", "backup")):
+            try:
+                data = self._read_file(name)
+                if data is None:
+                    if source == "main":
+                        problems.append(f"{name} is missing")
+                    continue
+                return self._parse(decode_meta(data, name), name), source, problems, main_bad
+            except CorruptMetadataError as e:
+                problems.append(e.message)
+                main_bad = main_bad or source == "main"
+        if problems == [f"{self.path} is missing"]:
+            problems = []  # never written: nothing is committed, and that is no problem
+        return {}, None, problems, main_bad
+
+    @staticmethod
+    def _read_file(path: str) -> Optional[bytes]:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise storage_error("open", path, e) from None
+        try:
+            size = os.fstat(fd).st_size
+            if size > MAX_META_BYTES:
+                raise CorruptMetadataError(path, f"{size} bytes is larger than {MAX_META_BYTES}")
+            return _fs.pread_exact(fd, size, 0)
+        except OSError as e:
+            raise storage_error("read", path, e) from None
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _read_file_raw(path: str) -> Optional[bytes]:
+        try:
+            with open(path, "rb") as f:
+                return f.read(MAX_META_BYTES)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise storage_error("read", path, e) from None
+
+    @staticmethod
+    def _parse(obj: object, name: str) -> Dict[TopicPartition, int]:
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+            found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+            raise CorruptMetadataError(name, f"unknown offsets format {found!r}; this logq reads {FORMAT}")
+        raw = obj.get("offsets")
+        if not isinstance(raw, dict):
+            raise CorruptMetadataError(name, "no offsets map")
+        out: Dict[TopicPartition, int] = {}
+        for topic, parts in raw.items():
+            try:
+                check_topic(topic)
+            except ValueError:
+                raise CorruptMetadataError(name, f"bad topic name {topic!r}") from None
+            if not isinstance(parts, dict):
+                raise CorruptMetadataError(name, f"bad entry for topic {topic!r}")
+            for p, off in parts.items():
+                if not (isinstance(p, str) and _PARTITION.fullmatch(p)) or not _is_offset(off):
+                    raise CorruptMetadataError(name, f"bad offset {off!r} for {topic}-{p}")
+                out[(topic, int(p))] = off
+        return out
+
+    def _write_locked(self, merged: Dict[TopicPartition, int], sync: bool) -> None:
+        """Rewrite ``offsets.bak`` then ``offsets`` in place (A/B copies; see the docstring)."""
+        self._cache = None  # until both copies and the token are written
+        if self._main_bad:
+            self._keep_damaged_copy()
+        body: Dict[str, Dict[str, int]] = {}
+        for (topic, p), off in sorted(merged.items()):
+            body.setdefault(topic, {})[str(p)] = off
+        data = encode_meta({"format": FORMAT, "offsets": body})
+        created = False
+        shrink = self._copy_len is None or len(data) < self._copy_len
+        for path in (self.path + ".bak", self.path):
+            created |= self._overwrite(path, data, sync, shrink)
+            _fs.crash_point("offsets-after-" + os.path.basename(path))
+        if created:
+            _fs.fsync_dir(self.group_dir)
+        self._copy_len = len(data)
+        self._writes += 1
+        token = f"{self._token_prefix}-{self._writes}".encode("ascii")
+        self._lock.write_token(GroupLock.OFFSETS, token)
+        self._cache, self._cache_token = merged, token
+
+    @staticmethod
+    def _overwrite(path: str, data: bytes, sync: bool, shrink: bool) -> bool:
+        """Write ``data`` over ``path`` in place; True if the file was created (or empty)."""
+        fd = _fs.open_file(path, os.O_RDWR | os.O_CREAT)
+        try:
+            created = sync and os.fstat(fd).st_size == 0
+            _fs.pwrite_all(fd, data, 0, path)
+            if shrink:  # bytes after the header's length are ignored, but keep files tidy
+                os.ftruncate(fd, len(data))
+            if sync:
+                os.fdatasync(fd)
+        except OSError as e:
+            raise storage_error("write", path, e) from None
+        finally:
+            os.close(fd)
+        return created
+
+    def _keep_damaged_copy(self) -> None:
+        """Save the damaged main file as ``offsets.corrupt`` before it is overwritten."""
+        data = self._read_file_raw(self.path)
+        if data is not None:
+            _fs.atomic_write(self.path + ".corrupt", data)
+        self._main_bad = False
