@@ -42,6 +42,7 @@ __all__ = ["Producer", "RecordMetadata", "BatchMetadata", "RecordFuture"]
 TP = Tuple[str, int]
 _RECORD_OVERHEAD_BYTES = 24  # varints, attributes and header count of one record, at most
 _BULK_BATCH_BYTES = 512 * 1024  # send_batch target batch size (below max_batch_bytes)
+_KEY_CACHE_ENTRIES = 65536  # memoised key -> partition placements
 
 
 class RecordMetadata(NamedTuple):
@@ -149,6 +150,8 @@ class Producer:
         self._pending_bytes = 0
         self._logs: Dict[TP, PartitionLog] = {}
         self._sticky: Dict[str, StickyPartitioner] = {}
+        self._topics: Dict[str, list] = {}
+        self._key_cache: Dict[Tuple[bytes, int], int] = {}
         self._closed = False
         self._linger_stop = threading.Event()
         self._linger: Optional[threading.Thread] = None
@@ -170,21 +173,30 @@ class Producer:
             raise LogClosedError("producer")
         k = key if self._key_ser is None else self._key_ser(key)
         v = value if self._value_ser is None else self._value_ser(value)
-        if not (k is None or type(k) is bytes) or not (v is None or type(v) is bytes):
+        if (k is not None and type(k) is not bytes) or (v is not None and type(v) is not bytes):
             k, v = _as_bytes(k, "key"), _as_bytes(v, "value")
-        meta = self.registry.get(topic)
-        size = _RECORD_OVERHEAD_BYTES + (len(k) if k else 0) + (len(v) if v else 0) + (_headers_size(headers) if headers else 0)
-        if partition is None:
-            p = partition_for_key(k, meta.partitions) if k is not None else self._sticky_for(topic).partition(None, meta.partitions, size)
-        else:
-            p = validate_partition(topic, partition, meta.partitions)
-        limit = meta.config.max_batch_bytes - 61
-        if size > limit:
-            raise RecordTooLargeError(size, limit, "record")
+        info = self._topics.get(topic)
+        if info is None:
+            info = self._topic_info(topic)
+        size = _RECORD_OVERHEAD_BYTES + (len(k) if k else 0) + (len(v) if v else 0)
+        if headers:
+            size += _headers_size(headers)
+        if size > info[1]:
+            raise RecordTooLargeError(size, info[1], "record")
         ts = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
-        tp = (topic, p)
         drain = False
         with self._lock:
+            if partition is not None:
+                p = validate_partition(topic, partition, info[0])
+            elif k is not None:
+                p = self._key_partition(k, info[0])
+            else:  # KIP-794 sticky: info[2] partition, info[3] bytes sent to it
+                if info[3] >= self.batch_size:
+                    info[2] = self._sticky_for(topic).partition(None, info[0], self.batch_size)
+                    info[3] = 0
+                p = info[2]
+                info[3] += size
+            tp = (topic, p)
             if self._pending_bytes + size > self.buffer_bytes:
                 self._make_room(size)
             b = self._open.get(tp)
@@ -193,10 +205,11 @@ class Producer:
                     self._close_batch(tp, b)
                     drain = True
                 b = self._open[tp] = _Batch(tp)
-            b.records.append((k, v, headers, ts))
+            recs = b.records
+            recs.append((k, v, headers, ts))
             b.bytes += size
             self._pending_bytes += size
-            fut = RecordFuture(b, len(b.records) - 1)
+            fut = RecordFuture(b, len(recs) - 1)
             if b.bytes >= self.batch_size:
                 self._close_batch(tp, b)
                 del self._open[tp]
@@ -204,6 +217,24 @@ class Producer:
         if drain:
             self._drain(tp)
         return fut
+
+    def _topic_info(self, topic: str) -> list:
+        """[partitions, largest record bytes, sticky partition, bytes sent to it] per topic."""
+        meta = self.registry.get(topic)
+        sticky = self._sticky_for(topic).partition(None, meta.partitions, self.batch_size)
+        info = [meta.partitions, meta.config.max_batch_bytes - 61, sticky, 0]
+        self._topics[topic] = info
+        return info
+
+    def _key_partition(self, key: bytes, n: int) -> int:
+        """murmur2 placement, memoised: hashing in Python costs microseconds per key."""
+        ck = (key, n)
+        p = self._key_cache.get(ck)
+        if p is None:
+            if len(self._key_cache) >= _KEY_CACHE_ENTRIES:
+                self._key_cache.clear()
+            p = self._key_cache[ck] = partition_for_key(key, n)
+        return p
 
     def send_batch(
         self,
