@@ -178,7 +178,11 @@ def _v(n: int) -> bytes:
 
 
 def decode_varint(buf: Buffer, pos: int, limit: int, max_bytes: int = 10) -> Tuple[int, int]:
-    """Decode one varint at ``pos`` (not past ``limit``). Returns (value, next position)."""
+    """Decode one varint at ``pos`` (not past ``limit``). Returns (value, next position).
+
+    ``max_bytes`` is 5 for a varint (the value must fit an int32) and 10 for a varlong
+    (int64); a final byte carrying bits beyond that width is rejected.
+    """
     result = 0
     shift = 0
     for i in range(max_bytes):
@@ -188,9 +192,17 @@ def decode_varint(buf: Buffer, pos: int, limit: int, max_bytes: int = 10) -> Tup
         b = buf[p]
         result |= (b & 0x7F) << shift
         if b < 0x80:
+            if i == max_bytes - 1 and result >> (32 if max_bytes <= 5 else 64):
+                break  # only the last allowed byte can overflow the width
             return (result >> 1) ^ -(result & 1), p + 1
         shift += 7
-    raise CorruptRecordError(f"varint longer than {max_bytes} bytes at byte {pos}", position=pos)
+    else:
+        raise CorruptRecordError(
+            f"varint longer than {max_bytes} bytes at byte {pos}", position=pos
+        )
+    raise CorruptRecordError(
+        f"varint at byte {pos} does not fit {32 if max_bytes <= 5 else 64} bits", position=pos
+    )
 
 
 # --------------------------------------------------------------------------- encoding
@@ -442,6 +454,8 @@ def _decompress(codec: int, data: bytes, cap: int) -> bytes:
             raise CorruptRecordError(f"gzip: {e}") from None
         if len(out) > cap:
             raise CorruptRecordError(f"decompressed records exceed {cap} bytes")
+        if not d.eof:  # all input consumed, no trailer seen: its CRC-32 was never checked
+            raise CorruptRecordError("gzip stream is truncated")
         return out
     from . import _codecs
 
@@ -454,8 +468,16 @@ def decode_records(
     pos: int = 0,
     *,
     max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
+    min_offset: int = 0,
+    origin: Optional[Tuple[type, str, int]] = None,
 ) -> list:
-    """Decode the records of a batch already checked by :func:`validate_batch`."""
+    """Decode the records of a batch already checked by :func:`validate_batch`.
+
+    Records below ``min_offset`` are parsed (to check them) but not returned. With
+    ``origin=(cls, topic, partition)`` each record is built as
+    ``cls(topic, partition, offset, timestamp, key, value, headers)`` in one step, which
+    saves the consumer a second object per record.
+    """
     data = bytes(memoryview(buf)[pos + BATCH_OVERHEAD : pos + header.size])
     codec = header.attributes & ATTR_CODEC_MASK
     if codec:
@@ -464,14 +486,16 @@ def decode_records(
         except CorruptRecordError as e:
             raise CorruptRecordError(e.reason, position=pos) from None
     try:
-        return _decode_records(data, header)
+        return _decode_records(data, header, min_offset, origin)
     except CorruptRecordError as e:
         raise CorruptRecordError(e.reason, position=pos) from None
     except (IndexError, UnicodeDecodeError) as e:
         raise CorruptRecordError(f"malformed record: {e}", position=pos) from None
 
 
-def _decode_records(data: bytes, h: BatchHeader) -> list:
+def _decode_records(
+    data: bytes, h: BatchHeader, min_offset: int = 0, origin: Optional[Tuple[type, str, int]] = None
+) -> list:
     count = h.records_count
     limit = len(data)
     if count * MIN_RECORD_BYTES > limit:
@@ -484,6 +508,8 @@ def _decode_records(data: bytes, h: BatchHeader) -> list:
     p = 0
     new = tuple.__new__
     R = Record
+    if origin is not None:
+        C, topic, part = origin
     for _ in range(count):
         b = data[p]
         if b < 0x80:
@@ -544,7 +570,13 @@ def _decode_records(data: bytes, h: BatchHeader) -> list:
         if p != end:
             raise CorruptRecordError(f"record body is {ln} bytes but its fields use {ln - end + p}")
         ts = h.max_timestamp if log_append else base_ts + tsd
-        app(new(R, (base_offset + od, ts, key, value, headers)))
+        off = base_offset + od
+        if off < min_offset:
+            continue
+        if origin is None:
+            app(new(R, (off, ts, key, value, headers)))
+        else:
+            app(new(C, (topic, part, off, ts, key, value, headers)))
     if p != limit:
         raise CorruptRecordError(f"{limit - p} bytes left over after {count} records")
     return out

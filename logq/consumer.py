@@ -69,7 +69,8 @@ def to_millis(ts: Timestamp) -> int:
     if isinstance(ts, _dt.datetime):
         if ts.tzinfo is None:
             ts = ts.replace(tzinfo=_dt.timezone.utc)
-        return int(ts.timestamp() * 1000)
+        # exact integer arithmetic: float timestamp() * 1000 is 1 ms short for some datetimes
+        return (ts - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)) // _dt.timedelta(milliseconds=1)
     if isinstance(ts, bool) or not isinstance(ts, (int, float)):
         raise ConfigError(f"timestamp must be a datetime or milliseconds, got {ts!r}")
     return int(ts)
@@ -389,17 +390,17 @@ class Consumer:
     def _read(self, tp: TopicPartition) -> List[Record]:
         lg = self._log(tp)
         pos = self._positions[tp]
+        lg.refresh()  # see a log start moved by delete_records elsewhere: purged data stays unread
         try:
             res = lg.read(pos, self.fetch_max_bytes)
         except OffsetOutOfRangeError as e:
             self._positions[tp] = self._clamp(tp, pos, lg) if pos < e.log_start else self._reset_high(tp, pos, e.log_end)
             return []
-        recs = res.records(lg.config.max_decompressed_bytes)
-        t, p = tp
+        recs = res.records(lg.config.max_decompressed_bytes, origin=(Record, tp.topic, tp.partition))
         kd, vd = self._kdes, self._vdes
         if kd is None and vd is None:
-            return [Record(t, p, r[0], r[1], r[2], r[3], r[4]) for r in recs]
-        return [Record(t, p, r[0], r[1], kd(r[2]) if kd else r[2], vd(r[3]) if vd else r[3], r[4]) for r in recs]
+            return recs
+        return [r._replace(key=kd(r.key) if kd else r.key, value=vd(r.value) if vd else r.value) for r in recs]
 
     def _reset_high(self, tp: TopicPartition, pos: int, end: int) -> int:
         if self.auto_offset_reset == "error":
@@ -423,7 +424,7 @@ class Consumer:
         self._check_open()
         if self._store is None:
             raise ConfigError("commit() needs a group_id")
-        items = {TopicPartition(*tp): off for tp, off in offsets.items()} if offsets else {tp: self._positions[tp] for tp in self._positions}
+        items = {TopicPartition(*tp): off for tp, off in offsets.items()} if offsets is not None else {tp: self._positions[tp] for tp in self._positions}
         self._do_commit(items)
 
     def _commit_positions(self, tps: Sequence[TopicPartition]) -> None:

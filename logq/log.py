@@ -27,7 +27,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 from . import _fs, _meta
 from .codec import (
@@ -79,14 +79,17 @@ class FetchResult:
     headers: List[BatchHeader]
     next_offset: int  # first offset after the returned batches (== offset when empty)
 
-    def records(self, max_decompressed_bytes: int = 16 << 20) -> List[Record]:
-        out: List[Record] = []
+    def records(self, max_decompressed_bytes: int = 16 << 20, origin: Optional[tuple] = None) -> List[Any]:
+        """Decoded records from ``offset`` on (earlier records of the first batch skipped)."""
+        out: List[Any] = []
         pos = 0
         for h in self.headers:
-            recs = decode_records(self.data, h, pos, max_decompressed_bytes=max_decompressed_bytes)
-            if h.base_offset < self.offset:
-                recs = [r for r in recs if r.offset >= self.offset]
-            out.extend(recs)
+            out.extend(
+                decode_records(
+                    self.data, h, pos, max_decompressed_bytes=max_decompressed_bytes,
+                    min_offset=self.offset, origin=origin,
+                )
+            )
             pos += h.size
         return out
 
@@ -276,6 +279,7 @@ class PartitionLog:
     def _roll(self) -> Segment:
         old = self.active
         old.seal()
+        _fs.crash_point("roll-after-seal")
         if self.config.fsync != "never":
             self._sync(old)
         new = self._new_segment(old.next_offset)
