@@ -503,6 +503,7 @@ def _decode_records(
     base_offset = h.base_offset
     base_ts = h.base_timestamp
     log_append = h.attributes & ATTR_LOG_APPEND_TIME
+    max_ts = h.max_timestamp
     out = []
     app = out.append
     p = 0
@@ -515,6 +516,10 @@ def _decode_records(
         if b < 0x80:
             ln = (b >> 1) ^ -(b & 1)
             p += 1
+        elif data[p + 1] < 0x80:  # two-byte varint: lengths and deltas up to 8191
+            z = (b & 0x7F) | (data[p + 1] << 7)
+            ln = (z >> 1) ^ -(z & 1)
+            p += 2
         else:
             ln, p = decode_varint(data, p, limit, 5)
         end = p + ln
@@ -525,12 +530,20 @@ def _decode_records(
         if b < 0x80:
             tsd = (b >> 1) ^ -(b & 1)
             p += 1
+        elif data[p + 1] < 0x80:  # two-byte varint: lengths and deltas up to 8191
+            z = (b & 0x7F) | (data[p + 1] << 7)
+            tsd = (z >> 1) ^ -(z & 1)
+            p += 2
         else:
             tsd, p = decode_varint(data, p, end, 10)
         b = data[p]
         if b < 0x80:
             od = (b >> 1) ^ -(b & 1)
             p += 1
+        elif data[p + 1] < 0x80:  # two-byte varint: lengths and deltas up to 8191
+            z = (b & 0x7F) | (data[p + 1] << 7)
+            od = (z >> 1) ^ -(z & 1)
+            p += 2
         else:
             od, p = decode_varint(data, p, end, 5)
         b = data[p]
@@ -552,6 +565,10 @@ def _decode_records(
         if b < 0x80:
             vl = (b >> 1) ^ -(b & 1)
             p += 1
+        elif data[p + 1] < 0x80:  # two-byte varint: lengths and deltas up to 8191
+            z = (b & 0x7F) | (data[p + 1] << 7)
+            vl = (z >> 1) ^ -(z & 1)
+            p += 2
         else:
             vl, p = decode_varint(data, p, end, 5)
         if vl == -1:
@@ -569,7 +586,7 @@ def _decode_records(
             headers, p = _decode_headers(data, p, end)
         if p != end:
             raise CorruptRecordError(f"record body is {ln} bytes but its fields use {ln - end + p}")
-        ts = h.max_timestamp if log_append else base_ts + tsd
+        ts = max_ts if log_append else base_ts + tsd
         off = base_offset + od
         if off < min_offset:
             continue
