@@ -83,6 +83,18 @@ def make_dir(path: str) -> bool:
     return False
 
 
+def check_dir(path: str) -> None:
+    """Refuse ``path`` unless it is a real directory (a planted symlink could point anywhere)."""
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        raise storage_error("open directory", path, e) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise storage_error(
+            "open directory", path, OSError(errno.ENOTDIR, "not a directory (symlinks are refused)")
+        )
+
+
 def open_file(path: str, flags: int) -> int:
     """os.open that never follows a symlink and creates files 0600."""
     try:

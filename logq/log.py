@@ -22,6 +22,7 @@ failed state: nothing is acknowledged again until it is reopened (never retry an
 from __future__ import annotations
 
 import bisect
+import errno
 import os
 import threading
 import time
@@ -135,13 +136,12 @@ class PartitionLog:
         self._oplock: Optional[_fs.FileLock] = None
         self._writers: Optional[_fs.FileLock] = None
         self._flusher: Optional[threading.Thread] = None
+        if create and not readonly:
+            _fs.make_dir(self.path)
+        _fs.check_dir(self.path)
         if readonly:
-            if not os.path.isdir(self.path):
-                raise StorageError("open", self.path, FileNotFoundError(2, "no such partition directory"))
             recovery.load(self, first_writer=False)
             return
-        if create:
-            _fs.make_dir(self.path)
         self._oplock = _fs.FileLock(os.path.join(self.path, ".lock"))
         self._writers = _fs.FileLock(os.path.join(self.path, ".writers"))
         first = self._writers.acquire(shared=False, blocking=False)
@@ -290,6 +290,7 @@ class PartitionLog:
     def _new_segment(self, base: int) -> Segment:
         seg = self._make_segment(base, persist=True)
         seg.open(True)
+        seg.indexes_loaded = True  # empty and known: catch_up then reloads other writers' entries
         _fs.crash_point("roll-after-create")
         _fs.fsync_dir(self.path)
         self.segments.append(seg)
@@ -395,7 +396,9 @@ class PartitionLog:
                 raise OffsetOutOfRangeError(offset, self.log_start_offset, end, self.path)
             try:
                 return self._read_locked(offset, max_bytes)
-            except FileNotFoundError:
+            except OSError as e:  # FileNotFoundError, or the StorageError(ENOENT) of opening it
+                if e.errno != errno.ENOENT:
+                    raise
                 recovery.catch_up(self, force=True)  # retention removed it under us
                 if offset < self.log_start_offset:
                     raise OffsetOutOfRangeError(offset, self.log_start_offset, self.log_end_offset, self.path) from None

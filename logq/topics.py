@@ -3,7 +3,8 @@
 Layout of a data directory::
 
     <root>/<topic>-<partition>/            one PartitionLog per partition (Kafka's layout)
-    <root>/__logq/topics/<topic>.meta      {name, partitions, config overrides, created_ms}
+    <root>/__logq/topics/<topic>/meta      {name, partitions, config overrides, created_ms}
+    <root>/__logq/trash/                   partitions of deleted topics, removed right away
     <root>/__logq/topics.lock              flock held while topics are created or deleted
     <root>/__logq/groups/<group>/...       consumer groups (group.py, offsets.py)
 
@@ -99,7 +100,9 @@ class TopicRegistry:
         self._cache: Dict[str, TopicMeta] = {}
 
     def _path(self, name: str) -> str:
-        return os.path.join(self._dir, validate_topic(name) + ".meta")
+        # A directory per topic: a 249-character name plus ".meta.tmp" would pass the
+        # 255-byte file name limit.
+        return os.path.join(self._dir, validate_topic(name), "meta")
 
     def create(self, name: str, partitions: int = 1, **overrides: Any) -> TopicMeta:
         validate_topic(name)
@@ -110,6 +113,7 @@ class TopicRegistry:
         with self._lock:
             if os.path.exists(self._path(name)):
                 raise TopicExistsError(name)
+            _fs.make_dir(os.path.dirname(self._path(name)))
             for p in range(partitions):
                 _fs.make_dir(partition_path(self.root, name, p))
             _fs.fsync_dir(self.root)
@@ -139,8 +143,8 @@ class TopicRegistry:
     def names(self) -> List[str]:
         out = []
         for fname in os.listdir(self._dir):
-            if fname.endswith(".meta"):
-                out.append(fname[: -len(".meta")])
+            if os.path.exists(os.path.join(self._dir, fname, "meta")):
+                out.append(fname)
         return sorted(out)
 
     def delete(self, name: str) -> None:
@@ -148,12 +152,15 @@ class TopicRegistry:
         with self._lock:
             _fs.unlink_if_exists(self._path(name))
             _fs.unlink_if_exists(self._path(name) + ".bak")
+            shutil.rmtree(os.path.dirname(self._path(name)), ignore_errors=True)
             _fs.fsync_dir(self._dir)
+            trash = os.path.join(self.root, META_DIR, "trash")
+            _fs.make_dir(trash)
             # Rename first (atomic), then remove: readers with open maps keep working.
             for p in range(meta.partitions):
                 src = partition_path(self.root, name, p)
                 if os.path.isdir(src) and not os.path.islink(src):
-                    dst = f"{src}.{uuid.uuid4().hex}-delete"
+                    dst = os.path.join(trash, uuid.uuid4().hex)
                     os.rename(src, dst)
                     shutil.rmtree(dst, ignore_errors=True)
             _fs.fsync_dir(self.root)
