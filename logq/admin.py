@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from .config import LogConfig
@@ -112,6 +113,8 @@ class Admin:
 
     def describe_group(self, group: str) -> GroupInfo:
         d = _describe_group(self.root, group)
+        if d.state == "Dead":  # no such group: opening its offset store would create it
+            return GroupInfo(group, d.state, d.generation, [], [], tuple(d.problems))
         store = OffsetStore(group_dir(self.root, group))
         try:
             committed = store.all()
@@ -131,6 +134,8 @@ class Admin:
         return GroupInfo(group, d.state, d.generation, live, rows, problems)
 
     def committed_offsets(self, group: str) -> Dict[Tuple[str, int], int]:
+        if not os.path.isdir(group_dir(self.root, group)):
+            return {}  # no such group: opening its offset store would create it
         store = OffsetStore(group_dir(self.root, group))
         try:
             return store.all()

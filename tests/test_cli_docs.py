@@ -96,20 +96,20 @@ def test_the_check_fails_for_an_undocumented_command_option_or_argument() -> Non
     @click.option("--frobnicate", is_flag=True)
     def dump(paths: Tuple[str, ...], deep: bool, frobnicate: bool) -> None: ...
 
-    @root.group("topics")
-    def topics() -> None: ...
+    @root.group("widgets")
+    def widgets() -> None: ...
 
-    @topics.command("vanish")
+    @widgets.command("vanish")
     @click.argument("name")
     def vanish(name: str) -> None: ...
 
     problems = undocumented(root, doc)
     assert "`logq dump`: --frobnicate is not documented in its section" in problems
-    assert "command `logq topics` has no section in docs/cli.md" in problems
-    assert "command `logq topics vanish` has no section in docs/cli.md" in problems
+    assert "command `logq widgets` has no section in docs/cli.md" in problems
+    assert "command `logq widgets vanish` has no section in docs/cli.md" in problems
     assert not any("--deep" in p or "PATH" in p or "--data" in p for p in problems)
 
     without_deep = doc.replace("`--deep`", "deep")
     assert "`logq dump`: --deep is not documented in its section" in undocumented(main, without_deep)
-    with_topics = doc + "\n## `logq topics`\n\n## logq topics vanish\n\n`NAME`\n"
-    assert not any("topics" in p for p in undocumented(root, with_topics))
+    with_widgets = doc + "\n## `logq widgets`\n\n## logq widgets vanish\n\n`NAME`\n"
+    assert not any("widgets" in p for p in undocumented(root, with_widgets))
