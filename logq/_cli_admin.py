@@ -40,8 +40,9 @@ from .config import LogConfig
 from .consumer import Consumer, Record, TopicPartition
 from .errors import ConfigError, GroupNotEmptyError
 from .group import group_dir, live_member_ids
+from .log import PartitionLog
 from .producer import Producer, RecordFuture
-from .topics import MAX_PARTITIONS, validate_topic
+from .topics import MAX_PARTITIONS, partition_path, validate_topic
 
 __all__ = ["COMMANDS"]
 
@@ -731,6 +732,47 @@ def seek_command(
             click.echo("Dry run: nothing was changed (add --execute to apply this plan).", err=True)
 
 
+# ----------------------------------------------------------------------------- repair
+
+
+@click.command("repair")
+@click.argument("topic")
+@click.option("--partition", "partitions", type=click.IntRange(min=0), multiple=True, metavar="P",
+              help="Repair only this partition; repeatable (default: all).")
+@click.option("--execute", is_flag=True, help="Cut the damaged data; without it, only report.")
+@pass_state
+@_routed
+def repair_command(state: CliState, topic: str, partitions: Tuple[int, ...], execute: bool) -> None:
+    """Open each partition, report what recovery found, and with --execute cut damage.
+
+    Damage below the recovery point (bytes that were durable once) is never cut silently:
+    reads stop there with an error until this command runs with --execute, which cuts the
+    partition at the first bad batch and deletes what follows it.
+    """
+    root = _existing_root(state)
+    with Admin(root) as admin:
+        count = _partition_count(admin, topic)
+        _check_partitions(topic, count, partitions)
+        cfg = admin.topic_config(topic)
+    damaged = 0
+    for p in partitions or range(count):
+        with PartitionLog(partition_path(root, topic, p), cfg, create=False) as lg:
+            found = lg.report.corruption
+        if found is None:
+            click.echo(f"{topic}-{p}: ok")
+            continue
+        damaged += 1
+        if not execute:
+            click.echo(f"{topic}-{p}: damaged: {found}")
+            continue
+        with PartitionLog(partition_path(root, topic, p), cfg, create=False, repair=True) as lg:
+            r = lg.report
+            click.echo(f"{topic}-{p}: repaired: cut {r.bytes_truncated} bytes, deleted {r.segments_deleted} segment(s); log end offset {lg.log_end_offset}")
+    if damaged and not execute:
+        click.echo(f"{damaged} damaged partition(s); run again with --execute to cut the damage.", err=True)
+        click.get_current_context().exit(1)
+
+
 COMMANDS: List[click.Command] = [
     topics_group,
     produce_command,
@@ -738,4 +780,5 @@ COMMANDS: List[click.Command] = [
     groups_group,
     offsets_command,
     seek_command,
+    repair_command,
 ]
