@@ -39,14 +39,34 @@ def decompress(codec: int, data: bytes, cap: int) -> bytes:
     try:
         if codec == 2:
             return _snappy(cj, data, cap)
-        out = bytearray(cap)
-        mod = cj.lz4 if codec == 3 else cj.zstd
-        n = mod.decompress_into(data, out)
-        return bytes(out[:n])
+        return _into(cj.lz4 if codec == 3 else cj.zstd, data, cap)
     except CorruptRecordError:
         raise
     except Exception as e:  # cramjam raises its own DecompressionError and ValueError
         raise CorruptRecordError(f"{name}: {e} (or output over {cap} bytes)") from None
+
+
+_FIRST_TRY = 64 * 1024
+
+
+def _into(mod, data: bytes, cap: int) -> bytes:  # type: ignore[no-untyped-def]
+    """Decompress into a bounded buffer: first one sized from the input, then the full cap.
+
+    Zeroing a cap-sized buffer (16 MiB by default) for every small batch cost ~1 ms each;
+    most batches fit the first guess. Too small a buffer raises, and so does a bad frame.
+    """
+    guess = min(cap, max(_FIRST_TRY, 8 * len(data)))
+    if guess < cap:
+        out = bytearray(guess)
+        try:
+            n = mod.decompress_into(data, out)
+        except Exception:
+            pass  # too small, or corrupt: the full-size attempt below decides
+        else:
+            return bytes(memoryview(out)[:n])
+    out = bytearray(cap)
+    n = mod.decompress_into(data, out)
+    return bytes(memoryview(out)[:n])
 
 
 def _snappy_block(cj, block: bytes, cap: int) -> bytes:  # type: ignore[no-untyped-def]

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Coverage-guided fuzzing of logq's batch decoders with atheris (reliability plan T7.2).
+
+Usage (from the repository root, inside the project's virtualenv)::
+
+    pip install atheris
+    python tools/fuzz_codec.py -max_total_time=3600
+    python tools/fuzz_codec.py -max_total_time=3600 -rss_limit_mb=512 -timeout=1 CORPUS_DIR
+
+Every argument goes to libFuzzer unchanged (``-help=1`` lists them). Without a corpus
+directory a temporary one is created; an empty corpus directory is filled first. Seeds are
+valid batches written by logq's own encoder: plain, with headers, tombstones, gzip, and, when
+cramjam is installed, snappy (raw and xerial-framed), lz4 and zstd.
+
+Targets, chosen by the low bits of the first input byte (the rest is the input):
+
+* ``decode_batch`` with a 1 MiB decompression cap, ``iter_batches``, ``validate_batch``,
+  ``decode_varint`` (5- and 10-byte forms);
+* the same with the batch length and CRC repaired first, so mutations get past the CRC and
+  reach the record parser and the decompressors.
+
+Contract checked: each call returns or raises ``CorruptRecordError``. Any other exception
+(``IndexError``, ``struct.error``, ``MemoryError``, ``OverflowError``, ...) is reported by
+libFuzzer as a crash and the input is saved as ``crash-*``; turn it into a regression test
+in ``tests/test_codec.py``. Exits 2 with a message when atheris is not installed.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Callable, List, Optional
+
+MIB = 1024 * 1024
+HEADER_BYTES = 61
+
+
+def seed_batches(codec: ModuleType) -> List[bytes]:
+    """Valid batches from logq's encoder (and cramjam-compressed copies of one of them)."""
+    t = 1_700_000_000_000
+    rich = [
+        (b"key", b"value", [("h", b"x"), ("h", None), ("ключ", b"")], t),
+        (None, None, None, t - 5),
+        (b"", b"v" * 300, {"a": b"1"}, t + 2**40),
+    ]
+    plain = codec.encode_batch(rich, 7, partition_leader_epoch=3)
+    seeds = [
+        plain,
+        codec.encode_batch(rich, compression=codec.Compression.GZIP),
+        codec.encode_batch([(None, b"a", None, t), (None, b"bc", None, t + 5)]),
+        codec.encode_batch([(b"k", None, None, t)]),
+        codec.encode_values([b"x" * 100] * 50, t, key=b"k"),
+        codec.encode_values([b""], -1),
+    ]
+    try:
+        import cramjam
+    except ImportError:
+        return seeds
+
+    def recompress(codec_id: int, compress: Callable[[bytes], bytes]) -> bytes:
+        buf = bytearray(plain[:HEADER_BYTES]) + compress(plain[HEADER_BYTES:])
+        struct.pack_into(">h", buf, 21, codec_id)
+        return repair(bytes(buf))
+
+    def xerial(data: bytes) -> bytes:
+        block = bytes(cramjam.snappy.compress_raw(data))
+        return b"\x82SNAPPY\x00" + struct.pack(">iii", 1, 1, len(block)) + block
+
+    seeds += [
+        recompress(2, lambda d: bytes(cramjam.snappy.compress_raw(d))),
+        recompress(2, xerial),
+        recompress(3, lambda d: bytes(cramjam.lz4.compress(d))),
+        recompress(4, lambda d: bytes(cramjam.zstd.compress(d))),
+    ]
+    return seeds
+
+
+def repair(buf: bytes) -> bytes:
+    """Set batchLength to the input size and recompute the CRC (needs a full header)."""
+    if len(buf) < HEADER_BYTES:
+        return buf
+    out = bytearray(buf)
+    struct.pack_into(">i", out, 8, len(out) - 12)
+    from crc32c import crc32c
+
+    struct.pack_into(">I", out, 17, crc32c(bytes(out[21:])))
+    return bytes(out)
+
+
+def make_target(codec: ModuleType, corrupt: type) -> Callable[[bytes], None]:
+    """The per-input function; separate from atheris so it can be tested without it."""
+
+    def target(data: bytes) -> None:
+        if not data:
+            return
+        mode, buf = data[0], data[1:]
+        if mode & 0x08:
+            buf = repair(buf)
+        which = mode & 0x07
+        try:
+            if which in (0, 4, 5):
+                h, records = codec.decode_batch(buf, max_decompressed_bytes=MIB)
+                if len(records) != h.records_count:
+                    raise AssertionError("decoded record count differs from the header")
+            elif which == 1:
+                total = sum(h.size for _, h in codec.iter_batches(buf))
+                if total != len(buf):
+                    raise AssertionError("iter_batches did not account for every byte")
+            elif which == 2:
+                codec.validate_batch(buf, max_batch_bytes=MIB)
+            else:
+                width = 5 if which == 3 else 10
+                value, nxt = codec.decode_varint(buf, 0, len(buf), width)
+                bits = 32 if width == 5 else 64
+                if not -(1 << (bits - 1)) <= value < 1 << (bits - 1) or not 0 < nxt <= width:
+                    raise AssertionError(f"varint decoded out of range: {value}, {nxt}")
+        except corrupt:
+            pass
+
+    return target
+
+
+def write_seeds(corpus: Path, seeds: List[bytes]) -> None:
+    corpus.mkdir(parents=True, exist_ok=True)
+    for i, seed in enumerate(seeds):
+        for mode in (0x00, 0x01, 0x02):
+            (corpus / f"seed-{i:02d}-{mode}").write_bytes(bytes([mode]) + seed)
+        (corpus / f"seed-{i:02d}-repair").write_bytes(bytes([0x08]) + seed)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    try:
+        import atheris
+    except ImportError:
+        print(
+            "fuzz_codec: atheris is not installed. Install it with `pip install atheris`, "
+            "then run `python tools/fuzz_codec.py -max_total_time=3600`.",
+            file=sys.stderr,
+        )
+        return 2
+
+    root = Path(__file__).resolve().parent.parent
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    with atheris.instrument_imports():
+        from logq import _codecs, codec  # noqa: F401  (_codecs: instrument the decompressors)
+        from logq.errors import CorruptRecordError
+
+    corpora = [a for a in argv[1:] if not a.startswith("-")]
+    if not corpora:
+        corpus = Path(tempfile.mkdtemp(prefix="logq-fuzz-codec-"))
+        argv.append(str(corpus))
+        corpora = [str(corpus)]
+        print(f"fuzz_codec: corpus in {corpus}", file=sys.stderr)
+    first = Path(corpora[0])
+    if not first.exists() or not any(first.iterdir()):
+        write_seeds(first, seed_batches(codec))
+
+    atheris.Setup(argv, make_target(codec, CorruptRecordError))
+    atheris.Fuzz()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
