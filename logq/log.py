@@ -199,15 +199,20 @@ class PartitionLog:
     def append(self, records: Sequence[RecordInput]) -> AppendResult:
         """Append ``(key, value, headers, timestamp_ms)`` tuples as one batch."""
         batch = encode_batch(records, 0)
-        return self.append_batch(batch)
+        return self.append_batch(batch, _trusted=True)
 
     def append_values(self, values: Sequence[bytes], timestamp_ms: Optional[int] = None, key: Optional[bytes] = None) -> AppendResult:
         """Fast path: values with one key (None by default) and one timestamp, no headers."""
         ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
-        return self.append_batch(encode_values(values, ts, 0, key=key))
+        return self.append_batch(encode_values(values, ts, 0, key=key), _trusted=True)
 
-    def append_batch(self, batch: bytes) -> AppendResult:
-        """Append one encoded v2 batch (from any Kafka client); offsets are assigned here."""
+    def append_batch(self, batch: bytes, _trusted: bool = False) -> AppendResult:
+        """Append one encoded v2 batch (from any Kafka client); offsets are assigned here.
+
+        A batch from outside is decoded once before it is accepted: every record must parse
+        and carry offset delta i for its index i (a CRC only proves the bytes were not
+        damaged, not that the client wrote them right). Batches logq encodes itself skip this.
+        """
         if len(batch) > self.config.max_batch_bytes:
             raise RecordTooLargeError(len(batch), self.config.max_batch_bytes)
         h = validate_batch(batch, 0, max_batch_bytes=self.config.max_batch_bytes)
@@ -217,6 +222,10 @@ class PartitionLog:
             raise CorruptRecordError(f"record count {h.records_count} does not match lastOffsetDelta {h.last_offset_delta}")
         if h.is_control:
             raise CorruptRecordError("control batches cannot be produced")
+        if not _trusted:
+            recs = decode_records(batch, h, max_decompressed_bytes=self.config.max_decompressed_bytes)
+            if any(r.offset != h.base_offset + i for i, r in enumerate(recs)):
+                raise CorruptRecordError("record offset deltas are not 0, 1, 2, ... in order")
         buf = bytearray(batch)
         with self._mutex:
             self._check_usable()
@@ -367,6 +376,7 @@ class PartitionLog:
             seg.load_indexes()
             seg.index.check(seg.size)
             seg.timeindex.check(seg.next_offset if seg is self.segments[-1] else self._next_base(seg))
+            seg.verify_indexes()
         except CorruptIndexError as e:
             recovery.rebuild_indexes(self, seg, reason=str(e))
 
@@ -429,7 +439,11 @@ class PartitionLog:
             if p + size > len(data) and headers:
                 break  # the next batch did not fit in max_bytes: it starts the next fetch
             try:
-                h = validate_batch(data, p, max_batch_bytes=self.config.max_batch_bytes)
+                # baseOffset is outside the CRC: offsets must run on from the requested one.
+                h = validate_batch(data, p, max_batch_bytes=self.config.max_batch_bytes,
+                                   expected_offset=headers[-1].next_offset if headers else None)
+                if not headers and not h.base_offset <= offset <= h.last_offset:
+                    raise CorruptRecordError(f"batch holds offsets {h.base_offset}-{h.last_offset}, not {offset}")
             except CorruptRecordError as e:
                 if headers:
                     break  # return the valid batches; the next read reports the damage

@@ -176,3 +176,23 @@ def test_any_single_bit_flip_in_a_metadata_file_is_detected(obj, flip):
     # The only flips that can decode are in the header's hex digits' case or spacing-free
     # no-ops; the value must then still be exactly the original.
     assert got == obj
+
+
+def test_a_batch_from_outside_with_wrong_record_offset_deltas_is_refused(tmp_path):
+    from logq.codec import encode_batch
+
+    log = logq.PartitionLog(str(tmp_path / "t-0"))
+    good = encode_batch([(None, b"a", None, 1), (None, b"b", None, 1)])
+    # Swap the records' offset deltas (0 <-> 1) and fix the CRC: a well-formed but lying batch.
+    bad = bytearray(good)
+    i0 = 61 + 3  # length, attributes, timestampDelta, then offsetDelta of record 0
+    j = good.index(b"\x00\x02\x01\x02b") + 1  # offsetDelta of record 1 (zigzag 1 = 0x02)
+    bad[i0], bad[j] = bad[j], bad[i0]
+    from crc32c import crc32c
+
+    bad[17:21] = crc32c(bytes(bad[21:])).to_bytes(4, "big")
+    with pytest.raises(CorruptRecordError, match="offset deltas"):
+        log.append_batch(bytes(bad))
+    assert log.log_end_offset == 0
+    assert log.append_batch(good).base_offset == 0
+    log.close()
