@@ -411,7 +411,10 @@ class Consumer:
     def __iter__(self) -> Iterator[Record]:
         idle_since = time.monotonic()
         while not self._closed:
-            recs = self.poll(timeout=0.5)
+            wait = 0.5
+            if self.consumer_timeout_ms is not None:  # never wait past the idle limit
+                wait = min(wait, max(0.0, self.consumer_timeout_ms / 1000 - (time.monotonic() - idle_since)))
+            recs = self.poll(timeout=wait)
             if recs:
                 idle_since = time.monotonic()
                 yield from recs

@@ -42,6 +42,7 @@ __all__ = ["Producer", "RecordMetadata", "BatchMetadata", "RecordFuture"]
 TP = Tuple[str, int]
 _RECORD_OVERHEAD_BYTES = 24  # varints, attributes and header count of one record, at most
 _BULK_BATCH_BYTES = 512 * 1024  # send_batch target batch size (below max_batch_bytes)
+_EVENT_LOCK = threading.Lock()  # creates a batch's completion Event on its first waiter
 _KEY_CACHE_ENTRIES = 65536  # memoised key -> partition placements
 
 
@@ -84,11 +85,13 @@ class _Batch:
     def wait(self, timeout: Optional[float]) -> bool:
         if self.done:
             return True
-        if self._event is None:
-            self._event = threading.Event()  # races with finish() are closed by re-checking done
-        if self.done:
+        with _EVENT_LOCK:  # one Event per batch, even with several waiting threads
+            ev = self._event
+            if ev is None:
+                ev = self._event = threading.Event()
+        if self.done:  # races with finish() are closed by re-checking done
             return True
-        return self._event.wait(timeout)
+        return ev.wait(timeout)
 
 
 class RecordFuture:
@@ -200,7 +203,8 @@ class Producer:
             if self._pending_bytes + size > self.buffer_bytes:
                 self._make_room(size)
             b = self._open.get(tp)
-            if b is None or (b.bytes + size > self.batch_size and b.records):
+            cap = min(self.batch_size, info[1])  # a batch must also fit the topic's max_batch_bytes
+            if b is None or (b.bytes + size > cap and b.records):
                 if b is not None:
                     self._close_batch(tp, b)
                     drain = True
@@ -210,7 +214,7 @@ class Producer:
             b.bytes += size
             self._pending_bytes += size
             fut = RecordFuture(b, len(recs) - 1)
-            if b.bytes >= self.batch_size:
+            if b.bytes >= cap or not self.linger_ms:  # linger_ms=0: no waiting, as in Kafka
                 self._close_batch(tp, b)
                 del self._open[tp]
                 drain = True
@@ -307,9 +311,16 @@ class Producer:
                 lk = self._drain_locks.setdefault(tp, threading.Lock())
         return lk
 
-    def _drain(self, tp: TP) -> None:
-        """Write the ready batches of one partition, oldest first, one writer at a time."""
-        with self._drain_lock(tp):
+    def _drain(self, tp: TP, deadline: Optional[float] = None) -> None:
+        """Write the ready batches of one partition, oldest first, one writer at a time.
+
+        With a ``deadline`` (monotonic s), give up waiting for another writer of the
+        partition then; that writer writes the queued batches itself.
+        """
+        lk = self._drain_lock(tp)
+        if not lk.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
+            return
+        try:
             while True:
                 with self._lock:
                     q = self._ready.get(tp)
@@ -317,6 +328,8 @@ class Producer:
                         return
                     b = q.popleft()
                 self._write(b)
+        finally:
+            lk.release()
 
     def _write(self, b: _Batch) -> None:
         try:
@@ -337,13 +350,13 @@ class Producer:
         for tp, b in list(self._open.items()):
             self._close_batch(tp, b)
         self._open.clear()
+        deadline = time.monotonic() + self.max_block_ms / 1000
         self._lock.release()
         try:
             for tp in list(self._ready):
-                self._drain(tp)
+                self._drain(tp, deadline)
         finally:
             self._lock.acquire()
-        deadline = time.monotonic() + self.max_block_ms / 1000
         while self._pending_bytes + size > self.buffer_bytes and self._pending_bytes > 0:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -424,8 +437,15 @@ def _as_bytes(x: Any, what: str) -> Optional[bytes]:
 
 
 def _headers_size(headers: Any) -> int:
-    items = headers.items() if isinstance(headers, dict) else headers
-    n = 0
-    for hk, hv in items:
-        n += len(hk) + (len(hv) if hv else 0) + 10
-    return n
+    """Bytes the headers add; refuses what the codec cannot encode (before anything is queued)."""
+    try:
+        items = list(headers.items() if isinstance(headers, dict) else headers)
+        n = 0
+        for hk, hv in items:
+            kb = hk.encode("utf-8") if isinstance(hk, str) else hk
+            if not isinstance(kb, (bytes, bytearray)) or not (hv is None or isinstance(hv, (bytes, bytearray, memoryview))):
+                raise TypeError(f"got ({type(hk).__name__}, {type(hv).__name__})")
+            n += len(kb) + (len(hv) if hv else 0) + 10
+        return n
+    except (TypeError, ValueError, UnicodeError) as e:
+        raise SerializationError(f"headers must be (str key, bytes or None value) pairs: {e}") from None
