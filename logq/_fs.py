@@ -165,6 +165,7 @@ class FileLock:
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: Optional[int] = open_file(path, os.O_RDWR | os.O_CREAT)
+        self.held = False  # set while this object holds the lock through ``with``
 
     def acquire(self, shared: bool = False, blocking: bool = True) -> bool:
         assert self._fd is not None, "lock file closed"
@@ -194,7 +195,9 @@ class FileLock:
 
     def __enter__(self) -> "FileLock":
         self.acquire()
+        self.held = True
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.held = False
         self.release()

@@ -225,7 +225,7 @@ class TimeIndex(_Index):
 
     def maybe_append(self, timestamp: int, offset: int, final: bool = False) -> None:
         """Add (timestamp, offset) if the timestamp is strictly greater than the last one."""
-        if self.entries and timestamp <= self._a[self.entries - 1]:
+        if timestamp <= (self._a[self.entries - 1] if self.entries else -1):  # Kafka: empty = (-1, base)
             return
         if not final and self.is_full:
             return

@@ -30,13 +30,19 @@ from typing import TYPE_CHECKING, Optional
 
 from . import _fs, _meta
 from .codec import read_header
-from .errors import CorruptIndexError, CorruptRecordError, LogqError
+from .errors import CorruptIndexError, CorruptRecordError, DiskFullError, LogqError
 from .segment import Segment, ScanResult, list_segment_files, segment_name
 
 if TYPE_CHECKING:
     from .log import PartitionLog
 
 _FLUSH_JOIN_TIMEOUT_S = 30.0
+
+
+def may_write(log: "PartitionLog") -> bool:
+    """Only a writer holding the partition's op lock may change files: without the lock, a
+    batch another process is writing right now looks exactly like a torn tail."""
+    return not log.readonly and log._oplock is not None and log._oplock.held
 
 
 def boot_id() -> str:
@@ -111,13 +117,22 @@ def load(log: "PartitionLog", first_writer: bool) -> None:
         _recover(log, same_boot)
     else:
         _load_last(log)
+    if writer and bases and log.corruption is None and not log.repair and log.log_start_offset <= log.active.next_offset < log.recovery_point:
+        # Whole batches missing below the durable point (a cut at a batch boundary): damage.
+        log.corruption = CorruptRecordError(
+            f"log ends at offset {log.active.next_offset}, below the recovery point {log.recovery_point}",
+            path=log.active.log_path, position=log.active.size,
+        )
+        log.report.corruption = str(log.corruption)
     if writer and log.active.next_offset < log.log_start_offset:
         # Files deleted by hand below a recorded start: keep the start, begin afresh there.
         log.report.notes.append(f"log end {log.active.next_offset} below log start {log.log_start_offset}: reset")
         _delete_segments(log, len(log.segments))
         log._new_segment(log.log_start_offset)
-    log.recovery_point = min(log.recovery_point, log.active.next_offset)
+    if log.corruption is None:  # keep the recovery point above damage until it is repaired
+        log.recovery_point = min(log.recovery_point, log.active.next_offset)
     if writer and first_writer:
+        _fs.crash_point("recovery-before-state")
         write_state(log, clean=False)
 
 
@@ -136,10 +151,19 @@ def _build_segments(log: "PartitionLog", bases: list) -> None:
         if i + 1 < len(bases):
             seg.sealed = True
             seg.next_offset = bases[i + 1]
-            seg.size = os.stat(seg.log_path).st_size
+            seg.size = _sealed_size(seg.log_path, 0)
         segs.append(seg)
     log.segments = segs
     log._bases = list(bases)
+
+
+def _sealed_size(path: str, default: int) -> int:
+    """A sealed segment's size; ``default`` if retention unlinked it after the listing (a
+    reader's race: it is below the new log start, and reading it makes the reader catch up)."""
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return default
 
 
 def _drop_below_start(log: "PartitionLog") -> None:
@@ -179,6 +203,8 @@ def _load_last(log: "PartitionLog") -> None:
             if h.last_offset != last.base_offset + int(last.index.keys()[-1]) or h.base_offset < last.base_offset:
                 raise CorruptIndexError(last.index.path, "last entry does not point at its batch")
             start_offset = h.base_offset
+        last.timeindex.check(last.base_offset + 2**31)  # offsets: verify_indexes checks them
+        last.verify_indexes(size)
         ts, ts_off = last.timeindex.last_entry()
         last.max_timestamp, last.offset_of_max_timestamp = ts, ts_off
     except (CorruptIndexError, CorruptRecordError) as e:
@@ -188,7 +214,7 @@ def _load_last(log: "PartitionLog") -> None:
     res = last.scan(start, start_offset, rebuild=not last.indexes_loaded, track=True)
     if not last.indexes_loaded:
         last.indexes_loaded = True
-        if not log.readonly:
+        if may_write(log):
             last.write_indexes()
             log.report.indexes_rebuilt += 1
     _settle_tail(log, last, res)
@@ -199,12 +225,13 @@ def _settle_tail(log: "PartitionLog", seg: Segment, res: ScanResult) -> None:
     seg.size, seg.next_offset = res.valid_bytes, res.next_offset
     if res.error is None:
         return
-    if log.readonly:
-        return  # a reader cannot tell a torn tail from a write in progress: just stop there
     if res.next_offset < log.recovery_point and not log.repair:
+        # Below the durable point these bytes were whole once: damage, for readers too.
         log.corruption = res.error
         log.report.corruption = str(res.error)
         return
+    if not may_write(log):
+        return  # a torn tail or a write in progress: stop before it, like a reader
     dropped = res.file_bytes - res.valid_bytes
     seg.truncate_to(res.valid_bytes, in_place=True)
     seg.index.truncate_to_offset(res.next_offset)
@@ -236,6 +263,7 @@ def _recover(log: "PartitionLog", same_boot: bool) -> None:
                 seg.sealed = True
                 seg.close_files()
             seg.write_indexes()
+            _fs.crash_point("recovery-after-index-rebuild")
             log.report.indexes_rebuilt += 1
             seg.size, seg.next_offset = res.valid_bytes, res.next_offset
             i += 1
@@ -253,6 +281,7 @@ def _recover(log: "PartitionLog", same_boot: bool) -> None:
                 seg.size, seg.next_offset = res.valid_bytes, res.next_offset
             else:
                 seg.sealed = True
+                _load_last(log)  # the damage is kept: the active segment must still be loaded
             return
         _cut_and_drop_later(log, i, res)
         return
@@ -268,10 +297,12 @@ def _cut_and_drop_later(log: "PartitionLog", i: int, res: ScanResult) -> None:
     del segs[i + 1 :]
     del log._bases[i + 1 :]
     seg.truncate_to(res.valid_bytes, in_place=not later)
+    _fs.crash_point("recovery-after-truncate")
     seg.sealed = False
     seg.open(True)
     seg.size, seg.next_offset = res.valid_bytes, res.next_offset
     seg.write_indexes()
+    _fs.crash_point("recovery-after-index-rebuild")
     log.report.indexes_rebuilt += 1
     if later:
         _fs.fsync_dir(log.path)
@@ -287,7 +318,7 @@ def rebuild_indexes(log: "PartitionLog", seg: Segment, reason: str) -> None:
     if seg.sealed:
         seg.timeindex.maybe_append(seg.max_timestamp, seg.offset_of_max_timestamp, final=True)
     seg.indexes_loaded = True
-    if not log.readonly:
+    if may_write(log):
         seg.write_indexes()
     log.report.indexes_rebuilt += 1
     log.report.notes.append(f"index of segment {seg.base_offset} rebuilt: {reason}")
@@ -305,7 +336,12 @@ def catch_up(log: "PartitionLog", force: bool = False) -> None:
         if start > log.log_start_offset:
             log.log_start_offset = start
             n = 0
-            while n + 1 < len(log.segments) and log.segments[n + 1].base_offset <= start:
+            # Also drop segments whose file is gone: retention elsewhere may have removed
+            # every segment we know (oldest first), even our last one.
+            while n < len(log.segments) and (
+                (n + 1 < len(log.segments) and log.segments[n + 1].base_offset <= start)
+                or not os.path.exists(log.segments[n].log_path)
+            ):
                 n += 1
             for seg in log.segments[:n]:
                 seg.close_files()
@@ -343,13 +379,13 @@ def _adopt_new_segments(log: "PartitionLog") -> None:
         return
     old_last.close_files()
     old_last.sealed = True
-    old_last.size = os.stat(old_last.log_path).st_size
+    old_last.size = _sealed_size(old_last.log_path, old_last.size)
     old_last.indexes_loaded = False
     for i, base in enumerate(newer):
         seg = log._make_segment(base, persist=not log.readonly)
         if i + 1 < len(newer):
             seg.sealed, seg.next_offset = True, newer[i + 1]
-            seg.size = os.stat(seg.log_path).st_size
+            seg.size = _sealed_size(seg.log_path, 0)
         log.segments.append(seg)
         log._bases.append(base)
     old_last.next_offset = newer[0]
@@ -405,10 +441,11 @@ def flush_sealed_in_background(log: "PartitionLog", seg: Segment) -> None:
     """fdatasync a just-sealed segment off the append path, then advance the recovery point."""
     prev = log._flusher
     if prev is not None:
-        prev.join(_FLUSH_JOIN_TIMEOUT_S)
+        prev.synced.wait(_FLUSH_JOIN_TIMEOUT_S)  # not join(): it next waits for log._mutex, which we hold
     if log.config.fsync != "never":
         return  # already synced by the roll itself
     t = threading.Thread(target=_flush_sealed, args=(log, seg), name="logq-flush", daemon=True)
+    t.synced = threading.Event()  # type: ignore[attr-defined]  # set once its fsyncs are done
     log._flusher = t
     t.start()
 
@@ -424,15 +461,21 @@ def _flush_sealed(log: "PartitionLog", seg: Segment) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+        threading.current_thread().synced.set()  # type: ignore[attr-defined]
         with log._mutex:
             if log._closed or log._oplock is None:
                 return
             with log._oplock:
                 if seg.next_offset > log.recovery_point:
                     log.recovery_point = seg.next_offset
-                    write_state(log)
+                    try:
+                        write_state(log)
+                    except DiskFullError:
+                        pass  # the data is synced; a stale recovery point only means a longer scan
     except (OSError, LogqError) as e:
         log._failed = e
+    finally:
+        threading.current_thread().synced.set()  # type: ignore[attr-defined]
 
 
 def start_interval_flusher(log: "PartitionLog") -> None:
@@ -453,7 +496,7 @@ def start_interval_flusher(log: "PartitionLog") -> None:
 
 def close_writer(log: "PartitionLog") -> None:
     if log._flusher is not None:
-        log._flusher.join(_FLUSH_JOIN_TIMEOUT_S)
+        log._flusher.synced.wait(_FLUSH_JOIN_TIMEOUT_S)  # type: ignore[attr-defined]
     assert log._oplock is not None and log._writers is not None
     with log._oplock:
         catch_up(log)
@@ -461,5 +504,5 @@ def close_writer(log: "PartitionLog") -> None:
         last.timeindex.maybe_append(last.max_timestamp, last.offset_of_max_timestamp, final=True)
         if log._writers.acquire(shared=False, blocking=False):  # no other writer is open
             last.flush()
-            log.recovery_point = last.next_offset
+            log.recovery_point = max(log.recovery_point, last.next_offset)
             write_state(log, clean=log.corruption is None)

@@ -26,9 +26,11 @@ import time
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Tuple
 
+import numpy as np
+
 from . import _fs
 from .codec import BATCH_OVERHEAD, BatchHeader, read_header, validate_batch, decode_records
-from .errors import CorruptRecordError, storage_error
+from .errors import CorruptIndexError, CorruptRecordError, DiskFullError, storage_error
 from .index import OffsetIndex, TimeIndex
 
 __all__ = ["Segment", "ScanResult", "segment_name"]
@@ -118,6 +120,48 @@ class Segment:
         self.timeindex.load()
         self.indexes_loaded = True
 
+    def verify_indexes(self, limit: Optional[int] = None) -> None:
+        """Check loaded indexes against the log; CorruptIndexError if they disagree.
+
+        Structurally sane files can still be wrong (another segment's file, lost entries, a
+        deleted file). Walking the batch headers from the offset entry at or before the time
+        index's last entry (T, O) to the end must: find the batch ending at O with max
+        timestamp T; reproduce exactly the offset entries after the walk's start (interval
+        rule); and find no timestamp above T where an entry would have recorded it (anywhere
+        once sealed: the final entry holds the segment's maximum). Cost: one header per batch
+        walked, usually a short tail.
+        """
+        end = self.size if limit is None else limit
+        idx, tix = self.index, self.timeindex
+        ts, ts_off = tix.last_entry()  # (-1, base) when empty: then the walk covers everything
+        entry_off, p0 = idx.lookup(ts_off)
+        positions = idx.values()
+        after = int(np.searchsorted(positions, p0, side="right"))
+        last_entry_pos = int(positions[-1]) if idx.entries else -1
+        expected: List[Tuple[int, int]] = []
+        since, seen = 0, not tix.entries
+        try:
+            for pos, h in self.headers_from(p0, end):
+                if pos == p0 and p0 and h.last_offset != entry_off:
+                    raise CorruptIndexError(idx.path, f"entry at {p0} does not point at its batch")
+                if pos > p0 and since > self.index_interval_bytes:
+                    expected.append((h.last_offset - self.base_offset, pos))
+                    since = 0
+                since += h.size
+                if tix.entries and h.last_offset == ts_off:
+                    if h.max_timestamp != ts:
+                        raise CorruptIndexError(tix.path, f"last entry says {ts}, its batch {h.max_timestamp}")
+                    seen = True
+                elif h.max_timestamp > ts and (h.last_offset < ts_off or self.sealed or pos <= last_entry_pos):
+                    raise CorruptIndexError(tix.path, f"timestamp {h.max_timestamp} above the last entry {ts}")
+        except CorruptRecordError:
+            pass  # damaged or torn log: the entries past it cannot match, so they fail below
+        if not seen:
+            raise CorruptIndexError(tix.path, f"last entry's offset {ts_off} is not a batch's last offset")
+        actual = list(zip((idx.keys()[after:]).tolist(), positions[after:].tolist()))
+        if actual != expected:
+            raise CorruptIndexError(idx.path, "entries do not match the log")
+
     # ------------------------------------------------------------------ reading
     def read(self, position: int, max_bytes: int, limit: Optional[int] = None) -> bytes:
         """Bytes [position, min(position + max_bytes, limit or size))."""
@@ -140,19 +184,29 @@ class Segment:
     def headers_from(self, position: int, limit: Optional[int] = None) -> Iterator[Tuple[int, BatchHeader]]:
         """Batch headers from ``position`` (not CRC-checked; readers validate what they use)."""
         end = self.size if limit is None else limit
+        expected = self.base_offset if position == 0 else None  # baseOffset is not CRC-covered
         while position + BATCH_OVERHEAD <= end:
             h = read_header(self.read(position, BATCH_OVERHEAD, end))
             if h.batch_length < BATCH_OVERHEAD - 12 or position + h.size > end:
                 raise CorruptRecordError(
                     f"batch length {h.batch_length} is invalid", path=self.log_path, position=position
                 )
+            if expected is not None and h.base_offset != expected:
+                raise CorruptRecordError(
+                    f"base offset {h.base_offset} where {expected} was expected", path=self.log_path, position=position
+                )
             yield position, h
+            expected = h.next_offset
             position += h.size
 
     def find_position(self, offset: int) -> Tuple[int, Optional[BatchHeader]]:
         """Position of the first batch whose last offset >= ``offset`` (Kafka's rule)."""
-        _, pos = self.index.lookup(offset) if self.indexes_loaded else (self.base_offset, 0)
+        entry, pos = self.index.lookup(offset) if self.indexes_loaded else (self.base_offset, 0)
         for p, h in self.headers_from(pos):
+            if p == pos and pos and h.last_offset != entry:
+                raise CorruptRecordError(
+                    f"batch ends at offset {h.last_offset}, its index entry says {entry}", path=self.log_path, position=p
+                )
             if h.last_offset >= offset:
                 return p, h
         return self.size, None
@@ -249,8 +303,11 @@ class Segment:
         # Kafka counts bytes since the last entry; with one batch per append that is
         # exactly (this position - last entry's position), so any writer derives it.
         if pos - self.index.last_position() > self.index_interval_bytes:
-            self.index.append(h.last_offset, pos)
-            self.timeindex.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+            try:
+                self.index.append(h.last_offset, pos)
+                self.timeindex.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+            except DiskFullError:
+                pass  # the batch is written; a sparse index missing an entry only scans longer
 
     # ------------------------------------------------------------------ writing
     def append(self, batch: bytes, h: BatchHeader) -> int:
