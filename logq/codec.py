@@ -257,8 +257,8 @@ def _encode_records(records: Sequence[RecordInput], base_ts: int) -> bytes:
             vb = vh + value
             vlen_total = len(vh) + vl
         hb = _encode_headers(headers) if headers else b"\x00"
-        body_len = 1 + len(tsd) + len(od) + len(kb) + vlen_total + len(hb)
-        app(b"%b\x00%b%b%b%b%b" % (_v(body_len), tsd, od, kb, vb, hb))
+        n = 1 + len(tsd) + len(od) + len(kb) + vlen_total + len(hb)
+        app(b"%b\x00%b%b%b%b%b" % (V[n] if n < _CACHE else encode_varint(n), tsd, od, kb, vb, hb))
     return b"".join(parts)
 
 

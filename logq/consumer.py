@@ -24,7 +24,7 @@ import datetime as _dt
 import logging
 import re
 import time
-from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Pattern, Sequence, Set, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Pattern, Sequence, Set, Tuple, Union
 
 from ._notify import Watcher
 from .errors import ConfigError, LogClosedError, NoOffsetForPartitionError, OffsetOutOfRangeError
@@ -124,7 +124,7 @@ class Consumer:
         self._subscription: Optional[Union[List[str], Pattern[str]]] = None
         self._manual: List[TopicPartition] = []
         self._positions: Dict[TopicPartition, int] = {}
-        self._buffers: Dict[TopicPartition, List[Record]] = {}
+        self._buffers: Dict[TopicPartition, Tuple[List[Record], int]] = {}
         self._paused: Set[TopicPartition] = set()
         self._logs: Dict[TopicPartition, PartitionLog] = {}
         self._watcher = Watcher()
@@ -374,14 +374,20 @@ class Consumer:
         return out
 
     def _take(self, tp: TopicPartition, want: int) -> List[Record]:
-        buf = self._buffers.get(tp)
-        if not buf:
-            buf = self._read(tp)
-            if not buf:
+        """Up to ``want`` records of one partition: from the decoded buffer, else a fetch.
+
+        The buffer is (records, next index): taking a slice never copies the rest.
+        """
+        entry = self._buffers.get(tp)
+        if entry is None:
+            recs = self._read(tp)
+            if not recs:
                 return []
-        got, rest = buf[:want], buf[want:]
-        if rest:
-            self._buffers[tp] = rest
+            entry = (recs, 0)
+        recs, i = entry
+        got = recs if i == 0 and len(recs) <= want else recs[i : i + want]
+        if i + len(got) < len(recs):
+            self._buffers[tp] = (recs, i + len(got))
         else:
             self._buffers.pop(tp, None)
         self._positions[tp] = got[-1].offset + 1

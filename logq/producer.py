@@ -44,6 +44,7 @@ _RECORD_OVERHEAD_BYTES = 24  # varints, attributes and header count of one recor
 _BULK_BATCH_BYTES = 512 * 1024  # send_batch target batch size (below max_batch_bytes)
 _EVENT_LOCK = threading.Lock()  # creates a batch's completion Event on its first waiter
 _KEY_CACHE_ENTRIES = 65536  # memoised key -> partition placements
+_new_future = tuple.__new__
 
 
 class RecordMetadata(NamedTuple):
@@ -94,30 +95,36 @@ class _Batch:
         return ev.wait(timeout)
 
 
-class RecordFuture:
-    """The eventual RecordMetadata of one ``send``."""
+class RecordFuture(tuple):
+    """The eventual RecordMetadata of one ``send``.
 
-    __slots__ = ("_batch", "_index")
+    A (batch, index) tuple: ``send`` builds one per record, and a tuple is built in C.
+    """
 
-    def __init__(self, batch: _Batch, index: int) -> None:
-        self._batch = batch
-        self._index = index
+    __slots__ = ()
+
+    def __new__(cls, batch: _Batch, index: int) -> "RecordFuture":
+        return tuple.__new__(cls, (batch, index))
 
     def done(self) -> bool:
-        return self._batch.done
+        return self[0].done
 
     def result(self, timeout: Optional[float] = None) -> RecordMetadata:
-        b = self._batch
+        b, i = self
         if not b.wait(timeout):
             raise TimeoutError(f"record not written within {timeout} s (call flush() to force it)")
         if b.error is not None:
             raise b.error
-        rec = b.records[self._index]
-        return RecordMetadata(b.tp[0], b.tp[1], b.base_offset + self._index, rec[3])
+        return RecordMetadata(b.tp[0], b.tp[1], b.base_offset + i, b.records[i][3])
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
-        self._batch.wait(timeout)
-        return self._batch.error
+        self[0].wait(timeout)
+        return self[0].error
+
+    def __repr__(self) -> str:
+        b, i = self
+        state = "error" if b.error is not None else ("done" if b.done else "pending")
+        return f"RecordFuture({b.tp[0]}-{b.tp[1]}#{i}, {state})"
 
 
 class Producer:
@@ -203,7 +210,7 @@ class Producer:
             if self._pending_bytes + size > self.buffer_bytes:
                 self._make_room(size)
             b = self._open.get(tp)
-            cap = min(self.batch_size, info[1])  # a batch must also fit the topic's max_batch_bytes
+            cap = info[4]  # batch_size, capped so a batch also fits the topic's max_batch_bytes
             if b is None or (b.bytes + size > cap and b.records):
                 if b is not None:
                     self._close_batch(tp, b)
@@ -213,7 +220,7 @@ class Producer:
             recs.append((k, v, headers, ts))
             b.bytes += size
             self._pending_bytes += size
-            fut = RecordFuture(b, len(recs) - 1)
+            fut = _new_future(RecordFuture, (b, len(recs) - 1))
             if b.bytes >= cap or not self.linger_ms:  # linger_ms=0: no waiting, as in Kafka
                 self._close_batch(tp, b)
                 del self._open[tp]
@@ -223,10 +230,11 @@ class Producer:
         return fut
 
     def _topic_info(self, topic: str) -> list:
-        """[partitions, largest record bytes, sticky partition, bytes sent to it] per topic."""
+        """[partitions, largest record bytes, sticky partition, bytes sent to it, batch cap]."""
         meta = self.registry.get(topic)
         sticky = self._sticky_for(topic).partition(None, meta.partitions, self.batch_size)
-        info = [meta.partitions, meta.config.max_batch_bytes - 61, sticky, 0]
+        limit = meta.config.max_batch_bytes - 61
+        info = [meta.partitions, limit, sticky, 0, min(self.batch_size, limit)]
         self._topics[topic] = info
         return info
 
