@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench compare soak clean
+.PHONY: demo test bench compare soak plots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,30 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
 bench: $(STAMP)
 	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-only -q -p no:cacheprovider
+
+# Side by side with SQLite (always) and Redis Streams (when redis-server is installed);
+# rewrites the measured block of docs/benchmarks.md.
+compare: $(BENCH_STAMP)
+	$(PY) -m logq.cli perf compare --markdown docs/benchmarks.md
+
+# PNG plots for docs/benchmarks.md from a fresh benchmark run and comparison.
+plots: $(BENCH_STAMP)
+	mkdir -p .benchmarks
+	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-only -q -p no:cacheprovider --benchmark-json .benchmarks/bench.json
+	$(PY) -m logq.cli perf compare --json > .benchmarks/compare.jsonl
+	$(PY) tools/plot_bench.py .benchmarks/bench.json .benchmarks/compare.jsonl --out docs/img
+
+# The long reliability tier: hundreds of kills, power cuts on loop images, contention.
+soak: $(STAMP)
+	$(PY) tools/soak.py
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache

@@ -12,6 +12,7 @@ from typing import Tuple
 import click
 
 from . import dump as _dump
+from ._cli_admin import COMMANDS as _ADMIN_COMMANDS
 from ._cli_options import (
     EXIT_USAGE,
     CliError,
@@ -22,6 +23,7 @@ from ._cli_options import (
     json_option,
     pass_state,
 )
+from .perf import perf_group
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -87,6 +89,12 @@ def dump_command(
             progress.clear()
     click.get_current_context().exit(status)
 
+
+for _command in _ADMIN_COMMANDS:  # topics, produce, consume, groups, offsets, seek (logq/_cli_admin.py)
+    main.add_command(_command)
+
+
+main.add_command(perf_group)
 
 if __name__ == "__main__":
     main(prog_name="logq")
