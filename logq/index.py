@@ -96,9 +96,32 @@ class _Index:
         except FileNotFoundError:
             return
         replaced = self._fd is not None and os.fstat(self._fd).st_ino != st.st_ino
-        if replaced or st.st_size // self.entry_bytes != self.entries:
+        n = st.st_size // self.entry_bytes
+        if replaced or n < self.entries or st.st_size % self.entry_bytes:
             self.close()
             self.load()
+        elif n > self.entries:
+            self._load_tail(n)
+
+    def _load_tail(self, n: int) -> None:
+        """Append entries [self.entries, n) read from the file: an index only grows."""
+        start = self.entries * self.entry_bytes
+        with open(self.path, "rb") as f:
+            f.seek(start)
+            raw = f.read((n - self.entries) * self.entry_bytes)
+        new = np.frombuffer(raw, dtype=self.dtype, count=len(raw) // self.entry_bytes)
+        a, b = self._columns(new)
+        a, b = a.astype(np.int64), b.astype(np.int64)
+        if self.entries and len(a) and a[0] <= self._a[self.entries - 1]:
+            self.close()
+            self.load()  # not a continuation: reload it whole (load() validates the size)
+            return
+        while self.entries + len(a) > len(self._a):
+            self._a = np.concatenate([self._a, np.empty_like(self._a)])
+            self._b = np.concatenate([self._b, np.empty_like(self._b)])
+        self._a[self.entries : self.entries + len(a)] = a
+        self._b[self.entries : self.entries + len(b)] = b
+        self.entries += len(a)
 
     def _columns(self, m: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError

@@ -226,7 +226,6 @@ class PartitionLog:
             recs = decode_records(batch, h, max_decompressed_bytes=self.config.max_decompressed_bytes)
             if any(r.offset != h.base_offset + i for i, r in enumerate(recs)):
                 raise CorruptRecordError("record offset deltas are not 0, 1, 2, ... in order")
-        buf = bytearray(batch)
         with self._mutex:
             self._check_usable()
             if self.readonly:
@@ -237,15 +236,16 @@ class PartitionLog:
                 if self.corruption is not None and self.corruption.path == self.active.log_path:
                     raise self.corruption
                 seg = self.active
-                if seg.should_roll(len(buf), h, self.config.segment_bytes, self.config.segment_ms):
+                if seg.should_roll(len(batch), h, self.config.segment_bytes, self.config.segment_ms):
                     seg = self._roll()
                 base = seg.next_offset
-                stamp_base_offset(buf, base)
                 h = h._replace(base_offset=base)
+                # baseOffset lies outside the CRC: stamping it is one copy, no new checksum.
+                stamped = b"".join((base.to_bytes(8, "big"), memoryview(batch)[8:]))
                 try:
-                    pos = seg.append(bytes(buf), h)
+                    pos = seg.append(stamped, h)
                     if self.config.fsync == "always":
-                        self._sync(seg)
+                        self._sync(seg, data_only=True)
                 except StorageError:
                     self._after_failed_write(seg)
                     raise
@@ -260,9 +260,9 @@ class PartitionLog:
         except LogqError as e:
             self._failed = e
 
-    def _sync(self, seg: Segment) -> None:
+    def _sync(self, seg: Segment, data_only: bool = False) -> None:
         try:
-            seg.flush()
+            seg.flush(data_only)
         except StorageError as e:
             self._failed = e  # never retry a failed fsync: the pages may already be dropped
             raise LogFailedError(self.path, e) from None

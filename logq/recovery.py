@@ -367,6 +367,8 @@ def catch_up(log: "PartitionLog", force: bool = False) -> None:
         if last.indexes_loaded:
             last.index.reload_if_changed()
             last.timeindex.reload_if_changed()
+        if log.readonly and res.error is None and res.batches:
+            return  # a reader sees a roll on a later call (one stat less); writers must look now
     if os.path.exists(os.path.join(log.path, segment_name(last.next_offset) + ".log")):
         _adopt_new_segments(log)
 

@@ -218,6 +218,11 @@ class Segment:
         for p, h in self.headers_from(pos):
             if h.max_timestamp < timestamp:
                 continue
+            first_ts_known = not h.attributes & 0x40  # else baseTimestamp holds a delete horizon
+            if h.base_offset >= starting_offset and first_ts_known and (
+                h.base_timestamp >= timestamp or h.timestamp_type == "LogAppendTime"
+            ):
+                return h.base_offset  # the batch's first record already qualifies: no decode
             data = self.read(p, h.size)
             hv = validate_batch(data, 0)
             for rec in decode_records(data, hv):
@@ -337,13 +342,18 @@ class Segment:
             or h.last_offset - self.base_offset >= 2**31 - 1
         )
 
-    def flush(self) -> None:
-        """fdatasync the log and its indexes (power-loss durability of what is written)."""
+    def flush(self, data_only: bool = False) -> None:
+        """fdatasync the log, and unless ``data_only`` its indexes.
+
+        Acknowledging an append needs only the .log durable: indexes are rebuilt from it by
+        recovery after a power cut, so fsync="always" syncs them at roll and close only.
+        """
         try:
             if self._fd is not None and self._writable:
                 os.fdatasync(self._fd)
-            self.index.fsync()
-            self.timeindex.fsync()
+            if not data_only:
+                self.index.fsync()
+                self.timeindex.fsync()
         except OSError as e:
             raise storage_error("fsync", self.log_path, e) from None
 
