@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Op
 
 from ._notify import Watcher
 from .errors import ConfigError, LogClosedError, NoOffsetForPartitionError, OffsetOutOfRangeError
+from .codec import decode_records
 from .group import GroupMember, group_dir
 from .log import PartitionLog
 from .offsets import OffsetStore
@@ -124,7 +125,7 @@ class Consumer:
         self._subscription: Optional[Union[List[str], Pattern[str]]] = None
         self._manual: List[TopicPartition] = []
         self._positions: Dict[TopicPartition, int] = {}
-        self._buffers: Dict[TopicPartition, Tuple[List[Record], int]] = {}
+        self._buffers: Dict[TopicPartition, tuple] = {}  # (fetch, header i, byte pos, records, i)
         self._paused: Set[TopicPartition] = set()
         self._logs: Dict[TopicPartition, PartitionLog] = {}
         self._watcher = Watcher()
@@ -374,26 +375,39 @@ class Consumer:
         return out
 
     def _take(self, tp: TopicPartition, want: int) -> List[Record]:
-        """Up to ``want`` records of one partition: from the decoded buffer, else a fetch.
+        """Up to ``want`` records of one partition, decoding fetched batches one at a time.
 
-        The buffer is (records, next index): taking a slice never copies the rest.
+        A fetch brings up to ``fetch_max_bytes`` of whole batches; only as many batches are
+        decoded as this poll needs, so a poll after a seek does not pay for the whole fetch.
         """
-        entry = self._buffers.get(tp)
-        if entry is None:
-            recs = self._read(tp)
-            if not recs:
+        st = self._buffers.get(tp)
+        if st is None:
+            st = self._fetch_batches(tp)
+            if st is None:
                 return []
-            entry = (recs, 0)
-        recs, i = entry
-        got = recs if i == 0 and len(recs) <= want else recs[i : i + want]
-        if i + len(got) < len(recs):
-            self._buffers[tp] = (recs, i + len(got))
+        res, hi, pos, recs, ri = st
+        out: List[Record] = []
+        while len(out) < want:
+            if ri >= len(recs):
+                if hi >= len(res.headers):
+                    break
+                h = res.headers[hi]
+                recs, ri = self._decode(tp, res, h, pos), 0
+                pos += h.size
+                hi += 1
+                continue
+            take = recs if ri == 0 and len(recs) <= want - len(out) else recs[ri : ri + want - len(out)]
+            out.extend(take)
+            ri += len(take)
+        if ri < len(recs) or hi < len(res.headers):
+            self._buffers[tp] = (res, hi, pos, recs, ri)
         else:
             self._buffers.pop(tp, None)
-        self._positions[tp] = got[-1].offset + 1
-        return got
+        if out:
+            self._positions[tp] = out[-1].offset + 1
+        return out
 
-    def _read(self, tp: TopicPartition) -> List[Record]:
+    def _fetch_batches(self, tp: TopicPartition) -> Optional[tuple]:
         lg = self._log(tp)
         pos = self._positions[tp]
         lg.refresh()  # see a log start moved by delete_records elsewhere: purged data stays unread
@@ -401,8 +415,16 @@ class Consumer:
             res = lg.read(pos, self.fetch_max_bytes)
         except OffsetOutOfRangeError as e:
             self._positions[tp] = self._clamp(tp, pos, lg) if pos < e.log_start else self._reset_high(tp, pos, e.log_end)
-            return []
-        recs = res.records(lg.config.max_decompressed_bytes, origin=(Record, tp.topic, tp.partition))
+            return None
+        if not res.headers:
+            return None
+        return (res, 0, 0, [], 0)
+
+    def _decode(self, tp: TopicPartition, res: Any, h: Any, pos: int) -> List[Record]:
+        recs = decode_records(
+            res.data, h, pos, max_decompressed_bytes=self._logs[tp].config.max_decompressed_bytes,
+            min_offset=res.offset, origin=(Record, tp.topic, tp.partition),
+        )
         kd, vd = self._kdes, self._vdes
         if kd is None and vd is None:
             return recs
