@@ -504,6 +504,7 @@ def _decode_records(
     base_ts = h.base_timestamp
     log_append = h.attributes & ATTR_LOG_APPEND_TIME
     max_ts = h.max_timestamp
+    last_delta = h.last_offset_delta
     out = []
     app = out.append
     p = 0
@@ -587,6 +588,8 @@ def _decode_records(
         if p != end:
             raise CorruptRecordError(f"record body is {ln} bytes but its fields use {ln - end + p}")
         ts = max_ts if log_append else base_ts + tsd
+        if not 0 <= od <= last_delta:
+            raise CorruptRecordError(f"record offset delta {od} outside the batch's 0..{last_delta}")
         off = base_offset + od
         if off < min_offset:
             continue

@@ -196,3 +196,19 @@ def test_a_batch_from_outside_with_wrong_record_offset_deltas_is_refused(tmp_pat
     assert log.log_end_offset == 0
     assert log.append_batch(good).base_offset == 0
     log.close()
+
+
+def test_negative_record_offset_delta_is_rejected_not_silently_skipped():
+    """Regression: a record whose offset delta went negative was skipped as 'below the fetch
+    offset' instead of being reported, so a damaged batch returned fewer records."""
+    from crc32c import crc32c
+
+    good = bytearray(encode_values([b"a", b"bc"], 1700000000000))
+    i = good.index(b"\x00\x00\x02\x01\x04bc") + 2  # record 1's offsetDelta (zigzag 1)
+    good[i] = 0x03  # zigzag -2
+    good[17:21] = crc32c(bytes(good[21:])).to_bytes(4, "big")
+    h = validate_batch(bytes(good))
+    with pytest.raises(CorruptRecordError, match="offset delta"):
+        decode_records(bytes(good), h)
+    with pytest.raises(CorruptRecordError, match="offset delta"):
+        decode_records(bytes(good), h, min_offset=0)
