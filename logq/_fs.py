@@ -49,15 +49,21 @@ def crash_point(site: str) -> None:
 _crash_counts: dict = {}
 
 
+def fsync_fd(fd: int, path: str, what: str = "fsync") -> None:
+    """fsync ``fd``; an error becomes a StorageError naming ``path`` (never retried)."""
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        raise storage_error(what, path, e) from None
+
+
 def fsync_dir(path: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
         raise storage_error("open directory", path, e) from None
     try:
-        os.fsync(fd)
-    except OSError as e:
-        raise storage_error("fsync directory", path, e) from None
+        fsync_fd(fd, path, "fsync directory")
     finally:
         os.close(fd)
 
@@ -130,18 +136,22 @@ def pread_exact(fd: int, n: int, pos: int) -> bytes:
     return b"".join(parts)
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new content."""
+def write_tmp(path: str, data: bytes, sync: bool = True) -> str:
+    """Write ``data`` to ``path + ".tmp"`` (fsynced when ``sync``); return the tmp path."""
     tmp = path + ".tmp"
     fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         pwrite_all(fd, data, 0, tmp)
-        try:
-            os.fsync(fd)
-        except OSError as e:
-            raise storage_error("fsync", tmp, e) from None
+        if sync:
+            fsync_fd(fd, tmp)
     finally:
         os.close(fd)
+    return tmp
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old or the new content."""
+    tmp = write_tmp(path, data)
     try:
         os.replace(tmp, path)
     except OSError as e:

@@ -69,18 +69,7 @@ def decode_meta(data: bytes, path: str = "<bytes>") -> Any:
 
 
 def write_meta(path: str, obj: Any, *, sync: bool = True) -> None:
-    data = encode_meta(obj)
-    tmp = path + ".tmp"
-    fd = _fs.open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    try:
-        _fs.pwrite_all(fd, data, 0, tmp)
-        if sync:
-            try:
-                os.fsync(fd)
-            except OSError as e:
-                raise storage_error("fsync", tmp, e) from None
-    finally:
-        os.close(fd)
+    tmp = _fs.write_tmp(path, encode_meta(obj), sync)
     _fs.crash_point("meta-before-rename")
     try:
         if os.path.exists(path):

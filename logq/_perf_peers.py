@@ -60,8 +60,20 @@ def _middle_count(records: int) -> int:
     return min(1000, records - records // 2)
 
 
+class _TempDirSystem:
+    """A system under test that keeps its data in a fresh temporary directory."""
+
+    dir = ""
+
+    def start(self, work_dir: Optional[str]) -> None:
+        self.dir = tempfile.mkdtemp(prefix="logq-cmp-", dir=work_dir)
+
+    def stop(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- logq
-class LogqSystem:
+class LogqSystem(_TempDirSystem):
     def __init__(self, fsync: str) -> None:
         self.fsync = fsync
         self.name = f"logq ({fsync})"
@@ -71,12 +83,6 @@ class LogqSystem:
             "always": "fsync=always: fdatasync before every append returns",
         }[fsync]
         self.dir = ""
-
-    def start(self, work_dir: Optional[str]) -> None:
-        self.dir = tempfile.mkdtemp(prefix="logq-cmp-", dir=work_dir)
-
-    def stop(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     def run(self, records: int, size: int, seek: bool) -> Dict[str, float]:
         topic = f"t{size}"
@@ -151,7 +157,7 @@ def _sqlite_latency_consumer(path: str, synchronous: str, count: int, budget_s: 
     conn.close()
 
 
-class SqliteSystem:
+class SqliteSystem(_TempDirSystem):
     def __init__(self, synchronous: str) -> None:
         self.sync = synchronous
         self.name = f"SQLite ({synchronous})"
@@ -160,12 +166,6 @@ class SqliteSystem:
             "FULL": "WAL, synchronous=FULL: fsync at every commit (1,000 rows; 1 row in the latency run)",
         }[synchronous]
         self.dir = ""
-
-    def start(self, work_dir: Optional[str]) -> None:
-        self.dir = tempfile.mkdtemp(prefix="logq-cmp-", dir=work_dir)
-
-    def stop(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     def run(self, records: int, size: int, seek: bool) -> Dict[str, float]:
         path = os.path.join(self.dir, f"q{size}.db")
