@@ -13,6 +13,7 @@ import click
 
 from . import dump as _dump
 from ._cli_admin import COMMANDS as _ADMIN_COMMANDS
+from ._cli_groups import COMMANDS as _GROUP_COMMANDS
 from ._cli_options import (
     EXIT_USAGE,
     CliError,
@@ -90,7 +91,7 @@ def dump_command(
     click.get_current_context().exit(status)
 
 
-for _command in _ADMIN_COMMANDS:  # topics, produce, consume, groups, offsets, seek (logq/_cli_admin.py)
+for _command in _ADMIN_COMMANDS + _GROUP_COMMANDS:  # logq/_cli_admin.py, logq/_cli_groups.py
     main.add_command(_command)
 
 
