@@ -379,14 +379,23 @@ class Producer:
         self._drain(tp)
 
     def flush(self, timeout: Optional[float] = None) -> None:
-        """Write every waiting record; return when all are in the log (or failed)."""
+        """Write every waiting record; return when all are in the log (or failed).
+
+        With ``timeout`` (seconds), raise TimeoutError if another thread's write of one of
+        these partitions still holds it then; the records stay queued and are written.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             for tp, b in list(self._open.items()):
                 self._close_batch(tp, b)
             self._open.clear()
             tps = list(self._ready)
         for tp in tps:
-            self._drain(tp)
+            self._drain(tp, deadline)
+        with self._lock:
+            left = sum(len(self._ready.get(tp, ())) for tp in tps)
+        if left:
+            raise TimeoutError(f"flush: {left} batch(es) not written within {timeout} s")
 
     def _linger_loop(self) -> None:
         period = self.linger_ms / 1000

@@ -648,3 +648,24 @@ def test_two_producer_processes_writing_one_topic_every_ack_is_present_once_in_o
             assert seqs == sorted(seqs)
     # the two processes really interleaved on at least one partition
     assert any(len({json.loads(r.value)["p"] for r in recs}) == 2 for recs in logs.values())
+
+
+def test_flush_with_a_timeout_raises_while_another_write_holds_the_partition_then_completes(tmp_path):
+    """Regression: flush(timeout) ignored its timeout and could block forever."""
+    import threading as _t
+
+    root = str(tmp_path / "d")
+    logq.Admin(root).create_topic("t", 1, retention_ms=-1)
+    p = Producer(root, linger_ms=10_000)
+    fut = p.send("t", b"v")
+    lock = p._drain_lock(("t", 0))
+    lock.acquire()  # stands in for another thread's slow write of the partition
+    try:
+        with pytest.raises(TimeoutError):
+            p.flush(timeout=0.05)
+        assert not fut.done()
+    finally:
+        lock.release()
+    p.flush(timeout=5)
+    assert fut.result(1).offset == 0
+    p.close()
