@@ -195,7 +195,7 @@ def run_produce(
             mask = len(pool) - 1
 
             def complete(now: int) -> None:
-                nonlocal head, times, futs
+                nonlocal head
                 i = head
                 while i < len(futs) and futs[i].done():
                     i += 1

@@ -24,7 +24,7 @@ import datetime as _dt
 import logging
 import re
 import time
-from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Pattern, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Pattern, Sequence, Set, Union
 
 from ._notify import Watcher
 from .errors import ConfigError, LogClosedError, NoOffsetForPartitionError, OffsetOutOfRangeError
@@ -410,7 +410,6 @@ class Consumer:
     def _fetch_batches(self, tp: TopicPartition) -> Optional[tuple]:
         lg = self._log(tp)
         pos = self._positions[tp]
-        lg.refresh()  # see a log start moved by delete_records elsewhere: purged data stays unread
         try:
             res = lg.read(pos, self.fetch_max_bytes)
         except OffsetOutOfRangeError as e:

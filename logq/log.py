@@ -30,7 +30,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence
 
-from . import _fs, _meta
+from . import _fs
 from .codec import (
     BatchHeader,
     Record,
@@ -38,7 +38,6 @@ from .codec import (
     decode_records,
     encode_batch,
     encode_values,
-    stamp_base_offset,
     validate_batch,
 )
 from .config import LogConfig
@@ -52,7 +51,7 @@ from .errors import (
     RecordTooLargeError,
     StorageError,
 )
-from .segment import Segment, segment_name
+from .segment import Segment
 from . import recovery
 
 __all__ = ["PartitionLog", "AppendResult", "FetchResult", "RecoveryReport"]
@@ -394,10 +393,11 @@ class PartitionLog:
         """Whole batches from the one holding ``offset``, about ``max_bytes`` (at least one)."""
         with self._mutex:
             self._check_usable()
-            end = self.segments[-1].next_offset if self.segments else self.log_start_offset
-            if self.readonly and offset >= end:
+            if self.readonly:
+                # Readers catch up before every read: new batches, new segments, and a log
+                # start that retention or a purge moved elsewhere (purged data stays unread).
                 recovery.catch_up(self)
-                end = self.segments[-1].next_offset if self.segments else self.log_start_offset
+            end = self.segments[-1].next_offset if self.segments else self.log_start_offset
             if offset == end:
                 if self.corruption is not None and self.segments and self.corruption.path == self.segments[-1].log_path:
                     raise self.corruption  # the data after this point is damaged, not absent
