@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from typing import List, Sequence, TypeVar
 
-from logq.codec import encode_values
+from logq.codec.batch import encode_values
 from logq.config import LogConfig
-from logq.log import PartitionLog
-from logq.perf import T0_MS, make_payloads
+from logq.storage.log import PartitionLog
+from logq.cli.perf import T0_MS, make_payloads
 
 T = TypeVar("T")
 TINY = os.environ.get("LOGQ_BENCH_SCALE", "") == "tiny"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from _bench import BATCH_RECORDS, batch, size, values
-from logq.codec import decode_records, encode_batch, encode_values, validate_batch
-from logq.perf import T0_MS
+from logq.codec.batch import decode_records, encode_batch, encode_values, validate_batch
+from logq.cli.perf import T0_MS
 
 N = size(BATCH_RECORDS, 50)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from _bench import size
-from logq.offsets import OffsetStore
+from logq.groups.offsets import OffsetStore
 
 
 @pytest.mark.parametrize("partitions", [1, 100])

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from _bench import config, fill, size, values
-from logq.admin import Admin
-from logq.consumer import Consumer, TopicPartition
-from logq.log import PartitionLog
-from logq.producer import Producer
-from logq.topics import partition_path
+from logq.client.admin import Admin
+from logq.client.consumer import Consumer, TopicPartition
+from logq.storage.log import PartitionLog
+from logq.client.producer import Producer
+from logq.storage.topics import partition_path
 
 BACKLOG = size(100_000, 2_000)
 

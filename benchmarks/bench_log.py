@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from _bench import BATCH_RECORDS, config, fill, size, values
-from logq.log import PartitionLog
-from logq.perf import T0_MS
+from logq.storage.log import PartitionLog
+from logq.cli.perf import T0_MS
 
 SEEK_SIZES = size([100_000, 1_000_000], [2_000])
 LOOKUPS = size(200, 5)

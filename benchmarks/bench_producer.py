@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from _bench import BATCH_RECORDS, size, values
-from logq.admin import Admin
-from logq.producer import Producer
+from logq.client.admin import Admin
+from logq.client.producer import Producer
 
 N = size(BATCH_RECORDS, 50)
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from _bench import config, size, values
-from logq import _meta
-from logq.log import STATE_FILE, PartitionLog
-from logq.perf import T0_MS
+from logq.storage import meta as _meta
+from logq.storage.log import STATE_FILE, PartitionLog
+from logq.cli.perf import T0_MS
 
 MIB = 1 << 20
 SEGMENT = size(8 * MIB, 128 * 1024)

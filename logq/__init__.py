@@ -3,11 +3,11 @@
 The public surface is re-exported here; everything else is internal.
 """
 
-from .admin import Admin, GroupInfo, GroupPartitionInfo, PartitionInfo, TopicDescription
-from .codec import Compression
-from .config import LogConfig
-from .consumer import Consumer, OffsetAndTimestamp, Record, TopicPartition
-from .errors import (
+from logq.client.admin import Admin, GroupInfo, GroupPartitionInfo, PartitionInfo, TopicDescription
+from logq.codec.batch import Compression
+from logq.config import LogConfig
+from logq.client.consumer import Consumer, OffsetAndTimestamp, Record, TopicPartition
+from logq.errors import (
     CommitFailedError,
     ConfigError,
     CorruptIndexError,
@@ -30,8 +30,8 @@ from .errors import (
     TopicExistsError,
     UnknownTopicError,
 )
-from .log import AppendResult, FetchResult, PartitionLog, RecoveryReport
-from .producer import BatchMetadata, Producer, RecordFuture, RecordMetadata
+from logq.storage.log import AppendResult, FetchResult, PartitionLog, RecoveryReport
+from logq.client.producer import BatchMetadata, Producer, RecordFuture, RecordMetadata
 
 __version__ = "0.1.0"
 

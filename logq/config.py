@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Dict
 
-from .codec import BATCH_OVERHEAD
-from .errors import ConfigError
+from logq.codec.batch import BATCH_OVERHEAD
+from logq.errors import ConfigError
 
 __all__ = ["LogConfig", "FSYNC_MODES"]
 

@@ -52,8 +52,8 @@ REPO = os.path.dirname(HERE)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from logq import _meta  # noqa: E402
-from logq.codec import decode_records, validate_batch  # noqa: E402
+from logq.storage import meta as _meta  # noqa: E402
+from logq.codec.batch import decode_records, validate_batch  # noqa: E402
 from logq.config import LogConfig  # noqa: E402
 from logq.errors import (  # noqa: E402
     CorruptRecordError,
@@ -61,10 +61,10 @@ from logq.errors import (  # noqa: E402
     LogqError,
     OffsetOutOfRangeError,
 )
-from logq.log import PartitionLog  # noqa: E402
+from logq.storage.log import PartitionLog  # noqa: E402
 
 if __name__ == "__main__" and os.environ.get("LOGQ_TEST_BOOT_ID"):
-    from logq import recovery as _recovery
+    from logq.storage import loader as _recovery
 
     _fake_boot = os.environ["LOGQ_TEST_BOOT_ID"]
     _recovery.boot_id = lambda: _fake_boot  # type: ignore[assignment]
@@ -959,7 +959,7 @@ def check_log(
     if recover_again:
         env_boot = None
         if boot_id:
-            from logq import recovery as rec_mod
+            from logq.storage import loader as rec_mod
 
             env_boot, rec_mod.boot_id = rec_mod.boot_id, (lambda: boot_id)  # type: ignore[assignment]
         try:
@@ -969,7 +969,7 @@ def check_log(
             w.close()
         finally:
             if env_boot is not None:
-                from logq import recovery as rec_mod
+                from logq.storage import loader as rec_mod
 
                 rec_mod.boot_id = env_boot  # type: ignore[assignment]
     # C2, C5 through the API of a reader in this process
@@ -1052,8 +1052,8 @@ def inject_torn_tail(path: str, rng: random.Random) -> int:
 
     Take the partition's op lock like a writer would. Returns the bytes written.
     """
-    from logq import _fs
-    from logq.codec import encode_batch
+    from logq.storage import files as _fs
+    from logq.codec.batch import encode_batch
 
     lock = _fs.FileLock(os.path.join(path, ".lock"))
     try:

@@ -20,8 +20,8 @@ import time
 from typing import Any, Dict, List, Set, Tuple
 
 from logq.errors import CommitFailedError, LogqError
-from logq.group import GroupMember
-from logq.offsets import OffsetStore
+from logq.groups.member import GroupMember
+from logq.groups.offsets import OffsetStore
 
 TP = Tuple[str, int]
 

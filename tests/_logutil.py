@@ -12,10 +12,10 @@ import struct
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from logq import _meta
-from logq.codec import BATCH_OVERHEAD, BatchHeader, Record, decode_records, validate_batch
+from logq.storage import meta as _meta
+from logq.codec.batch import BATCH_OVERHEAD, BatchHeader, Record, decode_records, validate_batch
 from logq.config import LogConfig
-from logq.log import STATE_FILE, PartitionLog
+from logq.storage.log import STATE_FILE, PartitionLog
 
 T0 = 1_700_000_000_000  # a plausible millisecond timestamp (2023-11-14)
 

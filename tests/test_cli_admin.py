@@ -21,9 +21,9 @@ from click.testing import CliRunner, Result
 
 from logq import Admin, Consumer, Producer
 from logq.cli import main
-from logq.partitioner import partition_for_key
-from logq.log import PartitionLog
-from logq.topics import partition_path
+from logq.client.partitioner import partition_for_key
+from logq.storage.log import PartitionLog
+from logq.storage.topics import partition_path
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = 1704067200000  # 2024-01-01T00:00:00Z
@@ -541,7 +541,7 @@ def test_a_missing_data_directory_is_one_line_and_is_not_created(tmp_path: Path)
 def cli(data: Path, *args: str, input: Optional[bytes] = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run(
-        [sys.executable, "-m", "logq.cli", "--data", str(data), *args],
+        [sys.executable, "-m", "logq", "--data", str(data), *args],
         input=input, capture_output=True, env=env, timeout=60,
     )  # fmt: skip
 

@@ -19,8 +19,10 @@ from crc32c import crc32c
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logq import _codecs, codec
-from logq.codec import (
+from logq.codec import compression as _codecs
+
+from logq.codec import batch as codec
+from logq.codec.batch import (
     BATCH_OVERHEAD,
     LOG_OVERHEAD,
     BatchHeader,

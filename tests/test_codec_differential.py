@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logq.codec import Compression, Record, decode_batch, encode_batch, stamp_base_offset
+from logq.codec.batch import Compression, Record, decode_batch, encode_batch, stamp_base_offset
 
 kafka_codec = pytest.importorskip("kafka.codec")
 default_records = pytest.importorskip("kafka.record.default_records")

@@ -29,7 +29,7 @@ from crc32c import crc32c
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from logq.codec import (
+from logq.codec.batch import (
     BATCH_OVERHEAD,
     Compression,
     decode_batch,
@@ -388,7 +388,7 @@ def test_gzip_bomb_under_a_larger_cap_still_stops_at_the_cap(bombs: dict) -> Non
 _RSS_CHILD = textwrap.dedent(
     """
     import resource, sys
-    from logq.codec import decode_batch, encode_values
+    from logq.codec.batch import decode_batch, encode_values
     from logq.errors import CorruptRecordError
     bombs = [open(p, "rb").read() for p in sys.argv[1:]]
     decode_batch(encode_values([b"warm"], 0))
@@ -500,7 +500,7 @@ def test_atheris_harness_exits_2_with_a_message_when_atheris_is_missing() -> Non
 
 
 def test_atheris_harness_seeds_decode_and_its_target_keeps_the_contract(tmp_path: Path) -> None:
-    import logq.codec as codec_module
+    import logq.codec.batch as codec_module
 
     harness = _load_harness()
     seeds = harness.seed_batches(codec_module)
@@ -528,7 +528,7 @@ def test_atheris_target_lets_any_other_exception_through() -> None:
 
 @functools.lru_cache(maxsize=None)
 def _harness_target() -> Callable[[bytes], None]:
-    import logq.codec as codec_module
+    import logq.codec.batch as codec_module
 
     return _load_harness().make_target(codec_module, CorruptRecordError)
 

@@ -23,9 +23,9 @@ from typing import Callable, Dict, List, Tuple
 
 import pytest
 
-from logq.codec import Record
+from logq.codec.batch import Record
 from logq.errors import CorruptRecordError
-from logq.log import PartitionLog
+from logq.storage.log import PartitionLog
 
 from _logutil import (
     T0,

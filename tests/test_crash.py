@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _children as h  # noqa: E402
 
 from logq.config import LogConfig  # noqa: E402
-from logq.log import PartitionLog  # noqa: E402
+from logq.storage.log import PartitionLog  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

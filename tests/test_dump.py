@@ -17,10 +17,10 @@ import pytest
 from click.testing import CliRunner, Result
 from crc32c import crc32c
 
-from logq import dump as dump_mod
-from logq._cli_options import TerminalProgress
+from logq.cli import dump as dump_mod
+from logq.cli.options import TerminalProgress
 from logq.cli import main
-from logq.codec import Compression, encode_batch, encode_values, read_header
+from logq.codec.batch import Compression, encode_batch, encode_values, read_header
 from logq.errors import StorageError
 
 T = 1700000000000
@@ -558,7 +558,7 @@ def test_logq_errors_and_unexpected_errors_become_one_line(tmp_path: Path, monke
 def test_real_subprocess_python_m_logq_cli(three: Any, tmp_path: Path) -> None:
     log, batches, positions = three
     proc = subprocess.run(
-        [sys.executable, "-m", "logq.cli", "dump", "--deep", str(log)],
+        [sys.executable, "-m", "logq", "dump", "--deep", str(log)],
         capture_output=True, text=True, cwd=tmp_path, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -567,7 +567,7 @@ def test_real_subprocess_python_m_logq_cli(three: Any, tmp_path: Path) -> None:
         expect_batch(line, batch, pos)
     assert len(record_lines(proc.stdout)) == 7
     proc = subprocess.run(
-        [sys.executable, "-m", "logq.cli", "dump", str(tmp_path / "missing.log")],
+        [sys.executable, "-m", "logq", "dump", str(tmp_path / "missing.log")],
         capture_output=True, text=True, cwd=tmp_path, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 2

@@ -26,7 +26,7 @@ from logq.errors import (
     LogClosedError,
     MemberIdInUseError,
 )
-from logq.group import (
+from logq.groups.member import (
     GroupMember,
     assign_partitions,
     describe_group,
@@ -34,7 +34,7 @@ from logq.group import (
     group_has_live_members,
     list_groups,
 )
-from logq.offsets import OffsetStore
+from logq.groups.offsets import OffsetStore
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _group_children as children  # noqa: E402  (spawned children import it by this name)
@@ -278,7 +278,7 @@ def test_a_grown_subscription_is_rebalanced(tmp_path: Path) -> None:
 
 
 def test_polling_an_unchanged_group_does_not_reread_the_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import logq.group as group_module
+    import logq.groups.member as group_module
 
     m = _member(str(tmp_path), "m1", session_timeout_ms=60_000)
     assert m.wait_for_assignment(5000)

@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import logq
-from logq import _meta
-from logq.codec import encode_values, validate_batch, decode_records
+from logq.storage import meta as _meta
+from logq.codec.batch import encode_values, validate_batch, decode_records
 from logq.errors import CorruptIndexError, CorruptMetadataError, CorruptRecordError, InvalidTopicError, LogqError
-from logq.index import OffsetIndex, TimeIndex
-from logq.topics import validate_topic
+from logq.storage.index import OffsetIndex, TimeIndex
+from logq.storage.topics import validate_topic
 
 BAD_NAMES = ["", ".", "..", "../x", "a/b", "a\\b", "a\x00b", "ä", " ", "a" * 250, "a\nb", "/abs", "x/../../etc", "__logq_x"]
 
@@ -165,7 +165,7 @@ def test_any_single_bit_flip_in_a_metadata_file_is_detected(obj, flip):
 
 
 def test_a_batch_from_outside_with_wrong_record_offset_deltas_is_refused(tmp_path):
-    from logq.codec import encode_batch
+    from logq.codec.batch import encode_batch
 
     log = logq.PartitionLog(str(tmp_path / "t-0"))
     good = encode_batch([(None, b"a", None, 1), (None, b"b", None, 1)])

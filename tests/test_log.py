@@ -18,7 +18,7 @@ from typing import List
 
 import pytest
 
-from logq.codec import encode_batch
+from logq.codec.batch import encode_batch
 from logq.errors import (
     DiskFullError,
     LogClosedError,
@@ -27,7 +27,7 @@ from logq.errors import (
     OffsetOutOfRangeError,
     RecordTooLargeError,
 )
-from logq.log import PartitionLog
+from logq.storage.log import PartitionLog
 
 from _logutil import (
     T0,

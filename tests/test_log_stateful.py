@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from logq.codec import Record
-from logq.log import PartitionLog
+from logq.codec.batch import Record
+from logq.storage.log import PartitionLog
 
 from _logutil import (
     T0,

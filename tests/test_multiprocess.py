@@ -22,10 +22,10 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _children as h  # noqa: E402
 
-from logq import _fs  # noqa: E402
+from logq.storage import files as _fs  # noqa: E402
 from logq.config import LogConfig  # noqa: E402
 from logq.errors import OffsetOutOfRangeError  # noqa: E402
-from logq.log import PartitionLog  # noqa: E402
+from logq.storage.log import PartitionLog  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -256,7 +256,7 @@ def test_a_reader_opening_while_retention_unlinks_a_listed_segment_does_not_rais
     """Bug: opening a reader (or a reader adopting new segments) stat()ed every sealed
     segment it had just listed; one unlinked by retention in between escaped as a raw
     FileNotFoundError, not a logq error. The listing is made stale on purpose here."""
-    from logq import recovery
+    from logq.storage import loader as recovery
 
     path = str(tmp_path / "t-0")
     cfg, w = _three_segments_then_delete_two(path)

@@ -12,10 +12,10 @@ from typing import Dict, Optional, Tuple
 
 import pytest
 
-from logq._meta import decode_meta, encode_meta
+from logq.storage.meta import decode_meta, encode_meta
 from logq.errors import ConfigError, GroupNotEmptyError, InvalidOffsetCommitError, LogqError
-from logq.group import GroupMember
-from logq.offsets import ClampReport, OffsetStore, OffsetsWarning
+from logq.groups.member import GroupMember
+from logq.groups.offsets import ClampReport, OffsetStore, OffsetsWarning
 
 TP = Tuple[str, int]
 

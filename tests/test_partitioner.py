@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from logq.errors import ConfigError, SerializationError
-from logq.partitioner import StickyPartitioner, murmur2, partition_for_key, to_positive
+from logq.client.partitioner import StickyPartitioner, murmur2, partition_for_key, to_positive
 
 # kafka-facts.md section 6: key, signed murmur2, masked, partition of 12, partition of 3
 VECTORS = [

@@ -20,9 +20,9 @@ from typing import List
 import pytest
 from click.testing import CliRunner
 
-from logq.admin import Admin
+from logq.client.admin import Admin
 from logq.cli import main
-from logq.perf import CONSUMER_HEADER, Progress, latency_line, machine_info
+from logq.cli.perf import CONSUMER_HEADER, Progress, latency_line, machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
 NUM = r"[0-9]+(?:\.[0-9]+)?"

@@ -25,10 +25,12 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _children as h  # noqa: E402
 
-from logq import _fs, recovery  # noqa: E402
+from logq.storage import files as _fs
+
+from logq.storage import loader as recovery  # noqa: E402
 from logq.config import LogConfig  # noqa: E402
 from logq.errors import DiskFullError, storage_error  # noqa: E402
-from logq.log import PartitionLog  # noqa: E402
+from logq.storage.log import PartitionLog  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -30,7 +30,7 @@ from logq import (
     SerializationError,
     UnknownTopicError,
 )
-from logq.codec import BatchHeader, Record
+from logq.codec.batch import BatchHeader, Record
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _e2e_children as children  # noqa: E402  (spawned children import it by this name)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logq._seek import (
+from logq.cli.seek import (
     BY_DURATION,
     SHIFT_BY,
     TO_DATETIME,
@@ -32,7 +32,7 @@ from logq._seek import (
     plan_reset,
     resolve_scope,
 )
-from logq.consumer import to_millis
+from logq.client.consumer import to_millis
 from logq.errors import UnknownTopicError
 
 TP = Tuple[str, int]

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from logq.errors import ConfigError, DeserializationError, LogqError, SerializationError
-from logq.serde import (
+from logq.client.serde import (
     bytes_deserializer,
     bytes_serializer,
     get_deserializer,

@@ -147,7 +147,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     with atheris.instrument_imports():
-        from logq import _codecs, codec  # noqa: F401  (_codecs: instrument the decompressors)
+        from logq.codec import batch as codec, compression  # noqa: F401  (compression: instrument the decompressors)
         from logq.errors import CorruptRecordError
 
     corpora = [a for a in argv[1:] if not a.startswith("-")]

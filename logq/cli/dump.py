@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Seq
 
 from crc32c import crc32c
 
-from .codec import (
+from logq.codec.batch import (
     ATTR_DELETE_HORIZON,
     BATCH_OVERHEAD,
     LOG_OVERHEAD,
@@ -41,8 +41,8 @@ from .codec import (
     read_header,
     validate_batch,
 )
-from . import _fs
-from .errors import CorruptRecordError, LogqError, storage_error
+from logq.storage import files as _fs
+from logq.errors import CorruptRecordError, LogqError, storage_error
 
 __all__ = [
     "DumpOptions", "DumpArgumentError", "Event", "READ_CHUNK_BYTES", "DEFAULT_MAX_BATCH_BYTES",

@@ -28,13 +28,15 @@ import threading
 import time
 from typing import TYPE_CHECKING, Optional
 
-from . import _fs, _meta
-from .codec import read_header
-from .errors import CorruptIndexError, CorruptRecordError, DiskFullError, LogqError
-from .segment import Segment, ScanResult, list_segment_files, segment_name
+from logq.storage import files as _fs
+
+from logq.storage import meta as _meta
+from logq.codec.batch import read_header
+from logq.errors import CorruptIndexError, CorruptRecordError, DiskFullError, LogqError
+from logq.storage.segment import Segment, ScanResult, list_segment_files, segment_name
 
 if TYPE_CHECKING:
-    from .log import PartitionLog
+    from logq.storage.log import PartitionLog
 
 _FLUSH_JOIN_TIMEOUT_S = 30.0
 
@@ -55,7 +57,7 @@ def boot_id() -> str:
 
 # ---------------------------------------------------------------------- state file
 def _state_path(log: "PartitionLog") -> str:
-    from .log import STATE_FILE
+    from logq.storage.log import STATE_FILE
 
     return os.path.join(log.path, STATE_FILE)
 

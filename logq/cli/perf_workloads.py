@@ -26,7 +26,7 @@ from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, 
 
 import numpy as np
 
-from ._cli_options import CliError
+from logq.cli.options import CliError
 
 MIB = 1024 * 1024
 T0_MS = 1_700_000_000_000  # timestamps of the logs built by `seek` (retention is off there)
@@ -116,8 +116,8 @@ class _Window:
 
 
 def _ensure_topic(data_dir: str, topic: str, partitions: int) -> int:
-    from .errors import TopicExistsError
-    from .topics import TopicRegistry
+    from logq.errors import TopicExistsError
+    from logq.storage.topics import TopicRegistry
 
     reg = TopicRegistry(data_dir)
     try:
@@ -136,7 +136,7 @@ def run_produce(
     on_window: Optional[Callable[[Dict[str, Any]], None]] = None, progress: Optional[Progress] = None,
 ) -> Dict[str, Any]:
     """Produce ``num_records`` values (creating the topic if missing); Kafka's statistics."""
-    from .producer import Producer
+    from logq.client.producer import Producer
 
     parts = _ensure_topic(data_dir, topic, partitions)
     pool = make_payloads(record_size)
@@ -247,7 +247,7 @@ def run_consume(
     fetch_size: int = MIB, max_poll_records: int = 500, progress: Optional[Progress] = None,
 ) -> Dict[str, Any]:
     """Consume ``messages`` records from the earliest offset (or the group's commits)."""
-    from .consumer import Consumer
+    from logq.client.consumer import Consumer
 
     start_wall = time.time()
     start = time.perf_counter()
@@ -327,7 +327,7 @@ def more_to_receive(got: int, count: int, sent: Any) -> bool:
 
 def _latency_producer(data_dir: str, topic: str, rate: float, count: int, record_size: int, fsync: str,
                       sent: Any) -> None:
-    from .producer import Producer
+    from logq.client.producer import Producer
 
     pad = b"x" * max(0, record_size - STAMP.size)
     n = 0
@@ -340,7 +340,7 @@ def _latency_producer(data_dir: str, topic: str, rate: float, count: int, record
 
 def _latency_consumer(data_dir: str, topic: str, count: int, budget_s: float, sent: Any, ready: Any,
                       conn: Any) -> None:
-    from .consumer import Consumer
+    from logq.client.consumer import Consumer
 
     lat = np.zeros(count, dtype=np.int64)
     got = 0
@@ -428,8 +428,8 @@ def run_latency(rate: float, seconds: float, *, record_size: int = 100, fsync: s
 # --------------------------------------------------------------------------- seek
 def build_log(path: str, records: int, value_size: int = 100, batch: int = 1000) -> None:
     """A closed partition log of ``records`` values; batch k has timestamp T0_MS + k."""
-    from .config import LogConfig
-    from .log import PartitionLog
+    from logq.config import LogConfig
+    from logq.storage.log import PartitionLog
 
     pool = make_payloads(value_size)
     vals = [pool[i % len(pool)] for i in range(batch)]
@@ -447,8 +447,8 @@ def run_seek(sizes: Sequence[int], *, targets: int = 1000, value_size: int = 100
 
     Each answer is checked (the batch holds the offset; batch k starts at k x ``batch``).
     """
-    from .config import LogConfig
-    from .log import PartitionLog
+    from logq.config import LogConfig
+    from logq.storage.log import PartitionLog
 
     out = []
     rng = np.random.default_rng(1)

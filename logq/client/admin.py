@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
-from .config import LogConfig
-from .errors import OffsetOutOfRangeError
-from .group import describe_group as _describe_group
-from .group import group_dir, group_has_live_members, list_groups
-from .errors import GroupNotEmptyError
-from .log import PartitionLog
-from .offsets import OffsetStore
-from .topics import TopicMeta, TopicRegistry, partition_path, validate_partition
+from logq.config import LogConfig
+from logq.errors import OffsetOutOfRangeError
+from logq.groups.member import describe_group as _describe_group
+from logq.groups.member import group_dir, group_has_live_members, list_groups
+from logq.errors import GroupNotEmptyError
+from logq.storage.log import PartitionLog
+from logq.groups.offsets import OffsetStore
+from logq.storage.topics import TopicMeta, TopicRegistry, partition_path, validate_partition
 
 __all__ = ["Admin", "PartitionInfo", "TopicDescription", "GroupPartitionInfo", "GroupInfo"]
 

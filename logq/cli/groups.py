@@ -21,14 +21,14 @@ from typing import Callable, List, Optional, Tuple, Union
 
 import click
 
-from . import _seek
-from ._cli_admin import TP, _check_partitions, _existing_root, _partition_count, _routed, _table, _warn
-from ._cli_options import EXIT_PROBLEMS, EXIT_USAGE, CliError, CliState, json_option, pass_state
-from .admin import Admin
-from .errors import GroupNotEmptyError
-from .group import group_dir, live_member_ids
-from .log import PartitionLog
-from .topics import partition_path
+from logq.cli import seek as _seek
+from logq.cli.admin import TP, _check_partitions, _existing_root, _partition_count, _routed, _table, _warn
+from logq.cli.options import EXIT_PROBLEMS, EXIT_USAGE, CliError, CliState, json_option, pass_state
+from logq.client.admin import Admin
+from logq.errors import GroupNotEmptyError
+from logq.groups.member import group_dir, live_member_ids
+from logq.storage.log import PartitionLog
+from logq.storage.topics import partition_path
 
 __all__ = ["COMMANDS"]
 

@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import click
 import numpy as np
 
-from . import _perf_run as P
+from logq.cli import perf_workloads as P
 
 LATENCY_RATE = 5000.0
 MARK_BEGIN = "<!-- perf:begin -->"
@@ -95,7 +95,7 @@ class LogqSystem(_TempDirSystem):
         return out
 
     def _seek_middle(self, topic: str, records: int) -> float:
-        from .consumer import Consumer, TopicPartition
+        from logq.client.consumer import Consumer, TopicPartition
 
         with Consumer(self.dir, topic, auto_offset_reset="earliest", max_poll_records=1000) as c:
             want = _middle_count(records)
@@ -581,7 +581,7 @@ def compare(*, quick: bool, records: Optional[int], runs: int, latency_seconds: 
             systems: Sequence[str] = SYSTEM_KEYS) -> None:
     n = records or (20_000 if quick else 1_000_000)
     secs = (0.5 if quick else 5.0) if latency_seconds is None else latency_seconds
-    from .perf import machine_info
+    from logq.cli.perf import machine_info
 
     machine = machine_info(work_dir)
     progress = P.Progress("compare", runs)

@@ -28,10 +28,10 @@ from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from . import _fs
-from .codec import BATCH_OVERHEAD, BatchHeader, read_header, validate_batch, decode_records
-from .errors import CorruptIndexError, CorruptRecordError, DiskFullError, storage_error
-from .index import OffsetIndex, TimeIndex
+from logq.storage import files as _fs
+from logq.codec.batch import BATCH_OVERHEAD, BatchHeader, read_header, validate_batch, decode_records
+from logq.errors import CorruptIndexError, CorruptRecordError, DiskFullError, storage_error
+from logq.storage.index import OffsetIndex, TimeIndex
 
 __all__ = ["Segment", "ScanResult", "segment_name"]
 

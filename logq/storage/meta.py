@@ -27,8 +27,8 @@ from typing import Any, List, Optional
 
 from crc32c import crc32c
 
-from . import _fs
-from .errors import CorruptMetadataError, storage_error
+from logq.storage import files as _fs
+from logq.errors import CorruptMetadataError, storage_error
 
 MAGIC = "logq-meta"
 VERSION = 1

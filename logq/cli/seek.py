@@ -23,7 +23,7 @@ import datetime as _dt
 import re
 from typing import Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from .errors import LogqError, UnknownTopicError
+from logq.errors import LogqError, UnknownTopicError
 
 __all__ = [
     "TP",

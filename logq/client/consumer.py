@@ -26,14 +26,14 @@ import re
 import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Pattern, Sequence, Set, Union
 
-from ._notify import Watcher
-from .errors import ConfigError, LogClosedError, NoOffsetForPartitionError, OffsetOutOfRangeError
-from .codec import decode_records
-from .group import GroupMember, group_dir
-from .log import PartitionLog
-from .offsets import OffsetStore
-from .serde import get_deserializer
-from .topics import TopicRegistry, partition_path, validate_partition
+from logq.client.notify import Watcher
+from logq.errors import ConfigError, LogClosedError, NoOffsetForPartitionError, OffsetOutOfRangeError
+from logq.codec.batch import decode_records
+from logq.groups.member import GroupMember, group_dir
+from logq.storage.log import PartitionLog
+from logq.groups.offsets import OffsetStore
+from logq.client.serde import get_deserializer
+from logq.storage.topics import TopicRegistry, partition_path, validate_partition
 
 __all__ = ["Consumer", "Record", "TopicPartition", "OffsetAndTimestamp"]
 

@@ -32,8 +32,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from . import _fs
-from .errors import CorruptIndexError
+from logq.storage import files as _fs
+from logq.errors import CorruptIndexError
 
 __all__ = ["OffsetIndex", "TimeIndex", "OFFSET_ENTRY_BYTES", "TIME_ENTRY_BYTES"]
 

@@ -60,8 +60,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
-from . import _fs
-from ._groupfs import (
+from logq.storage import files as _fs
+from logq.groups.files import (
     GroupDescription,
     GroupLock,
     GroupState,
@@ -88,8 +88,8 @@ from ._groupfs import (
     stat_ino,
     stat_sig,
 )
-from ._meta import write_meta
-from .errors import ConfigError, LogClosedError, LogLockedError, LogqError, MemberIdInUseError
+from logq.storage.meta import write_meta
+from logq.errors import ConfigError, LogClosedError, LogLockedError, LogqError, MemberIdInUseError
 
 __all__ = [
     "TopicPartition",

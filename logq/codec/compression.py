@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 
-from .errors import CorruptRecordError
+from logq.errors import CorruptRecordError
 
 _XERIAL_MAGIC = b"\x82SNAPPY\x00"
 _XERIAL_HEADER = 16

@@ -32,13 +32,13 @@ from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, 
 
 import click
 
-from ._cli_options import EXIT_USAGE, CliError, CliState, json_option, pass_state
-from .admin import Admin
-from .config import LogConfig
-from .consumer import Consumer, Record, TopicPartition
-from .errors import ConfigError
-from .producer import Producer, RecordFuture
-from .topics import MAX_PARTITIONS, validate_topic
+from logq.cli.options import EXIT_USAGE, CliError, CliState, json_option, pass_state
+from logq.client.admin import Admin
+from logq.config import LogConfig
+from logq.client.consumer import Consumer, Record, TopicPartition
+from logq.errors import ConfigError
+from logq.client.producer import Producer, RecordFuture
+from logq.storage.topics import MAX_PARTITIONS, validate_topic
 
 __all__ = ["COMMANDS"]
 

@@ -11,10 +11,10 @@ from typing import Tuple
 
 import click
 
-from . import dump as _dump
-from ._cli_admin import COMMANDS as _ADMIN_COMMANDS
-from ._cli_groups import COMMANDS as _GROUP_COMMANDS
-from ._cli_options import (
+from logq.cli import dump as _dump
+from logq.cli.admin import COMMANDS as _ADMIN_COMMANDS
+from logq.cli.groups import COMMANDS as _GROUP_COMMANDS
+from logq.cli.options import (
     EXIT_USAGE,
     CliError,
     CliState,
@@ -24,7 +24,7 @@ from ._cli_options import (
     json_option,
     pass_state,
 )
-from .perf import perf_group
+from logq.cli.perf import perf_group
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -97,5 +97,3 @@ for _command in _ADMIN_COMMANDS + _GROUP_COMMANDS:  # logq/_cli_admin.py, logq/_
 
 main.add_command(perf_group)
 
-if __name__ == "__main__":
-    main(prog_name="logq")

@@ -18,7 +18,7 @@ import os
 import stat
 from typing import Optional
 
-from .errors import LogLockedError, storage_error
+from logq.errors import LogLockedError, storage_error
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700

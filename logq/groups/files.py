@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, TypeVar
 
-from . import _fs
-from ._meta import read_meta
-from .errors import (
+from logq.storage import files as _fs
+from logq.storage.meta import read_meta
+from logq.errors import (
     CommitFailedError,
     InvalidGroupIdError,
     InvalidTopicError,

@@ -25,9 +25,11 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
-from . import _fs, _meta
-from .config import LogConfig
-from .errors import InvalidTopicError, TopicExistsError, UnknownTopicError, storage_error
+from logq.storage import files as _fs
+
+from logq.storage import meta as _meta
+from logq.config import LogConfig
+from logq.errors import InvalidTopicError, TopicExistsError, UnknownTopicError, storage_error
 
 __all__ = ["validate_topic", "TopicMeta", "TopicRegistry", "partition_path", "META_DIR", "MAX_PARTITIONS"]
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Optional, Union
 
-from .errors import ConfigError, DeserializationError, SerializationError
+from logq.errors import ConfigError, DeserializationError, SerializationError
 
 __all__ = [
     "Serializer",

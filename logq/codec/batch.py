@@ -39,7 +39,7 @@ from typing import Iterable, NamedTuple, Optional, Sequence, Tuple, Union
 
 from crc32c import crc32c
 
-from .errors import CorruptRecordError
+from logq.errors import CorruptRecordError
 
 __all__ = [
     "MAGIC",
@@ -457,7 +457,7 @@ def _decompress(codec: int, data: bytes, cap: int) -> bytes:
         if not d.eof:  # all input consumed, no trailer seen: its CRC-32 was never checked
             raise CorruptRecordError("gzip stream is truncated")
         return out
-    from . import _codecs
+    from logq.codec import compression as _codecs
 
     return _codecs.decompress(codec, data, cap)
 

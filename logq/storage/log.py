@@ -30,8 +30,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence
 
-from . import _fs
-from .codec import (
+from logq.storage import files as _fs
+from logq.codec.batch import (
     BatchHeader,
     Record,
     RecordInput,
@@ -40,8 +40,8 @@ from .codec import (
     encode_values,
     validate_batch,
 )
-from .config import LogConfig
-from .errors import (
+from logq.config import LogConfig
+from logq.errors import (
     CorruptIndexError,
     CorruptRecordError,
     LogClosedError,
@@ -51,8 +51,8 @@ from .errors import (
     RecordTooLargeError,
     StorageError,
 )
-from .segment import Segment
-from . import recovery
+from logq.storage.segment import Segment
+from logq.storage import loader as recovery
 
 __all__ = ["PartitionLog", "AppendResult", "FetchResult", "RecoveryReport"]
 

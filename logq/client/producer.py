@@ -23,8 +23,8 @@ import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from .config import LogConfig
-from .errors import (
+from logq.config import LogConfig
+from logq.errors import (
     ConfigError,
     LogClosedError,
     LogqError,
@@ -32,10 +32,10 @@ from .errors import (
     RecordTooLargeError,
     SerializationError,
 )
-from .log import PartitionLog
-from .partitioner import StickyPartitioner, partition_for_key
-from .serde import get_serializer
-from .topics import TopicRegistry, partition_path, validate_partition
+from logq.storage.log import PartitionLog
+from logq.client.partitioner import StickyPartitioner, partition_for_key
+from logq.client.serde import get_serializer
+from logq.storage.topics import TopicRegistry, partition_path, validate_partition
 
 __all__ = ["Producer", "RecordMetadata", "BatchMetadata", "RecordFuture"]
 

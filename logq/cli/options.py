@@ -32,7 +32,7 @@ from typing import IO, Any, Callable, List, Optional, TypeVar
 
 import click
 
-from .errors import LogqError
+from logq.errors import LogqError
 
 __all__ = [
     "EXIT_OK",

@@ -44,8 +44,8 @@ import sys
 import warnings
 from typing import Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
 
-from . import _fs
-from ._groupfs import (
+from logq.storage import files as _fs
+from logq.groups.files import (
     GroupLock,
     check_commit_fence,
     check_topic,
@@ -55,8 +55,8 @@ from ._groupfs import (
     os_errors,
     read_owner_record,
 )
-from ._meta import MAX_META_BYTES, decode_meta, encode_meta
-from .errors import (
+from logq.storage.meta import MAX_META_BYTES, decode_meta, encode_meta
+from logq.errors import (
     ConfigError,
     CorruptMetadataError,
     GroupNotEmptyError,

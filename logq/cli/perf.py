@@ -20,8 +20,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import click
 
-from ._cli_options import CliState, json_option, pass_state
-from ._perf_run import (
+from logq.cli.options import CliState, json_option, pass_state
+from logq.cli.perf_workloads import (
     MIB,
     T0_MS,
     Progress,
@@ -294,7 +294,7 @@ def _systems(ctx: click.Context, param: click.Parameter, value: str) -> List[str
 def compare_command(quick: bool, records: Optional[int], runs: int, latency_seconds: Optional[float],
                     systems: List[str], markdown_file: Optional[str], work_dir: Optional[str], as_json: bool) -> None:
     """The same workloads against logq (each fsync mode), SQLite and Redis Streams."""
-    from . import _perf_peers
+    from logq.cli import perf_peers as _perf_peers
 
     _perf_peers.compare(quick=quick, records=records, runs=runs, latency_seconds=latency_seconds,
                         markdown_file=markdown_file, work_dir=work_dir, as_json=as_json, systems=systems)

@@ -16,7 +16,7 @@ import random
 import threading
 from typing import Optional, Union
 
-from .errors import ConfigError, SerializationError
+from logq.errors import ConfigError, SerializationError
 
 __all__ = ["murmur2", "to_positive", "partition_for_key", "StickyPartitioner"]
 

@@ -1,0 +1,5 @@
+"""``python -m logq``: the same command line as the ``logq`` script."""
+
+from logq.cli import main
+
+main(prog_name="logq")
