@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from _bench import BATCH_RECORDS, batch, size, values
-from logq.codec.batch import decode_records, encode_batch, encode_values, validate_batch
 from logq.cli.perf import T0_MS
+from logq.codec.batch import decode_records, encode_batch, encode_values, validate_batch
+
+from support import BATCH_RECORDS, batch, size, values
 
 N = size(BATCH_RECORDS, 50)
 

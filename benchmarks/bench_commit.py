@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from _bench import size
 from logq.groups.offsets import OffsetStore
+
+from support import size
 
 
 @pytest.mark.parametrize("partitions", [1, 100])

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from _bench import config, fill, size, values
 from logq.client.admin import Admin
 from logq.client.consumer import Consumer, TopicPartition
-from logq.storage.log import PartitionLog
 from logq.client.producer import Producer
+from logq.storage.log import PartitionLog
 from logq.storage.topics import partition_path
+
+from support import config, fill, size, values
 
 BACKLOG = size(100_000, 2_000)
 

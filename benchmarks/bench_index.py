@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from _bench import size
-from logq.storage.index import OffsetIndex, TimeIndex
 from logq.cli.perf import T0_MS
+from logq.storage.index import OffsetIndex, TimeIndex
+
+from support import size
 
 ENTRIES = size(100_000, 500)  # a 400 MiB segment: an entry per 4 KiB (index_interval_bytes)
 STEP_RECORDS, STEP_BYTES = 40, 4200  # ~40 records of 100 B per entry

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from _bench import BATCH_RECORDS, config, fill, size, values
-from logq.storage.log import PartitionLog
 from logq.cli.perf import T0_MS
+from logq.storage.log import PartitionLog
+
+from support import BATCH_RECORDS, config, fill, size, values
 
 SEEK_SIZES = size([100_000, 1_000_000], [2_000])
 LOOKUPS = size(200, 5)
@@ -21,8 +21,9 @@ def test_append_values(benchmark, tmp_path: Path, fsync: str) -> None:
     log = PartitionLog(str(tmp_path / "t-0"), config(fsync=fsync))
     vals = values()
     benchmark.extra_info.update(records=BATCH_RECORDS, bytes=BATCH_RECORDS * 100)
-    benchmark.pedantic(log.append_values, args=(vals,), kwargs={"timestamp_ms": T0_MS},
-                       rounds=size(300, 2), warmup_rounds=size(5, 0))
+    benchmark.pedantic(
+        log.append_values, args=(vals,), kwargs={"timestamp_ms": T0_MS}, rounds=size(300, 2), warmup_rounds=size(5, 0)
+    )
     log.close()
 
 

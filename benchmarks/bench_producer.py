@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from _bench import BATCH_RECORDS, size, values
 from logq.client.admin import Admin
 from logq.client.producer import Producer
+
+from support import BATCH_RECORDS, size, values
 
 N = size(BATCH_RECORDS, 50)
 

@@ -21,11 +21,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from _bench import config, size, values
+from logq.cli.perf import T0_MS
 from logq.storage import meta as _meta
 from logq.storage.log import STATE_FILE, PartitionLog
-from logq.cli.perf import T0_MS
+
+from support import config, size, values
 
 MIB = 1 << 20
 SEGMENT = size(8 * MIB, 128 * 1024)

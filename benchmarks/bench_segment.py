@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from _bench import BATCH_RECORDS, batch, size
 from logq.codec.batch import stamp_base_offset, validate_batch
 from logq.storage.segment import Segment
+
+from support import BATCH_RECORDS, batch, size
 
 BATCHES = size(600, 10)  # ~64 MiB of 100-byte values
 KW = dict(index_interval_bytes=4096, segment_index_bytes=10 << 20, max_batch_bytes=1_048_588)

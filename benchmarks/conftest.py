@@ -16,12 +16,11 @@ Every benchmark stores ``records`` (and ``bytes`` where it applies) handled per 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
 
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[pytest.Module]:
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
     if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
         if parent.session.isinitpath(file_path):
             return None  # named on the command line: pytest's python plugin collects it already

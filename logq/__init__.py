@@ -4,9 +4,10 @@ The public surface is re-exported here; everything else is internal.
 """
 
 from logq.client.admin import Admin, GroupInfo, GroupPartitionInfo, PartitionInfo, TopicDescription
+from logq.client.consumer import Consumer
+from logq.client.producer import BatchMetadata, Producer, RecordFuture, RecordMetadata
 from logq.codec.batch import Compression
 from logq.config import LogConfig
-from logq.client.consumer import Consumer, OffsetAndTimestamp, Record, TopicPartition
 from logq.errors import (
     CommitFailedError,
     ConfigError,
@@ -31,7 +32,7 @@ from logq.errors import (
     UnknownTopicError,
 )
 from logq.storage.log import AppendResult, FetchResult, PartitionLog, RecoveryReport
-from logq.client.producer import BatchMetadata, Producer, RecordFuture, RecordMetadata
+from logq.types import OffsetAndTimestamp, Record, TopicPartition
 
 __version__ = "0.1.0"
 

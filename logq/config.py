@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Dict
+from typing import Any
 
 from logq.codec.batch import BATCH_OVERHEAD
 from logq.errors import ConfigError
@@ -38,7 +38,11 @@ class LogConfig:
             if f.name != "fsync":
                 v = getattr(self, f.name)
                 need(isinstance(v, int) and not isinstance(v, bool), f.name, "must be an integer")
-        need(BATCH_OVERHEAD * 2 <= self.segment_bytes < 2**31, "segment_bytes", "between 122 and 2**31-1 (positions are int32)")
+        need(
+            BATCH_OVERHEAD * 2 <= self.segment_bytes < 2**31,
+            "segment_bytes",
+            "between 122 and 2**31-1 (positions are int32)",
+        )
         need(self.segment_ms > 0, "segment_ms", "must be positive")
         need(24 <= self.segment_index_bytes < 2**31, "segment_index_bytes", "between 24 and 2**31-1")
         need(self.index_interval_bytes >= 0, "index_interval_bytes", "must be >= 0")
@@ -55,18 +59,18 @@ class LogConfig:
     def max_index_entries(self) -> int:
         return self.segment_index_bytes // 8
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "LogConfig":
+    def from_dict(cls, d: dict[str, Any]) -> LogConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         return cls(**d)
 
-    def with_(self, **changes: Any) -> "LogConfig":
+    def with_(self, **changes: Any) -> LogConfig:
         unknown = set(changes) - {f.name for f in fields(self)}
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")

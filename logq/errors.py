@@ -117,9 +117,7 @@ class CorruptRecordError(LogqError):
 
     hint = "data before this position stays readable; `logq dump` shows the damage"
 
-    def __init__(
-        self, reason: str, *, path: str | None = None, position: int | None = None
-    ) -> None:
+    def __init__(self, reason: str, *, path: str | None = None, position: int | None = None) -> None:
         self.reason = reason
         self.path = path
         self.position = position
@@ -214,9 +212,7 @@ class ProducerBufferFullError(LogqError):
     def __init__(self, buffer_bytes: int, waited_ms: float) -> None:
         self.buffer_bytes = buffer_bytes
         self.waited_ms = waited_ms
-        super().__init__(
-            f"producer buffer of {buffer_bytes} bytes stayed full for {waited_ms:.0f} ms"
-        )
+        super().__init__(f"producer buffer of {buffer_bytes} bytes stayed full for {waited_ms:.0f} ms")
 
 
 class SerializationError(LogqError, TypeError):

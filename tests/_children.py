@@ -44,15 +44,15 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from logq.storage import meta as _meta  # noqa: E402
 from logq.codec.batch import decode_records, validate_batch  # noqa: E402
 from logq.config import LogConfig  # noqa: E402
 from logq.errors import (  # noqa: E402
@@ -61,6 +61,7 @@ from logq.errors import (  # noqa: E402
     LogqError,
     OffsetOutOfRangeError,
 )
+from logq.storage import meta as _meta  # noqa: E402
 from logq.storage.log import PartitionLog  # noqa: E402
 
 if __name__ == "__main__" and os.environ.get("LOGQ_TEST_BOOT_ID"):
@@ -76,11 +77,11 @@ FATAL_SIGNAL_RCS = {-signal.SIGBUS, -signal.SIGSEGV, -signal.SIGABRT, -signal.SI
 
 
 # ====================================================================== workload
-def _field(b: Optional[bytes]) -> bytes:
+def _field(b: bytes | None) -> bytes:
     return b"\xff\xff\xff\xff" if b is None else len(b).to_bytes(4, "big") + b
 
 
-def records_digest(records: Iterable[Tuple[Any, Any, Any, int]]) -> str:
+def records_digest(records: Iterable[tuple[Any, Any, Any, int]]) -> str:
     """A digest of (key, value, headers, timestamp) records, as written or as read back."""
     h = hashlib.blake2b(digest_size=10)
     for key, value, headers, ts in records:
@@ -95,7 +96,7 @@ def records_digest(records: Iterable[Tuple[Any, Any, Any, int]]) -> str:
     return h.hexdigest()
 
 
-def record_tuples(recs: Iterable[Any]) -> List[Tuple[Any, Any, Any, int]]:
+def record_tuples(recs: Iterable[Any]) -> list[tuple[Any, Any, Any, int]]:
     return [(r.key, r.value, r.headers, r.timestamp) for r in recs]
 
 
@@ -123,7 +124,7 @@ def make_batch(rng: random.Random, wid: int, seq: int, now_ms: int, small_only: 
     for i in range(n):
         size = _value_size(rng, small_only or n > 3)
         if size == 0:
-            value: Optional[bytes] = None if rng.random() < 0.3 else b""
+            value: bytes | None = None if rng.random() < 0.3 else b""
         else:
             value = rng.randbytes(size)
         key = None if rng.random() < 0.5 else b"k%d" % rng.randrange(1000)
@@ -147,7 +148,7 @@ def _send(fd: int, line: str) -> None:
     os.write(fd, data)
 
 
-def child_writer(a: Dict[str, Any]) -> None:
+def child_writer(a: dict[str, Any]) -> None:
     """Open (recovering if needed), then append until run_s passes or stop_file appears."""
     fd = a["ack_fd"]
     cfg = LogConfig(**a["config"])
@@ -175,7 +176,7 @@ def child_writer(a: Dict[str, Any]) -> None:
     _send(fd, "D")
 
 
-def child_commanded_writer(a: Dict[str, Any]) -> None:
+def child_commanded_writer(a: dict[str, Any]) -> None:
     """Open the log, then append one batch per 'append' line on stdin; 'exit' closes."""
     fd = a["ack_fd"]
     log = PartitionLog(a["path"], LogConfig(**a["config"]))
@@ -195,7 +196,7 @@ def child_commanded_writer(a: Dict[str, Any]) -> None:
     _send(fd, "D")
 
 
-def child_lock_holder(a: Dict[str, Any]) -> None:
+def child_lock_holder(a: dict[str, Any]) -> None:
     """A writer that takes the partition's per-operation lock and then hangs inside it."""
     fd = a["ack_fd"]
     log = PartitionLog(a["path"], LogConfig(**a["config"]))
@@ -206,7 +207,7 @@ def child_lock_holder(a: Dict[str, Any]) -> None:
     os._exit(0)
 
 
-def child_follower(a: Dict[str, Any]) -> None:
+def child_follower(a: dict[str, Any]) -> None:
     """A readonly reader that follows the log batch by batch until told where it ends.
 
     The parent writes the final log end offset into stop_file. Reports each batch seen.
@@ -217,8 +218,8 @@ def child_follower(a: Dict[str, Any]) -> None:
     _send(fd, f"R 0 {time.monotonic_ns()}")
     off = log.log_start_offset
     stop_file = a["stop_file"]
-    final: Optional[int] = None
-    deadline: Optional[float] = None
+    final: int | None = None
+    deadline: float | None = None
     while True:
         fr = log.read(off, a.get("max_bytes", 256 * 1024))
         if not fr.headers:
@@ -255,7 +256,7 @@ def child_follower(a: Dict[str, Any]) -> None:
     _send(fd, "D")
 
 
-def child_random_reader(a: Dict[str, Any]) -> None:
+def child_random_reader(a: dict[str, Any]) -> None:
     """Read random offsets while a writer rolls, deletes and recovers; count outcomes.
 
     Exit 0 with a JSON summary on stdout; exit 3 on any error that is not a clean logq
@@ -266,7 +267,7 @@ def child_random_reader(a: Dict[str, Any]) -> None:
     deadline = time.monotonic() + a["run_s"]
     stop_file = a.get("stop_file")
     counts = {"reads": 0, "batches": 0, "records": 0, "out_of_range": 0, "empty": 0, "opens": 0}
-    other: List[str] = []
+    other: list[str] = []
     log = None
     while time.monotonic() < deadline:
         if stop_file and counts["reads"] % 64 == 0 and os.path.exists(stop_file):
@@ -290,7 +291,9 @@ def child_random_reader(a: Dict[str, Any]) -> None:
             counts["records"] += len(recs)
             lo, hi = fr.headers[0].base_offset, fr.headers[-1].last_offset
             if not recs or recs[0].offset > max(off, lo) or recs[-1].offset != hi:
-                other.append(f"read({off}) returned offsets {recs[0].offset if recs else None}..{recs[-1].offset if recs else None} for batches {lo}..{hi}")
+                other.append(
+                    f"read({off}) returned offsets {recs[0].offset if recs else None}..{recs[-1].offset if recs else None} for batches {lo}..{hi}"
+                )
         except OffsetOutOfRangeError:
             counts["out_of_range"] += 1
         except Exception as e:  # anything else is a finding
@@ -302,7 +305,7 @@ def child_random_reader(a: Dict[str, Any]) -> None:
     sys.exit(3 if other else 0)
 
 
-def child_recover(a: Dict[str, Any]) -> None:
+def child_recover(a: dict[str, Any]) -> None:
     """Open a writer (which recovers), print JSON (time, report, tree hash), exit unclean.
 
     Leaving with os._exit and no close keeps the log "unclean", exactly as after a crash,
@@ -326,7 +329,7 @@ def child_recover(a: Dict[str, Any]) -> None:
     os._exit(0)
 
 
-def child_full_disk(a: Dict[str, Any]) -> None:
+def child_full_disk(a: dict[str, Any]) -> None:
     """T6.1 inside a private mount namespace: mount a small tmpfs, fill it, free, resume.
 
     Prints a JSON summary; exit 0 when every check held, 2 with a list of problems, 77
@@ -334,7 +337,9 @@ def child_full_disk(a: Dict[str, Any]) -> None:
     """
     mnt = a["mnt"]
     os.makedirs(mnt, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={a.get('size', '1m')}", "tmpfs", mnt], capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={a.get('size', '1m')}", "tmpfs", mnt], capture_output=True, text=True
+    )
     if r.returncode:
         print(json.dumps({"skip": f"mount -t tmpfs failed: {r.stderr.strip()}"}))
         sys.exit(77)
@@ -343,10 +348,18 @@ def child_full_disk(a: Dict[str, Any]) -> None:
     cfg = LogConfig(segment_bytes=a.get("segment_bytes", 64 * 1024), index_interval_bytes=512)
     reserve = os.path.join(mnt, "reserve")
     reserve_bytes = a.get("reserve_bytes", 128 * 1024)
-    problems: List[str] = []
-    acked: Dict[int, Tuple[int, str]] = {}
-    stats = {"cycles": 0, "disk_full_errors": 0, "acked_batches": 0, "acked_records": 0, "resumed": 0,
-             "retention_at_full_ok": 0, "retention_at_full_refused": 0, "reopens": 0}
+    problems: list[str] = []
+    acked: dict[int, tuple[int, str]] = {}
+    stats = {
+        "cycles": 0,
+        "disk_full_errors": 0,
+        "acked_batches": 0,
+        "acked_records": 0,
+        "resumed": 0,
+        "retention_at_full_ok": 0,
+        "retention_at_full_refused": 0,
+        "reopens": 0,
+    }
     with open(reserve, "wb") as f:
         f.write(b"\0" * reserve_bytes)
     log = PartitionLog(path, cfg)
@@ -422,7 +435,7 @@ def child_full_disk(a: Dict[str, Any]) -> None:
     sys.exit(2 if problems else 0)
 
 
-def _check_acked_readable(log: PartitionLog, acked: Dict[int, Tuple[int, str]]) -> List[str]:
+def _check_acked_readable(log: PartitionLog, acked: dict[int, tuple[int, str]]) -> list[str]:
     out = []
     for base, (last, digest) in sorted(acked.items()):
         if last < log.log_start_offset:
@@ -473,7 +486,7 @@ def _wait_inflight_zero(dev: str, timeout: float = 10.0) -> None:
     raise RuntimeError(f"{dev} kept I/O in flight")
 
 
-def child_power_cut(a: Dict[str, Any]) -> None:
+def child_power_cut(a: dict[str, Any]) -> None:
     """T2 orchestrator, run inside ``unshare --mount --propagation private``.
 
     Per cut: fresh ext4 image (a copy of a pristine mkfs'd one) loop-mounted; a writer
@@ -501,7 +514,7 @@ def child_power_cut(a: Dict[str, Any]) -> None:
     mnt = os.path.join(work, "mnt")
     os.makedirs(mnt, exist_ok=True)
     cfg_d = dict(a["config"])
-    cuts: List[Dict[str, Any]] = []
+    cuts: list[dict[str, Any]] = []
     env = dict(os.environ)
     env.pop("LOGQ_CRASH_AT", None)
     if a.get("disable_fdatasync"):
@@ -517,8 +530,12 @@ def child_power_cut(a: Dict[str, Any]) -> None:
         if not dev:
             raise RuntimeError(f"no loop device found for {mnt}")
         part = os.path.join(mnt, "t-0")
-        w = Child("writer", {"path": part, "config": cfg_d, "seed": rng.randrange(1 << 30), "run_s": 30.0},
-                  logdir=work, env=env)
+        w = Child(
+            "writer",
+            {"path": part, "config": cfg_d, "seed": rng.randrange(1 << 30), "run_s": 30.0},
+            logdir=work,
+            env=env,
+        )
         w.wait_for("R", 60)
         time.sleep(rng.uniform(a.get("min_s", 0.1), a.get("max_s", 0.9)))
         os.kill(w.pid, signal.SIGSTOP)
@@ -583,7 +600,7 @@ class Ack:
 TEST_HOOKS = ("LOGQ_CRASH_AT", "LOGQ_TEST_DISABLE_FDATASYNC", "LOGQ_TEST_BOOT_ID")
 
 
-def child_env(extra: Optional[Dict[str, str]] = None, base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+def child_env(extra: dict[str, str] | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a child: ``base`` (default: ours without test hooks) + ``extra``."""
     if base is None:
         env = {k: v for k, v in os.environ.items() if k not in TEST_HOOKS}
@@ -606,11 +623,11 @@ class Child:
     def __init__(
         self,
         name: str,
-        args: Dict[str, Any],
+        args: dict[str, Any],
         *,
         logdir: str,
-        env: Optional[Dict[str, str]] = None,
-        crash_at: Optional[str] = None,
+        env: dict[str, str] | None = None,
+        crash_at: str | None = None,
         stdin: bool = False,
         prefix: Sequence[str] = (),
         capture_stdout: bool = False,
@@ -637,8 +654,8 @@ class Child:
         os.close(w)
         self.pid = self.proc.pid
         self._r = r
-        self.lines: List[str] = []
-        self.acks: List[Ack] = []
+        self.lines: list[str] = []
+        self.acks: list[Ack] = []
         self._cv = threading.Condition()
         self._eof = False
         self._t = threading.Thread(target=self._pump, daemon=True)
@@ -729,9 +746,14 @@ class Child:
 
 
 def recover_in_child(
-    path: str, config: Dict[str, Any], *, logdir: str, crash_at: Optional[str] = None,
-    boot_id: Optional[str] = None, timeout: float = 120,
-) -> Dict[str, Any]:
+    path: str,
+    config: dict[str, Any],
+    *,
+    logdir: str,
+    crash_at: str | None = None,
+    boot_id: str | None = None,
+    timeout: float = 120,
+) -> dict[str, Any]:
     """Recover in a fresh process. Returns its JSON, or {"rc": rc} if it died."""
     env = child_env({"LOGQ_CRASH_AT": crash_at} if crash_at else {})
     if boot_id:
@@ -739,8 +761,17 @@ def recover_in_child(
     errpath = os.path.join(logdir, "recover.stderr")
     with open(errpath, "ab") as err:
         p = subprocess.run(
-            [sys.executable, os.path.join(HERE, "_children.py"), "recover", json.dumps({"path": path, "config": config})],
-            stdout=subprocess.PIPE, stderr=err, env=env, cwd=REPO, timeout=timeout,
+            [
+                sys.executable,
+                os.path.join(HERE, "_children.py"),
+                "recover",
+                json.dumps({"path": path, "config": config}),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=env,
+            cwd=REPO,
+            timeout=timeout,
         )
     if p.returncode != 0:
         with open(errpath, errors="replace") as f:
@@ -773,22 +804,22 @@ class Batch:
     size: int
     max_ts: int
     digest: str
-    timestamps: List[int]
+    timestamps: list[int]
 
 
 @dataclass
 class Scan:
     log_start: int
     leo: int
-    segments: List[Tuple[int, int]]  # (base, file size)
-    batches: Dict[int, Batch]
-    order: List[int]  # batch bases in log order
-    problems: List[str]
-    index_mismatch: List[str]  # the last segment's indexes differ from a rebuild
+    segments: list[tuple[int, int]]  # (base, file size)
+    batches: dict[int, Batch]
+    order: list[int]  # batch bases in log order
+    problems: list[str]
+    index_mismatch: list[str]  # the last segment's indexes differ from a rebuild
     total_bytes: int
 
 
-def _expected_indexes(base: int, batches: List[Batch], interval: int, sealed: bool) -> Tuple[bytes, bytes]:
+def _expected_indexes(base: int, batches: list[Batch], interval: int, sealed: bool) -> tuple[bytes, bytes]:
     """The index files Kafka's rule gives for these batches (what a rebuild must produce)."""
     idx, tidx = [], []
     last_pos, max_ts, off_max = 0, -1, base
@@ -805,7 +836,7 @@ def _expected_indexes(base: int, batches: List[Batch], interval: int, sealed: bo
     return b"".join(idx), b"".join(t.to_bytes(8, "big", signed=True) + r.to_bytes(4, "big") for t, r in tidx)
 
 
-def _read(path: str) -> Optional[bytes]:
+def _read(path: str) -> bytes | None:
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -819,12 +850,12 @@ def scan_dir(path: str, index_interval_bytes: int, max_batch_bytes: int = 1_048_
     log_start = int(state.get("log_start_offset", 0))
     names = os.listdir(path)
     bases = sorted(int(n[:20]) for n in names if n.endswith(".log") and len(n) == 24 and n[:20].isdigit())
-    problems: List[str] = []
-    mism: List[str] = []
-    batches: Dict[int, Batch] = {}
-    order: List[int] = []
-    segments: List[Tuple[int, int]] = []
-    expected: Optional[int] = None
+    problems: list[str] = []
+    mism: list[str] = []
+    batches: dict[int, Batch] = {}
+    order: list[int] = []
+    segments: list[tuple[int, int]] = []
+    expected: int | None = None
     total = 0
     for k, base in enumerate(bases):
         stem = os.path.join(path, f"{base:020d}")
@@ -834,7 +865,7 @@ def scan_dir(path: str, index_interval_bytes: int, max_batch_bytes: int = 1_048_
         if expected is not None and base != expected:
             problems.append(f"C4: segment {base} follows a segment ending at {expected}")
         pos, exp = 0, base
-        seg_batches: List[Batch] = []
+        seg_batches: list[Batch] = []
         while pos < len(data):
             try:
                 h = validate_batch(data, pos, max_batch_bytes=max_batch_bytes, expected_offset=exp)
@@ -842,10 +873,19 @@ def scan_dir(path: str, index_interval_bytes: int, max_batch_bytes: int = 1_048_
             except CorruptRecordError as e:
                 problems.append(f"C2/C3: {base:020d}.log: invalid bytes at {pos} of {len(data)}: {e.reason}")
                 break
-            if h.records_count != h.last_offset_delta + 1 or [r.offset for r in recs] != list(range(h.base_offset, h.last_offset + 1)):
+            if h.records_count != h.last_offset_delta + 1 or [r.offset for r in recs] != list(
+                range(h.base_offset, h.last_offset + 1)
+            ):
                 problems.append(f"C2: batch {h.base_offset} record offsets do not match its header")
-            b = Batch(h.base_offset, h.last_offset, pos, h.size, h.max_timestamp,
-                      records_digest(record_tuples(recs)), [r.timestamp for r in recs])
+            b = Batch(
+                h.base_offset,
+                h.last_offset,
+                pos,
+                h.size,
+                h.max_timestamp,
+                records_digest(record_tuples(recs)),
+                [r.timestamp for r in recs],
+            )
             batches[b.base] = b
             order.append(b.base)
             seg_batches.append(b)
@@ -860,29 +900,39 @@ def scan_dir(path: str, index_interval_bytes: int, max_batch_bytes: int = 1_048_
             problems.append(f"C5: {base:020d}.index size {len(ib)}")
         prev = (-1, -1)
         for i in range(0, len(ib) - len(ib) % 8, 8):
-            rel, ipos = int.from_bytes(ib[i : i + 4], "big", signed=True), int.from_bytes(ib[i + 4 : i + 8], "big", signed=True)
+            rel, ipos = (
+                int.from_bytes(ib[i : i + 4], "big", signed=True),
+                int.from_bytes(ib[i + 4 : i + 8], "big", signed=True),
+            )
             b = starts.get(ipos)
             if b is None or b.last != base + rel:
-                problems.append(f"C5: {base:020d}.index entry ({rel}, {ipos}) is not a batch start with that last offset")
+                problems.append(
+                    f"C5: {base:020d}.index entry ({rel}, {ipos}) is not a batch start with that last offset"
+                )
             if rel <= prev[0] or ipos <= prev[1]:
                 problems.append(f"C5: {base:020d}.index not strictly increasing at entry {i // 8}")
             prev = (rel, ipos)
         if len(tb) % 12:
             problems.append(f"C5: {base:020d}.timeindex size {len(tb)}")
         # A time entry is (running max timestamp, last offset of the batch that first reached it).
-        running: Dict[int, int] = {}
+        running: dict[int, int] = {}
         m = -1
         for b in seg_batches:
             if b.max_ts > m:
                 m = b.max_ts
                 running[b.last] = m
-        prev_t: Optional[Tuple[int, int]] = None
+        prev_t: tuple[int, int] | None = None
         for i in range(0, len(tb) - len(tb) % 12, 12):
-            ts, rel = int.from_bytes(tb[i : i + 8], "big", signed=True), int.from_bytes(tb[i + 8 : i + 12], "big", signed=True)
+            ts, rel = (
+                int.from_bytes(tb[i : i + 8], "big", signed=True),
+                int.from_bytes(tb[i + 8 : i + 12], "big", signed=True),
+            )
             if prev_t is not None and (ts <= prev_t[0] or rel < prev_t[1]):
                 problems.append(f"C5: {base:020d}.timeindex not monotonic at entry {i // 12}")
             if seg_batches and running.get(base + rel) != ts:
-                problems.append(f"C5: {base:020d}.timeindex entry ({ts}, {base + rel}) is not where the segment's max timestamp was reached")
+                problems.append(
+                    f"C5: {base:020d}.timeindex entry ({ts}, {base + rel}) is not where the segment's max timestamp was reached"
+                )
             prev_t = (ts, rel)
         want_i, want_t = _expected_indexes(base, seg_batches, index_interval_bytes, sealed=k + 1 < len(bases))
         if k + 1 < len(bases):
@@ -890,7 +940,9 @@ def scan_dir(path: str, index_interval_bytes: int, max_batch_bytes: int = 1_048_
         if ib != want_i:
             mism.append(f"{base:020d}.index differs from a rebuild ({len(ib) // 8} vs {len(want_i) // 8} entries)")
         if tb != want_t:
-            mism.append(f"{base:020d}.timeindex differs from a rebuild ({len(tb) // 12} vs {len(want_t) // 12} entries)")
+            mism.append(
+                f"{base:020d}.timeindex differs from a rebuild ({len(tb) // 12} vs {len(want_t) // 12} entries)"
+            )
     leo = expected if expected is not None else log_start
     if bases and not bases[0] <= log_start <= leo:
         problems.append(f"C4: log start {log_start} outside [{bases[0]}, {leo}]")
@@ -902,11 +954,11 @@ class CheckResult:
     leo: int
     log_start: int
     records: int
-    lost: List[int] = field(default_factory=list)  # bases of acked batches not found intact
+    lost: list[int] = field(default_factory=list)  # bases of acked batches not found intact
     lost_records: int = 0
     lost_window: int = 0  # offsets between the last acked record and the recovered log end
     retained_away: int = 0  # acked batches below the log start (retention)
-    problems: List[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
     hash_after: str = ""
     data_hash_after: str = ""  # the same without index files
     segments: int = 0
@@ -915,11 +967,11 @@ class CheckResult:
 def check_log(
     path: str,
     config: LogConfig,
-    acked: Dict[int, Ack],
+    acked: dict[int, Ack],
     *,
     exact_indexes: bool = True,
     retention: bool = False,
-    boot_id: Optional[str] = None,
+    boot_id: str | None = None,
     timestamp_probes: int = 200,
     recover_again: bool = True,
 ) -> CheckResult:
@@ -977,12 +1029,14 @@ def check_log(
     return res
 
 
-def _api_checks(path: str, config: LogConfig, scan: Scan, probes: int) -> List[str]:
-    out: List[str] = []
+def _api_checks(path: str, config: LogConfig, scan: Scan, probes: int) -> list[str]:
+    out: list[str] = []
     log = PartitionLog(path, config, readonly=True)
     try:
         if log.log_end_offset != scan.leo or log.log_start_offset != scan.log_start:
-            out.append(f"API: log range [{log.log_start_offset}, {log.log_end_offset}) but files hold [{scan.log_start}, {scan.leo})")
+            out.append(
+                f"API: log range [{log.log_start_offset}, {log.log_end_offset}) but files hold [{scan.log_start}, {scan.leo})"
+            )
         live = [b for b in scan.order if scan.batches[b].last >= scan.log_start]
         off, i = (scan.log_start if live else scan.leo), 0
         while off < scan.leo:
@@ -1010,7 +1064,9 @@ def _api_checks(path: str, config: LogConfig, scan: Scan, probes: int) -> List[s
         rng = random.Random(scan.leo)
         if live:
             lo = scan.batches[live[0]].base
-            for target in {rng.randrange(lo, scan.leo) for _ in range(min(200, scan.leo - lo))} if scan.leo > lo else ():
+            for target in (
+                {rng.randrange(lo, scan.leo) for _ in range(min(200, scan.leo - lo))} if scan.leo > lo else ()
+            ):
                 try:
                     fr = log.read(target, 1)
                 except LogqError as e:
@@ -1052,8 +1108,8 @@ def inject_torn_tail(path: str, rng: random.Random) -> int:
 
     Take the partition's op lock like a writer would. Returns the bytes written.
     """
-    from logq.storage import files as _fs
     from logq.codec.batch import encode_batch
+    from logq.storage import files as _fs
 
     lock = _fs.FileLock(os.path.join(path, ".lock"))
     try:
@@ -1078,16 +1134,16 @@ def inject_torn_tail(path: str, rng: random.Random) -> int:
 @dataclass
 class CycleStats:
     kills: int = 0
-    targeted: Dict[str, int] = field(default_factory=dict)
+    targeted: dict[str, int] = field(default_factory=dict)
     acked_batches: int = 0
     acked_records: int = 0
     lost_records: int = 0
     retained_away: int = 0
-    recovery_ms: List[float] = field(default_factory=list)
+    recovery_ms: list[float] = field(default_factory=list)
     torn_tails: int = 0
-    problems: List[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
-    def merge(self, o: "CycleStats") -> None:
+    def merge(self, o: CycleStats) -> None:
         self.kills += o.kills
         for k, v in o.targeted.items():
             self.targeted[k] = self.targeted.get(k, 0) + v
@@ -1102,27 +1158,31 @@ class CycleStats:
 
 def kill_chain(
     path: str,
-    config: Dict[str, Any],
+    config: dict[str, Any],
     *,
     kills: int,
     seed: int,
     logdir: str,
-    site: Optional[str] = None,
+    site: str | None = None,
     site_max_n: int = 40,
     torn_tail_rate: float = 0.3,
-    kill_ms: Tuple[float, float] = (5, 800),
+    kill_ms: tuple[float, float] = (5, 800),
     retention: bool = False,
 ) -> CycleStats:
     """Run ``kills`` writer processes on one directory, each killed (randomly, or at
     ``site``), recover each time in a fresh process and check C1-C5 and C7."""
     rng = random.Random(seed)
     cfg = LogConfig(**config)
-    acked: Dict[int, Ack] = {}
+    acked: dict[int, Ack] = {}
     st = CycleStats()
     for k in range(kills):
         crash_at = f"{site}:{rng.randint(1, site_max_n)}" if site else None
-        w = Child("writer", {"path": path, "config": config, "seed": rng.randrange(1 << 30), "wid": k, "run_s": 60.0},
-                  logdir=logdir, crash_at=crash_at)
+        w = Child(
+            "writer",
+            {"path": path, "config": config, "seed": rng.randrange(1 << 30), "wid": k, "run_s": 60.0},
+            logdir=logdir,
+            crash_at=crash_at,
+        )
         ready = w.wait_for("R", 120)
         if site:
             rc = w.wait(120)
@@ -1159,7 +1219,9 @@ def kill_chain(
         st.lost_records += res.lost_records
         st.retained_away += res.retained_away
         if res.lost:
-            res.problems.append(f"C1: {len(res.lost)} acked batches ({res.lost_records} records) lost or changed, first at {res.lost[0]}")
+            res.problems.append(
+                f"C1: {len(res.lost)} acked batches ({res.lost_records} records) lost or changed, first at {res.lost[0]}"
+            )
         # C7. When the writer died before it marked the log unclean (meta-before-rename:1),
         # the first open legitimately took the clean path and kept the active segment's
         # close-time time-index entry, which the next (full) recovery's rebuild drops.
@@ -1184,8 +1246,9 @@ def kill_chain(
     return st
 
 
-def crashed_writer_with_torn_tail(path: str, config: Dict[str, Any], rng: random.Random, logdir: str,
-                                  min_acks: int = 20) -> Dict[int, Ack]:
+def crashed_writer_with_torn_tail(
+    path: str, config: dict[str, Any], rng: random.Random, logdir: str, min_acks: int = 20
+) -> dict[int, Ack]:
     """A writer killed after ``min_acks`` acks, then a torn batch appended to its tail."""
     w = Child("writer", {"path": path, "config": config, "seed": rng.randrange(1 << 30), "run_s": 60.0}, logdir=logdir)
     if not w.wait_for("R", 120):
@@ -1199,16 +1262,22 @@ def crashed_writer_with_torn_tail(path: str, config: Dict[str, Any], rng: random
     return {a.base: a for a in w.acks}
 
 
-RECOVERY_SITES = ("meta-before-rename", "recovery-after-truncate", "recovery-after-index-rebuild", "recovery-before-state")
+RECOVERY_SITES = (
+    "meta-before-rename",
+    "recovery-after-truncate",
+    "recovery-after-index-rebuild",
+    "recovery-before-state",
+)
 
 
-def recovery_crash_cycle(path: str, config: Dict[str, Any], sites: Sequence[str], rng: random.Random,
-                         logdir: str) -> List[str]:
+def recovery_crash_cycle(
+    path: str, config: dict[str, Any], sites: Sequence[str], rng: random.Random, logdir: str
+) -> list[str]:
     """Crash a writer, tear its tail; keep a copy recovered once as the reference; crash
     the recovery of the original at each of ``sites`` in turn (each a crash during the
     recovery of a crashed recovery), recover it fully and compare: same files, nothing
     acknowledged lost. Returns the problems found."""
-    problems: List[str] = []
+    problems: list[str] = []
     acked = crashed_writer_with_torn_tail(path, config, rng, logdir)
     ref = path + ".ref"
     shutil.rmtree(ref, ignore_errors=True)
@@ -1239,8 +1308,16 @@ def recovery_crash_cycle(path: str, config: Dict[str, Any], sites: Sequence[str]
     return problems
 
 
-def readers_under_churn(path: str, config: Dict[str, Any], *, generations: int, readers: int, seed: int,
-                        logdir: str, kill_s: Tuple[float, float] = (0.2, 0.8)) -> Dict[str, Any]:
+def readers_under_churn(
+    path: str,
+    config: dict[str, Any],
+    *,
+    generations: int,
+    readers: int,
+    seed: int,
+    logdir: str,
+    kill_s: tuple[float, float] = (0.2, 0.8),
+) -> dict[str, Any]:
     """T9: reader processes read random offsets while writer generations roll, delete by
     retention and die with torn tails that the next writer's recovery cuts in place.
 
@@ -1252,14 +1329,24 @@ def readers_under_churn(path: str, config: Dict[str, Any], *, generations: int, 
     stop = os.path.join(logdir, f"readers-stop-{seed}")
     if os.path.exists(stop):
         os.unlink(stop)
-    rs = [Child("random_reader", {"path": path, "config": config, "seed": seed * 100 + i, "run_s": run_s,
-                                  "stop_file": stop}, logdir=logdir, capture_stdout=True) for i in range(readers)]
-    acks: List[Ack] = []
-    problems: List[str] = []
+    rs = [
+        Child(
+            "random_reader",
+            {"path": path, "config": config, "seed": seed * 100 + i, "run_s": run_s, "stop_file": stop},
+            logdir=logdir,
+            capture_stdout=True,
+        )
+        for i in range(readers)
+    ]
+    acks: list[Ack] = []
+    problems: list[str] = []
     truncations = 0
     for g in range(generations):
-        w = Child("writer", {"path": path, "config": config, "seed": rng.randrange(1 << 30), "run_s": 60.0, "wid": g},
-                  logdir=logdir)
+        w = Child(
+            "writer",
+            {"path": path, "config": config, "seed": rng.randrange(1 << 30), "run_s": 60.0, "wid": g},
+            logdir=logdir,
+        )
         if not w.wait_for("R", 120):
             problems.append(f"generation {g}: writer died opening: {w.stderr()}")
             break
@@ -1272,7 +1359,7 @@ def readers_under_churn(path: str, config: Dict[str, Any], *, generations: int, 
     with open(stop, "w"):
         pass
     PartitionLog(path, cfg).close()
-    counts: Dict[str, int] = {}
+    counts: dict[str, int] = {}
     fatal = 0
     for r in rs:
         rc = r.wait(300)
@@ -1291,16 +1378,34 @@ def readers_under_churn(path: str, config: Dict[str, Any], *, generations: int, 
         problems += [f"reader: {e}" for e in got["errors"][:5]]
     scan = scan_dir(path, cfg.index_interval_bytes)
     problems += scan.problems
-    lost = [a.base for a in acks if a.last >= scan.log_start and
-            (scan.batches.get(a.base) is None or scan.batches[a.base].digest != a.digest)]
+    lost = [
+        a.base
+        for a in acks
+        if a.last >= scan.log_start and (scan.batches.get(a.base) is None or scan.batches[a.base].digest != a.digest)
+    ]
     if lost:
         problems.append(f"C1: {len(lost)} acked batches lost, first {lost[0]}")
-    return {"generations": generations, "truncations": truncations, "fatal_signals": fatal, "counts": counts,
-            "log_start": scan.log_start, "acked_batches": len(acks), "problems": problems}
+    return {
+        "generations": generations,
+        "truncations": truncations,
+        "fatal_signals": fatal,
+        "counts": counts,
+        "log_start": scan.log_start,
+        "acked_batches": len(acks),
+        "problems": problems,
+    }
 
 
-def contention_run(path: str, config: Dict[str, Any], *, seconds: float, writers: int, seed: int, logdir: str,
-                   kill_every_s: Optional[Tuple[float, float]] = None) -> Dict[str, Any]:
+def contention_run(
+    path: str,
+    config: dict[str, Any],
+    *,
+    seconds: float,
+    writers: int,
+    seed: int,
+    logdir: str,
+    kill_every_s: tuple[float, float] | None = None,
+) -> dict[str, Any]:
     """Several writer processes and a follower on one partition; optionally kill -9 a
     random writer now and then (and tear its tail) and start a new one in its place.
 
@@ -1315,13 +1420,25 @@ def contention_run(path: str, config: Dict[str, Any], *, seconds: float, writers
             os.unlink(f)
     follower = Child("follower", {"path": path, "config": config, "stop_file": fstop}, logdir=logdir)
     wid = 0
-    live: List[Child] = []
-    done: List[Child] = []
+    live: list[Child] = []
+    done: list[Child] = []
 
     def start() -> None:
         nonlocal wid
-        live.append(Child("writer", {"path": path, "config": config, "seed": rng.randrange(1 << 30), "wid": wid,
-                                     "run_s": seconds + 600, "stop_file": wstop}, logdir=logdir))
+        live.append(
+            Child(
+                "writer",
+                {
+                    "path": path,
+                    "config": config,
+                    "seed": rng.randrange(1 << 30),
+                    "wid": wid,
+                    "run_s": seconds + 600,
+                    "stop_file": wstop,
+                },
+                logdir=logdir,
+            )
+        )
         wid += 1
 
     for _ in range(writers):
@@ -1345,7 +1462,7 @@ def contention_run(path: str, config: Dict[str, Any], *, seconds: float, writers
         start()
     with open(wstop, "w"):
         pass
-    problems: List[str] = []
+    problems: list[str] = []
     for w in live:
         rc = w.wait(120)
         if rc != 0:
@@ -1354,7 +1471,7 @@ def contention_run(path: str, config: Dict[str, Any], *, seconds: float, writers
     acks = [a for w in allw for a in w.acks]
     scan = scan_dir(path, config.get("index_interval_bytes", 4096))
     problems += scan.problems
-    by_base: Dict[int, Ack] = {}
+    by_base: dict[int, Ack] = {}
     for a in acks:
         if a.base in by_base:
             problems.append(f"offset {a.base} acknowledged twice")
@@ -1380,12 +1497,19 @@ def contention_run(path: str, config: Dict[str, Any], *, seconds: float, writers
         problems.append(f"follower exit {rc}: {follower.stderr()[-500:]}")
     elif seen != scan.order:
         problems.append("the follower did not see exactly the log in order")
-    return {"writers": wid, "killed": killed, "torn": torn, "acked_batches": len(acks),
-            "acked_records": sum(a.last - a.base + 1 for a in acks), "unacked_batches": len(extra),
-            "leo": scan.leo, "problems": problems[:20]}
+    return {
+        "writers": wid,
+        "killed": killed,
+        "torn": torn,
+        "acked_batches": len(acks),
+        "acked_records": sum(a.last - a.base + 1 for a in acks),
+        "unacked_batches": len(extra),
+        "leo": scan.leo,
+        "problems": problems[:20],
+    }
 
 
-def in_namespace(name: str, args: Dict[str, Any], timeout: float = 7200) -> Dict[str, Any]:
+def in_namespace(name: str, args: dict[str, Any], timeout: float = 7200) -> dict[str, Any]:
     """Run a child entry point in a private mount namespace (``unshare``); its JSON.
 
     ``{"skip": reason}`` when mounting is impossible here."""
@@ -1394,8 +1518,16 @@ def in_namespace(name: str, args: Dict[str, Any], timeout: float = 7200) -> Dict
     for tool in ("unshare", "mount", "findmnt", "cp"):
         if shutil.which(tool) is None:
             return {"skip": f"needs {tool}"}
-    cmd = ["unshare", "--mount", "--propagation", "private",
-           sys.executable, os.path.join(HERE, "_children.py"), name, json.dumps(args)]
+    cmd = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        sys.executable,
+        os.path.join(HERE, "_children.py"),
+        name,
+        json.dumps(args),
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), cwd=REPO, timeout=timeout)
     out = p.stdout.strip().splitlines()
     if p.returncode == 77:
@@ -1419,7 +1551,7 @@ def percentile(xs: Sequence[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, int(round(q / 100 * (len(s) - 1)))))]
 
 
-def main(argv: List[str]) -> None:
+def main(argv: list[str]) -> None:
     CHILDREN[argv[1]](json.loads(argv[2]))
 
 

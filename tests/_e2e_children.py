@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, List, Set, Tuple
+from typing import Any
 
 import logq
 
-TP = Tuple[str, int]
+TP = tuple[str, int]
 
 
 class _Journal:
@@ -27,7 +27,7 @@ class _Journal:
     def __init__(self, path: str) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
-    def write(self, rows: List[Any]) -> None:
+    def write(self, rows: list[Any]) -> None:
         if rows:
             os.write(self.fd, "".join(json.dumps(r) + "\n" for r in rows).encode())
 
@@ -35,7 +35,7 @@ class _Journal:
         os.close(self.fd)
 
 
-def read_journal(path: str) -> List[Any]:
+def read_journal(path: str) -> list[Any]:
     """Every complete line of a journal (a line cut by kill -9 is ignored)."""
     try:
         with open(path) as f:
@@ -59,8 +59,16 @@ def _touch(path: str) -> None:
 # ----------------------------------------------------------------------------- producers
 
 
-def produce(root: str, topic: str, producer_id: str, count: int, workdir: str,
-            start: Any = None, pause_s: float = 0.0, keys: int = 16) -> None:
+def produce(
+    root: str,
+    topic: str,
+    producer_id: str,
+    count: int,
+    workdir: str,
+    start: Any = None,
+    pause_s: float = 0.0,
+    keys: int = 16,
+) -> None:
     """Send ``count`` keyed records ``{"p": producer_id, "seq": i}``; journal every ack.
 
     Journal ``<producer_id>.acks``: [partition, offset, seq] per acknowledged record.
@@ -94,10 +102,19 @@ def append_after(root: str, topic: str, partition: int, delay_s: float, value: b
 # ----------------------------------------------------------------------------- consumers
 
 
-def consume(root: str, topic: str, group: str, member_name: str, workdir: str,
-            session_timeout_ms: int = 1000, run_s: float = 60.0,
-            commit_every: int = 1, hold_s: float = 0.0, max_records: int = 50,
-            auto_offset_reset: str = "earliest") -> None:
+def consume(
+    root: str,
+    topic: str,
+    group: str,
+    member_name: str,
+    workdir: str,
+    session_timeout_ms: int = 1000,
+    run_s: float = 60.0,
+    commit_every: int = 1,
+    hold_s: float = 0.0,
+    max_records: int = 50,
+    auto_offset_reset: str = "earliest",
+) -> None:
     """A group member that journals every delivery, ownership change and commit.
 
     Journal ``<member_name>.log`` rows:
@@ -113,16 +130,24 @@ def consume(root: str, topic: str, group: str, member_name: str, workdir: str,
     """
     j = _Journal(os.path.join(workdir, f"{member_name}.log"))
 
-    def on_assign(tps: Set[Any]) -> None:
+    def on_assign(tps: set[Any]) -> None:
         j.write([["assign", sorted(p for _, p in tps), time.monotonic_ns()]])
 
-    def on_revoke(tps: Set[Any]) -> None:
+    def on_revoke(tps: set[Any]) -> None:
         j.write([["revoke", sorted(p for _, p in tps), time.monotonic_ns()]])
 
-    c = logq.Consumer(root, group_id=group, auto_offset_reset=auto_offset_reset,
-                      enable_auto_commit=True, auto_commit_interval_ms=3_600_000,
-                      session_timeout_ms=session_timeout_ms, value_deserializer="json",
-                      on_assign=on_assign, on_revoke=on_revoke, max_poll_records=max_records)
+    c = logq.Consumer(
+        root,
+        group_id=group,
+        auto_offset_reset=auto_offset_reset,
+        enable_auto_commit=True,
+        auto_commit_interval_ms=3_600_000,
+        session_timeout_ms=session_timeout_ms,
+        value_deserializer="json",
+        on_assign=on_assign,
+        on_revoke=on_revoke,
+        max_poll_records=max_records,
+    )
     c.subscribe([topic])
     assert c._member is not None
     j.write([["member", c._member.member_id, os.getpid()]])
@@ -162,10 +187,16 @@ def consume_once(root: str, topic: str, group: str, workdir: str, name: str, cou
     The parent may kill -9 this process after ``<name>.done`` appears: the commit is made.
     """
     j = _Journal(os.path.join(workdir, f"{name}.log"))
-    c = logq.Consumer(root, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False,
-                      session_timeout_ms=1000, max_poll_records=7)
+    c = logq.Consumer(
+        root,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=1000,
+        max_poll_records=7,
+    )
     c.subscribe([topic])
-    got: List[List[int]] = []
+    got: list[list[int]] = []
     deadline = time.monotonic() + 60
     while len(got) < count and time.monotonic() < deadline:
         for r in c.poll(timeout=0.1, max_records=count - len(got)):

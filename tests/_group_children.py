@@ -17,16 +17,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Dict, List, Set, Tuple
+from typing import Any
 
 from logq.errors import CommitFailedError, LogqError
 from logq.groups.member import GroupMember
 from logq.groups.offsets import OffsetStore
 
-TP = Tuple[str, int]
+TP = tuple[str, int]
 
 
-def _write_status(workdir: str, member_id: str, status: Dict[str, Any]) -> None:
+def _write_status(workdir: str, member_id: str, status: dict[str, Any]) -> None:
     path = os.path.join(workdir, f"{member_id}.status")
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -38,7 +38,7 @@ def run_member(
     root: str,
     group: str,
     member_id: str,
-    subscription: Dict[str, int],
+    subscription: dict[str, int],
     workdir: str,
     session_timeout_ms: int,
     run_s: float,
@@ -50,15 +50,21 @@ def run_member(
     def listener(event: str, tp: TP, t_ns: int) -> None:
         os.write(events, (json.dumps([event, tp[0], tp[1], t_ns]) + "\n").encode())
 
-    lost: Set[TP] = set()
-    revoked: Set[TP] = set()
-    member = GroupMember(root, group, lambda: dict(subscription), member_id=member_id,
-                         session_timeout_ms=session_timeout_ms, ownership_listener=listener)
+    lost: set[TP] = set()
+    revoked: set[TP] = set()
+    member = GroupMember(
+        root,
+        group,
+        lambda: dict(subscription),
+        member_id=member_id,
+        session_timeout_ms=session_timeout_ms,
+        ownership_listener=listener,
+    )
     store = OffsetStore.for_group(root, group)
     pause_file = os.path.join(workdir, f"{member_id}.pause")
     stop_file = os.path.join(workdir, "stop")
-    status: Dict[str, Any] = {}
-    paused_owned: List[TP] = []
+    status: dict[str, Any] = {}
+    paused_owned: list[TP] = []
     paused_gen = -1
     commit_after_pause = None
     deadline = time.monotonic() + run_s
@@ -101,7 +107,7 @@ def run_member(
 def commit_as_only_member(root: str, group: str, workdir: str, offset: int, run_s: float) -> None:
     """Join, own a-0, commit ``offset`` for it, report, and stay a live member until ``stop``."""
     member = GroupMember(root, group, lambda: {"a": 1}, member_id="committer", session_timeout_ms=2000)
-    status: Dict[str, Any] = {"owned": False}
+    status: dict[str, Any] = {"owned": False}
     if member.wait_for_assignment(timeout_ms=10_000):
         with OffsetStore.for_group(root, group) as store:
             store.commit({("a", 0): offset}, generation=member.generation, member_id=member.member_id)

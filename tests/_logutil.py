@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from logq.storage import meta as _meta
-from logq.codec.batch import BATCH_OVERHEAD, BatchHeader, Record, decode_records, validate_batch
+from logq.codec.batch import BATCH_OVERHEAD, BatchHeader, decode_records, validate_batch
+from logq.codec.batch import BatchRecord as Record
 from logq.config import LogConfig
+from logq.storage import meta as _meta
 from logq.storage.log import STATE_FILE, PartitionLog
 
 T0 = 1_700_000_000_000  # a plausible millisecond timestamp (2023-11-14)
 
-RecordIn = Tuple[Optional[bytes], Optional[bytes], Tuple[Tuple[str, Optional[bytes]], ...], int]
+RecordIn = tuple[bytes | None, bytes | None, tuple[tuple[str, bytes | None], ...], int]
 
 
 def config(**overrides: object) -> LogConfig:
     """A LogConfig for tests: nothing expires by time unless a test asks for it."""
-    base: Dict[str, object] = {"retention_ms": -1}
+    base: dict[str, object] = {"retention_ms": -1}
     base.update(overrides)
     return LogConfig(**base)  # type: ignore[arg-type]
 
@@ -33,25 +34,24 @@ def open_log(path: os.PathLike | str, **overrides: object) -> PartitionLog:
     return PartitionLog(str(path), config(**overrides))
 
 
-def rec(i: int, ts: Optional[int] = None, size: int = 10) -> RecordIn:
+def rec(i: int, ts: int | None = None, size: int = 10) -> RecordIn:
     """A recognisable record: key b"k<i>", a value of ``size`` bytes, one header."""
     value = (b"v%d-" % i + b"x" * size)[:size] if size else b""
     return (b"k%d" % i, value, (("h", b"%d" % i),), T0 + i if ts is None else ts)
 
 
-def as_records(first_offset: int, inputs: Sequence[RecordIn]) -> List[Record]:
+def as_records(first_offset: int, inputs: Sequence[RecordIn]) -> list[Record]:
     """What reading back ``inputs`` appended at ``first_offset`` must give."""
     return [
-        Record(first_offset + i, ts, key, value, tuple(headers))
-        for i, (key, value, headers, ts) in enumerate(inputs)
+        Record(first_offset + i, ts, key, value, tuple(headers)) for i, (key, value, headers, ts) in enumerate(inputs)
     ]
 
 
-def read_all(log: PartitionLog, start: Optional[int] = None, max_bytes: int = 1 << 20) -> List[Record]:
+def read_all(log: PartitionLog, start: int | None = None, max_bytes: int = 1 << 20) -> list[Record]:
     """Every record from ``start`` (default: log start) to the log end, fetch by fetch."""
     offset = log.log_start_offset if start is None else start
     end = log.log_end_offset
-    out: List[Record] = []
+    out: list[Record] = []
     while offset < end:
         res = log.read(offset, max_bytes)
         recs = res.records()
@@ -109,7 +109,7 @@ def seg_path(path: os.PathLike | str, base: int, ext: str = ".log") -> str:
     return os.path.join(str(path), seg_name(base, ext))
 
 
-def log_bases(path: os.PathLike | str) -> List[int]:
+def log_bases(path: os.PathLike | str) -> list[int]:
     return sorted(int(n[:20]) for n in os.listdir(str(path)) if n.endswith(".log") and len(n) == 24)
 
 
@@ -121,7 +121,7 @@ def file_bytes(p: str) -> bytes:
         return b""
 
 
-def index_files(path: os.PathLike | str) -> Dict[str, bytes]:
+def index_files(path: os.PathLike | str) -> dict[str, bytes]:
     """Contents of every .index / .timeindex file (missing = absent from the dict)."""
     out = {}
     for n in sorted(os.listdir(str(path))):
@@ -137,14 +137,14 @@ def index_files(path: os.PathLike | str) -> Dict[str, bytes]:
 class Batch:
     position: int
     header: BatchHeader
-    records: List[Record]
+    records: list[Record]
 
 
-def parse_segment(data: bytes) -> Tuple[List[Batch], int]:
+def parse_segment(data: bytes) -> tuple[list[Batch], int]:
     """Valid batches from the start of a .log file's bytes, and where they stop."""
-    out: List[Batch] = []
+    out: list[Batch] = []
     pos = 0
-    expected: Optional[int] = None
+    expected: int | None = None
     while pos < len(data):
         try:
             h = validate_batch(data, pos, expected_offset=expected)
@@ -156,12 +156,12 @@ def parse_segment(data: bytes) -> Tuple[List[Batch], int]:
     return out, pos
 
 
-def scan_dir(path: os.PathLike | str) -> Dict[int, List[Batch]]:
+def scan_dir(path: os.PathLike | str) -> dict[int, list[Batch]]:
     """Every segment's valid batches, by base offset."""
     return {b: parse_segment(file_bytes(seg_path(path, b)))[0] for b in log_bases(path)}
 
 
-def records_on_disk(path: os.PathLike | str, start: int = 0) -> List[Record]:
+def records_on_disk(path: os.PathLike | str, start: int = 0) -> list[Record]:
     out = []
     for batches in scan_dir(path).values():
         for b in batches:
@@ -206,12 +206,12 @@ def expected_time_index(batches: Sequence[Batch], base: int, interval: int, fina
     return bytes(out)
 
 
-def brute_offset_for_timestamp(records: Sequence[Record], ts: int) -> Optional[int]:
+def brute_offset_for_timestamp(records: Sequence[Record], ts: int) -> int | None:
     """Kafka's answer, by brute force: the first offset whose timestamp is >= ts."""
     return next((r.offset for r in records if r.timestamp >= ts), None)
 
 
-def batch_positions(path: os.PathLike | str, base: int) -> List[Tuple[int, BatchHeader]]:
+def batch_positions(path: os.PathLike | str, base: int) -> list[tuple[int, BatchHeader]]:
     return [(b.position, b.header) for b in parse_segment(file_bytes(seg_path(path, base)))[0]]
 
 

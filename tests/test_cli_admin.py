@@ -13,12 +13,11 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import pytest
 from click.testing import CliRunner, Result
-
 from logq import Admin, Consumer, Producer
 from logq.cli import main
 from logq.client.partitioner import partition_for_key
@@ -29,17 +28,17 @@ REPO = Path(__file__).resolve().parent.parent
 T0 = 1704067200000  # 2024-01-01T00:00:00Z
 GROUP_COLUMNS = ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID"]
 SEEK_COLUMNS = ["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"]
-TP = Tuple[str, int]
+TP = tuple[str, int]
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def run(data: Path, *args: str, input: Optional[bytes] = None) -> Result:
+def run(data: Path, *args: str, input: bytes | None = None) -> Result:
     return CliRunner().invoke(main, ["--data", str(data), *args], input=input, catch_exceptions=False)
 
 
-def ok(data: Path, *args: str, input: Optional[bytes] = None) -> Result:
+def ok(data: Path, *args: str, input: bytes | None = None) -> Result:
     res = run(data, *args, input=input)
     assert res.exit_code == 0, (res.stdout, res.stderr)
     return res
@@ -55,11 +54,11 @@ def one_error_line(res: Result) -> str:
     return lines[0]
 
 
-def warnings_of(res: Result) -> List[str]:
+def warnings_of(res: Result) -> list[str]:
     return [line for line in res.stderr.splitlines() if line.startswith("logq: warning: ")]
 
 
-def parse_table(text: str, columns: Sequence[str]) -> List[Dict[str, str]]:
+def parse_table(text: str, columns: Sequence[str]) -> list[dict[str, str]]:
     """Rows of an aligned table; checks the header and that every cell starts under its header."""
     lines = text.splitlines()
     assert lines[0].split() == list(columns)
@@ -78,7 +77,7 @@ def records(data: Path, topic: str, partition: int) -> list:
         return lg.read_records(lg.log_start_offset)
 
 
-def committed(data: Path, group: str) -> Dict[TP, int]:
+def committed(data: Path, group: str) -> dict[TP, int]:
     with Admin(str(data)) as admin:
         return admin.committed_offsets(group)
 
@@ -168,8 +167,12 @@ def test_topics_delete_records_moves_the_log_start(data: Path) -> None:
     assert res.stdout.strip().endswith("low_watermark: 4")
     with Admin(str(data)) as admin:
         assert admin.log_offsets("t", 1) == (4, 10)
-    assert "out of range" in one_error_line(run(data, "topics", "delete-records", "t", "--partition", "1", "--offset", "11"))
-    assert "no partition 2" in one_error_line(run(data, "topics", "delete-records", "t", "--partition", "2", "--offset", "0"))
+    assert "out of range" in one_error_line(
+        run(data, "topics", "delete-records", "t", "--partition", "1", "--offset", "11")
+    )
+    assert "no partition 2" in one_error_line(
+        run(data, "topics", "delete-records", "t", "--partition", "2", "--offset", "0")
+    )
     with Admin(str(data)) as admin:
         assert admin.log_offsets("t", 1) == (4, 10)
 
@@ -264,7 +267,9 @@ def test_consume_text_with_key_separator_partition_and_max_messages(data: Path) 
     assert ok(data, "consume", "t", "--from-beginning", "--partition", "1").stdout == "v1\nv3\nv5\n"
     res = ok(data, "consume", "t", "--from-beginning", "--partition", "0", "--key-separator", "|")
     assert res.stdout == "null|v0\nnull|v2\nnull|v4\n"
-    res = ok(data, "consume", "t", "--from-beginning", "--partition", "1", "--max-messages", "2", "--key-separator", "=")
+    res = ok(
+        data, "consume", "t", "--from-beginning", "--partition", "1", "--max-messages", "2", "--key-separator", "="
+    )
     assert res.stdout == "k1=v1\nk3=v3\n" and "total of 2 messages" in res.stderr
     # without --from-beginning and without a group it starts at the log end: nothing to print
     assert ok(data, "consume", "t").stdout == ""
@@ -346,8 +351,8 @@ def test_describing_an_unknown_group_fails_and_does_not_create_it(data: Path) ->
 # ----------------------------------------------------------------------------- offsets
 
 
-def offsets_out(data: Path, *args: str) -> Dict[int, Optional[int]]:
-    out: Dict[int, Optional[int]] = {}
+def offsets_out(data: Path, *args: str) -> dict[int, int | None]:
+    out: dict[int, int | None] = {}
     for line in ok(data, "offsets", *args).stdout.splitlines():
         topic, p, off = line.split(":")
         assert topic == "t"
@@ -375,7 +380,7 @@ def test_offsets_for_earliest_latest_ms_and_iso_match_the_api(timed: Path) -> No
 # ----------------------------------------------------------------------------- seek
 
 
-def seek(data: Path, *args: str) -> Tuple[Dict[TP, int], List[str], Result]:
+def seek(data: Path, *args: str) -> tuple[dict[TP, int], list[str], Result]:
     res = ok(data, "seek", "--group", "g", *args)
     rows = parse_table(res.stdout, SEEK_COLUMNS)
     assert all(r["GROUP"] == "g" for r in rows)
@@ -384,7 +389,7 @@ def seek(data: Path, *args: str) -> Tuple[Dict[TP, int], List[str], Result]:
     return plan, warnings_of(res), res
 
 
-def seek_both(data: Path, *args: str, expected: Dict[TP, int], warned: int = 0) -> List[str]:
+def seek_both(data: Path, *args: str, expected: dict[TP, int], warned: int = 0) -> list[str]:
     """The dry run prints ``expected`` and changes nothing; --execute commits exactly it."""
     before = committed(data, "g")
     plan, warns, res = seek(data, *args)
@@ -520,7 +525,7 @@ BAD = {
 
 
 @pytest.mark.parametrize("args", list(BAD.values()), ids=list(BAD))
-def test_user_mistakes_print_one_line_and_exit_non_zero(timed: Path, args: List[str]) -> None:
+def test_user_mistakes_print_one_line_and_exit_non_zero(timed: Path, args: list[str]) -> None:
     before = committed(timed, "g")
     one_error_line(run(timed, *args))
     assert committed(timed, "g") == before
@@ -530,7 +535,12 @@ def test_user_mistakes_print_one_line_and_exit_non_zero(timed: Path, args: List[
 
 def test_a_missing_data_directory_is_one_line_and_is_not_created(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    for args in (["topics", "list"], ["groups", "list"], ["consume", "t"], ["seek", "--group", "g", "--all-topics", "--to-latest"]):
+    for args in (
+        ["topics", "list"],
+        ["groups", "list"],
+        ["consume", "t"],
+        ["seek", "--group", "g", "--all-topics", "--to-latest"],
+    ):
         assert "does not exist" in one_error_line(run(missing, *args))
     assert not missing.exists()
 
@@ -538,7 +548,7 @@ def test_a_missing_data_directory_is_one_line_and_is_not_created(tmp_path: Path)
 # ----------------------------------------------------------------------------- real processes
 
 
-def cli(data: Path, *args: str, input: Optional[bytes] = None) -> subprocess.CompletedProcess:
+def cli(data: Path, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run(
         [sys.executable, "-m", "logq", "--data", str(data), *args],

@@ -9,18 +9,17 @@ in the ``logq`` section. Adding a command or option without its docs fails here.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
 
 import click
-
 from logq.cli import main
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 HEADING = re.compile(r"^#{1,6}\s+`?(logq(?: [A-Za-z0-9][\w-]*)*)`?\s*$", re.M)
 
 
-def walk(cmd: click.Command, path: str = "logq") -> Iterator[Tuple[str, click.Command]]:
+def walk(cmd: click.Command, path: str = "logq") -> Iterator[tuple[str, click.Command]]:
     """Every (command path, command) of the tree, parents first; hidden ones skipped."""
     yield path, cmd
     if isinstance(cmd, click.Group):
@@ -31,16 +30,16 @@ def walk(cmd: click.Command, path: str = "logq") -> Iterator[Tuple[str, click.Co
                 yield from walk(sub, f"{path} {name}")
 
 
-def sections(doc: str) -> Dict[str, str]:
+def sections(doc: str) -> dict[str, str]:
     """Command path -> text of its section (up to the next command heading)."""
     marks = list(HEADING.finditer(doc))
-    out: Dict[str, str] = {}
+    out: dict[str, str] = {}
     for m, nxt in zip(marks, marks[1:] + [None]):
         out[m.group(1)] = doc[m.end() : nxt.start() if nxt else len(doc)]
     return out
 
 
-def _names(cmd: click.Command, param: click.Parameter, is_root: bool) -> List[str]:
+def _names(cmd: click.Command, param: click.Parameter, is_root: bool) -> list[str]:
     if isinstance(param, click.Option):
         if param.hidden:
             return []
@@ -51,10 +50,10 @@ def _names(cmd: click.Command, param: click.Parameter, is_root: bool) -> List[st
     return [param.human_readable_name.strip("[].")]
 
 
-def undocumented(root: click.Command, doc: str) -> List[str]:
+def undocumented(root: click.Command, doc: str) -> list[str]:
     """One message per command without a section and per option/argument missing from it."""
     found = sections(doc)
-    missing: List[str] = []
+    missing: list[str] = []
     for path, cmd in walk(root):
         text = found.get(path)
         if text is None:
@@ -94,7 +93,7 @@ def test_the_check_fails_for_an_undocumented_command_option_or_argument() -> Non
     @click.argument("paths", nargs=-1, metavar="PATH...")
     @click.option("--deep", is_flag=True)
     @click.option("--frobnicate", is_flag=True)
-    def dump(paths: Tuple[str, ...], deep: bool, frobnicate: bool) -> None: ...
+    def dump(paths: tuple[str, ...], deep: bool, frobnicate: bool) -> None: ...
 
     @root.group("widgets")
     def widgets() -> None: ...

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-from click.testing import CliRunner
-
 import logq
+from click.testing import CliRunner
 from logq.cli import main
 
 

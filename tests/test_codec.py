@@ -12,16 +12,14 @@ import random
 import struct
 import tracemalloc
 import zlib
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import pytest
 from crc32c import crc32c
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from logq.codec import compression as _codecs
-
 from logq.codec import batch as codec
+from logq.codec import compression as _codecs
 from logq.codec.batch import (
     BATCH_OVERHEAD,
     LOG_OVERHEAD,
@@ -95,13 +93,13 @@ def rec(
     *,
     tsd: int = 0,
     od: int = 0,
-    key: Optional[bytes] = None,
-    value: Optional[bytes] = b"v",
-    headers: Sequence[Tuple[bytes, Optional[bytes]]] = (),
+    key: bytes | None = None,
+    value: bytes | None = b"v",
+    headers: Sequence[tuple[bytes, bytes | None]] = (),
     attrs: int = 0,
-    key_len: Optional[bytes] = None,
-    value_len: Optional[bytes] = None,
-    header_count: Optional[bytes] = None,
+    key_len: bytes | None = None,
+    value_len: bytes | None = None,
+    header_count: bytes | None = None,
     length_delta: int = 0,
     tail: bytes = b"",
 ) -> bytes:
@@ -127,11 +125,11 @@ def batch(
     epoch: int = 0,
     magic: int = 2,
     attributes: int = 0,
-    last_offset_delta: Optional[int] = None,
+    last_offset_delta: int | None = None,
     base_ts: int = T,
-    max_ts: Optional[int] = None,
-    batch_length: Optional[int] = None,
-    crc: Optional[int] = None,
+    max_ts: int | None = None,
+    batch_length: int | None = None,
+    crc: int | None = None,
 ) -> bytes:
     """A whole batch around ``blob`` with a correct CRC unless ``crc`` is given."""
     head = HEADER.pack(
@@ -165,7 +163,7 @@ def gz(data: bytes) -> bytes:
     return c.compress(data) + c.flush()
 
 
-def expect_corrupt(buf: bytes, match: Optional[str] = None) -> CorruptRecordError:
+def expect_corrupt(buf: bytes, match: str | None = None) -> CorruptRecordError:
     with pytest.raises(CorruptRecordError, match=match) as info:
         decode_batch(buf)
     return info.value
@@ -280,9 +278,7 @@ def test_varint_reference_vectors_decode(n: int, hexed: str) -> None:
     assert decode_varint(raw, 0, len(raw)) == (n, len(raw))
 
 
-@pytest.mark.parametrize(
-    "n,size", [(-(2**63), 10), (2**63 - 1, 10), (-(2**31), 5), (2**31 - 1, 5), (-65, 2)]
-)
+@pytest.mark.parametrize("n,size", [(-(2**63), 10), (2**63 - 1, 10), (-(2**31), 5), (2**31 - 1, 5), (-65, 2)])
 def test_varint_extremes_round_trip_at_their_encoded_size(n: int, size: int) -> None:
     raw = encode_varint(n)
     assert len(raw) == size
@@ -370,9 +366,7 @@ def test_record_timestamp_delta_is_a_full_varlong() -> None:
 
 key_or_value = st.none() | st.binary(max_size=48)
 header_keys = st.sampled_from(["", "h", "trace-id", "ключ", "😀"]) | st.text(max_size=12)
-headers_st = st.none() | st.lists(
-    st.tuples(header_keys, st.none() | st.binary(max_size=24)), max_size=4
-)
+headers_st = st.none() | st.lists(st.tuples(header_keys, st.none() | st.binary(max_size=24)), max_size=4)
 timestamps = st.integers(min_value=-(2**62), max_value=2**62 - 1)
 small_ts = st.integers(min_value=T - 10**6, max_value=T + 10**6)
 record_st = st.tuples(key_or_value, key_or_value, headers_st, timestamps)
@@ -389,7 +383,7 @@ def rng_records(rnd: random.Random, n: int) -> list:
     """``n`` records drawn from a seeded RNG: much faster than Hypothesis for big batches."""
     base = rnd.choice([T, 0, -(2**62), 2**62 - 1 - 10**6, rnd.randrange(-(2**62), 2**62 - 10**6)])
 
-    def blob(limit: int) -> Optional[bytes]:
+    def blob(limit: int) -> bytes | None:
         r = rnd.random()
         return None if r < 0.15 else b"" if r < 0.25 else rnd.randbytes(rnd.randrange(limit))
 
@@ -405,7 +399,7 @@ def rng_records(rnd: random.Random, n: int) -> list:
     return out
 
 
-def expected(records: Sequence[Tuple], base_offset: int) -> List[Record]:
+def expected(records: Sequence[tuple], base_offset: int) -> list[Record]:
     out = []
     for i, (k, v, hs, ts) in enumerate(records):
         hdrs = tuple((hk if isinstance(hk, str) else hk.decode(), hv) for hk, hv in (hs or ()))
@@ -433,8 +427,7 @@ def test_arbitrary_records_round_trip(records: list, base_offset: int, epoch: in
     assert h.size == len(buf) and h.batch_length == len(buf) - LOG_OVERHEAD
 
 
-@given(st.lists(st.tuples(key_or_value, st.binary(max_size=4096), headers_st, small_ts),
-                min_size=1, max_size=8))
+@given(st.lists(st.tuples(key_or_value, st.binary(max_size=4096), headers_st, small_ts), min_size=1, max_size=8))
 @ROUND_TRIP
 def test_values_of_a_few_kilobytes_round_trip(records: list) -> None:
     assert decode_batch(encode_batch(records))[1] == expected(records, 0)
@@ -448,9 +441,7 @@ def test_values_of_a_few_kilobytes_round_trip(records: list) -> None:
 )
 @FAST
 def test_producer_fields_round_trip(records: list, pid: int, pepoch: int, seq: int) -> None:
-    h, _ = decode_batch(
-        encode_batch(records, producer_id=pid, producer_epoch=pepoch, base_sequence=seq)
-    )
+    h, _ = decode_batch(encode_batch(records, producer_id=pid, producer_epoch=pepoch, base_sequence=seq))
     assert (h.producer_id, h.producer_epoch, h.base_sequence) == (pid, pepoch, seq)
 
 
@@ -468,7 +459,7 @@ def test_producer_fields_round_trip(records: list, pid: int, pepoch: int, seq: i
     key_or_value,
 )
 @ROUND_TRIP
-def test_encode_values_round_trips(values: list, ts: int, base: int, key: Optional[bytes]) -> None:
+def test_encode_values_round_trips(values: list, ts: int, base: int, key: bytes | None) -> None:
     buf = encode_values(values, ts, base, key=key)
     h, decoded = decode_batch(buf)
     assert decoded == [Record(base + i, ts, key, v, ()) for i, v in enumerate(values)]
@@ -809,7 +800,7 @@ def test_validate_batch_respects_an_end_inside_the_buffer() -> None:
 def test_iter_batches_stops_at_the_first_corrupt_batch_after_yielding_the_good_ones() -> None:
     bad = bytearray(VECTOR_C)
     bad[-1] ^= 0xFF
-    seen: List[int] = []
+    seen: list[int] = []
     with pytest.raises(CorruptRecordError) as info:
         for pos, _ in iter_batches(VECTOR_A + VECTOR_B + bytes(bad)):
             seen.append(pos)
@@ -923,9 +914,7 @@ def test_bad_header_value_length_is_rejected(hvl: int) -> None:
 
 def test_null_header_value_is_accepted() -> None:
     tail = zz(1) + b"h" + zz(-1)
-    assert decode_batch(batch(rec(header_count=zz(1), tail=tail), 1))[1][0].headers == (
-        ("h", None),
-    )
+    assert decode_batch(batch(rec(header_count=zz(1), tail=tail), 1))[1][0].headers == (("h", None),)
 
 
 def test_invalid_utf8_header_key_is_rejected() -> None:
@@ -1020,7 +1009,7 @@ def _xerial(data: bytes, chunk: int) -> bytes:
     return bytes(out)
 
 
-def _compressors() -> List[object]:
+def _compressors() -> list[object]:
     if cramjam is None:
         return []
     cases = [
@@ -1029,8 +1018,7 @@ def _compressors() -> List[object]:
         ("snappy-xerial-small-chunks", 2, lambda d: _xerial(d, 7)),
         ("lz4-frame", 3, lambda d: bytes(cramjam.lz4.compress(d))),
         ("zstd", 4, lambda d: bytes(cramjam.zstd.compress(d))),
-        ("zstd-two-frames", 4,
-         lambda d: bytes(cramjam.zstd.compress(d[:5])) + bytes(cramjam.zstd.compress(d[5:]))),
+        ("zstd-two-frames", 4, lambda d: bytes(cramjam.zstd.compress(d[:5])) + bytes(cramjam.zstd.compress(d[5:]))),
     ]
     return [pytest.param(*case, id=case[0]) for case in cases]
 
@@ -1042,9 +1030,7 @@ def _many_records(n: int) -> bytes:
 @needs_cramjam
 @pytest.mark.parametrize("name,codec_id,compress", _compressors())
 @pytest.mark.parametrize("n", [1, 2000])
-def test_snappy_lz4_and_zstd_batches_are_read(
-    name: str, codec_id: int, compress: object, n: int
-) -> None:
+def test_snappy_lz4_and_zstd_batches_are_read(name: str, codec_id: int, compress: object, n: int) -> None:
     raw = _many_records(n)
     blob = compress(raw)  # type: ignore[operator]
     h, records = decode_batch(batch(blob, n, attributes=codec_id))
@@ -1055,9 +1041,7 @@ def test_snappy_lz4_and_zstd_batches_are_read(
 
 @needs_cramjam
 @pytest.mark.parametrize("name,codec_id,compress", _compressors())
-def test_snappy_lz4_and_zstd_respect_the_decompression_cap(
-    name: str, codec_id: int, compress: object
-) -> None:
+def test_snappy_lz4_and_zstd_respect_the_decompression_cap(name: str, codec_id: int, compress: object) -> None:
     raw = _many_records(300)
     buf = batch(compress(raw), 300, attributes=codec_id)  # type: ignore[operator]
     h = validate_batch(buf)
@@ -1076,9 +1060,7 @@ def test_garbage_in_a_snappy_lz4_or_zstd_batch_is_corrupt(codec_id: int) -> None
 
 @needs_cramjam
 @pytest.mark.parametrize("codec_id,mod", [(3, "lz4"), (4, "zstd")])
-def test_small_lz4_and_zstd_batches_do_not_allocate_the_whole_decompression_cap(
-    codec_id: int, mod: str
-) -> None:
+def test_small_lz4_and_zstd_batches_do_not_allocate_the_whole_decompression_cap(codec_id: int, mod: str) -> None:
     # Regression: every lz4/zstd batch allocated and zeroed a buffer of the full cap
     # (16 MiB by default), about 1 ms per batch however small it was.
     raw = _many_records(20)

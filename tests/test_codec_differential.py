@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import random
 import struct
+from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from logq.codec.batch import Compression, Record, decode_batch, encode_batch, stamp_base_offset
+from logq.codec.batch import BatchRecord as Record
+from logq.codec.batch import Compression, decode_batch, encode_batch, stamp_base_offset
 
 kafka_codec = pytest.importorskip("kafka.codec")
 default_records = pytest.importorskip("kafka.record.default_records")
@@ -43,7 +44,7 @@ FEWER = settings(
 )
 
 T = 1_700_000_000_000
-InRecord = Tuple[Optional[bytes], Optional[bytes], List[Tuple[str, Optional[bytes]]], int]
+InRecord = tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]], int]
 
 key_or_value = st.none() | st.binary(max_size=64)
 header_st = st.tuples(
@@ -58,12 +59,12 @@ record_st = st.tuples(
 )
 
 
-def rng_records(rnd: random.Random, n: int) -> List[InRecord]:
+def rng_records(rnd: random.Random, n: int) -> list[InRecord]:
     """``n`` records from a seeded RNG (Hypothesis is too slow to draw hundreds per case)."""
     keys = ["", "h", "trace", "ключ", "😀"]
     base = rnd.choice([T, 0, -(2**62), 2**62 - 1 - 10**6])
 
-    def blob(limit: int) -> Optional[bytes]:
+    def blob(limit: int) -> bytes | None:
         r = rnd.random()
         return None if r < 0.15 else b"" if r < 0.25 else rnd.randbytes(rnd.randrange(limit))
 
@@ -71,7 +72,7 @@ def rng_records(rnd: random.Random, n: int) -> List[InRecord]:
         spans = [(0x20, 0x7F), (0x80, 0xD800), (0xE000, 0x110000)]
         return "".join(chr(rnd.randrange(*rnd.choice(spans))) for _ in range(rnd.randrange(5)))
 
-    out: List[InRecord] = []
+    out: list[InRecord] = []
     for _ in range(n):
         headers = [
             (rnd.choice(keys) if rnd.random() < 0.7 else text(), blob(16))
@@ -105,7 +106,7 @@ def kp_build(
     records: Sequence[InRecord],
     compression_type: int = 0,
     *,
-    producer: Tuple[int, int, int] = (-1, -1, -1),
+    producer: tuple[int, int, int] = (-1, -1, -1),
     transactional: bool = False,
 ) -> bytes:
     b = DefaultRecordBatchBuilder(
@@ -122,17 +123,14 @@ def kp_build(
     return bytes(b.build())
 
 
-def kp_read(buf: bytes) -> Tuple[Any, List[Record]]:
+def kp_read(buf: bytes) -> tuple[Any, list[Record]]:
     kb = DefaultRecordBatch(buf)
     assert kb.validate_crc(), "kafka-python rejects the CRC"
-    out = [
-        Record(r.offset, r.timestamp, r.key, r.value, tuple(tuple(h) for h in r.headers))
-        for r in kb
-    ]
+    out = [Record(r.offset, r.timestamp, r.key, r.value, tuple(tuple(h) for h in r.headers)) for r in kb]
     return kb, out
 
 
-def model(records: Sequence[InRecord], base: int = 0) -> List[Record]:
+def model(records: Sequence[InRecord], base: int = 0) -> list[Record]:
     return [Record(base + i, ts, k, v, tuple(hs)) for i, (k, v, hs, ts) in enumerate(records)]
 
 
@@ -145,18 +143,21 @@ def model(records: Sequence[InRecord], base: int = 0) -> List[Record]:
     st.integers(min_value=-(2**31), max_value=2**31 - 1),
 )
 @DIFF
-def test_logq_batches_decode_identically_in_kafka_python(
-    records: List[InRecord], base: int, epoch: int
-) -> None:
+def test_logq_batches_decode_identically_in_kafka_python(records: list[InRecord], base: int, epoch: int) -> None:
     buf = encode_batch(records, base, partition_leader_epoch=epoch)
     kb, decoded = kp_read(buf)
     h, ours = decode_batch(buf)
     assert decoded == ours == model(records, base)
     assert (kb.base_offset, kb.leader_epoch, kb.magic, kb.crc) == (
-        base, epoch, 2, h.crc,
+        base,
+        epoch,
+        2,
+        h.crc,
     )
     assert (kb.attributes, kb.last_offset_delta, kb.records_count) == (
-        0, len(records) - 1, len(records),
+        0,
+        len(records) - 1,
+        len(records),
     )
     assert (kb.first_timestamp, kb.max_timestamp) == (records[0][3], max(r[3] for r in records))
     assert (kb.producer_id, kb.producer_epoch, kb.base_sequence) == (-1, -1, -1)
@@ -165,7 +166,7 @@ def test_logq_batches_decode_identically_in_kafka_python(
 
 @given(compressible_st)
 @FEWER
-def test_logq_gzip_batches_decode_identically_in_kafka_python(records: List[InRecord]) -> None:
+def test_logq_gzip_batches_decode_identically_in_kafka_python(records: list[InRecord]) -> None:
     buf = encode_batch(records, compression=Compression.GZIP)
     kb, decoded = kp_read(buf)
     assert kb.compression_type == 1
@@ -180,7 +181,7 @@ def test_logq_gzip_batches_decode_identically_in_kafka_python(records: List[InRe
 )
 @FEWER
 def test_logq_producer_fields_read_back_in_kafka_python(
-    records: List[InRecord], pid: int, pepoch: int, seq: int
+    records: list[InRecord], pid: int, pepoch: int, seq: int
 ) -> None:
     buf = encode_batch(records, producer_id=pid, producer_epoch=pepoch, base_sequence=seq)
     kb, _ = kp_read(buf)
@@ -199,22 +200,27 @@ def test_stamped_base_offset_is_seen_by_kafka_python_with_the_crc_intact() -> No
 
 @given(records_st)
 @DIFF
-def test_kafka_python_batches_decode_identically_in_logq(records: List[InRecord]) -> None:
+def test_kafka_python_batches_decode_identically_in_logq(records: list[InRecord]) -> None:
     buf = kp_build(records)
     h, decoded = decode_batch(buf)
     assert decoded == model(records)
     kb = DefaultRecordBatch(buf)
     assert (h.crc, h.attributes, h.records_count, h.last_offset_delta) == (
-        kb.crc, kb.attributes, kb.records_count, kb.last_offset_delta,
+        kb.crc,
+        kb.attributes,
+        kb.records_count,
+        kb.last_offset_delta,
     )
     assert (h.base_timestamp, h.max_timestamp, h.size) == (
-        kb.first_timestamp, kb.max_timestamp, kb.size_in_bytes,
+        kb.first_timestamp,
+        kb.max_timestamp,
+        kb.size_in_bytes,
     )
 
 
 @given(records_st)
 @DIFF
-def test_uncompressed_encoders_agree_byte_for_byte(records: List[InRecord]) -> None:
+def test_uncompressed_encoders_agree_byte_for_byte(records: list[InRecord]) -> None:
     assert encode_batch(records) == kp_build(records)
 
 
@@ -226,7 +232,7 @@ def test_uncompressed_encoders_agree_byte_for_byte(records: List[InRecord]) -> N
 )
 @FEWER
 def test_kafka_python_transactional_batches_are_read_by_logq(
-    records: List[InRecord], pid: int, pepoch: int, seq: int
+    records: list[InRecord], pid: int, pepoch: int, seq: int
 ) -> None:
     buf = kp_build(records, producer=(pid, pepoch, seq), transactional=True)
     h, decoded = decode_batch(buf)
@@ -235,8 +241,12 @@ def test_kafka_python_transactional_batches_are_read_by_logq(
     assert decoded == model(records)
 
 
-CODECS = [(1, "gzip", "has_gzip", "zlib"), (2, "snappy", "has_snappy", "python-snappy"),
-          (3, "lz4", "has_lz4", "lz4"), (4, "zstd", "has_zstd", "zstandard")]
+CODECS = [
+    (1, "gzip", "has_gzip", "zlib"),
+    (2, "snappy", "has_snappy", "python-snappy"),
+    (3, "lz4", "has_lz4", "lz4"),
+    (4, "zstd", "has_zstd", "zstandard"),
+]
 
 
 def _require_kafka_python_codec(name: str, checker: str, library: str) -> None:
@@ -253,7 +263,7 @@ def _require_kafka_python_codec(name: str, checker: str, library: str) -> None:
 @given(records=compressible_st)
 @FEWER
 def test_kafka_python_compressed_batches_decode_in_logq(
-    codec_id: int, name: str, checker: str, library: str, records: List[InRecord]
+    codec_id: int, name: str, checker: str, library: str, records: list[InRecord]
 ) -> None:
     _require_kafka_python_codec(name, checker, library)
     buf = kp_build(records, codec_id)
@@ -300,9 +310,7 @@ def _cramjam_backends(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.skipif(cramjam is None, reason="cramjam is not installed")
 @pytest.mark.parametrize("codec_id", [2, 3, 4], ids=["snappy", "lz4", "zstd"])
 @pytest.mark.parametrize("n", [15, 3000])
-def test_kafka_python_framing_with_cramjam_compressors(
-    monkeypatch: pytest.MonkeyPatch, codec_id: int, n: int
-) -> None:
+def test_kafka_python_framing_with_cramjam_compressors(monkeypatch: pytest.MonkeyPatch, codec_id: int, n: int) -> None:
     _cramjam_backends(monkeypatch)
     records = [(b"k%d" % i, b"value %d " % i * 10, [("i", b"%d" % i)], T + i) for i in range(n)]
     buf = kp_build(records, codec_id)

@@ -21,14 +21,14 @@ import sys
 import textwrap
 import tracemalloc
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Tuple
+from typing import Any
 
 import pytest
 from crc32c import crc32c
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
-
 from logq.codec.batch import (
     BATCH_OVERHEAD,
     Compression,
@@ -77,7 +77,7 @@ def _with_codec(plain: bytes, codec_id: int, compress: Callable[[bytes], bytes])
     return _fix(buf)
 
 
-def _seeds() -> List[bytes]:
+def _seeds() -> list[bytes]:
     recs = [
         (b"key", b"value", [("h", b"x"), ("h", None), ("ключ", b"")], T),
         (None, None, None, T - 5),
@@ -96,8 +96,12 @@ def _seeds() -> List[bytes]:
             _with_codec(
                 plain,
                 2,
-                lambda d: b"\x82SNAPPY\x00" + struct.pack(">ii", 1, 1)
-                + struct.pack(">i", len(c := bytes(cramjam.snappy.compress_raw(d)))) + c,
+                lambda d: (
+                    b"\x82SNAPPY\x00"
+                    + struct.pack(">ii", 1, 1)
+                    + struct.pack(">i", len(c := bytes(cramjam.snappy.compress_raw(d))))
+                    + c
+                ),
             ),
             _with_codec(plain, 3, lambda d: bytes(cramjam.lz4.compress(d))),
             _with_codec(plain, 4, lambda d: bytes(cramjam.zstd.compress(d))),
@@ -186,9 +190,7 @@ token = st.one_of(
 
 @given(st.lists(token, max_size=60), st.integers(min_value=0, max_value=6), st.booleans())
 @FUZZ
-def test_records_made_of_random_varints_behind_a_valid_crc(
-    tokens: List[bytes], count: int, gzip: bool
-) -> None:
+def test_records_made_of_random_varints_behind_a_valid_crc(tokens: list[bytes], count: int, gzip: bool) -> None:
     blob = b"".join(tokens)
     head = bytearray(encode_values([b"x"], T)[:BATCH_OVERHEAD])
     struct.pack_into(">i", head, 57, count)
@@ -201,8 +203,19 @@ def test_records_made_of_random_varints_behind_a_valid_crc(
 # --------------------------------------------------------------------------- mutations
 
 HEADER_FIELDS = [  # (offset, struct format) of every fixed header field
-    (0, ">q"), (8, ">i"), (12, ">i"), (16, ">b"), (17, ">I"), (21, ">h"), (23, ">i"),
-    (27, ">q"), (35, ">q"), (43, ">q"), (51, ">h"), (53, ">i"), (57, ">i"),
+    (0, ">q"),
+    (8, ">i"),
+    (12, ">i"),
+    (16, ">b"),
+    (17, ">I"),
+    (21, ">h"),
+    (23, ">i"),
+    (27, ">q"),
+    (35, ">q"),
+    (43, ">q"),
+    (51, ">h"),
+    (53, ">i"),
+    (57, ">i"),
 ]
 
 
@@ -213,7 +226,7 @@ def _extreme(fmt: str) -> st.SearchStrategy[int]:
 
 
 @st.composite
-def mutation(draw: st.DrawFn, size: int) -> Tuple[str, Any]:
+def mutation(draw: st.DrawFn, size: int) -> tuple[str, Any]:
     kind = draw(st.sampled_from(["flip", "truncate", "insert", "delete", "field", "varint"]))
     if kind == "flip":
         return kind, (draw(st.integers(0, size - 1)), draw(st.integers(0, 7)))
@@ -231,7 +244,7 @@ def mutation(draw: st.DrawFn, size: int) -> Tuple[str, Any]:
     return kind, (pos, draw(st.integers(0, 5)), _varint(draw(st.sampled_from(EXTREMES))))
 
 
-def _apply(buf: bytearray, m: Tuple[str, Any]) -> None:
+def _apply(buf: bytearray, m: tuple[str, Any]) -> None:
     kind, arg = m
     if kind == "flip" and arg[0] < len(buf):
         buf[arg[0]] ^= 1 << arg[1]
@@ -266,12 +279,10 @@ def test_mutated_valid_batches_only_ever_raise_corrupt_record_error(buf: bytes) 
 
 @given(st.lists(st.sampled_from(SEEDS), min_size=2, max_size=4), mutated())
 @FUZZ
-def test_a_corrupt_batch_after_good_ones_fails_only_at_its_own_position(
-    good: List[bytes], bad: bytes
-) -> None:
+def test_a_corrupt_batch_after_good_ones_fails_only_at_its_own_position(good: list[bytes], bad: bytes) -> None:
     assume(bad and _call(validate_batch, bad) is None)
     prefix = b"".join(good)
-    seen: List[int] = []
+    seen: list[int] = []
     with pytest.raises(CorruptRecordError) as info:
         for pos, _ in iter_batches(prefix + bad):
             seen.append(pos)
@@ -379,8 +390,7 @@ def test_decompression_bomb_is_refused_within_bounded_memory(bombs: dict, name: 
 
 def test_gzip_bomb_under_a_larger_cap_still_stops_at_the_cap(bombs: dict) -> None:
     h = validate_batch(bombs["gzip"])
-    assert _peak(lambda: _call(decode_records, bombs["gzip"], h,
-                               max_decompressed_bytes=8 * MiB)) < 4 * 8 * MiB
+    assert _peak(lambda: _call(decode_records, bombs["gzip"], h, max_decompressed_bytes=8 * MiB)) < 4 * 8 * MiB
     with pytest.raises(CorruptRecordError, match="exceed"):
         decode_records(bombs["gzip"], h, max_decompressed_bytes=8 * MiB)
 
@@ -407,9 +417,7 @@ _RSS_CHILD = textwrap.dedent(
 
 @needs_cramjam
 @pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in KiB on Linux only")
-def test_decompression_bombs_keep_peak_rss_far_below_the_bomb_size(
-    bombs: dict, tmp_path: Path
-) -> None:
+def test_decompression_bombs_keep_peak_rss_far_below_the_bomb_size(bombs: dict, tmp_path: Path) -> None:
     # tracemalloc cannot see allocations made inside cramjam (Rust); the OS can.
     paths = []
     for name, buf in bombs.items():
@@ -419,7 +427,10 @@ def test_decompression_bombs_keep_peak_rss_far_below_the_bomb_size(
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     out = subprocess.run(
         [sys.executable, "-c", _RSS_CHILD, *paths],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     grew_kib = int(out.stdout.strip())
     assert grew_kib < 16 * 1024  # the bombs inflate to 16-64 MiB each; the cap is 1 MiB
@@ -430,9 +441,7 @@ def test_decompression_bombs_keep_peak_rss_far_below_the_bomb_size(
     [(57, ">i", 2**31 - 1), (8, ">i", 2**31 - 1), (23, ">i", 2**31 - 1)],
     ids=["records-count", "batch-length", "last-offset-delta"],
 )
-def test_header_lengths_and_counts_of_int32_max_allocate_nothing(
-    offset: int, fmt: str, value: int
-) -> None:
+def test_header_lengths_and_counts_of_int32_max_allocate_nothing(offset: int, fmt: str, value: int) -> None:
     buf = bytearray(SEEDS[0])
     struct.pack_into(fmt, buf, offset, value)
     fixed = _fix(buf, length=offset != 8)
@@ -457,8 +466,7 @@ def _int32_max_field(field: str) -> bytes:
 
 @pytest.mark.parametrize(
     "field",
-    ["record-length", "key-length", "value-length", "header-count", "header-key-length",
-     "header-value-length"],
+    ["record-length", "key-length", "value-length", "header-count", "header-key-length", "header-value-length"],
 )
 def test_record_fields_of_int32_max_are_refused_without_allocating(field: str) -> None:
     buf = bytearray(SEEDS[0][:BATCH_OVERHEAD]) + _int32_max_field(field)
@@ -492,9 +500,7 @@ def test_atheris_harness_exits_2_with_a_message_when_atheris_is_missing() -> Non
         pass
     else:
         pytest.skip("atheris is installed; the harness would start fuzzing")
-    out = subprocess.run(
-        [sys.executable, str(HARNESS), "-runs=1"], capture_output=True, text=True, timeout=60
-    )
+    out = subprocess.run([sys.executable, str(HARNESS), "-runs=1"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "pip install atheris" in out.stderr
 
@@ -526,7 +532,7 @@ def test_atheris_target_lets_any_other_exception_through() -> None:
         _load_harness().make_target(fake, CorruptRecordError)(b"\x00" + SEEDS[0])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _harness_target() -> Callable[[bytes], None]:
     import logq.codec.batch as codec_module
 

@@ -11,10 +11,9 @@ import os
 import re
 import sys
 import time
-from typing import Any, List, Optional, Set
+from typing import Any
 
 import pytest
-
 from logq import (
     Admin,
     ConfigError,
@@ -47,23 +46,29 @@ def make_topic(root: str, name: str = "t", partitions: int = 1, **config: Any) -
         admin.create_topic(name, partitions, **config)
 
 
-def produce(root: str, topic: str, values: List[bytes], partition: int = 0, timestamps: Optional[List[int]] = None, **kw: Any) -> List[int]:
+def produce(
+    root: str, topic: str, values: list[bytes], partition: int = 0, timestamps: list[int] | None = None, **kw: Any
+) -> list[int]:
     """Append values (one batch each) and return their offsets."""
     with Producer(root, linger_ms=0, **kw) as prod:
-        return [prod.send(topic, v, partition=partition, timestamp_ms=None if timestamps is None else timestamps[i]).result(10).offset
-                for i, v in enumerate(values)]
+        return [
+            prod.send(topic, v, partition=partition, timestamp_ms=None if timestamps is None else timestamps[i])
+            .result(10)
+            .offset
+            for i, v in enumerate(values)
+        ]
 
 
-def drain(c: Consumer, want: int, timeout_s: float = 30.0) -> List[Record]:
+def drain(c: Consumer, want: int, timeout_s: float = 30.0) -> list[Record]:
     """Poll until ``want`` records arrived (a generous bound for liveness only)."""
-    out: List[Record] = []
+    out: list[Record] = []
     deadline = time.monotonic() + timeout_s
     while len(out) < want and time.monotonic() < deadline:
         out.extend(c.poll(0.05))
     return out
 
 
-def vals(recs: List[Record]) -> List[Any]:
+def vals(recs: list[Record]) -> list[Any]:
     return [r.value for r in recs]
 
 
@@ -413,7 +418,7 @@ def test_records_purged_by_delete_records_while_reading_are_not_delivered(root: 
 
 
 def _utc(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
 
 
 @pytest.fixture
@@ -432,13 +437,19 @@ def test_replay_from_offset_seeks_every_assigned_partition(timed: str) -> None:
         assert sorted((r.partition, r.offset) for r in got) == [(0, o) for o in range(1, 6)] + [(1, 1), (1, 2)]
 
 
-@pytest.mark.parametrize("delta, expected", [(-5, 0), (0, 0), (1, 1), (10, 1), (11, 3), (15, 3), (20, 3), (30, 3), (31, 5), (50, 5)])
-def test_replay_from_timestamp_lands_on_the_first_offset_with_timestamp_at_or_after(timed: str, delta: int, expected: int) -> None:
+@pytest.mark.parametrize(
+    "delta, expected", [(-5, 0), (0, 0), (1, 1), (10, 1), (11, 3), (15, 3), (20, 3), (30, 3), (31, 5), (50, 5)]
+)
+def test_replay_from_timestamp_lands_on_the_first_offset_with_timestamp_at_or_after(
+    timed: str, delta: int, expected: int
+) -> None:
     with Consumer(timed, "t", auto_offset_reset="latest") as c:
         landed = c.replay_from(timestamp=_utc(T0 + delta), partitions=[TP0])
         assert landed == {TP0: expected}
         assert c.poll(5)[0].offset == expected
-        assert c.offsets_for_times({TP0: T0 + delta})[TP0] == OffsetAndTimestamp(expected, T0 + (0, 10, 10, 30, 20, 50)[expected])
+        assert c.offsets_for_times({TP0: T0 + delta})[TP0] == OffsetAndTimestamp(
+            expected, T0 + (0, 10, 10, 30, 20, 50)[expected]
+        )
 
 
 def test_replay_from_timestamp_past_the_last_one_goes_to_the_log_end(timed: str) -> None:
@@ -507,14 +518,16 @@ def test_iteration_yields_every_record_and_stops_after_consumer_timeout_ms(root:
     assert sorted(vals(got)) == [b"a", b"b", b"c"]
 
 
-def test_iteration_never_waits_in_one_poll_longer_than_consumer_timeout_ms(root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_iteration_never_waits_in_one_poll_longer_than_consumer_timeout_ms(
+    root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Regression: iteration polled with a fixed 0.5 s timeout, so a record arriving after a
     gap longer than consumer_timeout_ms (but shorter than 0.5 s) kept the iteration going."""
     make_topic(root)
-    waits: List[float] = []
+    waits: list[float] = []
     real_poll = Consumer.poll
 
-    def spy(self: Consumer, timeout: float = 1.0, max_records: Optional[int] = None) -> List[Record]:
+    def spy(self: Consumer, timeout: float = 1.0, max_records: int | None = None) -> list[Record]:
         waits.append(timeout)
         return real_poll(self, timeout, max_records)
 
@@ -565,21 +578,21 @@ def test_auto_commit_commits_at_the_interval_without_close(root: str) -> None:
 
 class Calls:
     def __init__(self) -> None:
-        self.assigned: List[Set[TopicPartition]] = []
-        self.revoked: List[Set[TopicPartition]] = []
+        self.assigned: list[set[TopicPartition]] = []
+        self.revoked: list[set[TopicPartition]] = []
 
-    def on_assign(self, tps: Set[TopicPartition]) -> None:
+    def on_assign(self, tps: set[TopicPartition]) -> None:
         self.assigned.append(set(tps))
 
-    def on_revoke(self, tps: Set[TopicPartition]) -> None:
+    def on_revoke(self, tps: set[TopicPartition]) -> None:
         self.revoked.append(set(tps))
 
 
-def _settle(consumers: List[Consumer], want: List[int], timeout_s: float = 30.0) -> List[Record]:
+def _settle(consumers: list[Consumer], want: list[int], timeout_s: float = 30.0) -> list[Record]:
     """Poll every consumer until each owns ``want[i]`` partitions (bounded wait).
 
     Returns the records those polls delivered."""
-    got: List[Record] = []
+    got: list[Record] = []
     deadline = time.monotonic() + timeout_s
     while [len(c.assignment()) for c in consumers] != want and time.monotonic() < deadline:
         for c in consumers:
@@ -592,9 +605,13 @@ def test_rebalance_callbacks_fire_with_the_moved_partitions(root: str) -> None:
     make_topic(root, "t", 4)
     all4 = {TopicPartition("t", p) for p in range(4)}
     a_calls, b_calls = Calls(), Calls()
-    a = Consumer(root, "t", group_id="g", session_timeout_ms=1000, on_assign=a_calls.on_assign, on_revoke=a_calls.on_revoke)
+    a = Consumer(
+        root, "t", group_id="g", session_timeout_ms=1000, on_assign=a_calls.on_assign, on_revoke=a_calls.on_revoke
+    )
     assert a_calls.assigned == [all4] and a_calls.revoked == []
-    b = Consumer(root, "t", group_id="g", session_timeout_ms=1000, on_assign=b_calls.on_assign, on_revoke=b_calls.on_revoke)
+    b = Consumer(
+        root, "t", group_id="g", session_timeout_ms=1000, on_assign=b_calls.on_assign, on_revoke=b_calls.on_revoke
+    )
     _settle([a, b], [2, 2])
     assert len(a_calls.revoked) == 1 and len(b_calls.assigned) == 1
     moved = a_calls.revoked[0]

@@ -18,12 +18,11 @@ from __future__ import annotations
 import os
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
 
 import pytest
-
-from logq.codec.batch import Record
+from logq.codec.batch import BatchRecord as Record
 from logq.errors import CorruptRecordError
 from logq.storage.log import PartitionLog
 
@@ -54,6 +53,7 @@ from _logutil import (
 def _cheap_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
     skip_fsync(monkeypatch)
 
+
 CFG = dict(segment_bytes=1000, index_interval_bytes=150)
 N = 15  # batches of ~207 bytes, one record each: segments 0, 4, 8 sealed, 12 active (3 batches)
 
@@ -63,7 +63,7 @@ def ts_of(i: int) -> int:
     return T0 + 10_000 * (i // 4) + 100 * ((i * 3) % 4)
 
 
-def build(pdir: Path, clean: bool, n: int = N) -> List[Record]:
+def build(pdir: Path, clean: bool, n: int = N) -> list[Record]:
     log = open_log(pdir, **CFG)
     for i in range(n):
         log.append([rec(i, ts=ts_of(i), size=130)])
@@ -77,7 +77,7 @@ def build(pdir: Path, clean: bool, n: int = N) -> List[Record]:
 
 
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Tuple[Path, List[Record]]]:
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list[Record]]]:
     root = tmp_path_factory.mktemp("pristine")
     out = {}
     for kind in ("clean", "crashed"):
@@ -101,7 +101,7 @@ def fresh(src: Path, dst: Path) -> Path:
     return dst
 
 
-def check_reads(log: PartitionLog, records: List[Record]) -> set:
+def check_reads(log: PartitionLog, records: list[Record]) -> set:
     """Read every offset one batch at a time; return the offsets that raise CorruptRecordError.
 
     Whatever comes back must equal what was appended: no corrupt record is ever returned.
@@ -129,7 +129,9 @@ def flip(path: str, pos: int, bit: int) -> None:
 # --------------------------------------------------------------------------- T4.1 truncation
 
 
-def test_torn_last_batch_cut_at_every_byte_after_a_crash_is_trimmed_and_the_log_goes_on(pristine, tmp_path: Path) -> None:
+def test_torn_last_batch_cut_at_every_byte_after_a_crash_is_trimmed_and_the_log_goes_on(
+    pristine, tmp_path: Path
+) -> None:
     src, records = pristine["crashed"]
     active = log_bases(src)[-1]
     last_pos, last_h = batch_positions(src, active)[-1]
@@ -150,7 +152,9 @@ def test_torn_last_batch_cut_at_every_byte_after_a_crash_is_trimmed_and_the_log_
     assert len(cuts) == last_h.size
 
 
-def test_cuts_inside_earlier_batches_of_the_active_segment_keep_exactly_the_whole_batches_before(pristine, tmp_path: Path) -> None:
+def test_cuts_inside_earlier_batches_of_the_active_segment_keep_exactly_the_whole_batches_before(
+    pristine, tmp_path: Path
+) -> None:
     src, records = pristine["crashed"]
     active = log_bases(src)[-1]
     batches = batch_positions(src, active)
@@ -172,7 +176,7 @@ def test_the_trim_of_a_torn_tail_is_fsynced(pristine, tmp_path: Path, monkeypatc
     active = log_bases(work)[-1]
     last_pos, _ = batch_positions(work, active)[-1]
     os.truncate(seg_path(work, active), last_pos + 30)
-    events: List[Tuple[str, int]] = []
+    events: list[tuple[str, int]] = []
     real_trunc, real_fsync = os.ftruncate, os.fsync
     monkeypatch.setattr(os, "ftruncate", lambda fd, n: (events.append(("ftruncate", fd)), real_trunc(fd, n))[1])
     monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", fd)), real_fsync(fd))[1])
@@ -196,7 +200,9 @@ def test_torn_tail_cut_when_the_crash_followed_a_reboot(pristine, tmp_path: Path
         assert read_all(log) == records[: last_h.base_offset]
 
 
-def test_cut_of_a_durable_last_batch_after_a_clean_close_is_reported_and_kept_until_repair(pristine, tmp_path: Path) -> None:
+def test_cut_of_a_durable_last_batch_after_a_clean_close_is_reported_and_kept_until_repair(
+    pristine, tmp_path: Path
+) -> None:
     src, records = pristine["clean"]
     active = log_bases(src)[-1]
     last_pos, last_h = batch_positions(src, active)[-1]
@@ -254,7 +260,9 @@ def test_durable_last_batch_missing_whole_after_a_clean_close_is_reported(pristi
         assert log.append([rec(99)]).base_offset == last_h.base_offset
 
 
-def test_regression_damage_below_the_recovery_point_is_not_cut_by_a_later_write_or_reopen(pristine, tmp_path: Path) -> None:
+def test_regression_damage_below_the_recovery_point_is_not_cut_by_a_later_write_or_reopen(
+    pristine, tmp_path: Path
+) -> None:
     # The recovery point used to be lowered to the end of the valid prefix at open (and at
     # close), so the next append's catch-up, or the next open, cut the damage as a torn tail.
     src, records = pristine["clean"]
@@ -352,7 +360,9 @@ REGIONS = {
 
 
 @pytest.mark.parametrize("region", sorted(REGIONS))
-def test_bit_flip_in_a_sealed_segment_is_never_returned_and_data_before_stays_readable(pristine, tmp_path: Path, region: str) -> None:
+def test_bit_flip_in_a_sealed_segment_is_never_returned_and_data_before_stays_readable(
+    pristine, tmp_path: Path, region: str
+) -> None:
     src, records = pristine["clean"]
     (p0, h0), (p1, h1) = batch_positions(src, 0)[:2]
     for rel, bit in REGIONS[region]:
@@ -376,7 +386,9 @@ def test_bit_flip_in_partition_leader_epoch_is_not_detectable_and_changes_no_rec
             assert check_reads(log, records) == set()
 
 
-def test_bit_flip_in_a_sealed_segment_found_by_recovery_after_a_reboot_is_reported_not_cut(pristine, tmp_path: Path) -> None:
+def test_bit_flip_in_a_sealed_segment_found_by_recovery_after_a_reboot_is_reported_not_cut(
+    pristine, tmp_path: Path
+) -> None:
     # After a reboot recovery scans from the segment holding the recovery point (6, in
     # segment 4); the flipped batch (offset 5) lies below it, so it was once durable.
     src, records = pristine["clean"]
@@ -412,7 +424,7 @@ def test_bit_flip_in_the_unflushed_tail_after_a_crash_cuts_from_the_bad_batch(pr
 # --------------------------------------------------------------------------- T4.4 indexes
 
 
-def _entries(path: str, size: int) -> List[bytes]:
+def _entries(path: str, size: int) -> list[bytes]:
     data = file_bytes(path)
     return [data[i : i + size] for i in range(0, len(data), size)]
 
@@ -473,7 +485,7 @@ def fault_mid_batch(path: str, other: str, esize: int) -> None:
         f.write(b"".join(entries))
 
 
-INDEX_FAULTS: Dict[str, Callable[[str, str, int], None]] = {
+INDEX_FAULTS: dict[str, Callable[[str, str, int], None]] = {
     "deleted": fault_deleted,
     "truncated-odd": fault_truncated_odd,
     "truncated-whole-entry": fault_truncated_whole,
@@ -490,7 +502,7 @@ NOW = T0 + 10_000 + 300 + RETENTION_MS + 1  # segments 0 and 4 are expired, 8 is
 TARGETS = sorted({ts_of(i) + d for i in range(N) for d in (-1, 0, 1)} | {T0 - 5, T0 + 10**6})
 
 
-def outcome(work: Path, records: List[Record]) -> Tuple:
+def outcome(work: Path, records: list[Record]) -> tuple:
     """Reads, time lookups and the retention decision of a partition, for comparison."""
     with open_log(work, **CFG) as log:
         assert check_reads(log, records) == set()
@@ -502,7 +514,7 @@ def outcome(work: Path, records: List[Record]) -> Tuple:
 
 
 @pytest.fixture(scope="module")
-def clean_outcome(pristine, tmp_path_factory: pytest.TempPathFactory) -> Tuple:
+def clean_outcome(pristine, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     src, records = pristine["clean"]
     got = outcome(fresh(src, tmp_path_factory.mktemp("ref") / "ref-0"), records)
     assert got[1:] == (2, 8)  # the reference decision itself
@@ -522,7 +534,9 @@ def test_damaged_index_is_rebuilt_lookups_equal_brute_force_and_retention_is_unc
     assert outcome(work, records) == clean_outcome
     # After use, every remaining index file is the one Kafka's rule gives for the log.
     for base, bs in scan_dir(work).items():
-        assert file_bytes(seg_path(work, base, ".index")) == expected_offset_index(bs, base, CFG["index_interval_bytes"]), base
+        assert file_bytes(seg_path(work, base, ".index")) == expected_offset_index(
+            bs, base, CFG["index_interval_bytes"]
+        ), base
         assert file_bytes(seg_path(work, base, ".timeindex")) == expected_time_index(
             bs, base, CFG["index_interval_bytes"], final=True
         ), base

@@ -26,28 +26,28 @@ import random
 import sys
 import threading
 from pathlib import Path
-from typing import Dict
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _children as h  # noqa: E402
-
 from logq.config import LogConfig  # noqa: E402
 from logq.storage.log import PartitionLog  # noqa: E402
+
+import _children as h  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 KIB = 1024
-CONFIGS: Dict[str, dict] = {
+CONFIGS: dict[str, dict] = {
     "seg64k": dict(segment_bytes=64 * KIB, index_interval_bytes=512),
     "seg256k-retention": dict(segment_bytes=256 * KIB, index_interval_bytes=512, retention_bytes=768 * KIB),
-    "seg1m-interval-flush": dict(segment_bytes=1024 * KIB, index_interval_bytes=512, fsync="interval",
-                                 fsync_interval_ms=50),
+    "seg1m-interval-flush": dict(
+        segment_bytes=1024 * KIB, index_interval_bytes=512, fsync="interval", fsync_interval_ms=50
+    ),
 }
 RETENTION_CFG = dict(segment_bytes=64 * KIB, index_interval_bytes=512, retention_bytes=192 * KIB)
 
-FIGURES: Dict[str, h.CycleStats] = {}
+FIGURES: dict[str, h.CycleStats] = {}
 
 
 def _report(name: str, st: h.CycleStats) -> None:
@@ -71,8 +71,14 @@ def _assert_clean(st: h.CycleStats, kills: int) -> None:
 def test_random_kill_9_loses_no_acknowledged_record_and_recovery_is_idempotent(tmp_path: Path, name: str) -> None:
     cfg = CONFIGS[name]
     kills = 4
-    st = h.kill_chain(str(tmp_path / "t-0"), cfg, kills=kills, seed=random.Random(name).randrange(1 << 30),
-                      logdir=str(tmp_path), retention="retention" in name)
+    st = h.kill_chain(
+        str(tmp_path / "t-0"),
+        cfg,
+        kills=kills,
+        seed=random.Random(name).randrange(1 << 30),
+        logdir=str(tmp_path),
+        retention="retention" in name,
+    )
     _report(f"random/{name}", st)
     _assert_clean(st, kills)
 
@@ -91,8 +97,16 @@ SITES = {
 @pytest.mark.parametrize("site", sorted(SITES))
 def test_writer_crashing_at_a_named_site_loses_nothing(tmp_path: Path, site: str) -> None:
     cfg, max_n = SITES[site]
-    st = h.kill_chain(str(tmp_path / "t-0"), cfg, kills=3, seed=random.Random(site).randrange(1 << 30),
-                      logdir=str(tmp_path), site=site, site_max_n=max_n, retention="retention_bytes" in cfg)
+    st = h.kill_chain(
+        str(tmp_path / "t-0"),
+        cfg,
+        kills=3,
+        seed=random.Random(site).randrange(1 << 30),
+        logdir=str(tmp_path),
+        site=site,
+        site_max_n=max_n,
+        retention="retention_bytes" in cfg,
+    )
     _report(f"site/{site}", st)
     _assert_clean(st, 3)
     assert st.targeted == {site: 3}
@@ -103,15 +117,17 @@ def test_a_crash_during_recovery_then_recovering_again_gives_the_same_files(tmp_
     """Crash a writer, tear its tail, then kill the recovering process at ``site``
     (meta-before-rename:1 is recovery's very first step, the "unclean" marker). Recovering
     again must give exactly the files of one uninterrupted recovery of a copy."""
-    problems = h.recovery_crash_cycle(str(tmp_path / "t-0"), CONFIGS["seg64k"], [site], random.Random(site),
-                                      str(tmp_path))
+    problems = h.recovery_crash_cycle(
+        str(tmp_path / "t-0"), CONFIGS["seg64k"], [site], random.Random(site), str(tmp_path)
+    )
     assert not problems, problems
 
 
 def test_recovery_crashed_at_every_site_in_turn_ends_like_one_recovery(tmp_path: Path) -> None:
     """A crash during the recovery of a crashed recovery, four times over (KAFKA-10471)."""
-    problems = h.recovery_crash_cycle(str(tmp_path / "t-0"), CONFIGS["seg64k"], list(h.RECOVERY_SITES),
-                                      random.Random(7), str(tmp_path))
+    problems = h.recovery_crash_cycle(
+        str(tmp_path / "t-0"), CONFIGS["seg64k"], list(h.RECOVERY_SITES), random.Random(7), str(tmp_path)
+    )
     assert not problems, problems
 
 
@@ -144,8 +160,10 @@ def test_closing_an_empty_active_segment_writes_no_minus_one_time_index_entry(tm
     indexes timestamp -1). The entry stayed at the head of the segment's time index."""
     path = str(tmp_path / "t-0")
     PartitionLog(path, LogConfig()).close()
-    assert not os.path.exists(os.path.join(path, "00000000000000000000.timeindex")) or \
-        os.path.getsize(os.path.join(path, "00000000000000000000.timeindex")) == 0
+    assert (
+        not os.path.exists(os.path.join(path, "00000000000000000000.timeindex"))
+        or os.path.getsize(os.path.join(path, "00000000000000000000.timeindex")) == 0
+    )
     with PartitionLog(path, LogConfig()) as log:
         log.append([(None, b"v", None, 5_000_000_000_000)])
         log.roll()

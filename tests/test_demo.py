@@ -19,7 +19,10 @@ def test_demo_runs_and_shows_the_takeover_and_that_nothing_was_lost(tmp_path: Pa
     data = tmp_path / "demo-data"
     proc = subprocess.run(
         [sys.executable, str(REPO / "tools" / "demo.py"), "--data", str(data)],
-        cwd=str(REPO), capture_output=True, text=True, timeout=180,
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=180,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     out = proc.stdout
@@ -40,8 +43,13 @@ def test_demo_refuses_to_wipe_a_directory_that_holds_no_logq_data(tmp_path: Path
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.txt").write_text("do not delete")
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "demo.py"), "--data", str(precious)],
-                          cwd=str(REPO), capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "demo.py"), "--data", str(precious)],
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0
     assert (precious / "thesis.txt").read_text() == "do not delete"
     assert "Traceback" not in proc.stderr

@@ -10,16 +10,16 @@ import re
 import struct
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 from crc32c import crc32c
-
 from logq.cli import dump as dump_mod
-from logq.cli.options import TerminalProgress
 from logq.cli import main
+from logq.cli.options import TerminalProgress
 from logq.codec.batch import Compression, encode_batch, encode_values, read_header
 from logq.errors import StorageError
 
@@ -44,7 +44,7 @@ def seg(directory: Path, base: int, suffix: str = ".log") -> Path:
     return directory / f"{base:020d}{suffix}"
 
 
-def write_log(path: Path, batches: Sequence[bytes]) -> List[int]:
+def write_log(path: Path, batches: Sequence[bytes]) -> list[int]:
     """Write batches back to back; return their positions."""
     positions, pos = [], 0
     for b in batches:
@@ -54,12 +54,12 @@ def write_log(path: Path, batches: Sequence[bytes]) -> List[int]:
     return positions
 
 
-def write_index(path: Path, base: int, entries: Sequence[Tuple[int, int]], zero_slots: int = 0) -> None:
+def write_index(path: Path, base: int, entries: Sequence[tuple[int, int]], zero_slots: int = 0) -> None:
     data = b"".join(struct.pack(">ii", off - base, pos) for off, pos in entries)
     path.write_bytes(data + b"\x00" * 8 * zero_slots)
 
 
-def write_time_index(path: Path, base: int, entries: Sequence[Tuple[int, int]], zero_slots: int = 0) -> None:
+def write_time_index(path: Path, base: int, entries: Sequence[tuple[int, int]], zero_slots: int = 0) -> None:
     data = b"".join(struct.pack(">qi", ts, off - base) for ts, off in entries)
     path.write_bytes(data + b"\x00" * 12 * zero_slots)
 
@@ -77,19 +77,19 @@ def with_attributes(batch: bytes, bits: int) -> bytes:
     return bytes(b)
 
 
-def run(*args: str, env: Optional[Dict[str, str]] = None) -> Result:
+def run(*args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(main, list(args), env=env)
 
 
-def parse(line: str) -> Dict[str, str]:
+def parse(line: str) -> dict[str, str]:
     return dict(FIELD.findall(line))
 
 
-def batch_lines(out: str) -> List[Dict[str, str]]:
+def batch_lines(out: str) -> list[dict[str, str]]:
     return [parse(line) for line in out.splitlines() if line.startswith("baseOffset: ")]
 
 
-def record_lines(out: str) -> List[Dict[str, str]]:
+def record_lines(out: str) -> list[dict[str, str]]:
     recs = []
     for line in out.splitlines():
         if line.startswith("| "):
@@ -101,7 +101,7 @@ def record_lines(out: str) -> List[Dict[str, str]]:
     return recs
 
 
-def expect_batch(line: Dict[str, str], batch: bytes, position: int, isvalid: bool = True) -> None:
+def expect_batch(line: dict[str, str], batch: bytes, position: int, isvalid: bool = True) -> None:
     h = read_header(batch)
     assert int(line["baseOffset"]) == h.base_offset
     assert int(line["lastOffset"]) == h.last_offset
@@ -122,7 +122,7 @@ def one_error_line(result: Result) -> str:
 
 
 @pytest.fixture
-def three(tmp_path: Path) -> Tuple[Path, List[bytes], List[int]]:
+def three(tmp_path: Path) -> tuple[Path, list[bytes], list[int]]:
     """A segment with base 1000 holding three batches of 2, 3 and 2 records."""
     batches = [values_batch(1000, 2, T), values_batch(1002, 3, T + 7), values_batch(1005, 2, T + 9)]
     log = seg(tmp_path, 1000)
@@ -181,8 +181,22 @@ def test_deep_prints_one_line_per_record_with_sizes_sequences_and_header_keys(tm
     assert (b["producerId"], b["producerEpoch"], b["baseSequence"], b["lastSequence"]) == ("77", "3", "40", "41")
     got = record_lines(r.stdout)
     assert got == [
-        {"offset": "10", "CreateTime": str(T), "keySize": "2", "valueSize": "5", "sequence": "40", "headerKeys": "[a,b]"},
-        {"offset": "11", "CreateTime": str(T + 3), "keySize": "-1", "valueSize": "2", "sequence": "41", "headerKeys": "[]"},
+        {
+            "offset": "10",
+            "CreateTime": str(T),
+            "keySize": "2",
+            "valueSize": "5",
+            "sequence": "40",
+            "headerKeys": "[a,b]",
+        },
+        {
+            "offset": "11",
+            "CreateTime": str(T + 3),
+            "keySize": "-1",
+            "valueSize": "2",
+            "sequence": "41",
+            "headerKeys": "[]",
+        },
     ]
     assert "payload:" not in r.stdout and "key:" not in r.stdout
 
@@ -327,7 +341,7 @@ def test_oversized_length_is_refused_without_reading_it(tmp_path: Path, monkeypa
     good = values_batch(0, 2)
     log = seg(tmp_path, 0)
     log.write_bytes(good + struct.pack(">qi", 2, 0x7FFFFF00) + b"\xab" * 1000)
-    sizes: List[int] = []
+    sizes: list[int] = []
     real = os.pread
     monkeypatch.setattr(dump_mod.os, "pread", lambda fd, n, pos: sizes.append(n) or real(fd, n, pos))
     opts = dump_mod.DumpOptions(max_batch_bytes=200, read_chunk_bytes=64)
@@ -342,10 +356,10 @@ def test_large_log_is_streamed_in_bounded_reads_with_progress(tmp_path: Path, mo
     log = seg(tmp_path, 0)
     positions = write_log(log, batches)
     size = log.stat().st_size
-    sizes: List[int] = []
+    sizes: list[int] = []
     real = os.pread
     monkeypatch.setattr(dump_mod.os, "pread", lambda fd, n, pos: sizes.append(n) or real(fd, n, pos))
-    seen: List[Tuple[str, int, int]] = []
+    seen: list[tuple[str, int, int]] = []
     opts = dump_mod.DumpOptions(read_chunk_bytes=4096, progress=lambda p, d, t: seen.append((p, d, t)))
     lines = [dump_mod.format_text(e) for e in dump_mod.dump_events([str(log)], opts)]
     got = batch_lines("\n".join(lines))
@@ -444,7 +458,9 @@ def test_verify_index_catches_a_non_monotonic_time_index(three: Any) -> None:
     r = run("dump", "--verify-index", str(tix))
     assert r.exit_code == 1
     bad = [x for x in r.stdout.splitlines() if x.startswith("Time index mismatch")]
-    assert any("entry 1" in x and f"timestamp {T + 3} is not greater than the previous entry's {T + 7}" in x for x in bad)
+    assert any(
+        "entry 1" in x and f"timestamp {T + 3} is not greater than the previous entry's {T + 7}" in x for x in bad
+    )
     assert any("entry 1" in x and f"has maxTimestamp {T + 9}" in x for x in bad)
     assert any("entry 2" in x and "offset 1500 is not in any batch" in x for x in bad)
     assert not any("entry 0" in x for x in bad)
@@ -469,7 +485,9 @@ def test_partition_directory_dumps_every_segment_file_in_order(tmp_path: Path) -
     write_log(seg(part, 3), second)
     for base, b in ((0, first[0]), (3, second[0])):
         write_index(seg(part, base, ".index"), base, [])
-        write_time_index(seg(part, base, ".timeindex"), base, [(read_header(b).max_timestamp, read_header(b).last_offset)])
+        write_time_index(
+            seg(part, base, ".timeindex"), base, [(read_header(b).max_timestamp, read_header(b).last_offset)]
+        )
     (part / "leader-epoch-checkpoint").write_text("0\n0\n")
     seg(part, 0, ".snapshot").write_bytes(b"x")
     r = run("dump", "--verify-index", str(part))
@@ -518,7 +536,7 @@ def test_missing_file_is_a_one_line_error_with_exit_2(tmp_path: Path) -> None:
         (["dump", "--max-batch-bytes", "10", "x.log"], "--max-batch-bytes"),
     ],
 )
-def test_usage_errors_are_one_line_with_exit_2(args: List[str], needle: str) -> None:
+def test_usage_errors_are_one_line_with_exit_2(args: list[str], needle: str) -> None:
     r = run(*args)
     assert r.exit_code == 2
     assert needle in one_error_line(r)

@@ -11,13 +11,13 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from logq.errors import (
     CommitFailedError,
     ConfigError,
@@ -39,19 +39,19 @@ from logq.groups.offsets import OffsetStore
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _group_children as children  # noqa: E402  (spawned children import it by this name)
 
-TP = Tuple[str, int]
+TP = tuple[str, int]
 SUBS = {"a": 4, "b": 6}
 ALL_TPS = {(t, p) for t, n in SUBS.items() for p in range(n)}
 
 
-def _member(root: str, member_id: str, subs: Optional[Dict[str, int]] = None, **kw: Any) -> GroupMember:
+def _member(root: str, member_id: str, subs: dict[str, int] | None = None, **kw: Any) -> GroupMember:
     kw.setdefault("heartbeat_thread", False)
     kw.setdefault("session_timeout_ms", 1000)
     the_subs = dict(subs or SUBS)
     return GroupMember(root, kw.pop("group", "g"), lambda: the_subs, member_id=member_id, **kw)
 
 
-def _settle(members: List[GroupMember], timeout_s: float = 10.0, **poll_kw: Any) -> None:
+def _settle(members: list[GroupMember], timeout_s: float = 10.0, **poll_kw: Any) -> None:
     """Poll every member round-robin until all own exactly their assignment in one generation."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -70,12 +70,14 @@ def _wait_until(pred: Callable[[], bool], timeout_s: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def _assert_even_disjoint_complete(owned: Dict[str, Set[TP]], tps: Set[TP] = ALL_TPS) -> None:
+def _assert_even_disjoint_complete(owned: dict[str, set[TP]], tps: set[TP] = ALL_TPS) -> None:
     sets = list(owned.values())
     assert set().union(*sets) == tps, "every partition has an owner"
     assert sum(len(s) for s in sets) == len(tps), "no partition has two owners"
     lo = len(tps) // len(sets)
-    assert sorted(len(s) for s in sets) == sorted([lo + 1] * (len(tps) % len(sets)) + [lo] * (len(sets) - len(tps) % len(sets)))
+    assert sorted(len(s) for s in sets) == sorted(
+        [lo + 1] * (len(tps) % len(sets)) + [lo] * (len(sets) - len(tps) % len(sets))
+    )
 
 
 # -- assignment ----------------------------------------------------------------------------
@@ -94,7 +96,7 @@ def test_assignment_spreads_4_plus_6_partitions_over_3_members_as_4_3_3() -> Non
     seed=st.integers(0, 1000),
 )
 def test_assignment_is_even_disjoint_complete_and_sticky_for_equal_subscriptions(
-    members: List[str], counts: Dict[str, int], seed: int
+    members: list[str], counts: dict[str, int], seed: int
 ) -> None:
     tps = {(t, p) for t, n in counts.items() for p in range(n)}
     prev_members = members[: max(1, len(members) // 2)] + ["gone"]
@@ -129,9 +131,9 @@ def test_two_members_split_evenly_and_a_joiner_gets_partitions_only_after_revoca
     assert m1.wait_for_assignment(5000)
     m2 = _member(root, "m2")
     assert m2.poll_assignment() == (set(), set())  # m1 still holds everything
-    seen_during_revoke: List[Set[TP]] = []
+    seen_during_revoke: list[set[TP]] = []
 
-    def on_revoke(tps: Set[TP]) -> None:
+    def on_revoke(tps: set[TP]) -> None:
         m2.poll_assignment()  # the joiner tries while the old owner is still committing
         seen_during_revoke.append(set(m2.owned()))
         OffsetStore.for_group(root, "g").commit({tp: 7 for tp in tps}, generation=m1.generation, member_id="m1")
@@ -149,8 +151,8 @@ def test_two_members_split_evenly_and_a_joiner_gets_partitions_only_after_revoca
 
 def test_members_in_different_threads_never_share_a_partition(tmp_path: Path) -> None:
     root = str(tmp_path)
-    owners: Dict[TP, int] = Counter()
-    overlap: List[TP] = []
+    owners: dict[TP, int] = Counter()
+    overlap: list[TP] = []
     guard = threading.Lock()
     stop = threading.Event()
 
@@ -172,8 +174,11 @@ def test_members_in_different_threads_never_share_a_partition(tmp_path: Path) ->
         t.start()
     time.sleep(0.5)
     threads[2].start()  # a third joins while the others run
-    _wait_until(lambda: describe_group(root, "g").state == "Stable" and len(describe_group(root, "g").members) == 3,
-                10, "three stable thread members")
+    _wait_until(
+        lambda: describe_group(root, "g").state == "Stable" and len(describe_group(root, "g").members) == 3,
+        10,
+        "three stable thread members",
+    )
     d = describe_group(root, "g")
     _assert_even_disjoint_complete({m.member_id: set(m.assignment) for m in d.members})
     stop.set()
@@ -227,7 +232,7 @@ def test_a_member_that_stops_calling_is_evicted_and_fenced_and_rejoins_later(tmp
         store.commit({tp: 2 for tp in held}, generation=gen, member_id="hung")
     assert info.value.hint
     assert hung.owned() == set()  # its files were replaced: it holds nothing that counts
-    lost: List[Set[TP]] = []
+    lost: list[set[TP]] = []
     hung.poll_assignment(on_lost=lost.append)
     assert lost == [held]
     _settle([hung, live])  # it rejoined and got an even share back
@@ -324,7 +329,9 @@ def test_describe_group_reports_members_assignment_owners_and_state(tmp_path: Pa
     d = describe_group(root, "g")
     assert (d.state, d.generation, d.live) == ("Stable", m1.generation, True)
     assert [(m.member_id, m.alive, m.in_generation, m.pid) for m in d.members] == [
-        ("m1", True, True, os.getpid()), ("m2", True, True, os.getpid())]
+        ("m1", True, True, os.getpid()),
+        ("m2", True, True, os.getpid()),
+    ]
     assert d.owners == {tp: d.assignment[tp] for tp in ALL_TPS}
     assert all(m.heartbeat_age_ms is not None and m.heartbeat_age_ms >= 0 for m in d.members)
     m1.close()
@@ -370,18 +377,18 @@ SESSION_MS = 1500
 CTX = multiprocessing.get_context("spawn")
 
 
-def _status(workdir: Path, mid: str) -> Dict[str, Any]:
+def _status(workdir: Path, mid: str) -> dict[str, Any]:
     try:
         return json.loads((workdir / f"{mid}.status").read_text())
     except (FileNotFoundError, ValueError):
         return {}
 
 
-def _owned(workdir: Path, mids: List[str]) -> Dict[str, Set[TP]]:
+def _owned(workdir: Path, mids: list[str]) -> dict[str, set[TP]]:
     return {m: {tuple(tp) for tp in _status(workdir, m).get("owned", [])} for m in mids}  # type: ignore[misc]
 
 
-def _stable(workdir: Path, mids: List[str]) -> bool:
+def _stable(workdir: Path, mids: list[str]) -> bool:
     sts = [_status(workdir, m) for m in mids]
     if not all(s.get("settled") for s in sts) or len({s["generation"] for s in sts}) != 1:
         return False
@@ -389,7 +396,7 @@ def _stable(workdir: Path, mids: List[str]) -> bool:
     return set().union(*owned.values()) == ALL_TPS and sum(map(len, owned.values())) == len(ALL_TPS)
 
 
-def _start(root: str, workdir: Path, mids: List[str]) -> Dict[str, Any]:
+def _start(root: str, workdir: Path, mids: list[str]) -> dict[str, Any]:
     procs = {}
     for mid in mids:
         p = CTX.Process(target=children.run_member, args=(root, "g", mid, SUBS, str(workdir), SESSION_MS, 50.0))
@@ -398,7 +405,7 @@ def _start(root: str, workdir: Path, mids: List[str]) -> Dict[str, Any]:
     return procs
 
 
-def _stop(workdir: Path, procs: Dict[str, Any]) -> None:
+def _stop(workdir: Path, procs: dict[str, Any]) -> None:
     (workdir / "stop").touch()
     for p in procs.values():
         p.join(20)
@@ -407,12 +414,12 @@ def _stop(workdir: Path, procs: Dict[str, Any]) -> None:
             p.join()
 
 
-def _ownership_intervals(workdir: Path, ended_at: Dict[str, int]) -> Dict[TP, List[Tuple[int, int, str]]]:
+def _ownership_intervals(workdir: Path, ended_at: dict[str, int]) -> dict[TP, list[tuple[int, int, str]]]:
     """Per partition, (acquired, released, member) intervals; open ones end at ``ended_at``."""
-    out: Dict[TP, List[Tuple[int, int, str]]] = {}
+    out: dict[TP, list[tuple[int, int, str]]] = {}
     for path in workdir.glob("*.events"):
         mid = path.name[: -len(".events")]
-        start: Dict[TP, int] = {}
+        start: dict[TP, int] = {}
         for line in path.read_text().splitlines():
             event, topic, p, t = json.loads(line)
             if event == "acquired":
@@ -446,7 +453,7 @@ def test_kill_9_of_a_member_moves_its_partitions_to_survivors_and_ownership_neve
     workdir.mkdir()
     mids = ["p0", "p1", "p2"]
     procs = _start(root, workdir, mids)
-    ended: Dict[str, int] = {}
+    ended: dict[str, int] = {}
     try:
         _wait_until(lambda: _stable(workdir, mids), 20, "three stable member processes")
         victim = max(mids, key=lambda m: len(_owned(workdir, [m])[m]))
@@ -470,8 +477,13 @@ def test_kill_9_of_a_member_moves_its_partitions_to_survivors_and_ownership_neve
             assert s2 >= e1, f"{tp} held by {m1} and {m2} at once"
     held_at_kill = {tp for tp, spans in intervals.items() if (victim, ended[victim]) in {(m, e) for _, e, m in spans}}
     assert held_at_kill == _owned(workdir, [victim])[victim]
-    handover_ms = max(min(s for s, _, m in intervals[tp] if m != victim and s >= ended[victim]) - ended[victim]
-                      for tp in held_at_kill) / 1e6  # every one of them found a new owner
+    handover_ms = (
+        max(
+            min(s for s, _, m in intervals[tp] if m != victim and s >= ended[victim]) - ended[victim]
+            for tp in held_at_kill
+        )
+        / 1e6
+    )  # every one of them found a new owner
     print(f"kill -9 -> last partition re-acquired by a survivor: {handover_ms:.0f} ms (session {SESSION_MS} ms)")
 
 
@@ -516,8 +528,11 @@ def test_a_member_thread_and_a_member_process_share_the_partitions(tmp_path: Pat
     t = threading.Thread(target=poll)
     t.start()
     try:
-        _wait_until(lambda: describe_group(root, "g").state == "Stable" and len(describe_group(root, "g").members) == 2,
-                    20, "a stable group of a thread and a process")
+        _wait_until(
+            lambda: describe_group(root, "g").state == "Stable" and len(describe_group(root, "g").members) == 2,
+            20,
+            "a stable group of a thread and a process",
+        )
         d = describe_group(root, "g")
         _assert_even_disjoint_complete({m.member_id: set(m.assignment) for m in d.members})
         assert {m.member_id: m.pid for m in d.members} == {"thread": os.getpid(), "proc": procs["proc"].pid}

@@ -24,10 +24,9 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any
 
 import pytest
-
 from logq import Admin, Producer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -51,8 +50,8 @@ class Session:
     member: str
     partition: int
     assigned_ns: int
-    revoked_ns: Optional[int] = None
-    deliveries: List[Tuple[int, Any, int]] = field(default_factory=list)  # (offset, value, t_ns)
+    revoked_ns: int | None = None
+    deliveries: list[tuple[int, Any, int]] = field(default_factory=list)  # (offset, value, t_ns)
 
     @property
     def first_ns(self) -> int:
@@ -67,15 +66,15 @@ class Session:
 class MemberJournal:
     name: str
     member_id: str = ""
-    sessions: List[Session] = field(default_factory=list)
-    commits: List[Tuple[Dict[int, int], int]] = field(default_factory=list)
-    orphans: List[Tuple[int, int]] = field(default_factory=list)  # deliveries outside a session
+    sessions: list[Session] = field(default_factory=list)
+    commits: list[tuple[dict[int, int], int]] = field(default_factory=list)
+    orphans: list[tuple[int, int]] = field(default_factory=list)  # deliveries outside a session
     closed: bool = False
 
 
 def load_member(workdir: Path, name: str) -> MemberJournal:
     mj = MemberJournal(name)
-    open_: Dict[int, Session] = {}
+    open_: dict[int, Session] = {}
     for row in children.read_journal(str(workdir / f"{name}.log")):
         kind = row[0]
         if kind == "member":
@@ -102,9 +101,9 @@ def load_member(workdir: Path, name: str) -> MemberJournal:
     return mj
 
 
-def load_acks(workdir: Path, producers: List[str]) -> Dict[Tuple[int, int], Dict[str, Any]]:
+def load_acks(workdir: Path, producers: list[str]) -> dict[tuple[int, int], dict[str, Any]]:
     """(partition, offset) -> the value each producer was acknowledged for."""
-    out: Dict[Tuple[int, int], Dict[str, Any]] = {}
+    out: dict[tuple[int, int], dict[str, Any]] = {}
     for pid in producers:
         for p, off, seq in children.read_journal(str(workdir / f"{pid}.acks")):
             assert (p, off) not in out, f"two acks for {p}:{off}"
@@ -115,20 +114,20 @@ def load_acks(workdir: Path, producers: List[str]) -> Dict[Tuple[int, int], Dict
 @dataclass
 class Verdict:
     delivered: int
-    duplicates: List[Tuple[int, int]]
-    sessions: Dict[int, List[Session]]
+    duplicates: list[tuple[int, int]]
+    sessions: dict[int, list[Session]]
 
 
-def check_group(members: List[MemberJournal], acks: Dict[Tuple[int, int], Dict[str, Any]]) -> Verdict:
+def check_group(members: list[MemberJournal], acks: dict[tuple[int, int], dict[str, Any]]) -> Verdict:
     """The T5 oracle over the members' journals; returns the duplicates for the caller to judge."""
     for m in members:
         assert not m.orphans, f"{m.name} delivered partitions it was not assigned: {m.orphans[:5]}"
-    by_partition: Dict[int, List[Session]] = defaultdict(list)
+    by_partition: dict[int, list[Session]] = defaultdict(list)
     for m in members:
         for s in m.sessions:
             if s.deliveries:
                 by_partition[s.partition].append(s)
-    seen: Dict[Tuple[int, int], Any] = {}
+    seen: dict[tuple[int, int], Any] = {}
     counts: Counter = Counter()
     for p, sessions in by_partition.items():
         sessions.sort(key=lambda s: s.first_ns)
@@ -145,7 +144,9 @@ def check_group(members: List[MemberJournal], acks: Dict[Tuple[int, int], Dict[s
             # exclusive ownership: delivery intervals of two sessions never overlap
             assert a.last_ns < b.first_ns, f"p{p}: {a.member} and {b.member} delivered at overlapping times"
             # nothing skipped between owners: the next one starts at or before where this one ended
-            assert b.deliveries[0][0] <= a.deliveries[-1][0] + 1, f"p{p}: offsets skipped between {a.member} and {b.member}"
+            assert b.deliveries[0][0] <= a.deliveries[-1][0] + 1, (
+                f"p{p}: offsets skipped between {a.member} and {b.member}"
+            )
     lost = sorted(set(acks) - set(seen))
     assert not lost, f"{len(lost)} acknowledged records never delivered, e.g. {lost[:5]}"
     for key, value in acks.items():
@@ -174,8 +175,9 @@ def start_consumer(root: str, workdir: Path, group: str, name: str, **kw: Any) -
 
 
 def start_producer(root: str, workdir: Path, pid: str, count: int, pause_s: float) -> Any:
-    proc = CTX.Process(target=children.produce, args=(root, TOPIC, pid, count, str(workdir)),
-                       kwargs={"pause_s": pause_s}, name=pid)
+    proc = CTX.Process(
+        target=children.produce, args=(root, TOPIC, pid, count, str(workdir)), kwargs={"pause_s": pause_s}, name=pid
+    )
     proc.start()
     return proc
 
@@ -193,7 +195,7 @@ def all_committed(root: str, group: str, partitions: int = PARTITIONS) -> bool:
         return all(committed.get((TOPIC, p), 0) == admin.log_offsets(TOPIC, p)[1] for p in range(partitions))
 
 
-def stop_all(workdir: Path, procs: List[Any]) -> None:
+def stop_all(workdir: Path, procs: list[Any]) -> None:
     (workdir / "stop").touch()
     for p in procs:
         p.join(30)
@@ -203,12 +205,12 @@ def stop_all(workdir: Path, procs: List[Any]) -> None:
             p.join()
 
 
-def assigned_partitions(mj: MemberJournal) -> Set[int]:
+def assigned_partitions(mj: MemberJournal) -> set[int]:
     return {s.partition for s in mj.sessions}
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Tuple[str, Path]:
+def env(tmp_path: Path) -> tuple[str, Path]:
     root = str(tmp_path / "data")
     work = tmp_path / "work"
     work.mkdir()
@@ -219,7 +221,9 @@ def env(tmp_path: Path) -> Tuple[str, Path]:
 # ----------------------------------------------------------------------------- tests
 
 
-def test_two_producers_and_a_group_of_three_consumer_processes_deliver_every_record_once_in_order(env: Tuple[str, Path]) -> None:
+def test_two_producers_and_a_group_of_three_consumer_processes_deliver_every_record_once_in_order(
+    env: tuple[str, Path],
+) -> None:
     """c1 and c2 start; c3 joins mid-stream; c1 leaves mid-stream: clean rebalances only."""
     root, work = env
     names = ["c1", "c2", "c3"]
@@ -254,13 +258,17 @@ def test_two_producers_and_a_group_of_three_consumer_processes_deliver_every_rec
     print(f"\n[e2e fault-free] records={verdict.delivered} duplicates=0 handovers={handovers}")
 
 
-def test_kill_9_of_a_consumer_moves_its_partitions_to_the_survivors_and_loses_nothing(env: Tuple[str, Path]) -> None:
+def test_kill_9_of_a_consumer_moves_its_partitions_to_the_survivors_and_loses_nothing(env: tuple[str, Path]) -> None:
     root, work = env
     names = ["c1", "c2", "victim"]
     # the victim commits only every 4th poll and holds each poll a little: it dies with
     # deliveries it never committed, which the survivors must deliver again
-    consumers = {n: start_consumer(root, work, "g", n, **({"commit_every": 4, "hold_s": 0.01, "max_records": 5} if n == "victim" else {}))
-                 for n in names}
+    consumers = {
+        n: start_consumer(
+            root, work, "g", n, **({"commit_every": 4, "hold_s": 0.01, "max_records": 5} if n == "victim" else {})
+        )
+        for n in names
+    }
     kill_ns = 0
     try:
         wait_for(lambda: all((work / f"{n}.ready").exists() for n in names), 60, "consumers to join")
@@ -290,7 +298,7 @@ def test_kill_9_of_a_consumer_moves_its_partitions_to_the_survivors_and_loses_no
     # what the victim held when it died moved to the survivors, after the kill
     held = {s.partition for s in victim.sessions if s.revoked_ns is None}
     assert held, "the victim owned partitions when it was killed"
-    takeovers: Dict[int, int] = {}
+    takeovers: dict[int, int] = {}
     for n in ("c1", "c2"):
         for s in journals[n].sessions:
             if s.partition in held and s.assigned_ns > kill_ns:
@@ -299,7 +307,7 @@ def test_kill_9_of_a_consumer_moves_its_partitions_to_the_survivors_and_loses_no
     rebalance_ms = (max(takeovers.values()) - kill_ns) / 1e6
 
     # duplicates: only what the victim delivered after its last commit of that partition
-    last_commit: Dict[int, int] = {}
+    last_commit: dict[int, int] = {}
     for offsets, _ in victim.commits:
         last_commit.update(offsets)
     victim_delivered = {(s.partition, d[0]) for s in victim.sessions for d in s.deliveries}
@@ -311,11 +319,13 @@ def test_kill_9_of_a_consumer_moves_its_partitions_to_the_survivors_and_loses_no
         assert (p, off) in victim_delivered, f"duplicate {p}:{off} was not delivered by the victim"
         floor = last_commit.get(p, first_delivered.get(p, 0))
         assert off >= floor, f"duplicate {p}:{off} is below the victim's last commit {floor}"
-    print(f"\n[e2e kill -9] records={verdict.delivered} duplicates={len(verdict.duplicates)} "
-          f"victim partitions={sorted(held)} rebalance={rebalance_ms:.0f} ms after the kill")
+    print(
+        f"\n[e2e kill -9] records={verdict.delivered} duplicates={len(verdict.duplicates)} "
+        f"victim partitions={sorted(held)} rebalance={rebalance_ms:.0f} ms after the kill"
+    )
 
 
-def test_a_new_member_after_commit_and_kill_resumes_exactly_after_the_last_commit(env: Tuple[str, Path]) -> None:
+def test_a_new_member_after_commit_and_kill_resumes_exactly_after_the_last_commit(env: tuple[str, Path]) -> None:
     root, work = env
     with Producer(root, linger_ms=0) as prod:
         for i in range(40):
@@ -348,7 +358,7 @@ def test_a_new_member_after_commit_and_kill_resumes_exactly_after_the_last_commi
     assert sorted(a_got + b_got) == sorted((i % PARTITIONS, i // PARTITIONS) for i in range(40))
 
 
-def test_two_groups_each_read_everything_while_members_of_one_group_split_the_topic(env: Tuple[str, Path]) -> None:
+def test_two_groups_each_read_everything_while_members_of_one_group_split_the_topic(env: tuple[str, Path]) -> None:
     root, work = env
     members = {"w1": "work", "w2": "work", "audit": "audit"}
     procs = [start_consumer(root, work, g, n) for n, g in members.items()]
@@ -373,7 +383,7 @@ def test_two_groups_each_read_everything_while_members_of_one_group_split_the_to
     everything = {(p, o) for p, end in ends.items() for o in range(end)}
     assert len(everything) == 200
 
-    def delivered(n: str) -> List[Tuple[int, int]]:
+    def delivered(n: str) -> list[tuple[int, int]]:
         return [(s.partition, d[0]) for s in js[n].sessions for d in s.deliveries]
 
     # pub/sub: the audit group alone reads every record, once

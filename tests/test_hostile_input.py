@@ -10,19 +10,33 @@ import os
 import stat
 import tracemalloc
 
+import logq
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import logq
-from logq.storage import meta as _meta
-from logq.codec.batch import encode_values, validate_batch, decode_records
+from logq.codec.batch import decode_records, encode_values, validate_batch
 from logq.errors import CorruptIndexError, CorruptMetadataError, CorruptRecordError, InvalidTopicError, LogqError
+from logq.storage import meta as _meta
 from logq.storage.index import OffsetIndex, TimeIndex
 from logq.storage.topics import validate_topic
 
-BAD_NAMES = ["", ".", "..", "../x", "a/b", "a\\b", "a\x00b", "ä", " ", "a" * 250, "a\nb", "/abs", "x/../../etc", "__logq_x"]
+BAD_NAMES = [
+    "",
+    ".",
+    "..",
+    "../x",
+    "a/b",
+    "a\\b",
+    "a\x00b",
+    "ä",
+    " ",
+    "a" * 250,
+    "a\nb",
+    "/abs",
+    "x/../../etc",
+    "__logq_x",
+]
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
@@ -149,7 +163,10 @@ def test_random_bytes_as_a_metadata_file_decode_or_raise_corrupt_metadata_error(
 
 
 @settings(max_examples=300, deadline=None)
-@given(obj=st.dictionaries(st.text(max_size=10), st.integers() | st.text(max_size=20), max_size=5), flip=st.integers(min_value=0))
+@given(
+    obj=st.dictionaries(st.text(max_size=10), st.integers() | st.text(max_size=20), max_size=5),
+    flip=st.integers(min_value=0),
+)
 def test_any_single_bit_flip_in_a_metadata_file_is_detected(obj, flip):
     good = _meta.encode_meta(obj)
     bad = bytearray(good)

@@ -10,12 +10,10 @@ import bisect
 import os
 import stat
 from pathlib import Path
-from typing import List, Tuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from logq.errors import CorruptIndexError
 from logq.storage.index import OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES, OffsetIndex, TimeIndex
 
@@ -40,7 +38,7 @@ def reloaded(idx, cls):
 
 
 @st.composite
-def offset_entries(draw) -> List[Tuple[int, int]]:
+def offset_entries(draw) -> list[tuple[int, int]]:
     """Strictly increasing (absolute offset, position) pairs, positions > 0."""
     rels = draw(st.lists(st.integers(1, 10_000), max_size=60, unique=True))
     gaps = draw(st.lists(st.integers(1, 5000), min_size=len(rels), max_size=len(rels)))
@@ -273,7 +271,7 @@ def test_time_lookup_agrees_with_a_sorted_list_reference(tmp_path: Path, pairs, 
     for f in tmp_path.iterdir():
         f.unlink()
     tix = time_index(tmp_path)
-    kept: List[Tuple[int, int]] = []
+    kept: list[tuple[int, int]] = []
     off = BASE
     for ts, step in pairs:
         off += step
@@ -355,7 +353,9 @@ def test_time_index_truncate_to_offset_drops_entries_at_or_after_it(tmp_path: Pa
 )
 def test_time_index_check_catches_bad_files(tmp_path: Path, entries, next_offset: int, why: str) -> None:
     tix = time_index(tmp_path)
-    write_raw(tix.path, b"".join(t.to_bytes(8, "big", signed=True) + r.to_bytes(4, "big", signed=True) for t, r in entries))
+    write_raw(
+        tix.path, b"".join(t.to_bytes(8, "big", signed=True) + r.to_bytes(4, "big", signed=True) for t, r in entries)
+    )
     tix.load()
     with pytest.raises(CorruptIndexError):
         tix.check(BASE + next_offset)

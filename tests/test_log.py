@@ -14,10 +14,8 @@ import stat
 import struct
 import time
 from pathlib import Path
-from typing import List
 
 import pytest
-
 from logq.codec.batch import encode_batch
 from logq.errors import (
     DiskFullError,
@@ -86,7 +84,9 @@ def test_append_values_shares_one_key_and_timestamp(pdir: Path) -> None:
         log.append_values([b"a", b"", b"c"], timestamp_ms=T0, key=b"K")
         log.append_values([b"d"], timestamp_ms=T0 + 9)
         got = read_all(log)
-    assert got == as_records(0, [(b"K", b"a", (), T0), (b"K", b"", (), T0), (b"K", b"c", (), T0), (None, b"d", (), T0 + 9)])
+    assert got == as_records(
+        0, [(b"K", b"a", (), T0), (b"K", b"", (), T0), (b"K", b"c", (), T0), (None, b"d", (), T0 + 9)]
+    )
 
 
 def test_append_batch_assigns_offsets_whatever_the_client_wrote(pdir: Path) -> None:
@@ -341,7 +341,10 @@ def test_retention_by_time_deletes_whole_oldest_segments_and_moves_the_log_start
         fill(log, 30)
         bases = log_bases(pdir)
         assert len(bases) >= 4
-        per = {b: [r.timestamp for r in records_on_disk(pdir) if b <= r.offset < nb] for b, nb in zip(bases, bases[1:] + [30])}
+        per = {
+            b: [r.timestamp for r in records_on_disk(pdir) if b <= r.offset < nb]
+            for b, nb in zip(bases, bases[1:] + [30])
+        }
         now = max(per[bases[2]]) + 10_001  # segments 0..2 are older than 10 s, 3 is not
         assert log.enforce_retention(now_ms=now) == 3
         assert log_bases(pdir) == bases[3:]
@@ -410,7 +413,7 @@ def test_delete_records_before_moves_the_start_and_drops_whole_segments_only(pdi
 # --------------------------------------------------------------------------- close / reopen
 
 
-def build_log(pdir: Path, **cfg) -> List:
+def build_log(pdir: Path, **cfg) -> list:
     with open_log(pdir, **cfg) as log:
         for i in range(80):
             log.append([rec(10 * i + j, ts=T0 + (i * 7919) % 3000, size=(i * 13) % 70) for j in range(1 + i % 3)])

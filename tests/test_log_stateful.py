@@ -10,13 +10,11 @@ import os
 import shutil
 import struct
 import tempfile
-from typing import List
 
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-
-from logq.codec.batch import Record
+from logq.codec.batch import BatchRecord as Record
 from logq.storage.log import PartitionLog
 
 from _logutil import (
@@ -56,7 +54,7 @@ class PartitionLogMachine(RuleBasedStateMachine):
         self.root = tempfile.mkdtemp(prefix="logq-model-")
         self.path = os.path.join(self.root, "model-0")
         self.log = PartitionLog(self.path, CFG)
-        self.model: List[Record] = []  # every record ever appended; index = offset
+        self.model: list[Record] = []  # every record ever appended; index = offset
         self.start = 0
 
     def teardown(self) -> None:

@@ -15,17 +15,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _children as h  # noqa: E402
-
-from logq.storage import files as _fs  # noqa: E402
 from logq.config import LogConfig  # noqa: E402
 from logq.errors import OffsetOutOfRangeError  # noqa: E402
+from logq.storage import files as _fs  # noqa: E402
 from logq.storage.log import PartitionLog  # noqa: E402
+
+import _children as h  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +32,7 @@ KIB = 1024
 CFG = dict(segment_bytes=128 * KIB, index_interval_bytes=512)
 
 
-def _seen(child: h.Child) -> List[Tuple[int, int, str, int]]:
+def _seen(child: h.Child) -> list[tuple[int, int, str, int]]:
     out = []
     for line in child.lines:
         if line.startswith("B "):
@@ -48,7 +47,7 @@ def _publish_end(stop_file: Path, leo: int) -> None:
     os.replace(tmp, stop_file)
 
 
-def _finish_follower(follower: h.Child, stop_file: Path, leo: int) -> List[Tuple[int, int, str, int]]:
+def _finish_follower(follower: h.Child, stop_file: Path, leo: int) -> list[tuple[int, int, str, int]]:
     _publish_end(stop_file, leo)
     rc = follower.wait(120)
     assert rc == 0, f"follower exited {rc}: {follower.stderr()}"
@@ -69,20 +68,24 @@ def test_a_reader_process_follows_a_writer_process_in_order_completely_without_p
     assert [(b, l, d) for b, l, d, _ in seen] == [(a.base, a.last, a.digest) for a in acks]
     ready_ns = int(next(ln for ln in r.lines if ln.startswith("R ")).split()[2])
     lag_ms = sorted((t - a.t_ns) / 1e6 for a, (_, _, _, t) in zip(acks, seen) if a.t_ns > ready_ns)
-    print(f"\n[follow] batches={len(seen)} records={acks[-1].last + 1}; lag of batches acked after the reader "
-          f"was ready ({len(lag_ms)}): p50={h.percentile(lag_ms, 50):.2f} ms p99={h.percentile(lag_ms, 99):.2f} ms")
+    print(
+        f"\n[follow] batches={len(seen)} records={acks[-1].last + 1}; lag of batches acked after the reader "
+        f"was ready ({len(lag_ms)}): p50={h.percentile(lag_ms, 50):.2f} ms p99={h.percentile(lag_ms, 99):.2f} ms"
+    )
 
 
-def _check_shared_log(path: str, acks: List[h.Ack], allow_extra_from: Tuple[int, ...] = ()) -> h.Scan:
+def _check_shared_log(path: str, acks: list[h.Ack], allow_extra_from: tuple[int, ...] = ()) -> h.Scan:
     scan = h.scan_dir(path, CFG["index_interval_bytes"])
     assert not scan.problems, scan.problems[:10]
-    by_base: Dict[int, h.Ack] = {}
+    by_base: dict[int, h.Ack] = {}
     for a in acks:
         assert a.base not in by_base, f"offset {a.base} acknowledged to two appends"
         by_base[a.base] = a
     for a in acks:
         b = scan.batches.get(a.base)
-        assert b is not None and (b.last, b.digest) == (a.last, a.digest), f"acked batch {a.base} of writer {a.wid} lost"
+        assert b is not None and (b.last, b.digest) == (a.last, a.digest), (
+            f"acked batch {a.base} of writer {a.wid} lost"
+        )
     extra = [b for b in scan.order if b not in by_base]
     assert len(extra) <= len(allow_extra_from), f"batches nobody acknowledged: {extra[:5]}"
     # per-writer order: a writer's later append never lands before its earlier one
@@ -95,8 +98,10 @@ def _check_shared_log(path: str, acks: List[h.Ack], allow_extra_from: Tuple[int,
 def test_three_writer_processes_append_to_one_partition_contiguously_exactly_once_in_order(tmp_path: Path) -> None:
     path, stop = str(tmp_path / "t-0"), tmp_path / "stop"
     PartitionLog(path, LogConfig(**CFG)).close()
-    ws = [h.Child("writer", {"path": path, "config": CFG, "seed": 100 + i, "wid": i, "run_s": 2.0},
-                  logdir=str(tmp_path)) for i in range(3)]
+    ws = [
+        h.Child("writer", {"path": path, "config": CFG, "seed": 100 + i, "wid": i, "run_s": 2.0}, logdir=str(tmp_path))
+        for i in range(3)
+    ]
     r = h.Child("follower", {"path": path, "config": CFG, "stop_file": str(stop)}, logdir=str(tmp_path))
     for w in ws:
         assert w.wait(120) == 0, w.stderr()
@@ -107,21 +112,31 @@ def test_three_writer_processes_append_to_one_partition_contiguously_exactly_onc
     seen = _finish_follower(r, stop, scan.leo)
     assert [b for b, *_ in seen] == scan.order
     switches = sum(1 for x, y in zip(scan.order, scan.order[1:]) if _wid(acks, x) != _wid(acks, y))
-    print(f"\n[3 writers] batches={len(acks)} per writer={[len(w.acks) for w in ws]} writer switches={switches} "
-          f"segments={len(scan.segments)}")
+    print(
+        f"\n[3 writers] batches={len(acks)} per writer={[len(w.acks) for w in ws]} writer switches={switches} "
+        f"segments={len(scan.segments)}"
+    )
     assert switches > 3, "the writers never interleaved"
 
 
-def _wid(acks: List[h.Ack], base: int) -> int:
+def _wid(acks: list[h.Ack], base: int) -> int:
     return next(a.wid for a in acks if a.base == base)
 
 
-def test_a_writer_killed_among_others_loses_nothing_acked_and_its_torn_tail_is_cut_by_the_next_writer(tmp_path: Path) -> None:
+def test_a_writer_killed_among_others_loses_nothing_acked_and_its_torn_tail_is_cut_by_the_next_writer(
+    tmp_path: Path,
+) -> None:
     rng = random.Random(5)
     path, stop, wstop = str(tmp_path / "t-0"), tmp_path / "stop", tmp_path / "wstop"
     PartitionLog(path, LogConfig(**CFG)).close()
-    ws = [h.Child("writer", {"path": path, "config": CFG, "seed": 200 + i, "wid": i, "run_s": 60.0,
-                             "stop_file": str(wstop)}, logdir=str(tmp_path)) for i in range(3)]
+    ws = [
+        h.Child(
+            "writer",
+            {"path": path, "config": CFG, "seed": 200 + i, "wid": i, "run_s": 60.0, "stop_file": str(wstop)},
+            logdir=str(tmp_path),
+        )
+        for i in range(3)
+    ]
     r = h.Child("follower", {"path": path, "config": CFG, "stop_file": str(stop)}, logdir=str(tmp_path))
     for w in ws:
         w.wait_acks(20, 60)
@@ -142,7 +157,9 @@ def test_a_writer_killed_among_others_loses_nothing_acked_and_its_torn_tail_is_c
     print(f"\n[kill among writers] acked batches={len(acks)} torn bytes cut={torn} leo={scan.leo}")
 
 
-def test_flock_a_second_writer_blocks_while_another_process_holds_the_lock_and_goes_on_when_it_is_killed(tmp_path: Path) -> None:
+def test_flock_a_second_writer_blocks_while_another_process_holds_the_lock_and_goes_on_when_it_is_killed(
+    tmp_path: Path,
+) -> None:
     path = str(tmp_path / "t-0")
     PartitionLog(path, LogConfig(**CFG)).close()
     w = h.Child("commanded_writer", {"path": path, "config": CFG, "seed": 3}, logdir=str(tmp_path), stdin=True)
@@ -162,7 +179,9 @@ def test_flock_a_second_writer_blocks_while_another_process_holds_the_lock_and_g
     assert w.wait(60) == 0, w.stderr()
 
 
-def test_flock_excludes_other_descriptors_and_threads_and_survives_closing_unrelated_descriptors(tmp_path: Path) -> None:
+def test_flock_excludes_other_descriptors_and_threads_and_survives_closing_unrelated_descriptors(
+    tmp_path: Path,
+) -> None:
     p = str(tmp_path / ".lock")
     held = _fs.FileLock(p)
     held.acquire()
@@ -175,11 +194,18 @@ def test_flock_excludes_other_descriptors_and_threads_and_survives_closing_unrel
     assert got == [False]  # another thread with its own descriptor
     fd = os.open(p, os.O_RDONLY)
     os.close(fd)  # lockf would have dropped the lock here (SQLite's "how to corrupt" 2.2)
-    probe = subprocess.run([sys.executable, "-c", (
-        "import fcntl, os, sys\n"
-        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
-        "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept BlockingIOError:\n    sys.exit(7)\n"
-    ), p])
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, os, sys\n"
+                "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+                "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept BlockingIOError:\n    sys.exit(7)\n"
+            ),
+            p,
+        ]
+    )
     assert probe.returncode == 7, "another process got the lock"
     held.close()
     assert other.acquire(blocking=False)
@@ -193,9 +219,11 @@ def test_reader_processes_survive_rolls_retention_and_recovery_truncation_withou
     cfg = dict(segment_bytes=64 * KIB, index_interval_bytes=512, retention_bytes=256 * KIB)
     res = h.readers_under_churn(str(tmp_path / "t-0"), cfg, generations=4, readers=2, seed=9, logdir=str(tmp_path))
     c = res["counts"]
-    print(f"\n[T9 readers] writer generations={res['generations']} recovery truncations={res['truncations']} "
-          f"reads={c.get('reads')} out_of_range={c.get('out_of_range')} opens={c.get('opens')} "
-          f"log start moved to {res['log_start']}; SIGBUS/SIGSEGV={res['fatal_signals']}")
+    print(
+        f"\n[T9 readers] writer generations={res['generations']} recovery truncations={res['truncations']} "
+        f"reads={c.get('reads')} out_of_range={c.get('out_of_range')} opens={c.get('opens')} "
+        f"log start moved to {res['log_start']}; SIGBUS/SIGSEGV={res['fatal_signals']}"
+    )
     assert res["fatal_signals"] == 0
     assert not res["problems"], res["problems"]
     assert c["reads"] > 100
@@ -225,7 +253,7 @@ def test_a_segment_rolled_by_one_writer_reloads_the_index_entries_other_writers_
     assert not scan.index_mismatch, scan.index_mismatch
 
 
-def _three_segments_then_delete_two(path: str) -> Tuple[LogConfig, PartitionLog]:
+def _three_segments_then_delete_two(path: str) -> tuple[LogConfig, PartitionLog]:
     cfg = LogConfig(segment_bytes=1000, index_interval_bytes=100)
     w = PartitionLog(path, cfg)
     for i in range(6):
@@ -234,7 +262,9 @@ def _three_segments_then_delete_two(path: str) -> Tuple[LogConfig, PartitionLog]
     return cfg, w
 
 
-def test_a_reader_reading_a_segment_retention_unlinked_gets_offset_out_of_range_not_storage_error(tmp_path: Path) -> None:
+def test_a_reader_reading_a_segment_retention_unlinked_gets_offset_out_of_range_not_storage_error(
+    tmp_path: Path,
+) -> None:
     """Bug: read() meant to catch_up and retry when retention removed a segment under a
     reader ("except FileNotFoundError"), but opening the file raises the logq
     StorageError(ENOENT), so readers got "open failed ... check the disk" instead."""

@@ -8,16 +8,14 @@ import statistics
 import time
 import warnings
 from pathlib import Path
-from typing import Dict, Optional, Tuple
 
 import pytest
-
-from logq.storage.meta import decode_meta, encode_meta
 from logq.errors import ConfigError, GroupNotEmptyError, InvalidOffsetCommitError, LogqError
 from logq.groups.member import GroupMember
 from logq.groups.offsets import ClampReport, OffsetStore, OffsetsWarning
+from logq.storage.meta import decode_meta, encode_meta
 
-TP = Tuple[str, int]
+TP = tuple[str, int]
 
 
 @pytest.fixture()
@@ -40,7 +38,7 @@ def _fresh(gdir: str) -> OffsetStore:
     return OffsetStore(gdir)
 
 
-def _quiet_read(gdir: str, tp: TP = ("a", 0)) -> Tuple[Optional[int], list]:
+def _quiet_read(gdir: str, tp: TP = ("a", 0)) -> tuple[int | None, list]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OffsetsWarning)
         s = _fresh(gdir)
@@ -144,7 +142,7 @@ def test_commit_without_membership_is_refused_while_the_group_has_live_members(t
 # -- damage ------------------------------------------------------------------------------
 
 
-def _assert_fell_back(gdir: str, expect: Optional[int] = 5) -> list:
+def _assert_fell_back(gdir: str, expect: int | None = 5) -> list:
     value, problems = _quiet_read(gdir)
     assert value == expect
     assert problems, "the damage must be reported"
@@ -266,7 +264,7 @@ def test_crash_between_the_two_copies_leaves_a_whole_copy(gdir: str) -> None:
 def test_offsets_beyond_the_log_end_are_clamped_persisted_and_reported(gdir: str) -> None:
     with OffsetStore(gdir) as s:
         s.commit({("a", 0): 50, ("a", 1): 3, ("b", 0): 9})
-    ends: Dict[TP, int] = {("a", 0): 40, ("a", 1): 10}  # b-0 unknown: left alone
+    ends: dict[TP, int] = {("a", 0): 40, ("a", 1): 10}  # b-0 unknown: left alone
     s = _fresh(gdir)
     with pytest.warns(OffsetsWarning, match="clamped"):
         reports = s.clamp_to(lambda t, p: ends.get((t, p)))

@@ -8,9 +8,8 @@ from collections import Counter
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from logq.errors import ConfigError, SerializationError
 from logq.client.partitioner import StickyPartitioner, murmur2, partition_for_key, to_positive
+from logq.errors import ConfigError, SerializationError
 
 # kafka-facts.md section 6: key, signed murmur2, masked, partition of 12, partition of 3
 VECTORS = [

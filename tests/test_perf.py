@@ -15,14 +15,12 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import List
 
 import pytest
 from click.testing import CliRunner
-
-from logq.client.admin import Admin
 from logq.cli import main
 from logq.cli.perf import CONSUMER_HEADER, Progress, latency_line, machine_info
+from logq.client.admin import Admin
 
 ROOT = Path(__file__).resolve().parent.parent
 NUM = r"[0-9]+(?:\.[0-9]+)?"
@@ -36,12 +34,12 @@ TOTAL = re.compile(
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d:\d{3}"
 
 
-def run(*args: str, data: Path | None = None) -> "object":
+def run(*args: str, data: Path | None = None) -> object:
     argv = (["--data", str(data)] if data is not None else []) + ["perf", *args]
     return CliRunner().invoke(main, argv, catch_exceptions=False)
 
 
-def json_lines(text: str) -> List[dict]:
+def json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
@@ -50,13 +48,25 @@ def test_every_benchmark_runs_once_on_tiny_sizes() -> None:
     env = dict(os.environ, LOGQ_BENCH_SCALE="tiny")
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "benchmarks", "-v", "-p", "no:cacheprovider", "--benchmark-disable"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     passed = set(re.findall(r"^benchmarks/(bench_\w+)\.py::\S+ PASSED", proc.stdout, re.M))
     files = {p.stem for p in (ROOT / "benchmarks").glob("bench_*.py")}
-    assert {"bench_codec", "bench_index", "bench_segment", "bench_log", "bench_producer",
-            "bench_consumer", "bench_commit", "bench_recovery"} <= files
+    assert {
+        "bench_codec",
+        "bench_index",
+        "bench_segment",
+        "bench_log",
+        "bench_producer",
+        "bench_consumer",
+        "bench_commit",
+        "bench_recovery",
+    } <= files
     assert passed == files
     assert "recovery" in proc.stdout and "tail" in proc.stdout
 
@@ -71,8 +81,24 @@ def test_benchmarks_are_not_collected_by_the_test_suite() -> None:
 # --------------------------------------------------------------------------- produce
 @pytest.mark.parametrize("mode", ["send", "send_batch"])
 def test_produce_prints_kafka_producer_perf_test_lines(tmp_path: Path, mode: str) -> None:
-    r = run("produce", "--topic", "t", "--num-records", "3000", "--record-size", "100", "--mode", mode,
-            "--batch-size", "100", "--throughput", "20000", "--reporting-interval", "20", data=tmp_path)
+    r = run(
+        "produce",
+        "--topic",
+        "t",
+        "--num-records",
+        "3000",
+        "--record-size",
+        "100",
+        "--mode",
+        mode,
+        "--batch-size",
+        "100",
+        "--throughput",
+        "20000",
+        "--reporting-interval",
+        "20",
+        data=tmp_path,
+    )
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
     total = TOTAL.match(lines[-1])
@@ -88,15 +114,36 @@ def test_produce_prints_kafka_producer_perf_test_lines(tmp_path: Path, mode: str
 
 
 def test_produce_json_and_partitions(tmp_path: Path) -> None:
-    r = run("produce", "--topic", "t", "--num-records", "2500", "--record-size", "10", "--partitions", "3",
-            "--fsync", "interval", "--json", data=tmp_path)
+    r = run(
+        "produce",
+        "--topic",
+        "t",
+        "--num-records",
+        "2500",
+        "--record-size",
+        "10",
+        "--partitions",
+        "3",
+        "--fsync",
+        "interval",
+        "--json",
+        data=tmp_path,
+    )
     assert r.exit_code == 0, r.output
     objs = json_lines(r.stdout)
     assert [o["type"] for o in objs][-1] == "total"
     tot = objs[-1]
     assert tot["records"] == 2500 and tot["partitions"] == 3 and tot["fsync"] == "interval"
-    assert {"records_per_sec", "mb_per_sec", "avg_latency_ms", "max_latency_ms", "p50_ms", "p95_ms", "p99_ms",
-            "p999_ms"} <= set(tot)
+    assert {
+        "records_per_sec",
+        "mb_per_sec",
+        "avg_latency_ms",
+        "max_latency_ms",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "p999_ms",
+    } <= set(tot)
     with Admin(str(tmp_path)) as admin:
         assert admin.describe_topic("t").records == 2500
 
@@ -148,17 +195,22 @@ def test_latency_between_two_processes(tmp_path: Path) -> None:
     assert 0 < s["p50_us"] <= s["p99_us"] <= s["p999_us"] <= s["max_us"]
     assert not list(tmp_path.iterdir())  # the temporary data is gone
     line = latency_line(s)
-    assert re.fullmatch(rf"200 records received of 200 sent at 400 records/sec, {NUM} us avg latency, "
-                        rf"{NUM} us max latency, {NUM} us 50th, {NUM} us 99th, {NUM} us 99\.9th\.", line), line
+    assert re.fullmatch(
+        rf"200 records received of 200 sent at 400 records/sec, {NUM} us avg latency, "
+        rf"{NUM} us max latency, {NUM} us 50th, {NUM} us 99th, {NUM} us 99\.9th\.",
+        line,
+    ), line
 
 
 def test_seek_reports_each_size_and_the_growth(tmp_path: Path) -> None:
     r = run("seek", "--sizes", "1000,3500", "--targets", "20", "--work-dir", str(tmp_path))
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
-    size_line = re.compile(rf"^(\d+) records \({NUM} MB, (\d+) segments\): seek by offset ({NUM}) us median "
-                           rf"\(min {NUM}, max {NUM}\), by timestamp ({NUM}) us median \(min {NUM}, max {NUM}\), "
-                           rf"over 20 random targets\.$")
+    size_line = re.compile(
+        rf"^(\d+) records \({NUM} MB, (\d+) segments\): seek by offset ({NUM}) us median "
+        rf"\(min {NUM}, max {NUM}\), by timestamp ({NUM}) us median \(min {NUM}, max {NUM}\), "
+        rf"over 20 random targets\.$"
+    )
     assert [size_line.match(x).group(1) for x in lines[:2]] == ["1000", "3500"]  # type: ignore[union-attr]
     assert re.fullmatch(rf"growth from 1000 to 3500 records: offset x{NUM}, timestamp x{NUM}\.", lines[2])
     r = run("seek", "--sizes", "1500", "--targets", "5", "--json", "--work-dir", str(tmp_path))
@@ -170,16 +222,36 @@ def test_seek_reports_each_size_and_the_growth(tmp_path: Path) -> None:
 def test_compare_json_markdown_and_skips(tmp_path: Path) -> None:
     md = tmp_path / "page.md"
     md.write_text("# Page\n\nProse before.\n\n<!-- perf:begin -->\nold figures\n<!-- perf:end -->\n\nProse after.\n")
-    r = run("compare", "--records", "1000", "--runs", "1", "--latency-seconds", "0.2",
-            "--systems", "logq-never,sqlite-normal,redis", "--markdown", str(md), "--json",
-            "--work-dir", str(tmp_path))
+    r = run(
+        "compare",
+        "--records",
+        "1000",
+        "--runs",
+        "1",
+        "--latency-seconds",
+        "0.2",
+        "--systems",
+        "logq-never,sqlite-normal,redis",
+        "--markdown",
+        str(md),
+        "--json",
+        "--work-dir",
+        str(tmp_path),
+    )
     assert r.exit_code == 0, r.output
     objs = json_lines(r.stdout)
     kinds = {o["type"] for o in objs}
     assert {"machine", "figure", "ratio", "seek", "target"} <= kinds
     figs = {(o["workload"], o["system"]): o for o in objs if o["type"] == "figure"}
-    for w in ("produce 100 B", "consume 100 B", "produce 1 KiB", "consume 1 KiB", "seek to middle + read 1,000",
-              "latency p50 at 5,000/s", "latency p99 at 5,000/s"):
+    for w in (
+        "produce 100 B",
+        "consume 100 B",
+        "produce 1 KiB",
+        "consume 1 KiB",
+        "seek to middle + read 1,000",
+        "latency p50 at 5,000/s",
+        "latency p99 at 5,000/s",
+    ):
         for system in ("logq (never)", "SQLite (NORMAL)"):
             f = figs[(w, system)]
             assert f["min"] <= f["median"] <= f["max"] and len(f["runs"]) == 1 and f["durability"]
@@ -196,8 +268,9 @@ def test_compare_json_markdown_and_skips(tmp_path: Path) -> None:
 
 
 def test_compare_text_without_latency() -> None:
-    r = run("compare", "--records", "1000", "--runs", "1", "--latency-seconds", "0",
-            "--systems", "logq-always,sqlite-full")
+    r = run(
+        "compare", "--records", "1000", "--runs", "1", "--latency-seconds", "0", "--systems", "logq-always,sqlite-full"
+    )
     assert r.exit_code == 0, r.output
     out = r.stdout
     assert "| produce 100 B | logq (always) | fsync=always" in out
@@ -216,7 +289,7 @@ def test_compare_text_without_latency() -> None:
         (["produce", "--topic", "t", "--num-records", "0", "--record-size", "1"], 2, "--num-records"),
     ],
 )
-def test_errors_are_one_line(tmp_path: Path, args: List[str], code: int, message: str) -> None:
+def test_errors_are_one_line(tmp_path: Path, args: list[str], code: int, message: str) -> None:
     r = run(*args, data=tmp_path)
     assert r.exit_code == code
     assert r.stdout == ""
@@ -256,18 +329,43 @@ def _plot_tool():
 
 def test_plot_tool_reads_both_formats_and_needs_matplotlib(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     tool = _plot_tool()
-    bench = {"benchmarks": [
-        {"name": "test_encode_values[100]", "stats": {"median": 0.001}, "extra_info": {"records": 1000}},
-        {"name": "test_reopen[a]", "stats": {"median": 0.02},
-         "extra_info": {"tail_bytes": 2 << 20, "crash": "reboot", "log_bytes": 1}},
-        {"name": "test_reopen[b]", "stats": {"median": 0.01},
-         "extra_info": {"tail_bytes": 0, "crash": "reboot", "log_bytes": 1}},
-    ]}
+    bench = {
+        "benchmarks": [
+            {"name": "test_encode_values[100]", "stats": {"median": 0.001}, "extra_info": {"records": 1000}},
+            {
+                "name": "test_reopen[a]",
+                "stats": {"median": 0.02},
+                "extra_info": {"tail_bytes": 2 << 20, "crash": "reboot", "log_bytes": 1},
+            },
+            {
+                "name": "test_reopen[b]",
+                "stats": {"median": 0.01},
+                "extra_info": {"tail_bytes": 0, "crash": "reboot", "log_bytes": 1},
+            },
+        ]
+    }
     (tmp_path / "bench.json").write_text(json.dumps(bench))
-    lines = [{"type": "figure", "workload": "produce 100 B", "system": "logq (never)", "unit": "records/s",
-              "median": 5.0, "min": 4.0, "max": 6.0},
-             {"type": "seek", "records": 1000, "offset_median_us": 50.0, "offset_min_us": 40.0, "offset_max_us": 60.0,
-              "timestamp_median_us": 70.0, "timestamp_min_us": 60.0, "timestamp_max_us": 80.0}]
+    lines = [
+        {
+            "type": "figure",
+            "workload": "produce 100 B",
+            "system": "logq (never)",
+            "unit": "records/s",
+            "median": 5.0,
+            "min": 4.0,
+            "max": 6.0,
+        },
+        {
+            "type": "seek",
+            "records": 1000,
+            "offset_median_us": 50.0,
+            "offset_min_us": 40.0,
+            "offset_max_us": 60.0,
+            "timestamp_median_us": 70.0,
+            "timestamp_min_us": 60.0,
+            "timestamp_max_us": 80.0,
+        },
+    ]
     (tmp_path / "compare.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     series = tool.load([str(tmp_path / "bench.json"), str(tmp_path / "compare.jsonl")])
     assert series["throughput"] == [("test_encode_values[100]", pytest.approx(1e6))]
@@ -280,8 +378,12 @@ def test_plot_tool_reads_both_formats_and_needs_matplotlib(tmp_path: Path, capsy
         assert not out.exists()
     else:
         assert code == 0
-        assert {p.name for p in out.iterdir()} == {"bench_throughput.png", "bench_recovery.png", "seek_growth.png",
-                                                    "compare_throughput.png"}
+        assert {p.name for p in out.iterdir()} == {
+            "bench_throughput.png",
+            "bench_recovery.png",
+            "seek_growth.png",
+            "compare_throughput.png",
+        }
 
 
 def test_benchmarks_page_has_the_generated_block_and_the_command() -> None:

@@ -18,19 +18,18 @@ import statistics
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _children as h  # noqa: E402
-
-from logq.storage import files as _fs
-
-from logq.storage import loader as recovery  # noqa: E402
 from logq.config import LogConfig  # noqa: E402
 from logq.errors import DiskFullError, storage_error  # noqa: E402
+from logq.storage import files as _fs
+from logq.storage import loader as recovery  # noqa: E402
 from logq.storage.log import PartitionLog  # noqa: E402
+
+import _children as h  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +38,7 @@ D1 = dict(segment_bytes=64 * KIB, index_interval_bytes=512, fsync="always")
 D0 = dict(segment_bytes=64 * KIB, index_interval_bytes=512)  # the default fsync="never"
 
 
-def _in_namespace(name: str, args: Dict[str, Any]) -> Dict[str, Any]:
+def _in_namespace(name: str, args: dict[str, Any]) -> dict[str, Any]:
     res = h.in_namespace(name, args, timeout=600)
     if "skip" in res:
         pytest.skip(res["skip"])
@@ -47,13 +46,13 @@ def _in_namespace(name: str, args: Dict[str, Any]) -> Dict[str, Any]:
     return res
 
 
-def _cuts(tmp_path: Path, config: Dict[str, Any], cuts: int, seed: int, **kw: Any) -> List[Dict[str, Any]]:
+def _cuts(tmp_path: Path, config: dict[str, Any], cuts: int, seed: int, **kw: Any) -> list[dict[str, Any]]:
     res = _in_namespace("power_cut", {"work": str(tmp_path), "cuts": cuts, "seed": seed, "config": config, **kw})
     assert res["rc"] == 0, res["stderr"]
     return res["cuts"]
 
 
-def _integrity(cuts: List[Dict[str, Any]]) -> None:
+def _integrity(cuts: list[dict[str, Any]]) -> None:
     for i, c in enumerate(cuts):
         assert not c["problems"], f"cut {i}: {c['problems'][:10]}"
         assert c["holes"] == 0, f"cut {i}: acknowledged batches missing below the recovered end"
@@ -65,8 +64,10 @@ def test_power_cuts_with_fsync_always_lose_no_acknowledged_record(tmp_path: Path
     _integrity(cuts)
     acked = sum(c["acked_records"] for c in cuts)
     lost = sum(c["lost_records"] for c in cuts)
-    print(f"\n[T2 D1 ext4] cuts={len(cuts)} acked={acked} lost={lost} recovery p50="
-          f"{statistics.median(c['recovery_ms'] for c in cuts):.1f} ms")
+    print(
+        f"\n[T2 D1 ext4] cuts={len(cuts)} acked={acked} lost={lost} recovery p50="
+        f"{statistics.median(c['recovery_ms'] for c in cuts):.1f} ms"
+    )
     assert lost == 0, [c["lost_records"] for c in cuts]
     assert acked > 0
 
@@ -75,9 +76,11 @@ def test_power_cuts_in_the_default_mode_keep_integrity_and_report_the_loss_windo
     cuts = _cuts(tmp_path, D0, cuts=4, seed=2)
     _integrity(cuts)  # D0 may lose an unsynced tail, never integrity
     lost = [c["lost_records"] for c in cuts]
-    print(f"\n[T2 D0 ext4] cuts={len(cuts)} acked={sum(c['acked_records'] for c in cuts)} lost per cut={lost} "
-          f"(median {statistics.median(lost)}, max {max(lost)}); offsets between the last ack and the "
-          f"recovered end: {[c['lost_offsets_window'] for c in cuts]}")
+    print(
+        f"\n[T2 D0 ext4] cuts={len(cuts)} acked={sum(c['acked_records'] for c in cuts)} lost per cut={lost} "
+        f"(median {statistics.median(lost)}, max {max(lost)}); offsets between the last ack and the "
+        f"recovered end: {[c['lost_offsets_window'] for c in cuts]}"
+    )
     for c in cuts:  # only a tail may go: the recovered log is a prefix of what was acked
         assert c["holes"] == 0
 

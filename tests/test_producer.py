@@ -11,11 +11,10 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from typing import Any, Dict, List, Tuple
-
-import pytest
+from typing import Any
 
 import logq
+import pytest
 from logq import (
     Admin,
     BatchMetadata,
@@ -30,7 +29,8 @@ from logq import (
     SerializationError,
     UnknownTopicError,
 )
-from logq.codec.batch import BatchHeader, Record
+from logq.codec.batch import BatchHeader
+from logq.codec.batch import BatchRecord as Record
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _e2e_children as children  # noqa: E402  (spawned children import it by this name)
@@ -52,13 +52,13 @@ def make_topic(root: str, name: str = "t", partitions: int = 1, **config: Any) -
         admin.create_topic(name, partitions, **config)
 
 
-def read_log(root: str, topic: str, p: int) -> Tuple[List[Record], List[BatchHeader]]:
+def read_log(root: str, topic: str, p: int) -> tuple[list[Record], list[BatchHeader]]:
     """Every record and every batch header of one partition, read with a fresh log reader."""
     with Admin(root) as admin:
         cfg = admin.topic_config(topic)
     with PartitionLog(os.path.join(root, f"{topic}-{p}"), cfg, readonly=True) as lg:
-        records: List[Record] = []
-        headers: List[BatchHeader] = []
+        records: list[Record] = []
+        headers: list[BatchHeader] = []
         off = lg.log_start_offset
         while off < lg.log_end_offset:
             res = lg.read(off)
@@ -68,7 +68,7 @@ def read_log(root: str, topic: str, p: int) -> Tuple[List[Record], List[BatchHea
         return records, headers
 
 
-def all_records(root: str, topic: str, partitions: int) -> Dict[int, List[Record]]:
+def all_records(root: str, topic: str, partitions: int) -> dict[int, list[Record]]:
     return {p: read_log(root, topic, p)[0] for p in range(partitions)}
 
 
@@ -88,7 +88,9 @@ def test_send_future_resolves_to_record_metadata_with_topic_partition_offset_tim
     assert all(before <= m.timestamp <= after for m in metas)
     assert explicit == RecordMetadata("t", 0, 0, T0)
     recs = read_log(root, "t", 1)[0]
-    assert [(r.offset, r.value, r.timestamp) for r in recs] == [(m.offset, b"v%d" % i, m.timestamp) for i, m in enumerate(metas)]
+    assert [(r.offset, r.value, r.timestamp) for r in recs] == [
+        (m.offset, b"v%d" % i, m.timestamp) for i, m in enumerate(metas)
+    ]
 
 
 def test_future_done_and_exception_report_a_successful_write(root: str) -> None:
@@ -112,8 +114,10 @@ def test_unknown_topic_and_bad_partition_are_refused_at_send(root: str) -> None:
             prod.send("t", b"v", partition=-1)
 
 
-@pytest.mark.parametrize("kw", [{"linger_ms": -1}, {"batch_size": 0}, {"buffer_bytes": 0}, {"max_block_ms": -5}, {"linger_ms": 1.5}])
-def test_bad_producer_settings_are_config_errors(root: str, kw: Dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "kw", [{"linger_ms": -1}, {"batch_size": 0}, {"buffer_bytes": 0}, {"max_block_ms": -5}, {"linger_ms": 1.5}]
+)
+def test_bad_producer_settings_are_config_errors(root: str, kw: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         Producer(root, **kw)
 
@@ -123,8 +127,16 @@ def test_bad_producer_settings_are_config_errors(root: str, kw: Dict[str, Any]) 
 
 @pytest.mark.parametrize(
     "key, of12, of3",
-    [(b"user-42", 4, 1), (b"21", 0, 0), (b"foobar", 6, 0), (b"abc", 3, 0),
-     (b"a-little-bit-long-string", 8, 2), (b"key-0", 1, 1), (b"hello", 9, 0), (b"", 9, 0)],
+    [
+        (b"user-42", 4, 1),
+        (b"21", 0, 0),
+        (b"foobar", 6, 0),
+        (b"abc", 3, 0),
+        (b"a-little-bit-long-string", 8, 2),
+        (b"key-0", 1, 1),
+        (b"hello", 9, 0),
+        (b"", 9, 0),
+    ],
 )
 def test_keyed_records_land_on_kafkas_murmur2_partition(root: str, key: bytes, of12: int, of3: int) -> None:
     make_topic(root, "t3", 3)
@@ -246,7 +258,9 @@ def test_pickle_serializer_is_refused_with_config_error(root: str, which: str) -
 
 
 @pytest.mark.parametrize("value, key", [("text", None), (b"ok", 42), ({"a": 1}, None), (b"ok", "str-key")])
-def test_non_bytes_without_a_serializer_raise_serialization_error_and_write_nothing(root: str, value: Any, key: Any) -> None:
+def test_non_bytes_without_a_serializer_raise_serialization_error_and_write_nothing(
+    root: str, value: Any, key: Any
+) -> None:
     make_topic(root)
     with Producer(root, linger_ms=0) as prod:
         with pytest.raises(SerializationError):
@@ -371,7 +385,7 @@ def test_batch_size_above_the_topic_max_batch_bytes_splits_batches_instead_of_fa
     assert len(batches) > 1 and all(b.size <= 1000 for b in batches)
 
 
-def _count_appends(monkeypatch: pytest.MonkeyPatch) -> Dict[str, int]:
+def _count_appends(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     stats = {"records": 0}
     orig = PartitionLog.append
 
@@ -384,7 +398,9 @@ def _count_appends(monkeypatch: pytest.MonkeyPatch) -> Dict[str, int]:
     return stats
 
 
-def test_tiny_buffer_never_holds_more_than_buffer_bytes_and_every_record_lands(root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tiny_buffer_never_holds_more_than_buffer_bytes_and_every_record_lands(
+    root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_topic(root, "t", 3)
     written = _count_appends(monkeypatch)
     per_record = 24 + 76  # the producer's accounting of one 76-byte value without key
@@ -400,7 +416,7 @@ def test_tiny_buffer_never_holds_more_than_buffer_bytes_and_every_record_lands(r
     assert sum(len(v) for v in all_records(root, "t", 3).values()) == 300
 
 
-def _stall_partition_writes(monkeypatch: pytest.MonkeyPatch) -> Tuple[threading.Event, threading.Event]:
+def _stall_partition_writes(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
     """PartitionLog.append blocks until ``gate`` is set; ``entered`` says one call is stuck."""
     gate, entered = threading.Event(), threading.Event()
     orig = PartitionLog.append
@@ -415,8 +431,8 @@ def _stall_partition_writes(monkeypatch: pytest.MonkeyPatch) -> Tuple[threading.
     return gate, entered
 
 
-def _send_in_thread(prod: Producer, *args: Any, **kw: Any) -> Tuple[threading.Thread, List[Any]]:
-    out: List[Any] = []
+def _send_in_thread(prod: Producer, *args: Any, **kw: Any) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
 
     def run() -> None:
         try:
@@ -455,7 +471,9 @@ def test_full_buffer_raises_producer_buffer_full_after_max_block_ms_while_a_writ
     assert read_log(root, "t", 1)[0] == []
 
 
-def test_full_buffer_waits_for_another_threads_write_and_then_succeeds(root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_buffer_waits_for_another_threads_write_and_then_succeeds(
+    root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_topic(root, "t", 2)
     gate, entered = _stall_partition_writes(monkeypatch)
     prod = Producer(root, linger_ms=0, batch_size=1, buffer_bytes=150, max_block_ms=60_000)
@@ -473,7 +491,9 @@ def test_full_buffer_waits_for_another_threads_write_and_then_succeeds(root: str
     assert len(read_log(root, "t", 1)[0]) == 1
 
 
-def test_a_failed_write_fails_its_futures_and_the_producer_keeps_working(root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_write_fails_its_futures_and_the_producer_keeps_working(
+    root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_topic(root)
     orig = PartitionLog.append
     calls = {"n": 0}
@@ -500,15 +520,19 @@ def test_a_failed_write_fails_its_futures_and_the_producer_keeps_working(root: s
 def test_threads_sending_to_one_topic_every_record_lands_once_and_in_send_order_per_partition(root: str) -> None:
     make_topic(root, "t", 3)
     threads_n, per_thread = 8, 400
-    metas: Dict[int, List[RecordMetadata]] = {}
-    errors: List[BaseException] = []
+    metas: dict[int, list[RecordMetadata]] = {}
+    errors: list[BaseException] = []
     start = threading.Barrier(threads_n)
 
     with Producer(root, linger_ms=1, batch_size=2048) as prod:
+
         def run(tid: int) -> None:
             try:
                 start.wait()
-                futs = [prod.send("t", b"%d:%d" % (tid, i), key=b"k%d" % (i % 5) if tid % 2 else None) for i in range(per_thread)]
+                futs = [
+                    prod.send("t", b"%d:%d" % (tid, i), key=b"k%d" % (i % 5) if tid % 2 else None)
+                    for i in range(per_thread)
+                ]
                 metas[tid] = [f.result(60) for f in futs]
             except BaseException as e:  # noqa: BLE001
                 errors.append(e)
@@ -525,7 +549,7 @@ def test_threads_sending_to_one_topic_every_record_lands_once_and_in_send_order_
     assert Counter(values) == Counter(b"%d:%d" % (t, i) for t in range(threads_n) for i in range(per_thread))
     for p, recs in logs.items():
         assert [r.offset for r in recs] == list(range(len(recs)))
-        seqs: Dict[int, List[int]] = defaultdict(list)
+        seqs: dict[int, list[int]] = defaultdict(list)
         for r in recs:
             tid, seq = map(int, r.value.split(b":"))
             seqs[tid].append(seq)
@@ -547,7 +571,7 @@ def test_several_threads_waiting_on_futures_of_one_batch_all_wake_when_it_is_wri
             stuck = 0
             for i in range(600):
                 futs = [prod.send("t", b"%d" % i) for _ in range(2)]  # one batch, two futures
-                errors: List[BaseException] = []
+                errors: list[BaseException] = []
 
                 def wait(f: Any) -> None:
                     try:
@@ -596,7 +620,14 @@ def test_send_batch_keeps_order_after_earlier_sends_to_the_same_partition(root: 
         assert out == [BatchMetadata("t", 0, 3, 2, out[0].timestamp)]
         prod.flush()
         assert late.result(0).offset == 5
-    assert [r.value for r in read_log(root, "t", 0)[0]] == [b"early-0", b"early-1", b"early-2", b"bulk-0", b"bulk-1", b"late"]
+    assert [r.value for r in read_log(root, "t", 0)[0]] == [
+        b"early-0",
+        b"early-1",
+        b"early-2",
+        b"bulk-0",
+        b"bulk-1",
+        b"late",
+    ]
 
 
 def test_send_batch_with_a_key_lands_on_the_murmur2_partition_and_keeps_the_key(root: str) -> None:
@@ -652,7 +683,6 @@ def test_two_producer_processes_writing_one_topic_every_ack_is_present_once_in_o
 
 def test_flush_with_a_timeout_raises_while_another_write_holds_the_partition_then_completes(tmp_path):
     """Regression: flush(timeout) ignored its timeout and could block forever."""
-    import threading as _t
 
     root = str(tmp_path / "d")
     logq.Admin(root).create_topic("t", 1, retention_ms=-1)

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Dict, List, Optional, Tuple
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from logq.cli.seek import (
     BY_DURATION,
     SHIFT_BY,
@@ -35,21 +33,21 @@ from logq.cli.seek import (
 from logq.client.consumer import to_millis
 from logq.errors import UnknownTopicError
 
-TP = Tuple[str, int]
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+TP = tuple[str, int]
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MS = dt.timedelta(milliseconds=1)
 T2024 = 1704067200000  # 2024-01-01T00:00:00Z
 
 # t-0: [2, 10), t-1: [0, 5), t-2: [0, 0) empty
-LOGS: Dict[TP, Tuple[int, int]] = {("t", 0): (2, 10), ("t", 1): (0, 5), ("t", 2): (0, 0)}
-COMMITTED: Dict[TP, int] = {("t", 0): 6, ("t", 1): 1, ("t", 2): 0}
+LOGS: dict[TP, tuple[int, int]] = {("t", 0): (2, 10), ("t", 1): (0, 5), ("t", 2): (0, 0)}
+COMMITTED: dict[TP, int] = {("t", 0): 6, ("t", 1): 1, ("t", 2): 0}
 
 
-def plan(scenario: Scenario, scope: Optional[List[TP]] = None, **kw: object) -> Plan:
+def plan(scenario: Scenario, scope: list[TP] | None = None, **kw: object) -> Plan:
     return plan_reset("g", scenario, list(LOGS) if scope is None else scope, LOGS, COMMITTED, **kw)  # type: ignore[arg-type]
 
 
-def new_offsets(p: Plan) -> Dict[TP, int]:
+def new_offsets(p: Plan) -> dict[TP, int]:
     return p.offsets()
 
 
@@ -118,7 +116,7 @@ def test_malformed_datetimes_are_rejected(text: str) -> None:
 @given(st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2400, 1, 1)))
 def test_datetime_parsing_agrees_with_exact_arithmetic_and_to_millis(when: dt.datetime) -> None:
     when = when.replace(microsecond=when.microsecond // 1000 * 1000)
-    exact = (when.replace(tzinfo=dt.timezone.utc) - EPOCH) // MS
+    exact = (when.replace(tzinfo=dt.UTC) - EPOCH) // MS
     text = when.strftime("%Y-%m-%dT%H:%M:%S") + f".{when.microsecond // 1000:03d}"
     assert parse_datetime_ms(text) == exact
     assert to_millis(when) == exact  # consumer.to_millis: naive is UTC, no float rounding
@@ -280,9 +278,9 @@ def test_shift_by_refuses_partitions_with_nothing_committed() -> None:
 
 
 def test_to_datetime_asks_the_lookup_and_sends_partitions_without_a_record_to_the_end() -> None:
-    asked: List[Tuple[TP, int]] = []
+    asked: list[tuple[TP, int]] = []
 
-    def lookup(tp: TP, ms: int) -> Optional[int]:
+    def lookup(tp: TP, ms: int) -> int | None:
         asked.append((tp, ms))
         return {("t", 0): 4, ("t", 1): None, ("t", 2): None}[tp]
 
@@ -294,9 +292,9 @@ def test_to_datetime_asks_the_lookup_and_sends_partitions_without_a_record_to_th
 
 
 def test_by_duration_looks_up_now_minus_the_duration() -> None:
-    asked: List[int] = []
+    asked: list[int] = []
 
-    def lookup(tp: TP, ms: int) -> Optional[int]:
+    def lookup(tp: TP, ms: int) -> int | None:
         asked.append(ms)
         return 3
 

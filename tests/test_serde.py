@@ -7,8 +7,6 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from logq.errors import ConfigError, DeserializationError, LogqError, SerializationError
 from logq.client.serde import (
     bytes_deserializer,
     bytes_serializer,
@@ -19,6 +17,7 @@ from logq.client.serde import (
     str_deserializer,
     str_serializer,
 )
+from logq.errors import ConfigError, DeserializationError, LogqError, SerializationError
 
 
 def test_bytes_serializer_passes_bytes_like_through() -> None:
@@ -46,7 +45,7 @@ def test_none_is_a_null_key_or_tombstone_for_every_format() -> None:
 
 
 def test_str_serializer_is_utf8_and_refuses_non_str_and_lone_surrogates() -> None:
-    assert str_serializer("héllo €") == "héllo €".encode("utf-8")
+    assert str_serializer("héllo €") == "héllo €".encode()
     with pytest.raises(SerializationError, match="bytes"):
         str_serializer(b"raw")
     with pytest.raises(SerializationError, match="surrogate"):
@@ -60,7 +59,7 @@ def test_str_deserializer_is_strict_utf8() -> None:
 
 
 def test_json_serializer_is_compact_utf8() -> None:
-    assert json_serializer({"a": [1, 2], "b": "é"}) == '{"a":[1,2],"b":"é"}'.encode("utf-8")
+    assert json_serializer({"a": [1, 2], "b": "é"}) == '{"a":[1,2],"b":"é"}'.encode()
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, {1, 2}, object(), b"bytes"])

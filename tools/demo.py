@@ -19,7 +19,7 @@ import shutil
 import signal
 import sys
 import time
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any
 
 import logq
 
@@ -46,7 +46,7 @@ def _touch(path: str) -> None:
 
 
 def _fmt_ms(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%H:%M:%S.%f")[:-3]
 
 
 # ----------------------------------------------------------------------------- child processes
@@ -64,8 +64,12 @@ def producer_main(data: str, work: str, seconds: float) -> None:
             for _ in range(25):
                 user = f"user-{rng.randrange(50)}"
                 now_ms = int(time.time() * 1000)
-                prod.send(TOPIC, {"order": sent, "user": user, "amount": round(rng.uniform(1, 500), 2), "ts": now_ms},
-                          key=user, timestamp_ms=now_ms)
+                prod.send(
+                    TOPIC,
+                    {"order": sent, "user": user, "amount": round(rng.uniform(1, 500), 2), "ts": now_ms},
+                    key=user,
+                    timestamp_ms=now_ms,
+                )
                 sent += 1
             time.sleep(0.005)
             if time.monotonic() >= next_report:
@@ -82,21 +86,29 @@ def consumer_main(data: str, work: str, name: str) -> None:
     """A member of the group: consume, note every delivery, commit after each poll."""
     _quiet()
     fd = os.open(os.path.join(work, f"{name}.deliveries"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    c: Optional[logq.Consumer] = None
+    c: logq.Consumer | None = None
 
-    def owned() -> List[int]:
+    def owned() -> list[int]:
         return sorted(tp.partition for tp in c.assignment()) if c is not None else []
 
-    def on_assign(tps: Set[logq.TopicPartition]) -> None:
+    def on_assign(tps: set[logq.TopicPartition]) -> None:
         say(f"  [{name}] now owns partitions {owned()} (took {sorted(tp.partition for tp in tps)})")
 
-    def on_revoke(tps: Set[logq.TopicPartition]) -> None:
+    def on_revoke(tps: set[logq.TopicPartition]) -> None:
         say(f"  [{name}] hands over partitions {sorted(tp.partition for tp in tps)}")
 
-    c = logq.Consumer(data, group_id=GROUP, member_id=name, auto_offset_reset="earliest",
-                      enable_auto_commit=True, auto_commit_interval_ms=3_600_000,
-                      session_timeout_ms=SESSION_MS, value_deserializer="json",
-                      on_assign=on_assign, on_revoke=on_revoke)
+    c = logq.Consumer(
+        data,
+        group_id=GROUP,
+        member_id=name,
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
+        auto_commit_interval_ms=3_600_000,
+        session_timeout_ms=SESSION_MS,
+        value_deserializer="json",
+        on_assign=on_assign,
+        on_revoke=on_revoke,
+    )
     c.subscribe([TOPIC])
     if not c.assignment():
         say(f"  [{name}] joined group {GROUP!r}, waiting for partitions")
@@ -133,7 +145,7 @@ def wait_until(cond: Any, timeout_s: float) -> bool:
     return True
 
 
-def owners(admin: logq.Admin) -> Dict[int, Optional[str]]:
+def owners(admin: logq.Admin) -> dict[int, str | None]:
     info = admin.describe_group(GROUP)
     return {row.partition: row.consumer_id for row in info.partitions if row.topic == TOPIC}
 
@@ -141,16 +153,25 @@ def owners(admin: logq.Admin) -> Dict[int, Optional[str]]:
 def describe_table(admin: logq.Admin) -> None:
     info = admin.describe_group(GROUP)
     cols = ("GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID")
-    rows = [(info.group, r.topic, str(r.partition), "-" if r.committed is None else str(r.committed),
-             str(r.log_end_offset), "-" if r.lag is None else str(r.lag), r.consumer_id or "-")
-            for r in info.partitions]
+    rows = [
+        (
+            info.group,
+            r.topic,
+            str(r.partition),
+            "-" if r.committed is None else str(r.committed),
+            str(r.log_end_offset),
+            "-" if r.lag is None else str(r.lag),
+            r.consumer_id or "-",
+        )
+        for r in info.partitions
+    ]
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
     say(f"  group {info.group!r}: state {info.state}, generation {info.generation}, live members {info.members}")
     for line in [cols] + rows:
         say("  " + "  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip())
 
 
-def read_deliveries(work: str, name: str) -> List[Tuple[int, int]]:
+def read_deliveries(work: str, name: str) -> list[tuple[int, int]]:
     try:
         with open(os.path.join(work, f"{name}.deliveries")) as f:
             lines = f.read().splitlines()
@@ -164,7 +185,7 @@ def read_deliveries(work: str, name: str) -> List[Tuple[int, int]]:
     return out
 
 
-def burst(data: str, n: int = 100_000) -> Tuple[float, float]:
+def burst(data: str, n: int = 100_000) -> tuple[float, float]:
     """Records/s of one in-process producer and one consumer on a fresh topic (page cache)."""
     with logq.Admin(data) as admin:
         admin.create_topic("burst", 1)
@@ -186,7 +207,7 @@ def burst(data: str, n: int = 100_000) -> Tuple[float, float]:
     return produced, consumed
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="./demo-data", help="data directory (wiped and created again)")
     ap.add_argument("--seconds", type=float, default=STREAM_S, help="how long the producer streams")
@@ -208,13 +229,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     say()
 
     say(f"2. group {GROUP!r}: two consumer processes join")
-    consumers = {name: ctx.Process(target=consumer_main, args=(data, work, name), name=name)
-                 for name in ("consumer-1", "consumer-2")}
+    consumers = {
+        name: ctx.Process(target=consumer_main, args=(data, work, name), name=name)
+        for name in ("consumer-1", "consumer-2")
+    }
     procs = list(consumers.values())
     try:
         for p in procs:
             p.start()
-        if not wait_until(lambda: sorted(v for v in owners(admin).values() if v) == ["consumer-1"] * 2 + ["consumer-2"] * 2, 30):
+        if not wait_until(
+            lambda: sorted(v for v in owners(admin).values() if v) == ["consumer-1"] * 2 + ["consumer-2"] * 2, 30
+        ):
             say("   the group did not settle in 30 s")
             return 1
         time.sleep(0.3)  # let consumer-2 print its assignment before the next step starts
@@ -236,8 +261,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         say(f"4. kill -9 consumer-2 (pid {victim.pid}) while it owns partitions {lost_parts}")
         took_over = wait_until(lambda: all(o == "consumer-1" for o in owners(admin).values()), 30)
         if took_over:
-            say(f"   reassignment: partitions {lost_parts} moved to consumer-1 "
-                f"{(time.monotonic() - kill_t) * 1000:.0f} ms after the kill; consumer-1 took over all {PARTITIONS} partitions")
+            say(
+                f"   reassignment: partitions {lost_parts} moved to consumer-1 "
+                f"{(time.monotonic() - kill_t) * 1000:.0f} ms after the kill; consumer-1 took over all {PARTITIONS} partitions"
+            )
         else:
             say("   consumer-1 did NOT take over within 30 s")
 
@@ -246,7 +273,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             stats = json.load(f)
 
         def caught_up() -> bool:
-            return all(r.lag == 0 for r in admin.describe_group(GROUP).partitions) and len(admin.describe_group(GROUP).partitions) == PARTITIONS
+            return (
+                all(r.lag == 0 for r in admin.describe_group(GROUP).partitions)
+                and len(admin.describe_group(GROUP).partitions) == PARTITIONS
+            )
 
         wait_until(caught_up, 30)
         say()
@@ -269,8 +299,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     missing = sum(1 for p, end in ends.items() for o in range(end) if (p, o) not in delivered)
     redelivered = len(d1) + len(d2) - len(delivered)
     if missing == 0 and total == stats["sent"] and took_over:
-        again = (f"{redelivered} delivered twice (consumer-2 died before committing them: at-least-once)" if redelivered
-                 else "none delivered twice (consumer-2 had committed all it read)")
+        again = (
+            f"{redelivered} delivered twice (consumer-2 died before committing them: at-least-once)"
+            if redelivered
+            else "none delivered twice (consumer-2 had committed all it read)"
+        )
         say(f"   nothing lost: {stats['sent']:,} events produced, all {total:,} delivered to group {GROUP!r}; {again}")
     else:
         say(f"   PROBLEM: {missing} of {total} events never delivered ({stats['sent']} sent)")
@@ -278,13 +311,15 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     say(f"7. replay_from(timestamp=...) to the moment of the kill, {_fmt_ms(kill_wall_ms)} UTC")
     with logq.Consumer(data, TOPIC, value_deserializer="json") as replay:
-        landed = replay.replay_from(timestamp=dt.datetime.fromtimestamp(kill_wall_ms / 1000, tz=dt.timezone.utc))
+        landed = replay.replay_from(timestamp=dt.datetime.fromtimestamp(kill_wall_ms / 1000, tz=dt.UTC))
         for tp in sorted(landed):
             off = landed[tp]
             here = replay.offsets_for_times({tp: kill_wall_ms})[tp]
             before = ""
             if off > 0:
-                with logq.PartitionLog(os.path.join(data, f"{TOPIC}-{tp.partition}"), admin.topic_config(TOPIC), readonly=True) as lg:
+                with logq.PartitionLog(
+                    os.path.join(data, f"{TOPIC}-{tp.partition}"), admin.topic_config(TOPIC), readonly=True
+                ) as lg:
                     prev = lg.read_records(off - 1, 1)
                 if prev and prev[0].offset == off - 1:
                     before = f", the record before it at {_fmt_ms(prev[0].timestamp)}"
@@ -300,19 +335,23 @@ def main(argv: Optional[List[str]] = None) -> int:
             say(f"   replayed: partition {r.partition} offset {r.offset} {_fmt_ms(r.timestamp)} {json.dumps(r.value)}")
     say()
 
-    consumed_span = max((t for t in _delivery_times(work)), default=0) - min((t for t in _delivery_times(work)), default=0)
+    consumed_span = max((t for t in _delivery_times(work)), default=0) - min(
+        (t for t in _delivery_times(work)), default=0
+    )
     consumed_rate = (len(d1) + len(d2)) / (consumed_span / 1e9) if consumed_span > 0 else 0.0
     prod_rate, cons_rate = burst(data)
-    say(f"8. throughput: the stream ran at {stats['sent'] / stats['seconds']:,.0f} events/s produced, "
+    say(
+        f"8. throughput: the stream ran at {stats['sent'] / stats['seconds']:,.0f} events/s produced, "
         f"{consumed_rate:,.0f} events/s consumed by the group (paced by the producer); "
-        f"unpaced burst in one process: {prod_rate:,.0f} records/s produced, {cons_rate:,.0f} records/s consumed")
+        f"unpaced burst in one process: {prod_rate:,.0f} records/s produced, {cons_rate:,.0f} records/s consumed"
+    )
     admin.close()
     say()
     say(f"demo finished in {time.monotonic() - started:.1f} s; data left in {args.data}")
     return 0
 
 
-def _delivery_times(work: str) -> List[int]:
+def _delivery_times(work: str) -> list[int]:
     out = []
     for name in ("consumer-1", "consumer-2"):
         try:

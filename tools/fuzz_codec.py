@@ -30,15 +30,15 @@ from __future__ import annotations
 import struct
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, List, Optional
 
 MIB = 1024 * 1024
 HEADER_BYTES = 61
 
 
-def seed_batches(codec: ModuleType) -> List[bytes]:
+def seed_batches(codec: ModuleType) -> list[bytes]:
     """Valid batches from logq's encoder (and cramjam-compressed copies of one of them)."""
     t = 1_700_000_000_000
     rich = [
@@ -123,7 +123,7 @@ def make_target(codec: ModuleType, corrupt: type) -> Callable[[bytes], None]:
     return target
 
 
-def write_seeds(corpus: Path, seeds: List[bytes]) -> None:
+def write_seeds(corpus: Path, seeds: list[bytes]) -> None:
     corpus.mkdir(parents=True, exist_ok=True)
     for i, seed in enumerate(seeds):
         for mode in (0x00, 0x01, 0x02):
@@ -131,7 +131,7 @@ def write_seeds(corpus: Path, seeds: List[bytes]) -> None:
         (corpus / f"seed-{i:02d}-repair").write_bytes(bytes([0x08]) + seed)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     try:
         import atheris
@@ -147,7 +147,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     with atheris.instrument_imports():
-        from logq.codec import batch as codec, compression  # noqa: F401  (compression: instrument the decompressors)
+        from logq.codec import batch as codec  # noqa: F401  (compression: instrument the decompressors)
         from logq.errors import CorruptRecordError
 
     corpora = [a for a in argv[1:] if not a.startswith("-")]

@@ -29,12 +29,13 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Dict, List, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
-Series = Dict[str, Any]
+Series = dict[str, Any]
 
 
-def _objects(text: str) -> List[Dict[str, Any]]:
+def _objects(text: str) -> list[dict[str, Any]]:
     """A whole-file JSON object, or one JSON object per line."""
     text = text.strip()
     if not text:
@@ -62,7 +63,7 @@ def load(paths: Sequence[str]) -> Series:
     return out
 
 
-def _from_pytest_benchmark(doc: Dict[str, Any], out: Series) -> None:
+def _from_pytest_benchmark(doc: dict[str, Any], out: Series) -> None:
     for b in doc["benchmarks"]:
         extra, median = b.get("extra_info", {}), b["stats"]["median"]
         if "tail_bytes" in extra:
@@ -74,14 +75,14 @@ def _from_pytest_benchmark(doc: Dict[str, Any], out: Series) -> None:
         curve.sort()
 
 
-def render(series: Series, out_dir: str) -> List[str]:
+def render(series: Series, out_dir: str) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     os.makedirs(out_dir, exist_ok=True)
-    written: List[str] = []
+    written: list[str] = []
 
     def save(fig: Any, name: str) -> None:
         path = os.path.join(out_dir, name)
@@ -113,9 +114,14 @@ def render(series: Series, out_dir: str) -> List[str]:
         fig, ax = plt.subplots(figsize=(7, 4))
         xs = [p["records"] for p in pts]
         for key, label in (("offset", "by offset"), ("timestamp", "by timestamp")):
-            ax.errorbar(xs, [p[f"{key}_median_us"] for p in pts],
-                        yerr=_bars(pts, f"{key}_median_us", f"{key}_min_us", f"{key}_max_us"),
-                        marker="o", capsize=3, label=label)
+            ax.errorbar(
+                xs,
+                [p[f"{key}_median_us"] for p in pts],
+                yerr=_bars(pts, f"{key}_median_us", f"{key}_min_us", f"{key}_max_us"),
+                marker="o",
+                capsize=3,
+                label=label,
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("records in the log")
@@ -131,19 +137,24 @@ def render(series: Series, out_dir: str) -> List[str]:
     return written
 
 
-def _bars(rows: List[Dict[str, Any]], med: str, lo: str, hi: str) -> Tuple[List[float], List[float]]:
+def _bars(rows: list[dict[str, Any]], med: str, lo: str, hi: str) -> tuple[list[float], list[float]]:
     return [r[med] - r[lo] for r in rows], [r[hi] - r[med] for r in rows]
 
 
-def _grouped(plt: Any, figs: List[Dict[str, Any]]) -> Any:
+def _grouped(plt: Any, figs: list[dict[str, Any]]) -> Any:
     """One panel per workload, a bar per system, min-max as error bars."""
     workloads = list(dict.fromkeys(f["workload"] for f in figs))
     fig, axes = plt.subplots(1, len(workloads), figsize=(3.2 * len(workloads), 4), squeeze=False)
     for ax, w in zip(axes[0], workloads):
         rows = [f for f in figs if f["workload"] == w]
         names = [f["system"] for f in rows]
-        ax.bar(range(len(rows)), [f["median"] for f in rows], yerr=_bars(rows, "median", "min", "max"),
-               capsize=3, color=["#4477aa" if n.startswith("logq") else "#cc6677" for n in names])
+        ax.bar(
+            range(len(rows)),
+            [f["median"] for f in rows],
+            yerr=_bars(rows, "median", "min", "max"),
+            capsize=3,
+            color=["#4477aa" if n.startswith("logq") else "#cc6677" for n in names],
+        )
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
         ax.set_title(w, fontsize=9)
@@ -164,8 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        print("plot_bench: matplotlib is not installed (it is in logq's 'bench' extra: "
-              "pip install -e '.[bench]'); no plots written", file=sys.stderr)
+        print(
+            "plot_bench: matplotlib is not installed (it is in logq's 'bench' extra: "
+            "pip install -e '.[bench]'); no plots written",
+            file=sys.stderr,
+        )
         return 2
     written = render(series, args.out)
     if not written:

@@ -30,17 +30,19 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List
+from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 import _children as h  # noqa: E402
 
 KIB = 1024
-T1_CONFIGS: Dict[str, Dict[str, Any]] = {
+T1_CONFIGS: dict[str, dict[str, Any]] = {
     "seg64k": dict(segment_bytes=64 * KIB, index_interval_bytes=512),
     "seg256k-retention": dict(segment_bytes=256 * KIB, index_interval_bytes=512, retention_bytes=768 * KIB),
-    "seg1m-interval-flush": dict(segment_bytes=1024 * KIB, index_interval_bytes=512, fsync="interval", fsync_interval_ms=50),
+    "seg1m-interval-flush": dict(
+        segment_bytes=1024 * KIB, index_interval_bytes=512, fsync="interval", fsync_interval_ms=50
+    ),
     "seg128k-always": dict(segment_bytes=128 * KIB, index_interval_bytes=512, fsync="always"),
 }
 RETENTION_CFG = dict(segment_bytes=64 * KIB, index_interval_bytes=512, retention_bytes=192 * KIB)
@@ -54,14 +56,14 @@ WRITER_SITES = {
 }
 CHAIN = 10  # kills per directory before starting afresh (checks reread the whole log)
 
-failures: List[str] = []
+failures: list[str] = []
 
 
 def say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def fail(section: str, problems: List[str]) -> None:
+def fail(section: str, problems: list[str]) -> None:
     for p in problems[:10]:
         failures.append(f"{section}: {p}")
         say(f"  FAIL {p}")
@@ -71,14 +73,14 @@ def section_t1(work: str, kills: int, per_site: int, seed: int) -> None:
     say(f"\n== T1 kill -9 battery: {kills} kills, each of {len(WRITER_SITES)} sites {per_site} times among them")
     rng = random.Random(seed)
     total = h.CycleStats()
-    plan: List[tuple] = []
+    plan: list[tuple] = []
     for site, (cfg, max_n) in WRITER_SITES.items():
         plan += [(site, cfg, max_n)] * per_site
     names = sorted(T1_CONFIGS)
     while len(plan) < kills:
         plan.append((None, T1_CONFIGS[names[len(plan) % len(names)]], 0))
     rng.shuffle(plan)
-    groups: Dict[tuple, int] = {}
+    groups: dict[tuple, int] = {}
     for site, cfg, max_n in plan:
         key = (site, tuple(sorted(cfg.items())), max_n)
         groups[key] = groups.get(key, 0) + 1
@@ -89,8 +91,16 @@ def section_t1(work: str, kills: int, per_site: int, seed: int) -> None:
         while count > 0:
             k = min(CHAIN, count)
             d = tempfile.mkdtemp(prefix="t1-", dir=work)
-            st = h.kill_chain(os.path.join(d, "t-0"), cfg, kills=k, seed=rng.randrange(1 << 30), logdir=d,
-                              site=site, site_max_n=max_n or 40, retention="retention_bytes" in cfg)
+            st = h.kill_chain(
+                os.path.join(d, "t-0"),
+                cfg,
+                kills=k,
+                seed=rng.randrange(1 << 30),
+                logdir=d,
+                site=site,
+                site_max_n=max_n or 40,
+                retention="retention_bytes" in cfg,
+            )
             total.merge(st)
             n += st.kills
             if st.problems:
@@ -98,14 +108,23 @@ def section_t1(work: str, kills: int, per_site: int, seed: int) -> None:
             else:
                 shutil.rmtree(d, ignore_errors=True)
             count -= k
-            say(f"  {n}/{kills} kills, {total.acked_records} acked records, lost {total.lost_records}, "
-                f"{time.monotonic() - t0:.0f} s")
-    say(f"T1: {total.kills} kills ({sum(total.targeted.values())} targeted: "
-        + ", ".join(f"{s} {c}" for s, c in sorted(total.targeted.items())) + ")")
-    say(f"T1: {total.lost_records} lost of {total.acked_records} acked records ({total.acked_batches} batches); "
-        f"{total.retained_away} acked batches later removed by retention; {total.torn_tails} torn tails cut")
-    say(f"T1: recovery p50={h.percentile(total.recovery_ms, 50):.1f} ms p99={h.percentile(total.recovery_ms, 99):.1f} ms "
-        f"max={max(total.recovery_ms or [0]):.1f} ms; violations of C1-C5/C7: {len(total.problems)}")
+            say(
+                f"  {n}/{kills} kills, {total.acked_records} acked records, lost {total.lost_records}, "
+                f"{time.monotonic() - t0:.0f} s"
+            )
+    say(
+        f"T1: {total.kills} kills ({sum(total.targeted.values())} targeted: "
+        + ", ".join(f"{s} {c}" for s, c in sorted(total.targeted.items()))
+        + ")"
+    )
+    say(
+        f"T1: {total.lost_records} lost of {total.acked_records} acked records ({total.acked_batches} batches); "
+        f"{total.retained_away} acked batches later removed by retention; {total.torn_tails} torn tails cut"
+    )
+    say(
+        f"T1: recovery p50={h.percentile(total.recovery_ms, 50):.1f} ms p99={h.percentile(total.recovery_ms, 99):.1f} ms "
+        f"max={max(total.recovery_ms or [0]):.1f} ms; violations of C1-C5/C7: {len(total.problems)}"
+    )
 
 
 def section_recovery(work: str, per_site: int, seed: int) -> None:
@@ -139,15 +158,26 @@ def section_recovery(work: str, per_site: int, seed: int) -> None:
 
 
 def section_contention(work: str, seconds: float, seed: int) -> None:
-    say(f"\n== contention: 3 writer processes + follower, {seconds:.0f} s fault-free, then {seconds:.0f} s "
-        f"with a writer killed every 1-3 s")
+    say(
+        f"\n== contention: 3 writer processes + follower, {seconds:.0f} s fault-free, then {seconds:.0f} s "
+        f"with a writer killed every 1-3 s"
+    )
     for label, kill in (("fault-free", None), ("with kills", (1.0, 3.0))):
         d = tempfile.mkdtemp(prefix="t5-", dir=work)
-        res = h.contention_run(os.path.join(d, "t-0"), dict(segment_bytes=128 * KIB, index_interval_bytes=512),
-                               seconds=seconds, writers=3, seed=seed, logdir=d, kill_every_s=kill)
-        say(f"contention {label}: writers={res['writers']} killed={res['killed']} torn={res['torn']} "
+        res = h.contention_run(
+            os.path.join(d, "t-0"),
+            dict(segment_bytes=128 * KIB, index_interval_bytes=512),
+            seconds=seconds,
+            writers=3,
+            seed=seed,
+            logdir=d,
+            kill_every_s=kill,
+        )
+        say(
+            f"contention {label}: writers={res['writers']} killed={res['killed']} torn={res['torn']} "
             f"acked={res['acked_records']} records ({res['acked_batches']} batches) "
-            f"unacknowledged batches kept={res['unacked_batches']} problems={len(res['problems'])}")
+            f"unacknowledged batches kept={res['unacked_batches']} problems={len(res['problems'])}"
+        )
         if res["problems"]:
             fail(f"contention/{label}", res["problems"])
         else:
@@ -158,19 +188,22 @@ def section_t9(work: str, generations: int, seed: int) -> None:
     say(f"\n== T9: 3 reader processes under {generations} writer generations (roll, retention, recovery truncation)")
     d = tempfile.mkdtemp(prefix="t9-", dir=work)
     cfg = dict(segment_bytes=64 * KIB, index_interval_bytes=512, retention_bytes=256 * KIB)
-    res = h.readers_under_churn(os.path.join(d, "t-0"), cfg, generations=generations, readers=3, seed=seed,
-                                logdir=d, kill_s=(0.05, 0.6))
+    res = h.readers_under_churn(
+        os.path.join(d, "t-0"), cfg, generations=generations, readers=3, seed=seed, logdir=d, kill_s=(0.05, 0.6)
+    )
     c = res["counts"]
-    say(f"T9: generations={res['generations']} recovery truncations={res['truncations']} reads={c.get('reads')} "
+    say(
+        f"T9: generations={res['generations']} recovery truncations={res['truncations']} reads={c.get('reads')} "
         f"batches={c.get('batches')} out_of_range={c.get('out_of_range')} reopens={c.get('opens')} "
-        f"SIGBUS/SIGSEGV={res['fatal_signals']} other errors={len(res['problems'])}")
+        f"SIGBUS/SIGSEGV={res['fatal_signals']} other errors={len(res['problems'])}"
+    )
     if res["problems"] or res["fatal_signals"]:
         fail("t9", res["problems"])
     else:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def _cut_figures(label: str, res: Dict[str, Any], must_lose_nothing: bool, must_lose: bool) -> None:
+def _cut_figures(label: str, res: dict[str, Any], must_lose_nothing: bool, must_lose: bool) -> None:
     if "skip" in res:
         say(f"{label}: skipped ({res['skip']})")
         return
@@ -181,11 +214,15 @@ def _cut_figures(label: str, res: Dict[str, Any], must_lose_nothing: bool, must_
     lost = [c["lost_records"] for c in cuts]
     acked = sum(c["acked_records"] for c in cuts)
     integrity = [f"cut {i}: {p}" for i, c in enumerate(cuts) for p in c["problems"]]
-    integrity += [f"cut {i}: {c['holes']} acked batches missing below the recovered end" for i, c in enumerate(cuts) if c["holes"]]
+    integrity += [
+        f"cut {i}: {c['holes']} acked batches missing below the recovered end" for i, c in enumerate(cuts) if c["holes"]
+    ]
     integrity += [f"cut {i}: not idempotent" for i, c in enumerate(cuts) if not c["idempotent"]]
-    say(f"{label}: cuts={len(cuts)} acked={acked} lost={sum(lost)} (per cut median {statistics.median(lost) if lost else 0}, "
+    say(
+        f"{label}: cuts={len(cuts)} acked={acked} lost={sum(lost)} (per cut median {statistics.median(lost) if lost else 0}, "
         f"max {max(lost or [0])}) recovery p50={h.percentile([c['recovery_ms'] for c in cuts], 50):.1f} ms "
-        f"integrity violations={len(integrity)}")
+        f"integrity violations={len(integrity)}"
+    )
     if integrity:
         fail(label, integrity)
     if must_lose_nothing and sum(lost):
@@ -195,7 +232,9 @@ def _cut_figures(label: str, res: Dict[str, Any], must_lose_nothing: bool, must_
 
 
 def section_t2(work: str, cuts: int, d0_cuts: int, neg_cuts: int, seed: int) -> None:
-    say(f"\n== T2 power cuts: {cuts} with fsync=always, {d0_cuts} in the default mode, {neg_cuts} negative controls, per filesystem")
+    say(
+        f"\n== T2 power cuts: {cuts} with fsync=always, {d0_cuts} in the default mode, {neg_cuts} negative controls, per filesystem"
+    )
     d1 = dict(segment_bytes=64 * KIB, index_interval_bytes=512, fsync="always")
     d0 = dict(segment_bytes=64 * KIB, index_interval_bytes=512)
     for fs, mb in (("ext4", 64), ("xfs", 320)):
@@ -207,8 +246,9 @@ def section_t2(work: str, cuts: int, d0_cuts: int, neg_cuts: int, seed: int) -> 
             if n <= 0:
                 continue
             d = tempfile.mkdtemp(prefix=f"t2-{fs}-", dir=work)
-            res = h.in_namespace("power_cut", {"work": d, "cuts": n, "seed": seed, "config": cfg, "fs": fs,
-                                               "image_mb": mb, **kw})
+            res = h.in_namespace(
+                "power_cut", {"work": d, "cuts": n, "seed": seed, "config": cfg, "fs": fs, "image_mb": mb, **kw}
+            )
             _cut_figures(f"T2 {fs} {label}", res, nothing, some)
             shutil.rmtree(d, ignore_errors=True)
 
@@ -227,9 +267,11 @@ def section_t6(work: str, cycles: int, seed: int) -> None:
         fail("t6", [f"{res['error']}: {res.get('stderr', '')[-800:]}"])
         return
     st = res["stats"]
-    say(f"T6.1: cycles={st['cycles']} DiskFullError={st['disk_full_errors']} resumed={st['resumed']} "
+    say(
+        f"T6.1: cycles={st['cycles']} DiskFullError={st['disk_full_errors']} resumed={st['resumed']} "
         f"acked={st['acked_records']} records, retention at 100% full refused {st['retention_at_full_refused']} "
-        f"times (the state file needs a page) / ok {st['retention_at_full_ok']}; SIGBUS=0; problems={len(res['problems'])}")
+        f"times (the state file needs a page) / ok {st['retention_at_full_ok']}; SIGBUS=0; problems={len(res['problems'])}"
+    )
     if res["problems"]:
         fail("t6", res["problems"])
     shutil.rmtree(d, ignore_errors=True)

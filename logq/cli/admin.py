@@ -28,22 +28,24 @@ import re
 import sys
 import time
 import warnings
-from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any, TypeVar
 
 import click
 
 from logq.cli.options import EXIT_USAGE, CliError, CliState, json_option, pass_state
 from logq.client.admin import Admin
-from logq.config import LogConfig
-from logq.client.consumer import Consumer, Record, TopicPartition
-from logq.errors import ConfigError
+from logq.client.consumer import Consumer
 from logq.client.producer import Producer, RecordFuture
+from logq.config import LogConfig
+from logq.errors import ConfigError
 from logq.storage.topics import MAX_PARTITIONS, validate_topic
+from logq.types import Record, TopicPartition
 
 __all__ = ["COMMANDS"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-TP = Tuple[str, int]
+TP = tuple[str, int]
 
 HARVEST_EVERY = 10_000  # produce: flush and collect offsets every this many records (bounds memory)
 DEFAULT_IDLE_MS = 10_000  # consume without --timeout-ms/--follow: give up after this long without progress
@@ -77,7 +79,10 @@ def _warnings_to_stderr() -> Iterator[None]:
     logger.propagate = False
     try:
         with warnings.catch_warnings():
-            def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+
+            def show(
+                message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
+            ) -> None:
                 _warn(str(message))
 
             warnings.showwarning = show
@@ -118,14 +123,14 @@ def _check_partitions(topic: str, count: int, partitions: Sequence[int]) -> None
             raise CliError(f"topic {topic!r} has no partition {p} (it has {count}: 0-{count - 1})", EXIT_USAGE)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> List[str]:
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     """Left-aligned columns separated by one space; None shows as '-'; no trailing blanks."""
     cells = [list(header)] + [["-" if v is None else str(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     return [" ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
 
 
-def _text(data: Union[bytes, bytearray, str, None]) -> Optional[str]:
+def _text(data: bytes | bytearray | str | None) -> str | None:
     """Bytes as UTF-8 text, invalid bytes as backslash escapes (\\xff); None stays None."""
     if data is None:
         return None
@@ -138,7 +143,7 @@ def _bad(param: str, message: str) -> click.BadParameter:
     return click.BadParameter(message, param_hint=f"'{param}'")
 
 
-def _parse_key_values(items: Sequence[str], param: str) -> List[Tuple[str, str]]:
+def _parse_key_values(items: Sequence[str], param: str) -> list[tuple[str, str]]:
     out = []
     for item in items:
         key, sep, value = item.partition("=")
@@ -148,10 +153,10 @@ def _parse_key_values(items: Sequence[str], param: str) -> List[Tuple[str, str]]
     return out
 
 
-def _parse_config(items: Sequence[str]) -> Dict[str, Any]:
+def _parse_config(items: Sequence[str]) -> dict[str, Any]:
     """``--config key=value`` -> LogConfig overrides (Kafka's dotted names accepted too)."""
     defaults = {f.name: f.default for f in dataclasses.fields(LogConfig)}
-    out: Dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for key, raw in _parse_key_values(items, "--config"):
         name = key.strip().replace(".", "_")
         if name not in defaults:
@@ -191,7 +196,7 @@ def topics_group() -> None:
 )  # fmt: skip
 @pass_state
 @_routed
-def topics_create(state: CliState, name: str, partitions: int, configs: Tuple[str, ...]) -> None:
+def topics_create(state: CliState, name: str, partitions: int, configs: tuple[str, ...]) -> None:
     """Create topic NAME (and the data directory if needed)."""
     validate_topic(name)
     overrides = _parse_config(configs)
@@ -215,7 +220,7 @@ def topics_list(state: CliState) -> None:
 @json_option
 @pass_state
 @_routed
-def topics_describe(state: CliState, name: Optional[str], as_json: bool) -> None:
+def topics_describe(state: CliState, name: str | None, as_json: bool) -> None:
     """Per partition: start offset, end offset, size and segments; the config overrides."""
     with Admin(_existing_root(state)) as admin:
         names = [name] if name is not None else admin.list_topics()
@@ -280,12 +285,12 @@ def topics_delete_records(state: CliState, name: str, partition: int, offset: in
 # ----------------------------------------------------------------------------- produce
 
 
-def _sources(files: Sequence[str]) -> Iterator[Tuple[str, IO[bytes]]]:
+def _sources(files: Sequence[str]) -> Iterator[tuple[str, IO[bytes]]]:
     if not files:
         files = ("-",)
     for path in files:
         if path == "-":
-            yield "<stdin>", getattr(sys.stdin, "buffer", sys.stdin)
+            yield "<stdin>", sys.stdin.buffer
         else:
             with open(path, "rb") as f:
                 yield path, f
@@ -296,9 +301,9 @@ class _ProduceTally:
 
     def __init__(self) -> None:
         self.count = 0
-        self.ranges: Dict[int, List[int]] = {}
+        self.ranges: dict[int, list[int]] = {}
 
-    def harvest(self, producer: Producer, futures: List[RecordFuture]) -> None:
+    def harvest(self, producer: Producer, futures: list[RecordFuture]) -> None:
         producer.flush()
         for fut in futures:
             md = fut.result()
@@ -322,9 +327,7 @@ class _ProduceTally:
 
 @click.command("produce")
 @click.argument("topic")
-@click.argument(
-    "files", nargs=-1, metavar="[FILE]...", type=click.Path(exists=True, dir_okay=False, allow_dash=True)
-)
+@click.argument("files", nargs=-1, metavar="[FILE]...", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--key-separator", metavar="SEP", help="Split each line at the first SEP into key and value.")
 @click.option("--header", "headers", multiple=True, metavar="KEY=VALUE", help="A header on every record; repeatable.")
 @click.option("--partition", type=click.IntRange(min=0), metavar="P", help="Write every record to this partition.")
@@ -333,10 +336,10 @@ class _ProduceTally:
 def produce_command(
     state: CliState,
     topic: str,
-    files: Tuple[str, ...],
-    key_separator: Optional[str],
-    headers: Tuple[str, ...],
-    partition: Optional[int],
+    files: tuple[str, ...],
+    key_separator: str | None,
+    headers: tuple[str, ...],
+    partition: int | None,
 ) -> None:
     """Append the lines of FILEs (or stdin) to TOPIC, one record per line, like kafka-console-producer."""
     root = _existing_root(state)
@@ -349,7 +352,7 @@ def produce_command(
     if partition is not None:
         _check_partitions(topic, count, [partition])
     tally = _ProduceTally()
-    futures: List[RecordFuture] = []
+    futures: list[RecordFuture] = []
     producer = Producer(root)
     try:
         for name, stream in _sources(files):
@@ -358,7 +361,7 @@ def produce_command(
                     line = line[:-1]
                     if line.endswith(b"\r"):
                         line = line[:-1]
-                key: Optional[bytes] = None
+                key: bytes | None = None
                 if sep is not None:
                     key, found, value = line.partition(sep)
                     if not found:
@@ -395,7 +398,7 @@ def _record_json(rec: Record) -> str:
     )
 
 
-def _record_text(rec: Record, key_separator: Optional[str]) -> str:
+def _record_text(rec: Record, key_separator: str | None) -> str:
     value = _text(rec.value)
     text = "null" if value is None else value
     if key_separator is not None:
@@ -419,20 +422,22 @@ def _record_text(rec: Record, key_separator: Optional[str]) -> str:
     help="text: the value per line; json: one object per record.",
 )  # fmt: skip
 @click.option("--key-separator", metavar="SEP", help="text format: print the key, SEP, then the value.")
-@click.option("--partition", type=click.IntRange(min=0), metavar="P", help="Read only this partition (no group rebalancing).")
+@click.option(
+    "--partition", type=click.IntRange(min=0), metavar="P", help="Read only this partition (no group rebalancing)."
+)
 @pass_state
 @_routed
 def consume_command(
     state: CliState,
     topic: str,
-    group: Optional[str],
+    group: str | None,
     from_beginning: bool,
-    max_messages: Optional[int],
-    timeout_ms: Optional[int],
+    max_messages: int | None,
+    timeout_ms: int | None,
     follow: bool,
     fmt: str,
-    key_separator: Optional[str],
-    partition: Optional[int],
+    key_separator: str | None,
+    partition: int | None,
 ) -> None:
     """Print the records of TOPIC on stdout, like kafka-console-consumer."""
     root = _existing_root(state)
@@ -440,7 +445,7 @@ def consume_command(
         count = _partition_count(admin, topic)
     if partition is not None:
         _check_partitions(topic, count, [partition])
-    printed: Dict[TopicPartition, int] = {}  # next offset after the last printed record
+    printed: dict[TopicPartition, int] = {}  # next offset after the last printed record
 
     def commit_revoked(tps: Any) -> None:
         done = {tp: printed[tp] for tp in tps if tp in printed}
@@ -498,4 +503,4 @@ def consume_command(
         click.get_current_context().exit(_EXIT_INTERRUPTED)
 
 
-COMMANDS: List[click.Command] = [topics_group, produce_command, consume_command]
+COMMANDS: list[click.Command] = [topics_group, produce_command, consume_command]

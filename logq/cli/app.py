@@ -7,8 +7,6 @@ command and option is documented in docs/cli.md (tests/test_cli_docs.py checks i
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import click
 
 from logq.cli import dump as _dump
@@ -59,7 +57,7 @@ def main(ctx: click.Context, data_dir: str) -> None:
 @pass_state
 def dump_command(
     state: CliState,
-    paths: Tuple[str, ...],
+    paths: tuple[str, ...],
     deep: bool,
     print_data: bool,
     verify_index: bool,
@@ -96,4 +94,3 @@ for _command in _ADMIN_COMMANDS + _GROUP_COMMANDS:  # logq/_cli_admin.py, logq/_
 
 
 main.add_command(perf_group)
-

@@ -25,8 +25,9 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any
 
 from crc32c import crc32c
 
@@ -35,14 +36,14 @@ from logq.codec.batch import (
     BATCH_OVERHEAD,
     LOG_OVERHEAD,
     BatchHeader,
+    BatchRecord,
     Compression,
-    Record,
     decode_records,
     read_header,
     validate_batch,
 )
-from logq.storage import files as _fs
 from logq.errors import CorruptRecordError, LogqError, storage_error
+from logq.storage import files as _fs
 
 __all__ = [
     "DumpOptions", "DumpArgumentError", "Event", "READ_CHUNK_BYTES", "DEFAULT_MAX_BATCH_BYTES",
@@ -50,7 +51,7 @@ __all__ = [
     "format_text", "format_json",
 ]  # fmt: skip
 
-Event = Dict[str, Any]
+Event = dict[str, Any]
 ProgressFn = Callable[[str, int, int], None]  # (path, bytes done, file size)
 
 READ_CHUNK_BYTES = 1 << 20  # one pread of a .log or index file (the window size)
@@ -77,7 +78,7 @@ class DumpOptions:
     verify_index: bool = False  # check .index/.timeindex entries against the .log
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     read_chunk_bytes: int = READ_CHUNK_BYTES
-    progress: Optional[ProgressFn] = None
+    progress: ProgressFn | None = None
 
 
 # ----------------------------------------------------------------------------- paths
@@ -96,7 +97,7 @@ def _suffix(path: str) -> str:
     return os.path.splitext(path)[1]
 
 
-def _segment_files(directory: str) -> List[str]:
+def _segment_files(directory: str) -> list[str]:
     try:
         names = os.listdir(directory)
     except OSError as e:
@@ -106,13 +107,13 @@ def _segment_files(directory: str) -> List[str]:
     return [os.path.join(directory, n) for n in files]
 
 
-def resolve_targets(paths: Sequence[str], data_dir: Optional[str] = None) -> List[str]:
+def resolve_targets(paths: Sequence[str], data_dir: str | None = None) -> list[str]:
     """Expand partition directories and check every path before anything is dumped.
 
     A relative path that does not exist is also looked up under ``data_dir``, so
     ``logq dump orders-0`` finds ``<data>/orders-0``.
     """
-    out: List[str] = []
+    out: list[str] = []
     for given in paths:
         path = given
         if not os.path.exists(path) and data_dir and not os.path.isabs(path):
@@ -127,8 +128,7 @@ def resolve_targets(paths: Sequence[str], data_dir: Optional[str] = None) -> Lis
         elif os.path.isfile(path):
             if _suffix(path) not in SUFFIXES:
                 raise DumpArgumentError(
-                    f"{given}: cannot dump this file; give a .log, .index or .timeindex file "
-                    "or a partition directory"
+                    f"{given}: cannot dump this file; give a .log, .index or .timeindex file or a partition directory"
                 )
             out.append(path)
         elif os.path.exists(path):
@@ -138,7 +138,7 @@ def resolve_targets(paths: Sequence[str], data_dir: Optional[str] = None) -> Lis
     return out
 
 
-def _open(path: str) -> Tuple[int, int]:
+def _open(path: str) -> tuple[int, int]:
     """Open for reading (symlinks are fine here: dump never writes); return (fd, size)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -165,14 +165,14 @@ def _pread(fd: int, n: int, pos: int, path: str) -> bytes:
 class _Window:
     """Serves byte ranges of one file from a single buffer refilled by ``os.pread``."""
 
-    def __init__(self, fd: int, path: str, size: int, chunk_bytes: int, progress: Optional[ProgressFn]) -> None:
+    def __init__(self, fd: int, path: str, size: int, chunk_bytes: int, progress: ProgressFn | None) -> None:
         self._fd, self._path, self._size = fd, path, size
         self._chunk_bytes = max(chunk_bytes, LOG_OVERHEAD)
         self._progress = progress
         self._buf = b""
         self._start = 0
 
-    def get(self, pos: int, n: int) -> Tuple[bytes, int]:
+    def get(self, pos: int, n: int) -> tuple[bytes, int]:
         """``(buf, off)`` with the bytes at ``pos`` starting at ``buf[off]``; at least ``n``
         of them unless the file ends (or shrank) first."""
         if self._start <= pos and pos + n <= self._start + len(self._buf):
@@ -206,7 +206,7 @@ class _Tail:
     reason: str
 
 
-def _crc_is_the_only_fault(buf: bytes, off: int, end: int, **checks: Any) -> Optional[BatchHeader]:
+def _crc_is_the_only_fault(buf: bytes, off: int, end: int, **checks: Any) -> BatchHeader | None:
     """Header of a batch that is complete and sane except for its CRC; None otherwise."""
     try:
         h = read_header(buf, off)
@@ -223,7 +223,7 @@ def _crc_is_the_only_fault(buf: bytes, off: int, end: int, **checks: Any) -> Opt
         return None
 
 
-def _scan_log(path: str, opts: DumpOptions) -> Generator[Union[_Batch, _Tail], None, None]:
+def _scan_log(path: str, opts: DumpOptions) -> Generator[_Batch | _Tail, None, None]:
     """Every structurally complete batch from position 0, then a _Tail if bytes remain
     that do not form one (the scan stops there, as recovery would)."""
     fd, size = _open(path)
@@ -293,11 +293,11 @@ def _batch_event(b: _Batch) -> Event:
     }
 
 
-def _text_of(data: Optional[bytes]) -> Optional[str]:
+def _text_of(data: bytes | None) -> str | None:
     return None if data is None else data.decode("utf-8", "replace")
 
 
-def _record_event(h: BatchHeader, r: Record, print_data: bool) -> Event:
+def _record_event(h: BatchHeader, r: BatchRecord, print_data: bool) -> Event:
     ev: Event = {
         "type": "record",
         "offset": r.offset,
@@ -366,8 +366,8 @@ class _LogCursor:
     def __init__(self, log_path: str, opts: DumpOptions) -> None:
         self._path = log_path
         self._opts = DumpOptions(max_batch_bytes=opts.max_batch_bytes, read_chunk_bytes=opts.read_chunk_bytes)
-        self._it: Optional[Generator[Union[_Batch, _Tail], None, None]] = None
-        self._cur: Optional[_Batch] = None
+        self._it: Generator[_Batch | _Tail, None, None] | None = None
+        self._cur: _Batch | None = None
         self._last_key = -1
         self.valid_end = 0  # bytes of the log known to hold whole batches
 
@@ -384,7 +384,7 @@ class _LogCursor:
         if self._cur is not None:
             self.valid_end = max(self.valid_end, self._cur.end)
 
-    def _seek(self, key: int, before: Callable[[_Batch], bool]) -> Optional[_Batch]:
+    def _seek(self, key: int, before: Callable[[_Batch], bool]) -> _Batch | None:
         if self._it is None or key < self._last_key:
             self._restart()
         self._last_key = key
@@ -392,11 +392,11 @@ class _LogCursor:
             self._step()
         return self._cur
 
-    def batch_at_position(self, position: int) -> Optional[_Batch]:
+    def batch_at_position(self, position: int) -> _Batch | None:
         """The batch covering byte ``position``; None past the last whole batch."""
         return self._seek(position, lambda b: b.end <= position)
 
-    def batch_with_offset(self, offset: int) -> Optional[_Batch]:
+    def batch_with_offset(self, offset: int) -> _Batch | None:
         """The batch whose offsets include ``offset``; None if no batch does."""
         b = self._seek(offset, lambda b: b.header.last_offset < offset)
         return b if b is not None and b.header.base_offset <= offset else None
@@ -407,7 +407,7 @@ class _LogCursor:
             self._it = None
 
 
-def _index_slots(path: str, entry: struct.Struct, opts: DumpOptions) -> Iterator[Tuple[int, Tuple[int, int]]]:
+def _index_slots(path: str, entry: struct.Struct, opts: DumpOptions) -> Iterator[tuple[int, tuple[int, int]]]:
     """(entry number, fields) up to the first all-zero slot after the first entry."""
     fd, size = _open(path)
     try:
@@ -430,9 +430,9 @@ def _index_slots(path: str, entry: struct.Struct, opts: DumpOptions) -> Iterator
         os.close(fd)
 
 
-def _offset_checks(cursor: _LogCursor, ev: Event, prev: Optional[Event], base: int) -> List[str]:
+def _offset_checks(cursor: _LogCursor, ev: Event, prev: Event | None, base: int) -> list[str]:
     offset, position = ev["offset"], ev["position"]
-    found: List[str] = []
+    found: list[str] = []
     if offset < base:
         found.append(f"offset {offset} is below the segment base offset {base}")
     if prev is not None and offset <= prev["offset"]:
@@ -450,9 +450,9 @@ def _offset_checks(cursor: _LogCursor, ev: Event, prev: Optional[Event], base: i
     return found
 
 
-def _time_checks(cursor: _LogCursor, ev: Event, prev: Optional[Event], base: int) -> List[str]:
+def _time_checks(cursor: _LogCursor, ev: Event, prev: Event | None, base: int) -> list[str]:
     timestamp, offset = ev["timestamp"], ev["offset"]
-    found: List[str] = []
+    found: list[str] = []
     if prev is not None and timestamp <= prev["timestamp"]:
         found.append(f"timestamp {timestamp} is not greater than the previous entry's {prev['timestamp']}")
     if prev is not None and offset < prev["offset"]:
@@ -462,8 +462,7 @@ def _time_checks(cursor: _LogCursor, ev: Event, prev: Optional[Event], base: int
         found.append(f"offset {offset} is not in any batch of the log")
     elif b.header.max_timestamp != timestamp:
         found.append(
-            f"the batch holding offset {offset} (position {b.position}) "
-            f"has maxTimestamp {b.header.max_timestamp}"
+            f"the batch holding offset {offset} (position {b.position}) has maxTimestamp {b.header.max_timestamp}"
         )
     return found
 
@@ -472,10 +471,10 @@ def _time_checks(cursor: _LogCursor, ev: Event, prev: Optional[Event], base: int
 class _IndexKind:
     kind: str  # the "file" event's kind
     entry: struct.Struct
-    to_event: Callable[[int, Tuple[int, int]], Event]  # (base offset, unpacked entry)
+    to_event: Callable[[int, tuple[int, int]], Event]  # (base offset, unpacked entry)
     label: str
     problem: str
-    checks: Callable[[_LogCursor, Event, Optional[Event], int], List[str]]
+    checks: Callable[[_LogCursor, Event, Event | None, int], list[str]]
 
 
 _OFFSET_INDEX = _IndexKind(
@@ -494,7 +493,7 @@ def _dump_index(path: str, opts: DumpOptions, kind: _IndexKind) -> Iterator[Even
     base = segment_base_offset(path)
     name = os.path.basename(path)
     yield {"type": "file", "path": path, "kind": kind.kind}
-    cursor: Optional[_LogCursor] = None
+    cursor: _LogCursor | None = None
     log_path = os.path.splitext(path)[0] + LOG_SUFFIX
     if opts.verify_index:
         if os.path.isfile(log_path):
@@ -502,7 +501,7 @@ def _dump_index(path: str, opts: DumpOptions, kind: _IndexKind) -> Iterator[Even
         else:
             yield _problem("missing_log", path, f"Cannot verify {name}: {log_path} does not exist")
     entries = problems = 0
-    prev: Optional[Event] = None
+    prev: Event | None = None
     try:
         for i, fields in _index_slots(path, kind.entry, opts):
             ev = kind.to_event(base, fields)
@@ -540,7 +539,7 @@ def _stat_size(path: str) -> int:
 
 # ----------------------------------------------------------------------------- driver
 
-_DUMPERS: Dict[str, Callable[[str, DumpOptions], Iterator[Event]]] = {
+_DUMPERS: dict[str, Callable[[str, DumpOptions], Iterator[Event]]] = {
     LOG_SUFFIX: _dump_log,
     INDEX_SUFFIX: lambda path, opts: _dump_index(path, opts, _OFFSET_INDEX),
     TIME_INDEX_SUFFIX: lambda path, opts: _dump_index(path, opts, _TIME_INDEX),
@@ -564,7 +563,7 @@ def run_dump(
     emit: Callable[[str], None],
     *,
     as_json: bool = False,
-    data_dir: Optional[str] = None,
+    data_dir: str | None = None,
 ) -> int:
     """Resolve ``paths``, pass each report line to ``emit``; return 1 if anything was
     damaged or mismatched, else 0. Raises DumpArgumentError before any output."""
@@ -581,11 +580,11 @@ def run_dump(
 
 # Control characters (C0, DEL, C1) are escaped so that data cannot break the one-line-per-
 # record layout or send escape sequences to a terminal; backslash is escaped to stay unambiguous.
-_ESCAPES: Dict[int, str] = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+_ESCAPES: dict[int, str] = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 _ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", ord("\\"): "\\\\"})
 
 
-def _printable(text: Optional[str]) -> str:
+def _printable(text: str | None) -> str:
     return "null" if text is None else text.translate(_ESCAPES)
 
 
@@ -623,18 +622,22 @@ def _format_record(ev: Event) -> str:
     return line
 
 
-_TEXT: Dict[str, Callable[[Event], str]] = {
+_TEXT: dict[str, Callable[[Event], str]] = {
     "batch": _format_batch,
     "record": _format_record,
     "index_entry": lambda ev: f"offset: {ev['offset']} position: {ev['position']}",
     "time_index_entry": lambda ev: f"timestamp: {ev['timestamp']} offset: {ev['offset']}",
-    "file": lambda ev: f"Dumping {ev['path']}"
-    + (f"\nLog starting offset: {ev['logStartOffset']}" if ev["kind"] == "log" else ""),
-    "invalid_bytes": lambda ev: f"Found {ev['count']} invalid bytes at the end of {ev['file']} "
-    f"(from position {ev['position']}: {ev['reason']})",
+    "file": lambda ev: (
+        f"Dumping {ev['path']}" + (f"\nLog starting offset: {ev['logStartOffset']}" if ev["kind"] == "log" else "")
+    ),
+    "invalid_bytes": lambda ev: (
+        f"Found {ev['count']} invalid bytes at the end of {ev['file']} (from position {ev['position']}: {ev['reason']})"
+    ),
     "problem": lambda ev: str(ev["message"]),
-    "verify_summary": lambda ev: f"Verified {ev['entries']} entries of {os.path.basename(ev['path'])} "
-    f"against {os.path.basename(ev['log'])}: {ev['problems']} problems",
+    "verify_summary": lambda ev: (
+        f"Verified {ev['entries']} entries of {os.path.basename(ev['path'])} "
+        f"against {os.path.basename(ev['log'])}: {ev['problems']} problems"
+    ),
 }
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Callable, List, Optional, Tuple, Union
+from collections.abc import Callable
 
 import click
 
@@ -76,16 +76,14 @@ def groups_describe(state: CliState, group: str, as_json: bool) -> None:
                 "logEndOffset": r.log_end_offset, "lag": r.lag, "consumerId": r.consumer_id,
             }))  # fmt: skip
         return
-    rows = [
-        (group, r.topic, r.partition, r.committed, r.log_end_offset, r.lag, r.consumer_id) for r in info.partitions
-    ]
+    rows = [(group, r.topic, r.partition, r.committed, r.log_end_offset, r.lag, r.consumer_id) for r in info.partitions]
     for line in _table(GROUP_COLUMNS, rows):
         click.echo(line)
 
 
 # ----------------------------------------------------------------------------- offsets
 
-TimeSpec = Union[str, int]  # "earliest", "latest" or epoch milliseconds
+TimeSpec = str | int  # "earliest", "latest" or epoch milliseconds
 
 
 def _parse_time(ctx: click.Context, param: click.Parameter, value: str) -> TimeSpec:
@@ -105,7 +103,7 @@ def _parse_time(ctx: click.Context, param: click.Parameter, value: str) -> TimeS
         ) from None
 
 
-def _parse_partitions(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[Tuple[int, ...]]:
+def _parse_partitions(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
     if value is None:
         return None
     try:
@@ -123,7 +121,7 @@ def _parse_partitions(ctx: click.Context, param: click.Parameter, value: Optiona
 @click.option("--partitions", callback=_parse_partitions, metavar="P,P,...", help="Only these partitions.")
 @pass_state
 @_routed
-def offsets_command(state: CliState, topic: str, when: TimeSpec, partitions: Optional[Tuple[int, ...]]) -> None:
+def offsets_command(state: CliState, topic: str, when: TimeSpec, partitions: tuple[int, ...] | None) -> None:
     """Print topic:partition:offset per partition for a time, like kafka-get-offsets."""
     with Admin(_existing_root(state)) as admin:
         count = _partition_count(admin, topic)
@@ -131,7 +129,7 @@ def offsets_command(state: CliState, topic: str, when: TimeSpec, partitions: Opt
         _check_partitions(topic, count, parts)
         for p in parts:
             if when == "earliest":
-                found: Optional[int] = admin.log_offsets(topic, p)[0]
+                found: int | None = admin.log_offsets(topic, p)[0]
             elif when == "latest":
                 found = admin.log_offsets(topic, p)[1]
             else:
@@ -143,8 +141,8 @@ def offsets_command(state: CliState, topic: str, when: TimeSpec, partitions: Opt
 # ----------------------------------------------------------------------------- seek
 
 
-def _scenario_value(parse: Callable[[str], int]) -> Callable[[click.Context, click.Parameter, Optional[str]], Optional[int]]:
-    def callback(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[int]:
+def _scenario_value(parse: Callable[[str], int]) -> Callable[[click.Context, click.Parameter, str | None], int | None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
         if value is None:
             return None
         try:
@@ -155,7 +153,7 @@ def _scenario_value(parse: Callable[[str], int]) -> Callable[[click.Context, cli
     return callback
 
 
-def _topic_specs(ctx: click.Context, param: click.Parameter, value: Tuple[str, ...]) -> List[_seek.TopicSpec]:
+def _topic_specs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[_seek.TopicSpec]:
     try:
         return [_seek.parse_topic_spec(v) for v in value]
     except _seek.SeekError as e:
@@ -191,14 +189,14 @@ SEEK_COLUMNS = ("GROUP", "TOPIC", "PARTITION", "NEW-OFFSET")
 def seek_command(
     state: CliState,
     group: str,
-    topics: List[_seek.TopicSpec],
+    topics: list[_seek.TopicSpec],
     all_topics: bool,
     to_earliest: bool,
     to_latest: bool,
-    to_offset: Optional[int],
-    shift_by: Optional[int],
-    to_datetime: Optional[int],
-    by_duration: Optional[int],
+    to_offset: int | None,
+    shift_by: int | None,
+    to_datetime: int | None,
+    by_duration: int | None,
     dry_run: bool,
     execute: bool,
 ) -> None:
@@ -242,7 +240,7 @@ def seek_command(
             raise CliError(e.message, EXIT_USAGE) from None
         log_offsets = {tp: admin.log_offsets(*tp) for tp in scope}
 
-        def lookup(tp: TP, ms: int) -> Optional[int]:
+        def lookup(tp: TP, ms: int) -> int | None:
             return admin.offset_for_time(tp[0], tp[1], ms)
 
         try:
@@ -268,12 +266,18 @@ def seek_command(
 
 @click.command("repair")
 @click.argument("topic")
-@click.option("--partition", "partitions", type=click.IntRange(min=0), multiple=True, metavar="P",
-              help="Repair only this partition; repeatable (default: all).")
+@click.option(
+    "--partition",
+    "partitions",
+    type=click.IntRange(min=0),
+    multiple=True,
+    metavar="P",
+    help="Repair only this partition; repeatable (default: all).",
+)
 @click.option("--execute", is_flag=True, help="Cut the damaged data; without it, only report.")
 @pass_state
 @_routed
-def repair_command(state: CliState, topic: str, partitions: Tuple[int, ...], execute: bool) -> None:
+def repair_command(state: CliState, topic: str, partitions: tuple[int, ...], execute: bool) -> None:
     """Open each partition, report what recovery found, and with --execute cut damage.
 
     Damage below the recovery point (bytes that were durable once) is never cut silently:
@@ -298,10 +302,12 @@ def repair_command(state: CliState, topic: str, partitions: Tuple[int, ...], exe
             continue
         with PartitionLog(partition_path(root, topic, p), cfg, create=False, repair=True) as lg:
             r = lg.report
-            click.echo(f"{topic}-{p}: repaired: cut {r.bytes_truncated} bytes, deleted {r.segments_deleted} segment(s); log end offset {lg.log_end_offset}")
+            click.echo(
+                f"{topic}-{p}: repaired: cut {r.bytes_truncated} bytes, deleted {r.segments_deleted} segment(s); log end offset {lg.log_end_offset}"
+            )
     if damaged and not execute:
         click.echo(f"{damaged} damaged partition(s); run again with --execute to cut the damage.", err=True)
         click.get_current_context().exit(1)
 
 
-COMMANDS: List[click.Command] = [groups_group, offsets_command, seek_command, repair_command]
+COMMANDS: list[click.Command] = [groups_group, offsets_command, seek_command, repair_command]

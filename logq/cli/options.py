@@ -27,8 +27,9 @@ import errno
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any, Callable, List, Optional, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 
@@ -64,9 +65,10 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = EXIT_PROBLEMS) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        # click declares exit_code a class attribute; each CliError carries its own
+        object.__setattr__(self, "exit_code", exit_code)
 
-    def show(self, file: Optional[IO[Any]] = None) -> None:
+    def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"logq: {self.format_message()}", file=file, err=file is None)
 
 
@@ -86,7 +88,7 @@ class LogqGroup(click.Group):
     """
 
     def make_context(
-        self, info_name: Optional[str], args: List[str], parent: Optional[click.Context] = None, **extra: Any
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
     ) -> click.Context:
         try:
             return super().make_context(info_name, args, parent, **extra)
@@ -164,7 +166,7 @@ class TerminalProgress:
     the report).
     """
 
-    def __init__(self, stream: Optional[IO[str]] = None, delay_s: float = 0.5, interval_s: float = 0.2) -> None:
+    def __init__(self, stream: IO[str] | None = None, delay_s: float = 0.5, interval_s: float = 0.2) -> None:
         self._stream = stream if stream is not None else sys.stderr
         self._delay_s = delay_s
         self._interval_s = interval_s
@@ -174,7 +176,7 @@ class TerminalProgress:
         self._visible = False
 
     @staticmethod
-    def enabled(stdout: Optional[IO[str]] = None, stderr: Optional[IO[str]] = None) -> bool:
+    def enabled(stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> bool:
         out = stdout if stdout is not None else sys.stdout
         err = stderr if stderr is not None else sys.stderr
         return _isatty(err) and not _isatty(out)
@@ -188,9 +190,7 @@ class TerminalProgress:
         self._drawn = now
         pct = 100.0 * done / total if total else 100.0
         mib = 1024 * 1024
-        self._stream.write(
-            f"\r\x1b[K{os.path.basename(path)}: {pct:5.1f}% ({done / mib:.1f} of {total / mib:.1f} MiB)"
-        )
+        self._stream.write(f"\r\x1b[K{os.path.basename(path)}: {pct:5.1f}% ({done / mib:.1f} of {total / mib:.1f} MiB)")
         self._stream.flush()
         self._visible = True
 
@@ -206,4 +206,3 @@ def _isatty(stream: IO[str]) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
-

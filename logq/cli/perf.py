@@ -16,7 +16,8 @@ import json
 import os
 import platform
 import tempfile
-from typing import Any, Callable, Dict, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -37,9 +38,25 @@ from logq.cli.perf_workloads import (
 )
 
 __all__ = [
-    "machine_info", "latency_summary", "spread", "Progress", "make_payloads", "run_produce", "run_consume",
-    "run_latency", "run_cross_process", "run_seek", "build_log", "producer_line", "CONSUMER_HEADER",
-    "consumer_row", "latency_line", "seek_line", "perf_group", "MIB", "T0_MS",
+    "machine_info",
+    "latency_summary",
+    "spread",
+    "Progress",
+    "make_payloads",
+    "run_produce",
+    "run_consume",
+    "run_latency",
+    "run_cross_process",
+    "run_seek",
+    "build_log",
+    "producer_line",
+    "CONSUMER_HEADER",
+    "consumer_row",
+    "latency_line",
+    "seek_line",
+    "perf_group",
+    "MIB",
+    "T0_MS",
 ]
 
 
@@ -67,18 +84,25 @@ def _disk_of(path: str) -> str:
     best, dev, fstype = "", "?", "?"
     for line in _read("/proc/mounts").splitlines():
         parts = line.split()
-        if len(parts) >= 3 and (path == parts[1] or path.startswith(parts[1].rstrip("/") + "/")) and len(parts[1]) > len(best):
+        if (
+            len(parts) >= 3
+            and (path == parts[1] or path.startswith(parts[1].rstrip("/") + "/"))
+            and len(parts[1]) > len(best)
+        ):
             best, dev, fstype = parts[1], parts[0], parts[2]
     kind = ""
     name = os.path.basename(dev)
-    rot = _read(f"/sys/block/{name}/queue/rotational").strip() or _read(f"/sys/class/block/{name}/../queue/rotational").strip()
+    rot = (
+        _read(f"/sys/block/{name}/queue/rotational").strip()
+        or _read(f"/sys/class/block/{name}/../queue/rotational").strip()
+    )
     if rot in ("0", "1"):
         kind = " (rotational)" if rot == "1" else " (non-rotational)"
     virt = " virtio" if name.startswith("vd") else ""
     return f"{dev} {fstype}{virt}{kind}"
 
 
-def machine_info(path: Optional[str] = None) -> Dict[str, Any]:
+def machine_info(path: str | None = None) -> dict[str, Any]:
     """What the figures were measured on: CPU, cores, memory, disk of ``path``, software."""
     cpu = ""
     for line in _read("/proc/cpuinfo").splitlines():
@@ -90,7 +114,7 @@ def machine_info(path: Optional[str] = None) -> Dict[str, Any]:
         if line.startswith("MemTotal:"):
             mem_kib = int(line.split()[1])
     try:
-        load = "%.2f %.2f %.2f" % os.getloadavg()
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         load = "?"
     return {
@@ -109,41 +133,53 @@ def machine_info(path: Optional[str] = None) -> Dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- output lines
-def producer_line(s: Dict[str, Any], final: bool) -> str:
+def producer_line(s: dict[str, Any], final: bool) -> str:
     """kafka-producer-perf-test's window line, or its final line with percentiles."""
-    line = (f"{s['records']} records sent, {s['records_per_sec']:.1f} records/sec ({s['mb_per_sec']:.2f} MB/sec), "
-            f"{s['avg_latency_ms']:.3f} ms avg latency, {s['max_latency_ms']:.3f} ms max latency")
+    line = (
+        f"{s['records']} records sent, {s['records_per_sec']:.1f} records/sec ({s['mb_per_sec']:.2f} MB/sec), "
+        f"{s['avg_latency_ms']:.3f} ms avg latency, {s['max_latency_ms']:.3f} ms max latency"
+    )
     if final:
-        line += (f", {s['p50_ms']:.3f} ms 50th, {s['p95_ms']:.3f} ms 95th, {s['p99_ms']:.3f} ms 99th, "
-                 f"{s['p999_ms']:.3f} ms 99.9th")
+        line += (
+            f", {s['p50_ms']:.3f} ms 50th, {s['p95_ms']:.3f} ms 95th, {s['p99_ms']:.3f} ms 99th, "
+            f"{s['p999_ms']:.3f} ms 99.9th"
+        )
     return line + "."
 
 
-CONSUMER_HEADER = ("start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, "
-                   "rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec")
+CONSUMER_HEADER = (
+    "start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, "
+    "rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec"
+)
 
 
-def consumer_row(s: Dict[str, Any]) -> str:
-    return (f"{s['start.time']}, {s['end.time']}, {s['data.consumed.in.MB']:.4f}, {s['MB.sec']:.4f}, "
-            f"{s['data.consumed.in.nMsg']}, {s['nMsg.sec']:.4f}, {s['rebalance.time.ms']}, {s['fetch.time.ms']}, "
-            f"{s['fetch.MB.sec']:.4f}, {s['fetch.nMsg.sec']:.4f}")
+def consumer_row(s: dict[str, Any]) -> str:
+    return (
+        f"{s['start.time']}, {s['end.time']}, {s['data.consumed.in.MB']:.4f}, {s['MB.sec']:.4f}, "
+        f"{s['data.consumed.in.nMsg']}, {s['nMsg.sec']:.4f}, {s['rebalance.time.ms']}, {s['fetch.time.ms']}, "
+        f"{s['fetch.MB.sec']:.4f}, {s['fetch.nMsg.sec']:.4f}"
+    )
 
 
-def latency_line(s: Dict[str, Any]) -> str:
-    return (f"{s['records_received']} records received of {s['records_sent']} sent at {s['rate']:g} records/sec, "
-            f"{s['avg_us']:.1f} us avg latency, {s['max_us']:.1f} us max latency, {s['p50_us']:.1f} us 50th, "
-            f"{s['p99_us']:.1f} us 99th, {s['p999_us']:.1f} us 99.9th.")
+def latency_line(s: dict[str, Any]) -> str:
+    return (
+        f"{s['records_received']} records received of {s['records_sent']} sent at {s['rate']:g} records/sec, "
+        f"{s['avg_us']:.1f} us avg latency, {s['max_us']:.1f} us max latency, {s['p50_us']:.1f} us 50th, "
+        f"{s['p99_us']:.1f} us 99th, {s['p999_us']:.1f} us 99.9th."
+    )
 
 
-def seek_line(s: Dict[str, Any]) -> str:
-    return (f"{s['records']} records ({s['size_mb']:.1f} MB, {s['segments']} segments): seek by offset "
-            f"{s['offset_median_us']:.1f} us median (min {s['offset_min_us']:.1f}, max {s['offset_max_us']:.1f}), "
-            f"by timestamp {s['timestamp_median_us']:.1f} us median (min {s['timestamp_min_us']:.1f}, "
-            f"max {s['timestamp_max_us']:.1f}), over {s['targets']} random targets.")
+def seek_line(s: dict[str, Any]) -> str:
+    return (
+        f"{s['records']} records ({s['size_mb']:.1f} MB, {s['segments']} segments): seek by offset "
+        f"{s['offset_median_us']:.1f} us median (min {s['offset_min_us']:.1f}, max {s['offset_max_us']:.1f}), "
+        f"by timestamp {s['timestamp_median_us']:.1f} us median (min {s['timestamp_min_us']:.1f}, "
+        f"max {s['timestamp_max_us']:.1f}), over {s['targets']} random targets."
+    )
 
 
 # --------------------------------------------------------------------------- commands
-def _emit(obj: Dict[str, Any]) -> None:
+def _emit(obj: dict[str, Any]) -> None:
     click.echo(json.dumps(obj, sort_keys=False))
 
 
@@ -156,54 +192,150 @@ def perf_group() -> None:
 @click.option("--topic", required=True, help="Topic to write (created if missing).")
 @click.option("--num-records", required=True, type=click.IntRange(min=1), metavar="N", help="Records to send.")
 @click.option("--record-size", required=True, type=click.IntRange(min=0), metavar="B", help="Bytes per value.")
-@click.option("--throughput", type=float, default=-1, show_default=True, metavar="R",
-              help="Cap in records/s; -1 sends as fast as possible.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True, metavar="N",
-              help="Records per batch: values per send_batch call, or the producer's batch size in send mode.")
-@click.option("--fsync", type=click.Choice(["always", "interval", "never"]), default=None,
-              help="Durability for this producer (default: the topic's setting).")
-@click.option("--partitions", type=click.IntRange(min=1), default=1, show_default=True, metavar="P",
-              help="Partitions of the topic when it is created.")
-@click.option("--mode", type=click.Choice(["send", "send_batch"]), default="send_batch", show_default=True,
-              help="Producer API to drive.")
-@click.option("--reporting-interval", type=click.IntRange(min=1), default=5000, show_default=True, metavar="MS",
-              help="Milliseconds between window lines.")
+@click.option(
+    "--throughput",
+    type=float,
+    default=-1,
+    show_default=True,
+    metavar="R",
+    help="Cap in records/s; -1 sends as fast as possible.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    metavar="N",
+    help="Records per batch: values per send_batch call, or the producer's batch size in send mode.",
+)
+@click.option(
+    "--fsync",
+    type=click.Choice(["always", "interval", "never"]),
+    default=None,
+    help="Durability for this producer (default: the topic's setting).",
+)
+@click.option(
+    "--partitions",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="P",
+    help="Partitions of the topic when it is created.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["send", "send_batch"]),
+    default="send_batch",
+    show_default=True,
+    help="Producer API to drive.",
+)
+@click.option(
+    "--reporting-interval",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    metavar="MS",
+    help="Milliseconds between window lines.",
+)
 @json_option
 @pass_state
-def produce_command(state: CliState, topic: str, num_records: int, record_size: int, throughput: float,
-                    batch_size: int, fsync: Optional[str], partitions: int, mode: str,
-                    reporting_interval: int, as_json: bool) -> None:
+def produce_command(
+    state: CliState,
+    topic: str,
+    num_records: int,
+    record_size: int,
+    throughput: float,
+    batch_size: int,
+    fsync: str | None,
+    partitions: int,
+    mode: str,
+    reporting_interval: int,
+    as_json: bool,
+) -> None:
     """Write records as fast as possible (or at --throughput), like kafka-producer-perf-test."""
-    def on_window(s: Dict[str, Any]) -> None:
+
+    def on_window(s: dict[str, Any]) -> None:
         _emit({"type": "window", **s}) if as_json else click.echo(producer_line(s, final=False))
 
-    s = run_produce(state.data_dir, topic, num_records, record_size, throughput=throughput, batch_size=batch_size,
-                    fsync=fsync, partitions=partitions, mode=mode, report_interval_s=reporting_interval / 1000,
-                    on_window=on_window, progress=Progress("produce", num_records))
+    s = run_produce(
+        state.data_dir,
+        topic,
+        num_records,
+        record_size,
+        throughput=throughput,
+        batch_size=batch_size,
+        fsync=fsync,
+        partitions=partitions,
+        mode=mode,
+        report_interval_s=reporting_interval / 1000,
+        on_window=on_window,
+        progress=Progress("produce", num_records),
+    )
     _emit({"type": "total", **s}) if as_json else click.echo(producer_line(s, final=True))
 
 
 @perf_group.command("consume")
 @click.option("--topic", required=True, help="Topic to read (every partition).")
 @click.option("--messages", required=True, type=click.IntRange(min=1), metavar="N", help="Records to consume.")
-@click.option("--group", default=None, metavar="G",
-              help="Consume as a member of this group (from its commits; commits at the end).")
-@click.option("--timeout", type=click.IntRange(min=1), default=10_000, show_default=True, metavar="MS",
-              help="Give up after this many milliseconds without a record.")
-@click.option("--fetch-size", type=click.IntRange(min=1024), default=MIB, show_default=True, metavar="BYTES",
-              help="Bytes per fetch (the consumer's fetch_max_bytes).")
-@click.option("--max-poll-records", type=click.IntRange(min=1), default=500, show_default=True, metavar="N",
-              help="Records per poll.")
+@click.option(
+    "--group",
+    default=None,
+    metavar="G",
+    help="Consume as a member of this group (from its commits; commits at the end).",
+)
+@click.option(
+    "--timeout",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    metavar="MS",
+    help="Give up after this many milliseconds without a record.",
+)
+@click.option(
+    "--fetch-size",
+    type=click.IntRange(min=1024),
+    default=MIB,
+    show_default=True,
+    metavar="BYTES",
+    help="Bytes per fetch (the consumer's fetch_max_bytes).",
+)
+@click.option(
+    "--max-poll-records",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    metavar="N",
+    help="Records per poll.",
+)
 @json_option
 @pass_state
-def consume_command(state: CliState, topic: str, messages: int, group: Optional[str], timeout: int,
-                    fetch_size: int, max_poll_records: int, as_json: bool) -> None:
+def consume_command(
+    state: CliState,
+    topic: str,
+    messages: int,
+    group: str | None,
+    timeout: int,
+    fetch_size: int,
+    max_poll_records: int,
+    as_json: bool,
+) -> None:
     """Read records as fast as possible, like kafka-consumer-perf-test."""
-    s = run_consume(state.data_dir, topic, messages, group=group, timeout_ms=timeout, fetch_size=fetch_size,
-                    max_poll_records=max_poll_records, progress=Progress("consume", messages))
+    s = run_consume(
+        state.data_dir,
+        topic,
+        messages,
+        group=group,
+        timeout_ms=timeout,
+        fetch_size=fetch_size,
+        max_poll_records=max_poll_records,
+        progress=Progress("consume", messages),
+    )
     if s["timed_out"]:
-        click.echo(f"WARNING: Exiting before consuming the expected number of messages: timeout ({timeout} ms) "
-                   f"exceeded. You can use the --timeout option to increase the timeout.", err=True)
+        click.echo(
+            f"WARNING: Exiting before consuming the expected number of messages: timeout ({timeout} ms) "
+            f"exceeded. You can use the --timeout option to increase the timeout.",
+            err=True,
+        )
     if as_json:
         _emit({"type": "total", **s})
     else:
@@ -212,29 +344,58 @@ def consume_command(state: CliState, topic: str, messages: int, group: Optional[
 
 
 def _work_dir_option(f: Callable) -> Callable:
-    return click.option("--work-dir", type=click.Path(file_okay=False, exists=True), default=None, metavar="DIR",
-                        help="Where temporary logs are created (default: the system's temp directory).")(f)
+    return click.option(
+        "--work-dir",
+        type=click.Path(file_okay=False, exists=True),
+        default=None,
+        metavar="DIR",
+        help="Where temporary logs are created (default: the system's temp directory).",
+    )(f)
 
 
 @perf_group.command("latency")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=5000, show_default=True, metavar="R",
-              help="Records per second.")
-@click.option("--seconds", type=click.FloatRange(min=0, min_open=True, max=3600), default=10, show_default=True,
-              metavar="S", help="How long to send.")
-@click.option("--record-size", type=click.IntRange(min=16), default=100, show_default=True, metavar="B",
-              help="Bytes per value (the first 16 carry the send time and a sequence number).")
-@click.option("--fsync", type=click.Choice(["always", "interval", "never"]), default="never", show_default=True,
-              help="Durability of the producer.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5000,
+    show_default=True,
+    metavar="R",
+    help="Records per second.",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0, min_open=True, max=3600),
+    default=10,
+    show_default=True,
+    metavar="S",
+    help="How long to send.",
+)
+@click.option(
+    "--record-size",
+    type=click.IntRange(min=16),
+    default=100,
+    show_default=True,
+    metavar="B",
+    help="Bytes per value (the first 16 carry the send time and a sequence number).",
+)
+@click.option(
+    "--fsync",
+    type=click.Choice(["always", "interval", "never"]),
+    default="never",
+    show_default=True,
+    help="Durability of the producer.",
+)
 @_work_dir_option
 @json_option
-def latency_command(rate: float, seconds: float, record_size: int, fsync: str, work_dir: Optional[str],
-                    as_json: bool) -> None:
+def latency_command(
+    rate: float, seconds: float, record_size: int, fsync: str, work_dir: str | None, as_json: bool
+) -> None:
     """Send-to-receive latency between a producer process and a consumer process."""
     s = run_latency(rate, seconds, record_size=record_size, fsync=fsync, work_dir=work_dir)
     _emit({"type": "total", **s}) if as_json else click.echo(latency_line(s))
 
 
-def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> List[int]:
+def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
     try:
         sizes = [int(x.replace("_", "")) for x in value.split(",") if x.strip()]
     except ValueError:
@@ -245,31 +406,48 @@ def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> List[int]:
 
 
 @perf_group.command("seek")
-@click.option("--sizes", default="100000,1000000", show_default=True, callback=_sizes, metavar="N,N...",
-              help="Log sizes in records (100-byte values, batches of 1,000).")
-@click.option("--targets", type=click.IntRange(min=1, max=1_000_000), default=1000, show_default=True, metavar="N",
-              help="Random offsets and timestamps looked up per size.")
+@click.option(
+    "--sizes",
+    default="100000,1000000",
+    show_default=True,
+    callback=_sizes,
+    metavar="N,N...",
+    help="Log sizes in records (100-byte values, batches of 1,000).",
+)
+@click.option(
+    "--targets",
+    type=click.IntRange(min=1, max=1_000_000),
+    default=1000,
+    show_default=True,
+    metavar="N",
+    help="Random offsets and timestamps looked up per size.",
+)
 @_work_dir_option
 @json_option
-def seek_command(sizes: List[int], targets: int, work_dir: Optional[str], as_json: bool) -> None:
+def seek_command(sizes: list[int], targets: int, work_dir: str | None, as_json: bool) -> None:
     """Time to reach a random offset / timestamp as the log grows."""
     rows = run_seek(sizes, targets=targets, work_dir=work_dir)
     for r in rows:
         _emit({"type": "size", **r}) if as_json else click.echo(seek_line(r))
     if len(rows) > 1:
         a, b = rows[0], rows[-1]
-        g = {"type": "growth", "from_records": a["records"], "to_records": b["records"],
-             "offset_ratio": b["offset_median_us"] / max(a["offset_median_us"], 1e-9),
-             "timestamp_ratio": b["timestamp_median_us"] / max(a["timestamp_median_us"], 1e-9)}
+        g = {
+            "type": "growth",
+            "from_records": a["records"],
+            "to_records": b["records"],
+            "offset_ratio": b["offset_median_us"] / max(a["offset_median_us"], 1e-9),
+            "timestamp_ratio": b["timestamp_median_us"] / max(a["timestamp_median_us"], 1e-9),
+        }
         _emit(g) if as_json else click.echo(
             f"growth from {a['records']} to {b['records']} records: offset x{g['offset_ratio']:.2f}, "
-            f"timestamp x{g['timestamp_ratio']:.2f}.")
+            f"timestamp x{g['timestamp_ratio']:.2f}."
+        )
 
 
 _SYSTEMS = ("logq-never", "logq-interval", "logq-always", "sqlite-normal", "sqlite-full", "redis")
 
 
-def _systems(ctx: click.Context, param: click.Parameter, value: str) -> List[str]:
+def _systems(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
     names = [x.strip() for x in value.split(",") if x.strip()]
     bad = [x for x in names if x not in _SYSTEMS]
     if bad or not names:
@@ -279,22 +457,66 @@ def _systems(ctx: click.Context, param: click.Parameter, value: str) -> List[str
 
 @perf_group.command("compare")
 @click.option("--quick", is_flag=True, help="Far fewer records and shorter latency runs (a smoke test).")
-@click.option("--records", type=click.IntRange(min=1000), default=None, metavar="N",
-              help="Records of 100 bytes per run (default 1,000,000; 20,000 with --quick).")
-@click.option("--runs", type=click.IntRange(min=1), default=3, show_default=True, metavar="N",
-              help="Runs per figure; each figure is their median, with min and max.")
-@click.option("--latency-seconds", type=click.FloatRange(min=0, max=600), default=None, metavar="S",
-              help="Seconds of each latency run at 5,000 records/s (default 5; 0.5 with --quick; 0 skips it).")
-@click.option("--systems", default="logq-never,logq-interval,logq-always,sqlite-normal,sqlite-full,redis",
-              show_default=True, callback=_systems, metavar="NAME,...", help="Systems to measure.")
-@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-              help="Write the tables as markdown (between the perf markers if FILE has them).")
+@click.option(
+    "--records",
+    type=click.IntRange(min=1000),
+    default=None,
+    metavar="N",
+    help="Records of 100 bytes per run (default 1,000,000; 20,000 with --quick).",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    metavar="N",
+    help="Runs per figure; each figure is their median, with min and max.",
+)
+@click.option(
+    "--latency-seconds",
+    type=click.FloatRange(min=0, max=600),
+    default=None,
+    metavar="S",
+    help="Seconds of each latency run at 5,000 records/s (default 5; 0.5 with --quick; 0 skips it).",
+)
+@click.option(
+    "--systems",
+    default="logq-never,logq-interval,logq-always,sqlite-normal,sqlite-full,redis",
+    show_default=True,
+    callback=_systems,
+    metavar="NAME,...",
+    help="Systems to measure.",
+)
+@click.option(
+    "--markdown",
+    "markdown_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Write the tables as markdown (between the perf markers if FILE has them).",
+)
 @_work_dir_option
 @json_option
-def compare_command(quick: bool, records: Optional[int], runs: int, latency_seconds: Optional[float],
-                    systems: List[str], markdown_file: Optional[str], work_dir: Optional[str], as_json: bool) -> None:
+def compare_command(
+    quick: bool,
+    records: int | None,
+    runs: int,
+    latency_seconds: float | None,
+    systems: list[str],
+    markdown_file: str | None,
+    work_dir: str | None,
+    as_json: bool,
+) -> None:
     """The same workloads against logq (each fsync mode), SQLite and Redis Streams."""
     from logq.cli import perf_peers as _perf_peers
 
-    _perf_peers.compare(quick=quick, records=records, runs=runs, latency_seconds=latency_seconds,
-                        markdown_file=markdown_file, work_dir=work_dir, as_json=as_json, systems=systems)
+    _perf_peers.compare(
+        quick=quick,
+        records=records,
+        runs=runs,
+        latency_seconds=latency_seconds,
+        markdown_file=markdown_file,
+        work_dir=work_dir,
+        as_json=as_json,
+        systems=systems,
+    )

@@ -29,7 +29,8 @@ import sqlite3
 import subprocess
 import tempfile
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import click
 import numpy as np
@@ -43,7 +44,7 @@ _SQL_BATCH = 1000
 _SQL_IDLE_S = 0.0005  # the textbook polling consumer sleeps this long when it finds nothing
 
 # workload name -> (unit, higher is better)
-WORKLOADS: Dict[str, Tuple[str, bool]] = {
+WORKLOADS: dict[str, tuple[str, bool]] = {
     "produce 100 B": ("records/s", True),
     "produce 100 B, send()": ("records/s", True),
     "consume 100 B": ("records/s", True),
@@ -65,7 +66,7 @@ class _TempDirSystem:
 
     dir = ""
 
-    def start(self, work_dir: Optional[str]) -> None:
+    def start(self, work_dir: str | None) -> None:
         self.dir = tempfile.mkdtemp(prefix="logq-cmp-", dir=work_dir)
 
     def stop(self) -> None:
@@ -84,12 +85,16 @@ class LogqSystem(_TempDirSystem):
         }[fsync]
         self.dir = ""
 
-    def run(self, records: int, size: int, seek: bool) -> Dict[str, float]:
+    def run(self, records: int, size: int, seek: bool) -> dict[str, float]:
         topic = f"t{size}"
         p = P.run_produce(self.dir, topic, records, size, fsync=self.fsync, mode="send_batch")
         c = P.run_consume(self.dir, topic, records, timeout_ms=10_000)
-        out = {"produce": p["records_per_sec"], "produce_mb": p["mb_per_sec"],
-               "consume": c["nMsg.sec"], "consume_mb": c["MB.sec"]}
+        out = {
+            "produce": p["records_per_sec"],
+            "produce_mb": p["mb_per_sec"],
+            "consume": c["nMsg.sec"],
+            "consume_mb": c["MB.sec"],
+        }
         if seek:
             out["seek"] = self._seek_middle(topic, records)
         return out
@@ -109,7 +114,7 @@ class LogqSystem(_TempDirSystem):
     def send_mode(self, records: int) -> float:
         return P.run_produce(self.dir, "tsend", records, 100, fsync=self.fsync, mode="send")["records_per_sec"]
 
-    def latency(self, seconds: float, work_dir: Optional[str]) -> Dict[str, float]:
+    def latency(self, seconds: float, work_dir: str | None) -> dict[str, float]:
         s = P.run_latency(LATENCY_RATE, seconds, fsync=self.fsync, work_dir=work_dir)
         return {"p50": s["p50_us"], "p99": s["p99_us"], "sent": s["records_sent"], "received": s["records_received"]}
 
@@ -134,8 +139,9 @@ def _sqlite_latency_producer(path: str, synchronous: str, rate: float, count: in
     sent.value = n
 
 
-def _sqlite_latency_consumer(path: str, synchronous: str, count: int, budget_s: float, sent: Any, ready: Any,
-                             conn: Any) -> None:
+def _sqlite_latency_consumer(
+    path: str, synchronous: str, count: int, budget_s: float, sent: Any, ready: Any, conn: Any
+) -> None:
     con = _sqlite_connect(path, synchronous)
     lat = np.zeros(count, dtype=np.int64)
     got, last = 0, 0
@@ -147,7 +153,7 @@ def _sqlite_latency_consumer(path: str, synchronous: str, count: int, budget_s: 
         if not rows:
             time.sleep(_SQL_IDLE_S)
             continue
-        for rid, v in rows:
+        for _rid, v in rows:
             if got < count:
                 lat[got] = now - P.STAMP.unpack_from(v)[0]
                 got += 1
@@ -167,7 +173,7 @@ class SqliteSystem(_TempDirSystem):
         }[synchronous]
         self.dir = ""
 
-    def run(self, records: int, size: int, seek: bool) -> Dict[str, float]:
+    def run(self, records: int, size: int, seek: bool) -> dict[str, float]:
         path = os.path.join(self.dir, f"q{size}.db")
         con = _sqlite_connect(path, self.sync)
         try:
@@ -189,29 +195,40 @@ class SqliteSystem(_TempDirSystem):
                 nbytes += sum([len(v) for _, v in batch])
                 last = batch[-1][0]
             t2 = time.perf_counter()
-            out = {"produce": records / (t1 - t0), "produce_mb": records * size / P.MIB / (t1 - t0),
-                   "consume": got / (t2 - t1), "consume_mb": nbytes / P.MIB / (t2 - t1)}
+            out = {
+                "produce": records / (t1 - t0),
+                "produce_mb": records * size / P.MIB / (t1 - t0),
+                "consume": got / (t2 - t1),
+                "consume_mb": nbytes / P.MIB / (t2 - t1),
+            }
             if seek:
                 t0 = time.perf_counter()
-                con.execute("SELECT id, v FROM q WHERE id > ? ORDER BY id LIMIT ?",
-                            (records // 2, _middle_count(records))).fetchall()
+                con.execute(
+                    "SELECT id, v FROM q WHERE id > ? ORDER BY id LIMIT ?", (records // 2, _middle_count(records))
+                ).fetchall()
                 out["seek"] = (time.perf_counter() - t0) * 1e6
             return out
         finally:
             con.close()
 
-    def latency(self, seconds: float, work_dir: Optional[str]) -> Dict[str, float]:
+    def latency(self, seconds: float, work_dir: str | None) -> dict[str, float]:
         path = os.path.join(self.dir, "latency.db")
         _sqlite_connect(path, self.sync).close()
         count = max(1, int(LATENCY_RATE * seconds))
-        lat, sent = P.run_cross_process(_sqlite_latency_producer, (path, self.sync, LATENCY_RATE, count, 100),
-                                        _sqlite_latency_consumer, (path, self.sync), count, seconds)
+        lat, sent = P.run_cross_process(
+            _sqlite_latency_producer,
+            (path, self.sync, LATENCY_RATE, count, 100),
+            _sqlite_latency_consumer,
+            (path, self.sync),
+            count,
+            seconds,
+        )
         s = P.latency_summary(lat, "us")
         return {"p50": s["p50"], "p99": s["p99"], "sent": sent, "received": int(lat.size)}
 
 
 # --------------------------------------------------------------------------- Redis
-def redis_unavailable() -> Optional[str]:
+def redis_unavailable() -> str | None:
     """None when Redis Streams can be measured, else why not."""
     try:
         import redis  # noqa: F401
@@ -272,13 +289,30 @@ class RedisSystem:
     def __init__(self) -> None:
         self.dir, self.port, self.proc, self.client = "", 0, None, None
 
-    def start(self, work_dir: Optional[str]) -> None:
+    def start(self, work_dir: str | None) -> None:
         self.dir = tempfile.mkdtemp(prefix="logq-cmp-redis-", dir=work_dir)
         self.port = _free_port()
         self.proc = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.dir,
-             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                self.dir,
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.client = _redis_client(self.port)
         deadline = time.monotonic() + 10
         while True:
@@ -288,7 +322,7 @@ class RedisSystem:
             except Exception:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     self.stop()
-                    raise click.ClickException("redis-server did not start")
+                    raise click.ClickException("redis-server did not start") from None
                 time.sleep(0.05)
 
     def stop(self) -> None:
@@ -305,7 +339,7 @@ class RedisSystem:
             self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def run(self, records: int, size: int, seek: bool) -> Dict[str, float]:
+    def run(self, records: int, size: int, seek: bool) -> dict[str, float]:
         r, key = self.client, f"s{size}"
         r.delete(key)
         pool = P.make_payloads(size)
@@ -329,8 +363,12 @@ class RedisSystem:
             nbytes += sum([len(f[b"v"]) for _, f in entries])
             last = b"(" + entries[-1][0]
         t2 = time.perf_counter()
-        out = {"produce": records / (t1 - t0), "produce_mb": records * size / P.MIB / (t1 - t0),
-               "consume": got / (t2 - t1), "consume_mb": nbytes / P.MIB / (t2 - t1)}
+        out = {
+            "produce": records / (t1 - t0),
+            "produce_mb": records * size / P.MIB / (t1 - t0),
+            "consume": got / (t2 - t1),
+            "consume_mb": nbytes / P.MIB / (t2 - t1),
+        }
         if seek and mid_id is not None:
             t0 = time.perf_counter()
             r.xrange(key, min=mid_id, max="+", count=_middle_count(records))
@@ -338,11 +376,17 @@ class RedisSystem:
         r.delete(key)
         return out
 
-    def latency(self, seconds: float, work_dir: Optional[str]) -> Dict[str, float]:
+    def latency(self, seconds: float, work_dir: str | None) -> dict[str, float]:
         self.client.delete("latency")
         count = max(1, int(LATENCY_RATE * seconds))
-        lat, sent = P.run_cross_process(_redis_latency_producer, (self.port, LATENCY_RATE, count, 100),
-                                        _redis_latency_consumer, (self.port,), count, seconds)
+        lat, sent = P.run_cross_process(
+            _redis_latency_producer,
+            (self.port, LATENCY_RATE, count, 100),
+            _redis_latency_consumer,
+            (self.port,),
+            count,
+            seconds,
+        )
         s = P.latency_summary(lat, "us")
         return {"p50": s["p50"], "p99": s["p99"], "sent": sent, "received": int(lat.size)}
 
@@ -357,9 +401,9 @@ def _fmt(x: float) -> str:
 SYSTEM_KEYS = ("logq-never", "logq-interval", "logq-always", "sqlite-normal", "sqlite-full", "redis")
 
 
-def make_systems(keys: Sequence[str]) -> Tuple[List[Any], List[Dict[str, str]]]:
+def make_systems(keys: Sequence[str]) -> tuple[list[Any], list[dict[str, str]]]:
     """The systems named by ``keys`` (see SYSTEM_KEYS), and the ones skipped with why."""
-    systems: List[Any] = []
+    systems: list[Any] = []
     skipped = []
     for key in keys:
         kind, _, variant = key.partition("-")
@@ -376,14 +420,15 @@ def make_systems(keys: Sequence[str]) -> Tuple[List[Any], List[Dict[str, str]]]:
     return systems, skipped
 
 
-def disk_fdatasync_mb_s(work_dir: Optional[str], mib: int = 256) -> Optional[float]:
+def disk_fdatasync_mb_s(work_dir: str | None, mib: int = 256) -> float | None:
     """The disk's sequential write bandwidth with fdatasync, measured by ``dd`` (MB/s)."""
     d = tempfile.mkdtemp(prefix="logq-dd-", dir=work_dir)
     try:
         t0 = time.perf_counter()
         done = subprocess.run(
             ["dd", "if=/dev/zero", f"of={os.path.join(d, 'dd.bin')}", "bs=1M", f"count={mib}", "conv=fdatasync"],
-            capture_output=True, timeout=300,
+            capture_output=True,
+            timeout=300,
         )
         secs = time.perf_counter() - t0
     except (OSError, subprocess.SubprocessError):
@@ -393,14 +438,20 @@ def disk_fdatasync_mb_s(work_dir: Optional[str], mib: int = 256) -> Optional[flo
     return mib * (1 << 20) / secs / 1e6 if done.returncode == 0 else None
 
 
-def run_compare(records: int, runs: int, latency_seconds: float, work_dir: Optional[str],
-                progress: Optional[P.Progress] = None, keys: Sequence[str] = SYSTEM_KEYS) -> Dict[str, Any]:
+def run_compare(
+    records: int,
+    runs: int,
+    latency_seconds: float,
+    work_dir: str | None,
+    progress: P.Progress | None = None,
+    keys: Sequence[str] = SYSTEM_KEYS,
+) -> dict[str, Any]:
     """Every workload on every available system; figures, ratios, seek growth, targets."""
     systems, skipped = make_systems(keys)
     big = max(1000, records // 10)
     dd_mb = disk_fdatasync_mb_s(work_dir)
-    values: Dict[Tuple[str, str], List[float]] = {}
-    notes: List[str] = []
+    values: dict[tuple[str, str], list[float]] = {}
+    notes: list[str] = []
     step = 0
     if progress is not None:
         progress.total = runs * len(systems) + 1
@@ -431,8 +482,10 @@ def run_compare(records: int, runs: int, latency_seconds: float, work_dir: Optio
                     add("latency p99 at 5,000/s", s, lat["p99"])
                     planned = max(1, int(LATENCY_RATE * latency_seconds))
                     if lat["sent"] < planned or lat["received"] < lat["sent"]:
-                        notes.append(f"{s.name}, latency run {run + 1}: {lat['sent']:,} of {planned:,} records sent "
-                                     f"(the producer could not keep 5,000/s), {lat['received']:,} received")
+                        notes.append(
+                            f"{s.name}, latency run {run + 1}: {lat['sent']:,} of {planned:,} records sent "
+                            f"(the producer could not keep 5,000/s), {lat['received']:,} received"
+                        )
             finally:
                 s.stop()
             step += 1
@@ -445,68 +498,106 @@ def run_compare(records: int, runs: int, latency_seconds: float, work_dir: Optio
     for workload, (unit, higher) in WORKLOADS.items():
         for s in systems:
             if (workload, s.name) in values:
-                figures.append({"workload": workload, "system": s.name, "durability": s.durability, "unit": unit,
-                                "higher_is_better": higher, **P.spread(values[(workload, s.name)])})
+                figures.append(
+                    {
+                        "workload": workload,
+                        "system": s.name,
+                        "durability": s.durability,
+                        "unit": unit,
+                        "higher_is_better": higher,
+                        **P.spread(values[(workload, s.name)]),
+                    }
+                )
     med = {(f["workload"], f["system"]): f["median"] for f in figures}
     ratios = []
     logqs = [s.name for s in systems if isinstance(s, LogqSystem)]
     peers = [s.name for s in systems if not isinstance(s, LogqSystem)]
-    for workload, (unit, higher) in WORKLOADS.items():
+    for workload, (_unit, higher) in WORKLOADS.items():
         for lq in logqs:
             for peer in peers:
                 a, b = med.get((workload, lq)), med.get((workload, peer))
                 if a and b:
-                    ratios.append({"workload": workload, "logq": lq, "peer": peer,
-                                   "ratio": a / b if higher else b / a})
-    return {"records": records, "records_1k": big, "runs": runs, "latency_seconds": latency_seconds,
-            "figures": figures, "ratios": ratios, "seek": seek, "skipped": skipped, "notes": notes,
-            "disk_fdatasync_mb_s": dd_mb,
-            "targets": targets(med, ratios, seek, dd_mb), "durability": {n: s.durability for n, s in by_name.items()}}
+                    ratios.append({"workload": workload, "logq": lq, "peer": peer, "ratio": a / b if higher else b / a})
+    return {
+        "records": records,
+        "records_1k": big,
+        "runs": runs,
+        "latency_seconds": latency_seconds,
+        "figures": figures,
+        "ratios": ratios,
+        "seek": seek,
+        "skipped": skipped,
+        "notes": notes,
+        "disk_fdatasync_mb_s": dd_mb,
+        "targets": targets(med, ratios, seek, dd_mb),
+        "durability": {n: s.durability for n, s in by_name.items()},
+    }
 
 
-def targets(med: Dict[Tuple[str, str], float], ratios: List[Dict[str, Any]], seek: List[Dict[str, Any]],
-            dd_mb: Optional[float] = None) -> List[Dict[str, Any]]:
+def targets(
+    med: dict[tuple[str, str], float],
+    ratios: list[dict[str, Any]],
+    seek: list[dict[str, Any]],
+    dd_mb: float | None = None,
+) -> list[dict[str, Any]]:
     """The issue's targets against the measured medians (never asserted, only reported)."""
-    def m(workload: str, system: str = "logq (never)") -> Optional[float]:
+
+    def m(workload: str, system: str = "logq (never)") -> float | None:
         return med.get((workload, system))
 
-    def ratio(workload: str, lq: str, peer: str) -> Optional[float]:
+    def ratio(workload: str, lq: str, peer: str) -> float | None:
         return next((r["ratio"] for r in ratios if (r["workload"], r["logq"], r["peer"]) == (workload, lq, peer)), None)
 
     out = []
 
-    def row(target: str, measured: str, met: Optional[bool]) -> None:
+    def row(target: str, measured: str, met: bool | None) -> None:
         out.append({"target": target, "measured": measured, "met": met})
 
     def thr(target: str, workload: str, goal: float, unit: str) -> None:
         v = m(workload)
-        row(target, "not measured" if v is None else f"{_fmt(v)} {unit} (fsync=never)", None if v is None else v >= goal)
+        row(
+            target, "not measured" if v is None else f"{_fmt(v)} {unit} (fsync=never)", None if v is None else v >= goal
+        )
 
     thr("produce >= 1,500,000 records/s (send_batch, 100 B)", "produce 100 B", 1.5e6, "records/s")
     thr("produce >= 500,000 records/s (send, 100 B)", "produce 100 B, send()", 5e5, "records/s")
     thr("consume >= 1,000,000 records/s (100 B)", "consume 100 B", 1e6, "records/s")
     pk, ck = m("produce 1 KiB"), m("consume 1 KiB")
     if pk is not None and ck is not None:
-        row("1 KiB values >= 500 MB/s", f"produce {_fmt(pk)} MB/s, consume {_fmt(ck)} MB/s (fsync=never)",
-            pk >= 500 and ck >= 500)
+        row(
+            "1 KiB values >= 500 MB/s",
+            f"produce {_fmt(pk)} MB/s, consume {_fmt(ck)} MB/s (fsync=never)",
+            pk >= 500 and ck >= 500,
+        )
     ak = m("produce 1 KiB", "logq (always)")
     if ak is not None and dd_mb:
-        row("1 KiB, fsync=always >= 60% of the disk's fdatasync bandwidth (dd, same run)",
-            f"{_fmt(ak)} MB/s = {100 * ak / dd_mb:.0f}% of dd's {_fmt(dd_mb)} MB/s", ak >= 0.6 * dd_mb)
+        row(
+            "1 KiB, fsync=always >= 60% of the disk's fdatasync bandwidth (dd, same run)",
+            f"{_fmt(ak)} MB/s = {100 * ak / dd_mb:.0f}% of dd's {_fmt(dd_mb)} MB/s",
+            ak >= 0.6 * dd_mb,
+        )
     p50, p99 = m("latency p50 at 5,000/s"), m("latency p99 at 5,000/s")
     if p50 is not None and p99 is not None:
-        row("cross-process latency p50 <= 100 us, p99 <= 1 ms", f"p50 {_fmt(p50)} us, p99 {_fmt(p99)} us (fsync=never)",
-            p50 <= 100 and p99 <= 1000)
+        row(
+            "cross-process latency p50 <= 100 us, p99 <= 1 ms",
+            f"p50 {_fmt(p50)} us, p99 {_fmt(p99)} us (fsync=never)",
+            p50 <= 100 and p99 <= 1000,
+        )
     if len(seek) >= 2:
         a, b = seek[0], seek[-1]
         grow = b["offset_median_us"] / max(a["offset_median_us"], 1e-9)
         limit = 1.25 * math.log(b["records"]) / math.log(max(a["records"], 2))
-        row("seek <= 100 us, growing at most logarithmically",
+        row(
+            "seek <= 100 us, growing at most logarithmically",
             f"by offset {_fmt(a['offset_median_us'])} us at {a['records']:,} records, {_fmt(b['offset_median_us'])} us at "
             f"{b['records']:,} (x{grow:.2f}; log bound x{limit:.2f}); by timestamp {_fmt(b['timestamp_median_us'])} us",
-            max(a["offset_median_us"], b["offset_median_us"], b["timestamp_median_us"]) <= 100 and grow <= limit)
-    for peer, lq, goal in (("Redis Streams", "logq (interval)", 10), ("SQLite (NORMAL)", "logq (never)", 5),
-                           ("SQLite (FULL)", "logq (always)", 5)):
+            max(a["offset_median_us"], b["offset_median_us"], b["timestamp_median_us"]) <= 100 and grow <= limit,
+        )
+    for peer, lq, goal in (
+        ("Redis Streams", "logq (interval)", 10),
+        ("SQLite (NORMAL)", "logq (never)", 5),
+        ("SQLite (FULL)", "logq (always)", 5),
+    ):
         rp, rc = ratio("produce 100 B", lq, peer), ratio("consume 100 B", lq, peer)
         target = f">= {goal}x {peer} ({lq}, same durability class)"
         if rp is None or rc is None:
@@ -516,37 +607,72 @@ def targets(med: Dict[Tuple[str, str], float], ratios: List[Dict[str, Any]], see
     return out
 
 
-def markdown(res: Dict[str, Any], machine: Dict[str, Any]) -> str:
+def markdown(res: dict[str, Any], machine: dict[str, Any]) -> str:
     """The generated part of docs/benchmarks.md."""
-    L = [f"Measured {machine['date']} by `logq perf compare` with {res['records']:,} records of 100 B, "
-         f"{res['records_1k']:,} of 1 KiB, latency runs of {res['latency_seconds']:g} s (0: none); each figure is the "
-         f"median of {res['runs']} runs (min and max beside it).", "",
-         "| machine | |", "|---|---|"]
+    L = [
+        f"Measured {machine['date']} by `logq perf compare` with {res['records']:,} records of 100 B, "
+        f"{res['records_1k']:,} of 1 KiB, latency runs of {res['latency_seconds']:g} s (0: none); each figure is the "
+        f"median of {res['runs']} runs (min and max beside it).",
+        "",
+        "| machine | |",
+        "|---|---|",
+    ]
     L += [f"| {k} | {v} |" for k, v in machine.items()]
-    L += ["", "#### Results", "", "| workload | system | durability | median | min | max | unit |", "|---|---|---|---:|---:|---:|---|"]
+    L += [
+        "",
+        "#### Results",
+        "",
+        "| workload | system | durability | median | min | max | unit |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
     for f in res["figures"]:
-        L.append(f"| {f['workload']} | {f['system']} | {f['durability']} | {_fmt(f['median'])} | {_fmt(f['min'])} | "
-                 f"{_fmt(f['max'])} | {f['unit']} |")
-    peers = [f["system"] for f in res["figures"] if f["workload"] == "produce 100 B" and not f["system"].startswith("logq")]
+        L.append(
+            f"| {f['workload']} | {f['system']} | {f['durability']} | {_fmt(f['median'])} | {_fmt(f['min'])} | "
+            f"{_fmt(f['max'])} | {f['unit']} |"
+        )
+    peers = [
+        f["system"] for f in res["figures"] if f["workload"] == "produce 100 B" and not f["system"].startswith("logq")
+    ]
     if peers:
-        L += ["", "#### Ratios", "",
-              "How many times better logq is: logq / peer for throughput, peer / logq for times (> 1: logq wins).", "",
-              "| workload | logq | " + " | ".join(f"vs {p}" for p in peers) + " |", "|---|---|" + "---:|" * len(peers)]
+        L += [
+            "",
+            "#### Ratios",
+            "",
+            "How many times better logq is: logq / peer for throughput, peer / logq for times (> 1: logq wins).",
+            "",
+            "| workload | logq | " + " | ".join(f"vs {p}" for p in peers) + " |",
+            "|---|---|" + "---:|" * len(peers),
+        ]
         keys = []
         for r in res["ratios"]:
             if (r["workload"], r["logq"]) not in keys:
                 keys.append((r["workload"], r["logq"]))
         for w, lq in keys:
-            cells = [next((f"x{r['ratio']:.2f}" for r in res["ratios"] if (r["workload"], r["logq"], r["peer"]) == (w, lq, p)), "-")
-                     for p in peers]
+            cells = [
+                next(
+                    (
+                        f"x{r['ratio']:.2f}"
+                        for r in res["ratios"]
+                        if (r["workload"], r["logq"], r["peer"]) == (w, lq, p)
+                    ),
+                    "-",
+                )
+                for p in peers
+            ]
             L.append(f"| {w} | {lq} | " + " | ".join(cells) + " |")
-    L += ["", "#### Seek as the log grows (logq, by offset and by timestamp)", "",
-          "| records | MB | segments | by offset, median us | min | max | by timestamp, median us | min | max |",
-          "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    L += [
+        "",
+        "#### Seek as the log grows (logq, by offset and by timestamp)",
+        "",
+        "| records | MB | segments | by offset, median us | min | max | by timestamp, median us | min | max |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for s in res["seek"]:
-        L.append(f"| {s['records']:,} | {s['size_mb']:.1f} | {s['segments']} | {_fmt(s['offset_median_us'])} | "
-                 f"{_fmt(s['offset_min_us'])} | {_fmt(s['offset_max_us'])} | {_fmt(s['timestamp_median_us'])} | "
-                 f"{_fmt(s['timestamp_min_us'])} | {_fmt(s['timestamp_max_us'])} |")
+        L.append(
+            f"| {s['records']:,} | {s['size_mb']:.1f} | {s['segments']} | {_fmt(s['offset_median_us'])} | "
+            f"{_fmt(s['offset_min_us'])} | {_fmt(s['offset_max_us'])} | {_fmt(s['timestamp_median_us'])} | "
+            f"{_fmt(s['timestamp_min_us'])} | {_fmt(s['timestamp_max_us'])} |"
+        )
     L += ["", "#### Targets", "", "| target | measured | met |", "|---|---|---|"]
     for t in res["targets"]:
         L.append(f"| {t['target']} | {t['measured']} | {'-' if t['met'] is None else ('yes' if t['met'] else 'no')} |")
@@ -567,7 +693,7 @@ def write_markdown(path: str, body: str) -> None:
         old = ""
     i, j = old.find(MARK_BEGIN), old.find(MARK_END)
     if i >= 0 and j > i:
-        new = old[:i] + block + old[j + len(MARK_END):].lstrip("\n")
+        new = old[:i] + block + old[j + len(MARK_END) :].lstrip("\n")
     else:
         new = block
     tmp = path + ".tmp"
@@ -576,9 +702,17 @@ def write_markdown(path: str, body: str) -> None:
     os.replace(tmp, path)
 
 
-def compare(*, quick: bool, records: Optional[int], runs: int, latency_seconds: Optional[float],
-            markdown_file: Optional[str], work_dir: Optional[str], as_json: bool,
-            systems: Sequence[str] = SYSTEM_KEYS) -> None:
+def compare(
+    *,
+    quick: bool,
+    records: int | None,
+    runs: int,
+    latency_seconds: float | None,
+    markdown_file: str | None,
+    work_dir: str | None,
+    as_json: bool,
+    systems: Sequence[str] = SYSTEM_KEYS,
+) -> None:
     n = records or (20_000 if quick else 1_000_000)
     secs = (0.5 if quick else 5.0) if latency_seconds is None else latency_seconds
     from logq.cli.perf import machine_info

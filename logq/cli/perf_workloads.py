@@ -22,7 +22,8 @@ import struct
 import sys
 import tempfile
 import time
-from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any
 
 import numpy as np
 
@@ -36,29 +37,40 @@ _CHILD_TIMEOUT_S = 60.0  # startup allowance for a spawned process (imports, ope
 
 
 # --------------------------------------------------------------------------- stats
-def latency_summary(lat_ns: Sequence[int], unit: str = "ms") -> Dict[str, float]:
+def latency_summary(lat_ns: Sequence[int] | np.ndarray, unit: str = "ms") -> dict[str, float]:
     """avg / max / p50 / p95 / p99 / p99.9 of latencies given in ns, converted to ``unit``."""
     div = {"ms": 1e6, "us": 1e3}[unit]
     a = np.asarray(lat_ns, dtype=np.float64)
     if a.size == 0:
         return {k: 0.0 for k in ("avg", "max", "p50", "p95", "p99", "p999")}
     p50, p95, p99, p999 = np.percentile(a, [50, 95, 99, 99.9])
-    return {"avg": float(a.mean() / div), "max": float(a.max() / div), "p50": p50 / div,
-            "p95": p95 / div, "p99": p99 / div, "p999": p999 / div}
+    return {
+        "avg": float(a.mean() / div),
+        "max": float(a.max() / div),
+        "p50": p50 / div,
+        "p95": p95 / div,
+        "p99": p99 / div,
+        "p999": p999 / div,
+    }
 
 
-def spread(values: Sequence[float]) -> Dict[str, Any]:
+def spread(values: Sequence[float]) -> dict[str, Any]:
     """Median, min and max of repeated runs."""
     v = sorted(float(x) for x in values)
-    return {"median": float(np.median(v)) if v else 0.0, "min": v[0] if v else 0.0,
-            "max": v[-1] if v else 0.0, "runs": v}
+    return {
+        "median": float(np.median(v)) if v else 0.0,
+        "min": v[0] if v else 0.0,
+        "max": v[-1] if v else 0.0,
+        "runs": v,
+    }
 
 
 class Progress:
     """One overwritten line on stderr for long runs: only on a terminal, only after ``delay_s``."""
 
-    def __init__(self, label: str, total: int, stream: Optional[IO[str]] = None,
-                 enabled: Optional[bool] = None, delay_s: float = 1.0) -> None:
+    def __init__(
+        self, label: str, total: int, stream: IO[str] | None = None, enabled: bool | None = None, delay_s: float = 1.0
+    ) -> None:
         self.stream = stream if stream is not None else sys.stderr
         if enabled is None:
             try:
@@ -88,7 +100,7 @@ class Progress:
             self._visible = False
 
 
-def make_payloads(size: int, count: int = _PAYLOAD_POOL, seed: int = 0) -> List[bytes]:
+def make_payloads(size: int, count: int = _PAYLOAD_POOL, seed: int = 0) -> list[bytes]:
     """``count`` distinct values of ``size`` random letters A-Z (Kafka's payload, seed 0)."""
     rng = np.random.default_rng(seed)
     return [row.tobytes() for row in rng.integers(65, 91, size=(count, size), dtype=np.uint8)]
@@ -109,10 +121,15 @@ class _Window:
         if lat_max > self.lat_max:
             self.lat_max = lat_max
 
-    def stats(self, elapsed_s: float) -> Dict[str, Any]:
+    def stats(self, elapsed_s: float) -> dict[str, Any]:
         el = max(elapsed_s, 1e-9)
-        return {"records": self.count, "records_per_sec": self.count / el, "mb_per_sec": self.bytes / MIB / el,
-                "avg_latency_ms": self.lat_sum / max(self.lat_n, 1) / 1e6, "max_latency_ms": self.lat_max / 1e6}
+        return {
+            "records": self.count,
+            "records_per_sec": self.count / el,
+            "mb_per_sec": self.bytes / MIB / el,
+            "avg_latency_ms": self.lat_sum / max(self.lat_n, 1) / 1e6,
+            "max_latency_ms": self.lat_max / 1e6,
+        }
 
 
 def _ensure_topic(data_dir: str, topic: str, partitions: int) -> int:
@@ -130,11 +147,20 @@ def _ensure_topic(data_dir: str, topic: str, partitions: int) -> int:
 
 
 def run_produce(
-    data_dir: str, topic: str, num_records: int, record_size: int, *,
-    throughput: float = -1, batch_size: int = 1000, fsync: Optional[str] = None, partitions: int = 1,
-    mode: str = "send_batch", report_interval_s: float = 5.0,
-    on_window: Optional[Callable[[Dict[str, Any]], None]] = None, progress: Optional[Progress] = None,
-) -> Dict[str, Any]:
+    data_dir: str,
+    topic: str,
+    num_records: int,
+    record_size: int,
+    *,
+    throughput: float = -1,
+    batch_size: int = 1000,
+    fsync: str | None = None,
+    partitions: int = 1,
+    mode: str = "send_batch",
+    report_interval_s: float = 5.0,
+    on_window: Callable[[dict[str, Any]], None] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Produce ``num_records`` values (creating the topic if missing); Kafka's statistics."""
     from logq.client.producer import Producer
 
@@ -188,8 +214,8 @@ def run_produce(
         else:
             # Records complete in send order, a batch at a time: keep send times and futures
             # in lists and settle every completed record at once (sum/min over a slice).
-            times: List[int] = []
-            futs: List[Any] = []
+            times: list[int] = []
+            futs: list[Any] = []
             head = 0
             send = producer.send
             mask = len(pool) - 1
@@ -206,7 +232,7 @@ def run_produce(
                 lat_sum, lat_max = n * now - sum(chunk), now - chunk[0]
                 win.add(n, n * record_size, lat_sum, n, lat_max)
                 total.add(n, n * record_size, lat_sum, n, lat_max)
-                samples.extend([now - t for t in chunk[(-head) % every::every]])
+                samples.extend([now - t for t in chunk[(-head) % every :: every]])
                 head = i
                 if head >= 65536:
                     del times[:head], futs[:head]
@@ -234,25 +260,49 @@ def run_produce(
         if progress is not None:
             progress.clear()
     out = total.stats((end - start) / 1e9)
-    lat = latency_summary(samples, "ms")
-    out.update({"p50_ms": lat["p50"], "p95_ms": lat["p95"], "p99_ms": lat["p99"], "p999_ms": lat["p999"],
-                "elapsed_s": (end - start) / 1e9, "mode": mode, "fsync": fsync or "topic default",
-                "record_size": record_size, "batch_size": batch_size, "partitions": parts})
+    summary = latency_summary(samples, "ms")
+    out.update(
+        {
+            "p50_ms": summary["p50"],
+            "p95_ms": summary["p95"],
+            "p99_ms": summary["p99"],
+            "p999_ms": summary["p999"],
+            "elapsed_s": (end - start) / 1e9,
+            "mode": mode,
+            "fsync": fsync or "topic default",
+            "record_size": record_size,
+            "batch_size": batch_size,
+            "partitions": parts,
+        }
+    )
     return out
 
 
 # --------------------------------------------------------------------------- consume
 def run_consume(
-    data_dir: str, topic: str, messages: int, *, group: Optional[str] = None, timeout_ms: int = 10_000,
-    fetch_size: int = MIB, max_poll_records: int = 500, progress: Optional[Progress] = None,
-) -> Dict[str, Any]:
+    data_dir: str,
+    topic: str,
+    messages: int,
+    *,
+    group: str | None = None,
+    timeout_ms: int = 10_000,
+    fetch_size: int = MIB,
+    max_poll_records: int = 500,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Consume ``messages`` records from the earliest offset (or the group's commits)."""
     from logq.client.consumer import Consumer
 
     start_wall = time.time()
     start = time.perf_counter()
-    consumer = Consumer(data_dir, topic, group_id=group, auto_offset_reset="earliest",
-                        fetch_max_bytes=fetch_size, max_poll_records=max_poll_records)
+    consumer = Consumer(
+        data_dir,
+        topic,
+        group_id=group,
+        auto_offset_reset="earliest",
+        fetch_max_bytes=fetch_size,
+        max_poll_records=max_poll_records,
+    )
     joined = time.perf_counter()
     n = nbytes = 0
     last_data = joined
@@ -268,7 +318,9 @@ def run_consume(
                 continue
             last_data = now
             n += len(recs)
-            nbytes += sum([len(r[5]) for r in recs if r[5] is not None]) + sum([len(r[4]) for r in recs if r[4] is not None])
+            nbytes += sum([len(r[5]) for r in recs if r[5] is not None]) + sum(
+                [len(r[4]) for r in recs if r[4] is not None]
+            )
             if progress is not None:
                 progress.update(n)
         end = time.perf_counter()
@@ -286,10 +338,17 @@ def run_consume(
         return d.strftime(fmt) + f"{d.microsecond // 1000:03d}"
 
     return {
-        "start.time": stamp(start_wall), "end.time": stamp(end_wall), "data.consumed.in.MB": mb,
-        "MB.sec": mb / total_s, "data.consumed.in.nMsg": n, "nMsg.sec": n / total_s,
-        "rebalance.time.ms": int((joined - start) * 1000), "fetch.time.ms": int(fetch_s * 1000),
-        "fetch.MB.sec": mb / fetch_s, "fetch.nMsg.sec": n / fetch_s, "timed_out": timed_out,
+        "start.time": stamp(start_wall),
+        "end.time": stamp(end_wall),
+        "data.consumed.in.MB": mb,
+        "MB.sec": mb / total_s,
+        "data.consumed.in.nMsg": n,
+        "nMsg.sec": n / total_s,
+        "rebalance.time.ms": int((joined - start) * 1000),
+        "fetch.time.ms": int(fetch_s * 1000),
+        "fetch.MB.sec": mb / fetch_s,
+        "fetch.nMsg.sec": n / fetch_s,
+        "timed_out": timed_out,
     }
 
 
@@ -325,8 +384,9 @@ def more_to_receive(got: int, count: int, sent: Any) -> bool:
     return got < count and (n < 0 or got < n)
 
 
-def _latency_producer(data_dir: str, topic: str, rate: float, count: int, record_size: int, fsync: str,
-                      sent: Any) -> None:
+def _latency_producer(
+    data_dir: str, topic: str, rate: float, count: int, record_size: int, fsync: str, sent: Any
+) -> None:
     from logq.client.producer import Producer
 
     pad = b"x" * max(0, record_size - STAMP.size)
@@ -338,8 +398,7 @@ def _latency_producer(data_dir: str, topic: str, rate: float, count: int, record
     sent.value = n
 
 
-def _latency_consumer(data_dir: str, topic: str, count: int, budget_s: float, sent: Any, ready: Any,
-                      conn: Any) -> None:
+def _latency_consumer(data_dir: str, topic: str, count: int, budget_s: float, sent: Any, ready: Any, conn: Any) -> None:
     from logq.client.consumer import Consumer
 
     lat = np.zeros(count, dtype=np.int64)
@@ -358,8 +417,14 @@ def _latency_consumer(data_dir: str, topic: str, count: int, budget_s: float, se
     conn.close()
 
 
-def run_cross_process(producer: Callable[..., None], producer_args: tuple, consumer: Callable[..., None],
-                      consumer_args: tuple, count: int, seconds: float) -> Tuple[np.ndarray, int]:
+def run_cross_process(
+    producer: Callable[..., None],
+    producer_args: tuple,
+    consumer: Callable[..., None],
+    consumer_args: tuple,
+    count: int,
+    seconds: float,
+) -> tuple[np.ndarray, int]:
     """Latencies (ns) and records sent, from a spawned consumer and a spawned producer.
 
     ``consumer(*consumer_args, count, budget_s, sent, ready, conn)`` starts first, sets
@@ -402,24 +467,39 @@ def run_cross_process(producer: Callable[..., None], producer_args: tuple, consu
         recv.close()
 
 
-def latency_result(lat_ns: np.ndarray, sent: int, rate: float, **extra: Any) -> Dict[str, Any]:
+def latency_result(lat_ns: np.ndarray, sent: int, rate: float, **extra: Any) -> dict[str, Any]:
     s = latency_summary(lat_ns, "us")
-    out = {"records_sent": sent, "records_received": int(lat_ns.size), "rate": rate,
-           "avg_us": s["avg"], "max_us": s["max"], "p50_us": s["p50"], "p95_us": s["p95"],
-           "p99_us": s["p99"], "p999_us": s["p999"]}
+    out = {
+        "records_sent": sent,
+        "records_received": int(lat_ns.size),
+        "rate": rate,
+        "avg_us": s["avg"],
+        "max_us": s["max"],
+        "p50_us": s["p50"],
+        "p95_us": s["p95"],
+        "p99_us": s["p99"],
+        "p999_us": s["p999"],
+    }
     out.update(extra)
     return out
 
 
-def run_latency(rate: float, seconds: float, *, record_size: int = 100, fsync: str = "never",
-                work_dir: Optional[str] = None) -> Dict[str, Any]:
+def run_latency(
+    rate: float, seconds: float, *, record_size: int = 100, fsync: str = "never", work_dir: str | None = None
+) -> dict[str, Any]:
     """Send-to-receive latency between a producer process and a consumer process."""
     count = max(1, int(rate * seconds))
     tmp = tempfile.mkdtemp(prefix="logq-perf-", dir=work_dir)
     try:
         _ensure_topic(tmp, "latency", 1)
-        lat, sent = run_cross_process(_latency_producer, (tmp, "latency", rate, count, record_size, fsync),
-                                      _latency_consumer, (tmp, "latency"), count, seconds)
+        lat, sent = run_cross_process(
+            _latency_producer,
+            (tmp, "latency", rate, count, record_size, fsync),
+            _latency_consumer,
+            (tmp, "latency"),
+            count,
+            seconds,
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return latency_result(lat, sent, rate, fsync=fsync, record_size=record_size)
@@ -441,8 +521,9 @@ def build_log(path: str, records: int, value_size: int = 100, batch: int = 1000)
             k += 1
 
 
-def run_seek(sizes: Sequence[int], *, targets: int = 1000, value_size: int = 100, batch: int = 1000,
-             work_dir: Optional[str] = None) -> List[Dict[str, Any]]:
+def run_seek(
+    sizes: Sequence[int], *, targets: int = 1000, value_size: int = 100, batch: int = 1000, work_dir: str | None = None
+) -> list[dict[str, Any]]:
     """Per size: time to fetch the batch of a random offset, and of a random timestamp.
 
     Each answer is checked (the batch holds the offset; batch k starts at k x ``batch``).
@@ -470,8 +551,13 @@ def run_seek(sizes: Sequence[int], *, targets: int = 1000, value_size: int = 100
                     res2 = log.read(found, 1) if found is not None else None
                     t2 = clock()
                     h = res.headers[0] if res.headers else None
-                    if h is None or not h.base_offset <= off <= h.last_offset or found != (ts - T0_MS) * batch \
-                            or res2 is None or not res2.headers:
+                    if (
+                        h is None
+                        or not h.base_offset <= off <= h.last_offset
+                        or found != (ts - T0_MS) * batch
+                        or res2 is None
+                        or not res2.headers
+                    ):
                         raise CliError(f"wrong seek result for offset {off} / timestamp {ts} (found {found})")
                     by_off.append(t1 - t0)
                     by_ts.append(t2 - t1)
@@ -481,9 +567,18 @@ def run_seek(sizes: Sequence[int], *, targets: int = 1000, value_size: int = 100
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         o, t = np.asarray(by_off) / 1e3, np.asarray(by_ts) / 1e3
-        out.append({"records": n, "size_mb": size_mb, "segments": segments, "targets": targets,
-                    "offset_median_us": float(np.median(o)), "offset_min_us": float(o.min()), "offset_max_us": float(o.max()),
-                    "timestamp_median_us": float(np.median(t)), "timestamp_min_us": float(t.min()),
-                    "timestamp_max_us": float(t.max())})
+        out.append(
+            {
+                "records": n,
+                "size_mb": size_mb,
+                "segments": segments,
+                "targets": targets,
+                "offset_median_us": float(np.median(o)),
+                "offset_min_us": float(o.min()),
+                "offset_max_us": float(o.max()),
+                "timestamp_median_us": float(np.median(t)),
+                "timestamp_min_us": float(t.min()),
+                "timestamp_max_us": float(t.max()),
+            }
+        )
     return out
-

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from typing import Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 from logq.errors import LogqError, UnknownTopicError
 
@@ -41,8 +42,8 @@ __all__ = [
     "plan_reset",
 ]
 
-TP = Tuple[str, int]
-OffsetLookup = Callable[[TP, int], Optional[int]]
+TP = tuple[str, int]
+OffsetLookup = Callable[[TP, int], int | None]
 
 TO_EARLIEST = "to-earliest"
 TO_LATEST = "to-latest"
@@ -54,7 +55,7 @@ SCENARIOS = (TO_EARLIEST, TO_LATEST, TO_OFFSET, SHIFT_BY, TO_DATETIME, BY_DURATI
 
 _NS_PER_MS = 1_000_000
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _MAX_DIGITS = 18  # per number in a duration or partition list: bounds the arithmetic
 
 
@@ -79,16 +80,16 @@ class PlanRow(NamedTuple):
 
 
 class Plan(NamedTuple):
-    rows: List[PlanRow]
-    warnings: List[str]
+    rows: list[PlanRow]
+    warnings: list[str]
 
-    def offsets(self) -> Dict[TP, int]:
+    def offsets(self) -> dict[TP, int]:
         return {(r.topic, r.partition): r.new_offset for r in self.rows}
 
 
 class TopicSpec(NamedTuple):
     topic: str
-    partitions: Optional[Tuple[int, ...]]  # None: every partition of the topic
+    partitions: tuple[int, ...] | None  # None: every partition of the topic
 
 
 # ----------------------------------------------------------------------------- scope
@@ -104,12 +105,12 @@ def parse_topic_spec(text: str) -> TopicSpec:
     return TopicSpec(topic, parse_partition_list(plist, text))
 
 
-def parse_partition_list(text: str, within: Optional[str] = None) -> Tuple[int, ...]:
+def parse_partition_list(text: str, within: str | None = None) -> tuple[int, ...]:
     """``0,2,5`` -> (0, 2, 5): non-negative integers, no empty items, duplicates dropped.
 
     ``within``: the whole option value, named in the error message when it is not ``text``.
     """
-    out: List[int] = []
+    out: list[int] = []
     for item in text.split(","):
         item = item.strip()
         if not item.isascii() or not item.isdigit() or len(item) > _MAX_DIGITS:
@@ -126,7 +127,7 @@ def resolve_scope(
     all_topics: bool,
     partitions_of: Mapping[str, int],
     committed: Mapping[TP, int],
-) -> Tuple[List[TP], List[str]]:
+) -> tuple[list[TP], list[str]]:
     """The partitions in scope, sorted, and warnings.
 
     ``partitions_of``: partition count of every existing topic. ``--all-topics`` means the
@@ -137,7 +138,7 @@ def resolve_scope(
         raise SeekError("give either --topic or --all-topics, not both")
     if not all_topics and not specs:
         raise SeekError("one of --topic or --all-topics is required")
-    warnings: List[str] = []
+    warnings: list[str] = []
     scope: set = set()
     if all_topics:
         gone = sorted({t for t, p in committed if t not in partitions_of or p >= partitions_of[t]})
@@ -189,7 +190,7 @@ def parse_datetime_ms(text: str) -> int:
         )
     zone = m.group("zone")
     if zone is None or zone in "Zz":
-        tz = _dt.timezone.utc
+        tz = _dt.UTC
     else:
         digits = zone[1:].replace(":", "")
         hours, minutes = int(digits[:2]), int(digits[2:] or 0)
@@ -260,10 +261,10 @@ def plan_reset(
     group: str,
     scenario: Scenario,
     scope: Iterable[TP],
-    log_offsets: Mapping[TP, Tuple[int, int]],
+    log_offsets: Mapping[TP, tuple[int, int]],
     committed: Mapping[TP, int],
-    offset_for_time: Optional[OffsetLookup] = None,
-    now_ns: Optional[int] = None,
+    offset_for_time: OffsetLookup | None = None,
+    now_ns: int | None = None,
 ) -> Plan:
     """The new committed offset of every partition in ``scope`` (sorted), and warnings.
 
@@ -275,7 +276,7 @@ def plan_reset(
     if kind not in SCENARIOS:
         raise SeekError(f"unknown scenario {kind!r} (one of {', '.join(SCENARIOS)})")
     tps = sorted(set(scope))
-    target_ms: Optional[int] = None
+    target_ms: int | None = None
     if kind in (TO_DATETIME, BY_DURATION):
         if offset_for_time is None:
             raise SeekError(f"{kind} needs a timestamp lookup")
@@ -294,8 +295,8 @@ def plan_reset(
                 "(reset those partitions with another option first)"
             )
 
-    rows: List[PlanRow] = []
-    warnings: List[str] = []
+    rows: list[PlanRow] = []
+    warnings: list[str] = []
     for tp in tps:
         topic, p = tp
         start, end = log_offsets[tp]
@@ -319,9 +320,7 @@ def plan_reset(
             else:
                 target = found
         if target < start:
-            warnings.append(
-                f"{topic}-{p}: new offset {target} is below the log start offset {start}; using {start}"
-            )
+            warnings.append(f"{topic}-{p}: new offset {target} is below the log start offset {start}; using {start}")
             target = start
         elif target > end:
             warnings.append(f"{topic}-{p}: new offset {target} is above the log end offset {end}; using {end}")

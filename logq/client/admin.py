@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from logq.config import LogConfig
-from logq.errors import OffsetOutOfRangeError
+from logq.errors import GroupNotEmptyError, OffsetOutOfRangeError
 from logq.groups.member import describe_group as _describe_group
 from logq.groups.member import group_dir, group_has_live_members, list_groups
-from logq.errors import GroupNotEmptyError
-from logq.storage.log import PartitionLog
 from logq.groups.offsets import OffsetStore
+from logq.storage.log import PartitionLog
 from logq.storage.topics import TopicMeta, TopicRegistry, partition_path, validate_partition
 
 __all__ = ["Admin", "PartitionInfo", "TopicDescription", "GroupPartitionInfo", "GroupInfo"]
@@ -27,8 +27,8 @@ class PartitionInfo(NamedTuple):
 
 class TopicDescription(NamedTuple):
     name: str
-    partitions: List[PartitionInfo]
-    config: Dict[str, Any]  # the full effective config, overrides applied
+    partitions: list[PartitionInfo]
+    config: dict[str, Any]  # the full effective config, overrides applied
 
     @property
     def size_bytes(self) -> int:
@@ -42,19 +42,19 @@ class TopicDescription(NamedTuple):
 class GroupPartitionInfo(NamedTuple):
     topic: str
     partition: int
-    committed: Optional[int]
+    committed: int | None
     log_end_offset: int
-    lag: Optional[int]
-    consumer_id: Optional[str]
+    lag: int | None
+    consumer_id: str | None
 
 
 class GroupInfo(NamedTuple):
     group: str
     state: str  # Dead, Empty, Stable, Rebalancing
     generation: int
-    members: List[str]  # live member ids
-    partitions: List[GroupPartitionInfo]
-    problems: Tuple[str, ...]
+    members: list[str]  # live member ids
+    partitions: list[GroupPartitionInfo]
+    problems: tuple[str, ...]
 
 
 class Admin:
@@ -70,7 +70,7 @@ class Admin:
     def delete_topic(self, name: str) -> None:
         self.registry.delete(name)
 
-    def list_topics(self) -> List[str]:
+    def list_topics(self) -> list[str]:
         return self.registry.names()
 
     def topic_config(self, name: str) -> LogConfig:
@@ -89,16 +89,16 @@ class Admin:
                 parts.append(PartitionInfo(p, lg.log_start_offset, lg.log_end_offset, lg.size_bytes, lg.num_segments))
         return TopicDescription(name, parts, meta.config.to_dict())
 
-    def log_offsets(self, topic: str, partition: int) -> Tuple[int, int]:
+    def log_offsets(self, topic: str, partition: int) -> tuple[int, int]:
         """(log start offset, log end offset) of one partition."""
         with self._open(topic, partition) as lg:
             return lg.log_start_offset, lg.log_end_offset
 
-    def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> Optional[int]:
+    def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int | None:
         with self._open(topic, partition) as lg:
             return lg.offset_for_timestamp(timestamp_ms)
 
-    def delete_records(self, topic: str, before: Mapping[int, int]) -> Dict[int, int]:
+    def delete_records(self, topic: str, before: Mapping[int, int]) -> dict[int, int]:
         """Purge: move each partition's log start offset up to the given offset."""
         out = {}
         for p, offset in before.items():
@@ -108,7 +108,7 @@ class Admin:
         return out
 
     # ------------------------------------------------------------------ groups
-    def list_groups(self) -> List[str]:
+    def list_groups(self) -> list[str]:
         return list_groups(self.root)
 
     def describe_group(self, group: str) -> GroupInfo:
@@ -133,7 +133,7 @@ class Admin:
         live = [m.member_id for m in d.members if m.alive]
         return GroupInfo(group, d.state, d.generation, live, rows, problems)
 
-    def committed_offsets(self, group: str) -> Dict[Tuple[str, int], int]:
+    def committed_offsets(self, group: str) -> dict[tuple[str, int], int]:
         if not os.path.isdir(group_dir(self.root, group)):
             return {}  # no such group: opening its offset store would create it
         store = OffsetStore(group_dir(self.root, group))
@@ -142,7 +142,7 @@ class Admin:
         finally:
             store.close()
 
-    def reset_offsets(self, group: str, offsets: Mapping[Tuple[str, int], int], *, sync: bool = True) -> None:
+    def reset_offsets(self, group: str, offsets: Mapping[tuple[str, int], int], *, sync: bool = True) -> None:
         """Set committed offsets of a group with no live member (`logq seek --execute`)."""
         if group_has_live_members(self.root, group):
             d = _describe_group(self.root, group)
@@ -160,7 +160,7 @@ class Admin:
     def close(self) -> None:
         self.registry.close()
 
-    def __enter__(self) -> "Admin":
+    def __enter__(self) -> Admin:
         return self
 
     def __exit__(self, *exc: object) -> None:

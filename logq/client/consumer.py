@@ -24,16 +24,19 @@ import datetime as _dt
 import logging
 import re
 import time
-from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Pattern, Sequence, Set, Union
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from re import Pattern
+from typing import Any
 
 from logq.client.notify import Watcher
-from logq.errors import ConfigError, LogClosedError, NoOffsetForPartitionError, OffsetOutOfRangeError
-from logq.codec.batch import decode_records
-from logq.groups.member import GroupMember, group_dir
-from logq.storage.log import PartitionLog
-from logq.groups.offsets import OffsetStore
 from logq.client.serde import get_deserializer
+from logq.codec.batch import decode_records
+from logq.errors import ConfigError, LogClosedError, NoOffsetForPartitionError, OffsetOutOfRangeError
+from logq.groups.member import GroupMember, group_dir
+from logq.groups.offsets import OffsetStore
+from logq.storage.log import PartitionLog
 from logq.storage.topics import TopicRegistry, partition_path, validate_partition
+from logq.types import OffsetAndTimestamp, Record, TopicPartition
 
 __all__ = ["Consumer", "Record", "TopicPartition", "OffsetAndTimestamp"]
 
@@ -42,36 +45,16 @@ _RESETS = ("earliest", "latest", "error")
 _GROUP_CHECK_S = 0.05  # how often a waiting poll re-checks the group for rebalances
 
 
-class TopicPartition(NamedTuple):
-    topic: str
-    partition: int
-
-
-class Record(NamedTuple):
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: Any
-    value: Any
-    headers: tuple
-
-
-class OffsetAndTimestamp(NamedTuple):
-    offset: int
-    timestamp: int
-
-
-Timestamp = Union[int, float, _dt.datetime]
+Timestamp = int | float | _dt.datetime
 
 
 def to_millis(ts: Timestamp) -> int:
     """Milliseconds since the epoch; a naive datetime is taken as UTC."""
     if isinstance(ts, _dt.datetime):
         if ts.tzinfo is None:
-            ts = ts.replace(tzinfo=_dt.timezone.utc)
+            ts = ts.replace(tzinfo=_dt.UTC)
         # exact integer arithmetic: float timestamp() * 1000 is 1 ms short for some datetimes
-        return (ts - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)) // _dt.timedelta(milliseconds=1)
+        return (ts - _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)) // _dt.timedelta(milliseconds=1)
     if isinstance(ts, bool) or not isinstance(ts, (int, float)):
         raise ConfigError(f"timestamp must be a datetime or milliseconds, got {ts!r}")
     return int(ts)
@@ -82,7 +65,7 @@ class Consumer:
         self,
         data_dir: str,
         *topics: str,
-        group_id: Optional[str] = None,
+        group_id: str | None = None,
         auto_offset_reset: str = "latest",
         enable_auto_commit: bool = True,
         auto_commit_interval_ms: int = 5000,
@@ -92,15 +75,19 @@ class Consumer:
         max_poll_interval_ms: int = 300_000,
         key_deserializer: Any = None,
         value_deserializer: Any = None,
-        on_assign: Optional[Callable[[Set[TopicPartition]], None]] = None,
-        on_revoke: Optional[Callable[[Set[TopicPartition]], None]] = None,
+        on_assign: Callable[[set[TopicPartition]], None] | None = None,
+        on_revoke: Callable[[set[TopicPartition]], None] | None = None,
         fsync_commits: bool = False,
-        consumer_timeout_ms: Optional[int] = None,
-        member_id: Optional[str] = None,
+        consumer_timeout_ms: int | None = None,
+        member_id: str | None = None,
     ) -> None:
         if auto_offset_reset not in _RESETS:
             raise ConfigError(f"auto_offset_reset={auto_offset_reset!r} is invalid: one of {', '.join(_RESETS)}")
-        for name, v in (("max_poll_records", max_poll_records), ("fetch_max_bytes", fetch_max_bytes), ("auto_commit_interval_ms", auto_commit_interval_ms)):
+        for name, v in (
+            ("max_poll_records", max_poll_records),
+            ("fetch_max_bytes", fetch_max_bytes),
+            ("auto_commit_interval_ms", auto_commit_interval_ms),
+        ):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{name}={v!r} is invalid: must be an int >= 1")
         self.registry = TopicRegistry(data_dir)
@@ -120,14 +107,14 @@ class Consumer:
         self._vdes = None if value_deserializer is None else get_deserializer(value_deserializer)
         self._on_assign = on_assign
         self._on_revoke = on_revoke
-        self._member: Optional[GroupMember] = None
-        self._store: Optional[OffsetStore] = OffsetStore(group_dir(self.root, group_id)) if group_id else None
-        self._subscription: Optional[Union[List[str], Pattern[str]]] = None
-        self._manual: List[TopicPartition] = []
-        self._positions: Dict[TopicPartition, int] = {}
-        self._buffers: Dict[TopicPartition, tuple] = {}  # (fetch, header i, byte pos, records, i)
-        self._paused: Set[TopicPartition] = set()
-        self._logs: Dict[TopicPartition, PartitionLog] = {}
+        self._member: GroupMember | None = None
+        self._store: OffsetStore | None = OffsetStore(group_dir(self.root, group_id)) if group_id else None
+        self._subscription: list[str] | Pattern[str] | None = None
+        self._manual: list[TopicPartition] = []
+        self._positions: dict[TopicPartition, int] = {}
+        self._buffers: dict[TopicPartition, tuple] = {}  # (fetch, header i, byte pos, records, i)
+        self._paused: set[TopicPartition] = set()
+        self._logs: dict[TopicPartition, PartitionLog] = {}
         self._watcher = Watcher()
         self._rr = 0
         self._next_commit = time.monotonic() + auto_commit_interval_ms / 1000
@@ -139,7 +126,7 @@ class Consumer:
                 self.assign([TopicPartition(t, p) for t in topics for p in range(self.registry.get(t).partitions)])
 
     # ------------------------------------------------------------------ membership
-    def subscribe(self, topics: Union[Sequence[str], str, Pattern[str]]) -> None:
+    def subscribe(self, topics: Sequence[str] | str | Pattern[str]) -> None:
         """Join the group for these topics (a list, or a regex matched against topic names)."""
         self._check_open()
         if self.group_id is None:
@@ -155,13 +142,16 @@ class Consumer:
         self._manual = []
         if self._member is None:
             self._member = GroupMember(
-                self.root, self.group_id, self._subscribed_partitions,
-                member_id=self._member_id, session_timeout_ms=self.session_timeout_ms,
+                self.root,
+                self.group_id,
+                self._subscribed_partitions,
+                member_id=self._member_id,
+                session_timeout_ms=self.session_timeout_ms,
                 max_poll_interval_ms=self.max_poll_interval_ms,
             )
         self._sync_group()
 
-    def _subscribed_partitions(self) -> Dict[str, int]:
+    def _subscribed_partitions(self) -> dict[str, int]:
         sub = self._subscription
         if sub is None:
             return {}
@@ -176,7 +166,9 @@ class Consumer:
         """Read exactly these partitions, without group coordination."""
         self._check_open()
         if self._member is not None:
-            raise ConfigError("this consumer is subscribed to a group", hint="use a second Consumer for manual assignment")
+            raise ConfigError(
+                "this consumer is subscribed to a group", hint="use a second Consumer for manual assignment"
+            )
         tps = []
         for tp in partitions:
             t, p = tp
@@ -187,7 +179,7 @@ class Consumer:
         self._manual = tps
         self._init_positions(tps)
 
-    def assignment(self) -> Set[TopicPartition]:
+    def assignment(self) -> set[TopicPartition]:
         if self._member is not None:
             return {TopicPartition(*tp) for tp in self._member.owned()}
         return set(self._manual)
@@ -203,7 +195,7 @@ class Consumer:
             if self._on_assign is not None:
                 self._on_assign(tps)
 
-    def _revoke(self, tps: Set[Any]) -> None:
+    def _revoke(self, tps: set[Any]) -> None:
         tps = {TopicPartition(*tp) for tp in tps}
         if self.enable_auto_commit:
             self._commit_positions([tp for tp in tps if tp in self._positions])
@@ -212,7 +204,7 @@ class Consumer:
         for tp in tps:
             self._forget(tp)
 
-    def _lost(self, tps: Set[Any]) -> None:
+    def _lost(self, tps: set[Any]) -> None:
         for tp in tps:
             self._forget(TopicPartition(*tp))
 
@@ -255,11 +247,21 @@ class Consumer:
         start, end = lg.log_start_offset, lg.log_end_offset
         if offset < start:
             if self.auto_offset_reset == "error":
-                raise NoOffsetForPartitionError(tp.topic, tp.partition, f"offset {offset} was deleted; log starts at {start}")
-            log.warning("%s-%d: offset %d was deleted by retention; resuming at log start %d", tp.topic, tp.partition, offset, start)
+                raise NoOffsetForPartitionError(
+                    tp.topic, tp.partition, f"offset {offset} was deleted; log starts at {start}"
+                )
+            log.warning(
+                "%s-%d: offset %d was deleted by retention; resuming at log start %d",
+                tp.topic,
+                tp.partition,
+                offset,
+                start,
+            )
             return start
         if offset > end:
-            log.warning("%s-%d: offset %d is past the log end %d; resuming at the log end", tp.topic, tp.partition, offset, end)
+            log.warning(
+                "%s-%d: offset %d is past the log end %d; resuming at the log end", tp.topic, tp.partition, offset, end
+            )
             return end
         return offset
 
@@ -280,19 +282,21 @@ class Consumer:
         self._buffers.pop(tp, None)
 
     def seek_to_beginning(self, *tps: Any) -> None:
-        for tp in (tps or tuple(self._positions)):
+        for tp in tps or tuple(self._positions):
             self.seek(tp, self._log(self._tp(tp)).log_start_offset)
 
     def seek_to_end(self, *tps: Any) -> None:
-        for tp in (tps or tuple(self._positions)):
+        for tp in tps or tuple(self._positions):
             self.seek(tp, self._log(self._tp(tp)).log_end_offset)
 
-    def offsets_for_times(self, timestamps: Dict[Any, Timestamp]) -> Dict[TopicPartition, Optional[OffsetAndTimestamp]]:
+    def offsets_for_times(self, timestamps: dict[Any, Timestamp]) -> dict[TopicPartition, OffsetAndTimestamp | None]:
         """Per partition, the first offset whose timestamp >= T (Kafka's rule), else None."""
-        out: Dict[TopicPartition, Optional[OffsetAndTimestamp]] = {}
+        out: dict[TopicPartition, OffsetAndTimestamp | None] = {}
         for tp, ts in timestamps.items():
             tp = TopicPartition(*tp)
-            lg = self._logs.get(tp) or PartitionLog(partition_path(self.root, tp.topic, tp.partition), self.registry.get(tp.topic).config, readonly=True)
+            lg = self._logs.get(tp) or PartitionLog(
+                partition_path(self.root, tp.topic, tp.partition), self.registry.get(tp.topic).config, readonly=True
+            )
             off = lg.offset_for_timestamp(to_millis(ts))
             if off is None:
                 out[tp] = None
@@ -303,7 +307,9 @@ class Consumer:
                 lg.close()
         return out
 
-    def replay_from(self, *, offset: Optional[int] = None, timestamp: Optional[Timestamp] = None, partitions: Optional[Iterable[Any]] = None) -> Dict[TopicPartition, int]:
+    def replay_from(
+        self, *, offset: int | None = None, timestamp: Timestamp | None = None, partitions: Iterable[Any] | None = None
+    ) -> dict[TopicPartition, int]:
         """Seek the given (default: all assigned) partitions to an offset or a time."""
         if (offset is None) == (timestamp is None):
             raise ConfigError("replay_from needs exactly one of offset= or timestamp=")
@@ -325,14 +331,14 @@ class Consumer:
     def resume(self, *tps: Any) -> None:
         self._paused.difference_update(TopicPartition(*tp) for tp in tps)
 
-    def paused(self) -> Set[TopicPartition]:
+    def paused(self) -> set[TopicPartition]:
         return set(self._paused)
 
-    def lag(self) -> Dict[TopicPartition, int]:
+    def lag(self) -> dict[TopicPartition, int]:
         return {tp: self._log(tp).log_end_offset - pos for tp, pos in self._positions.items()}
 
     # ------------------------------------------------------------------ polling
-    def poll(self, timeout: float = 1.0, max_records: Optional[int] = None) -> List[Record]:
+    def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list[Record]:
         """Records from the assigned partitions; waits up to ``timeout`` seconds for some."""
         self._check_open()
         limit = max_records or self.max_poll_records
@@ -352,17 +358,17 @@ class Consumer:
             if self._member is not None:
                 self._sync_group()
 
-    def _fetchable(self) -> List[TopicPartition]:
+    def _fetchable(self) -> list[TopicPartition]:
         if self._member is not None:
             owned = self._member.owned()
             return [tp for tp in self._positions if tp in owned and tp not in self._paused]
         return [tp for tp in self._positions if tp not in self._paused]
 
-    def _fetch(self, limit: int) -> List[Record]:
+    def _fetch(self, limit: int) -> list[Record]:
         tps = self._fetchable()
         if not tps:
             return []
-        out: List[Record] = []
+        out: list[Record] = []
         n = len(tps)
         start = self._rr % n
         self._rr += 1
@@ -374,7 +380,7 @@ class Consumer:
                 break
         return out
 
-    def _take(self, tp: TopicPartition, want: int) -> List[Record]:
+    def _take(self, tp: TopicPartition, want: int) -> list[Record]:
         """Up to ``want`` records of one partition, decoding fetched batches one at a time.
 
         A fetch brings up to ``fetch_max_bytes`` of whole batches; only as many batches are
@@ -386,7 +392,7 @@ class Consumer:
             if st is None:
                 return []
         res, hi, pos, recs, ri = st
-        out: List[Record] = []
+        out: list[Record] = []
         while len(out) < want:
             if ri >= len(recs):
                 if hi >= len(res.headers):
@@ -407,22 +413,28 @@ class Consumer:
             self._positions[tp] = out[-1].offset + 1
         return out
 
-    def _fetch_batches(self, tp: TopicPartition) -> Optional[tuple]:
+    def _fetch_batches(self, tp: TopicPartition) -> tuple | None:
         lg = self._log(tp)
         pos = self._positions[tp]
         try:
             res = lg.read(pos, self.fetch_max_bytes)
         except OffsetOutOfRangeError as e:
-            self._positions[tp] = self._clamp(tp, pos, lg) if pos < e.log_start else self._reset_high(tp, pos, e.log_end)
+            self._positions[tp] = (
+                self._clamp(tp, pos, lg) if pos < e.log_start else self._reset_high(tp, pos, e.log_end)
+            )
             return None
         if not res.headers:
             return None
         return (res, 0, 0, [], 0)
 
-    def _decode(self, tp: TopicPartition, res: Any, h: Any, pos: int) -> List[Record]:
+    def _decode(self, tp: TopicPartition, res: Any, h: Any, pos: int) -> list[Record]:
         recs = decode_records(
-            res.data, h, pos, max_decompressed_bytes=self._logs[tp].config.max_decompressed_bytes,
-            min_offset=res.offset, origin=(Record, tp.topic, tp.partition),
+            res.data,
+            h,
+            pos,
+            max_decompressed_bytes=self._logs[tp].config.max_decompressed_bytes,
+            min_offset=res.offset,
+            origin=(Record, tp.topic, tp.partition),
         )
         kd, vd = self._kdes, self._vdes
         if kd is None and vd is None:
@@ -445,23 +457,30 @@ class Consumer:
             if recs:
                 idle_since = time.monotonic()
                 yield from recs
-            elif self.consumer_timeout_ms is not None and (time.monotonic() - idle_since) * 1000 >= self.consumer_timeout_ms:
+            elif (
+                self.consumer_timeout_ms is not None
+                and (time.monotonic() - idle_since) * 1000 >= self.consumer_timeout_ms
+            ):
                 return
 
     # ------------------------------------------------------------------ commits
-    def commit(self, offsets: Optional[Dict[Any, int]] = None) -> None:
+    def commit(self, offsets: dict[Any, int] | None = None) -> None:
         """Commit positions (default) or the given {TopicPartition: next offset} map."""
         self._check_open()
         if self._store is None:
             raise ConfigError("commit() needs a group_id")
-        items = {TopicPartition(*tp): off for tp, off in offsets.items()} if offsets is not None else {tp: self._positions[tp] for tp in self._positions}
+        items = (
+            {TopicPartition(*tp): off for tp, off in offsets.items()}
+            if offsets is not None
+            else {tp: self._positions[tp] for tp in self._positions}
+        )
         self._do_commit(items)
 
     def _commit_positions(self, tps: Sequence[TopicPartition]) -> None:
         if tps:
             self._do_commit({tp: self._positions[tp] for tp in tps})
 
-    def _do_commit(self, items: Dict[TopicPartition, int]) -> None:
+    def _do_commit(self, items: dict[TopicPartition, int]) -> None:
         assert self._store is not None
         self._next_commit = time.monotonic() + self.auto_commit_interval_ms / 1000
         if not items:
@@ -475,7 +494,7 @@ class Consumer:
             log_end=lambda t, p: self._log(TopicPartition(t, p)).log_end_offset,
         )
 
-    def committed(self, tp: Any) -> Optional[int]:
+    def committed(self, tp: Any) -> int | None:
         if self._store is None:
             raise ConfigError("committed() needs a group_id")
         t, p = tp
@@ -491,9 +510,11 @@ class Consumer:
             return
         try:
             if self._member is not None:
-                def revoke(tps: Set[Any]) -> None:
+
+                def revoke(tps: set[Any]) -> None:
                     if autocommit:
                         self._revoke(tps)
+
                 self._member.close(on_revoke=revoke)
             elif autocommit and self.enable_auto_commit and self._store is not None and self._positions:
                 self.commit()
@@ -506,7 +527,7 @@ class Consumer:
                 self._store.close()
             self.registry.close()
 
-    def __enter__(self) -> "Consumer":
+    def __enter__(self) -> Consumer:
         return self
 
     def __exit__(self, *exc: object) -> None:

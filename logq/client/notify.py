@@ -19,7 +19,6 @@ import os
 import select
 import sys
 import time
-from typing import Dict, Optional
 
 __all__ = ["Watcher"]
 
@@ -32,10 +31,10 @@ _MASK = _IN_MODIFY | _IN_CREATE | _IN_MOVED_TO
 _DRAIN_BYTES = 64 * 1024
 _MAX_SLEEP_S = 0.01
 
-_libc: Optional[ctypes.CDLL] = None
+_libc: ctypes.CDLL | None = None
 
 
-def _load_libc() -> Optional[ctypes.CDLL]:
+def _load_libc() -> ctypes.CDLL | None:
     global _libc
     if _libc is None and sys.platform.startswith("linux"):
         try:
@@ -54,7 +53,7 @@ class Watcher:
 
     def __init__(self) -> None:
         self._fd = -1
-        self._watches: Dict[str, int] = {}
+        self._watches: dict[str, int] = {}
         lib = _load_libc()
         if lib is not None:
             fd = lib.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import random
 import threading
-from typing import Optional, Union
 
 from logq.errors import ConfigError, SerializationError
 
@@ -24,7 +23,7 @@ _SEED = 0x9747B28C
 _M = 0x5BD1E995
 _MASK32 = 0xFFFFFFFF
 
-BytesLike = Union[bytes, bytearray, memoryview]
+BytesLike = bytes | bytearray | memoryview
 
 
 def murmur2(data: BytesLike) -> int:
@@ -88,17 +87,17 @@ class StickyPartitioner:
     are two or more). Safe to share between threads.
     """
 
-    def __init__(self, batch_size: int = 16384, *, rng: Optional[random.Random] = None) -> None:
+    def __init__(self, batch_size: int = 16384, *, rng: random.Random | None = None) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
         self.batch_size = batch_size
         self._rng = rng if rng is not None else random.Random()
         self._lock = threading.Lock()
-        self._current: Optional[int] = None
+        self._current: int | None = None
         self._num_partitions = 0
         self._produced = 0
 
-    def partition(self, key: Optional[BytesLike], num_partitions: int, size: int = 0) -> int:
+    def partition(self, key: BytesLike | None, num_partitions: int, size: int = 0) -> int:
         """The partition for one record of ``size`` bytes; null-key bytes are counted."""
         if key is not None:
             return partition_for_key(key, num_partitions)
@@ -122,6 +121,6 @@ class StickyPartitioner:
         return other + 1 if other >= current else other
 
     @property
-    def current(self) -> Optional[int]:
+    def current(self) -> int | None:
         """The partition null-key records currently stick to (None before the first one)."""
         return self._current

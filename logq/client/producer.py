@@ -21,8 +21,11 @@ import itertools
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
+from logq.client.partitioner import StickyPartitioner, partition_for_key
+from logq.client.serde import get_serializer
 from logq.config import LogConfig
 from logq.errors import (
     ConfigError,
@@ -33,13 +36,11 @@ from logq.errors import (
     SerializationError,
 )
 from logq.storage.log import PartitionLog
-from logq.client.partitioner import StickyPartitioner, partition_for_key
-from logq.client.serde import get_serializer
 from logq.storage.topics import TopicRegistry, partition_path, validate_partition
 
 __all__ = ["Producer", "RecordMetadata", "BatchMetadata", "RecordFuture"]
 
-TP = Tuple[str, int]
+TP = tuple[str, int]
 _RECORD_OVERHEAD_BYTES = 24  # varints, attributes and header count of one record, at most
 _BULK_BATCH_BYTES = 512 * 1024  # send_batch target batch size (below max_batch_bytes)
 _EVENT_LOCK = threading.Lock()  # creates a batch's completion Event on its first waiter
@@ -60,7 +61,7 @@ class BatchMetadata(NamedTuple):
     topic: str
     partition: int
     base_offset: int
-    count: int
+    count: int  # type: ignore[assignment]  # the public field name shadows tuple.count, as in 0.1
     timestamp: int
 
 
@@ -69,12 +70,12 @@ class _Batch:
 
     def __init__(self, tp: TP) -> None:
         self.tp = tp
-        self.records: List[tuple] = []
+        self.records: list[tuple] = []
         self.bytes = 0
         self.created = time.monotonic()
         self.base_offset = -1
-        self.error: Optional[BaseException] = None
-        self._event: Optional[threading.Event] = None
+        self.error: BaseException | None = None
+        self._event: threading.Event | None = None
         self.done = False
 
     def finish(self) -> None:
@@ -83,7 +84,7 @@ class _Batch:
         if ev is not None:
             ev.set()
 
-    def wait(self, timeout: Optional[float]) -> bool:
+    def wait(self, timeout: float | None) -> bool:
         if self.done:
             return True
         with _EVENT_LOCK:  # one Event per batch, even with several waiting threads
@@ -103,13 +104,13 @@ class RecordFuture(tuple):
 
     __slots__ = ()
 
-    def __new__(cls, batch: _Batch, index: int) -> "RecordFuture":
+    def __new__(cls, batch: _Batch, index: int) -> RecordFuture:
         return tuple.__new__(cls, (batch, index))
 
     def done(self) -> bool:
         return self[0].done
 
-    def result(self, timeout: Optional[float] = None) -> RecordMetadata:
+    def result(self, timeout: float | None = None) -> RecordMetadata:
         b, i = self
         if not b.wait(timeout):
             raise TimeoutError(f"record not written within {timeout} s (call flush() to force it)")
@@ -117,7 +118,7 @@ class RecordFuture(tuple):
             raise b.error
         return RecordMetadata(b.tp[0], b.tp[1], b.base_offset + i, b.records[i][3])
 
-    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+    def exception(self, timeout: float | None = None) -> BaseException | None:
         self[0].wait(timeout)
         return self[0].error
 
@@ -138,9 +139,14 @@ class Producer:
         max_block_ms: int = 60_000,
         key_serializer: Any = None,
         value_serializer: Any = None,
-        fsync: Optional[str] = None,
+        fsync: str | None = None,
     ) -> None:
-        for name, v, lo in (("linger_ms", linger_ms, 0), ("batch_size", batch_size, 1), ("buffer_bytes", buffer_bytes, 1), ("max_block_ms", max_block_ms, 0)):
+        for name, v, lo in (
+            ("linger_ms", linger_ms, 0),
+            ("batch_size", batch_size, 1),
+            ("buffer_bytes", buffer_bytes, 1),
+            ("max_block_ms", max_block_ms, 0),
+        ):
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ConfigError(f"{name}={v!r} is invalid: must be an int >= {lo}")
         self.registry = TopicRegistry(data_dir)
@@ -150,21 +156,21 @@ class Producer:
         self.buffer_bytes = buffer_bytes
         self.max_block_ms = max_block_ms
         self.fsync = fsync
-        self._key_ser: Optional[Callable] = None if key_serializer is None else get_serializer(key_serializer)
-        self._value_ser: Optional[Callable] = None if value_serializer is None else get_serializer(value_serializer)
+        self._key_ser: Callable | None = None if key_serializer is None else get_serializer(key_serializer)
+        self._value_ser: Callable | None = None if value_serializer is None else get_serializer(value_serializer)
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
-        self._open: Dict[TP, _Batch] = {}
-        self._ready: Dict[TP, Deque[_Batch]] = {}
-        self._drain_locks: Dict[TP, threading.Lock] = {}
+        self._open: dict[TP, _Batch] = {}
+        self._ready: dict[TP, deque[_Batch]] = {}
+        self._drain_locks: dict[TP, threading.Lock] = {}
         self._pending_bytes = 0
-        self._logs: Dict[TP, PartitionLog] = {}
-        self._sticky: Dict[str, StickyPartitioner] = {}
-        self._topics: Dict[str, list] = {}
-        self._key_cache: Dict[Tuple[bytes, int], int] = {}
+        self._logs: dict[TP, PartitionLog] = {}
+        self._sticky: dict[str, StickyPartitioner] = {}
+        self._topics: dict[str, list] = {}
+        self._key_cache: dict[tuple[bytes, int], int] = {}
         self._closed = False
         self._linger_stop = threading.Event()
-        self._linger: Optional[threading.Thread] = None
+        self._linger: threading.Thread | None = None
         if linger_ms > 0:
             self._linger = threading.Thread(target=self._linger_loop, name="logq-linger", daemon=True)
             self._linger.start()
@@ -176,8 +182,8 @@ class Producer:
         value: Any = None,
         key: Any = None,
         headers: Any = None,
-        partition: Optional[int] = None,
-        timestamp_ms: Optional[int] = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
     ) -> RecordFuture:
         if self._closed:
             raise LogClosedError("producer")
@@ -254,9 +260,9 @@ class Producer:
         values: Sequence[Any],
         *,
         key: Any = None,
-        partition: Optional[int] = None,
-        timestamp_ms: Optional[int] = None,
-    ) -> List[BatchMetadata]:
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> list[BatchMetadata]:
         """Bulk path: many values, one key (or none) and one timestamp, no headers.
 
         Written synchronously in batches of about 512 KiB; returns where each batch landed.
@@ -277,7 +283,7 @@ class Producer:
         ts = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
         limit = min(_BULK_BATCH_BYTES, meta.config.max_batch_bytes - 1024)
         ends = list(itertools.accumulate(n + _RECORD_OVERHEAD_BYTES + (len(k) if k else 0) for n in lens))
-        out: List[BatchMetadata] = []
+        out: list[BatchMetadata] = []
         start, used = 0, 0
         while start < len(values):
             stop = max(start + 1, bisect.bisect_right(ends, used + limit))
@@ -319,7 +325,7 @@ class Producer:
                 lk = self._drain_locks.setdefault(tp, threading.Lock())
         return lk
 
-    def _drain(self, tp: TP, deadline: Optional[float] = None) -> None:
+    def _drain(self, tp: TP, deadline: float | None = None) -> None:
         """Write the ready batches of one partition, oldest first, one writer at a time.
 
         With a ``deadline`` (monotonic s), give up waiting for another writer of the
@@ -378,7 +384,7 @@ class Producer:
                 self._close_batch(tp, b)
         self._drain(tp)
 
-    def flush(self, timeout: Optional[float] = None) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         """Write every waiting record; return when all are in the log (or failed).
 
         With ``timeout`` (seconds), raise TimeoutError if another thread's write of one of
@@ -438,14 +444,14 @@ class Producer:
             self._logs.clear()
             self.registry.close()
 
-    def __enter__(self) -> "Producer":
+    def __enter__(self) -> Producer:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def _as_bytes(x: Any, what: str) -> Optional[bytes]:
+def _as_bytes(x: Any, what: str) -> bytes | None:
     if x is None or type(x) is bytes:
         return x
     if isinstance(x, (bytearray, memoryview)):
@@ -460,7 +466,9 @@ def _headers_size(headers: Any) -> int:
         n = 0
         for hk, hv in items:
             kb = hk.encode("utf-8") if isinstance(hk, str) else hk
-            if not isinstance(kb, (bytes, bytearray)) or not (hv is None or isinstance(hv, (bytes, bytearray, memoryview))):
+            if not isinstance(kb, (bytes, bytearray)) or not (
+                hv is None or isinstance(hv, (bytes, bytearray, memoryview))
+            ):
                 raise TypeError(f"got ({type(hk).__name__}, {type(hv).__name__})")
             n += len(kb) + (len(hv) if hv else 0) + 10
         return n

@@ -22,7 +22,8 @@ Anything that cannot be converted raises :class:`SerializationError` (writing) o
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable
+from typing import Any
 
 from logq.errors import ConfigError, DeserializationError, SerializationError
 
@@ -39,8 +40,8 @@ __all__ = [
     "get_deserializer",
 ]
 
-Serializer = Callable[[Any], Optional[bytes]]
-Deserializer = Callable[[Optional[bytes]], Any]
+Serializer = Callable[[Any], bytes | None]
+Deserializer = Callable[[bytes | None], Any]
 
 
 def _type_name(obj: object) -> str:
@@ -48,7 +49,7 @@ def _type_name(obj: object) -> str:
     return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
-def bytes_serializer(obj: Any) -> Optional[bytes]:
+def bytes_serializer(obj: Any) -> bytes | None:
     """Bytes-like objects as they are; anything else is refused with its type named."""
     if obj is None or isinstance(obj, bytes):
         return obj
@@ -60,7 +61,7 @@ def bytes_serializer(obj: Any) -> Optional[bytes]:
     )
 
 
-def str_serializer(obj: Any) -> Optional[bytes]:
+def str_serializer(obj: Any) -> bytes | None:
     """``str`` as UTF-8. Lone surrogates cannot be encoded and are refused."""
     if obj is None:
         return None
@@ -78,7 +79,7 @@ def str_serializer(obj: Any) -> Optional[bytes]:
         ) from None
 
 
-def json_serializer(obj: Any) -> Optional[bytes]:
+def json_serializer(obj: Any) -> bytes | None:
     """Compact JSON (``","`` and ``":"`` separators), UTF-8, NaN and Infinity refused."""
     if obj is None:
         return None
@@ -100,14 +101,14 @@ def _as_bytes(data: Any, what: str) -> bytes:
     raise DeserializationError(f"the {what} deserializer needs bytes, got {_type_name(data)}")
 
 
-def bytes_deserializer(data: Optional[bytes]) -> Optional[bytes]:
+def bytes_deserializer(data: bytes | None) -> bytes | None:
     """The stored bytes, unchanged (memoryviews are copied into bytes)."""
     if data is None:
         return None
     return _as_bytes(data, "bytes")
 
 
-def str_deserializer(data: Optional[bytes]) -> Optional[str]:
+def str_deserializer(data: bytes | None) -> str | None:
     """Strict UTF-8 decoding; invalid bytes are an error, never replaced silently."""
     if data is None:
         return None
@@ -115,12 +116,10 @@ def str_deserializer(data: Optional[bytes]) -> Optional[str]:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DeserializationError(
-            f"{len(raw)} bytes are not valid UTF-8 at byte {e.start}: {e.reason}"
-        ) from None
+        raise DeserializationError(f"{len(raw)} bytes are not valid UTF-8 at byte {e.start}: {e.reason}") from None
 
 
-def json_deserializer(data: Optional[bytes]) -> Any:
+def json_deserializer(data: bytes | None) -> Any:
     """``json.loads`` of UTF-8 text. The bytes ``null`` give None (unlike a null value)."""
     if data is None:
         return None
@@ -144,7 +143,7 @@ _DESERIALIZERS: dict[str, Deserializer] = {
 _REFUSED = {"pickle", "marshal", "dill", "cloudpickle"}
 
 
-def _resolve(spec: Union[str, Callable[..., Any], None], table: dict[str, Any], what: str) -> Any:
+def _resolve(spec: str | Callable[..., Any] | None, table: dict[str, Any], what: str) -> Any:
     if spec is None:
         return table["bytes"]
     if isinstance(spec, str):
@@ -156,19 +155,17 @@ def _resolve(spec: Union[str, Callable[..., Any], None], table: dict[str, Any], 
                 f"{what} {spec!r} is refused: loading it would run code stored in the log",
                 hint="use 'json', or pass your own callable for a safe format",
             )
-        raise ConfigError(
-            f"unknown {what} {spec!r}", hint=f"use one of {sorted(table)} or a callable"
-        )
+        raise ConfigError(f"unknown {what} {spec!r}", hint=f"use one of {sorted(table)} or a callable")
     if callable(spec):
         return spec
     raise ConfigError(f"{what} must be a name or a callable, got {_type_name(spec)}")
 
 
-def get_serializer(spec: Union[str, Serializer, None] = None) -> Serializer:
+def get_serializer(spec: str | Serializer | None = None) -> Serializer:
     """``"bytes"`` (default for None), ``"str"``, ``"json"``, or a callable used as is."""
-    return _resolve(spec, _SERIALIZERS, "serializer")  # type: ignore[no-any-return]
+    return _resolve(spec, _SERIALIZERS, "serializer")
 
 
-def get_deserializer(spec: Union[str, Deserializer, None] = None) -> Deserializer:
+def get_deserializer(spec: str | Deserializer | None = None) -> Deserializer:
     """``"bytes"`` (default for None), ``"str"``, ``"json"``, or a callable used as is."""
-    return _resolve(spec, _DESERIALIZERS, "deserializer")  # type: ignore[no-any-return]
+    return _resolve(spec, _DESERIALIZERS, "deserializer")

@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterable, Sequence
 from enum import IntEnum
-from typing import Iterable, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, NamedTuple
 
 from crc32c import crc32c
 
@@ -47,7 +48,7 @@ __all__ = [
     "LOG_OVERHEAD",
     "Compression",
     "BatchHeader",
-    "Record",
+    "BatchRecord",
     "encode_batch",
     "encode_values",
     "read_header",
@@ -79,9 +80,9 @@ ATTR_CONTROL = 0x20
 ATTR_DELETE_HORIZON = 0x40
 ATTR_KNOWN = 0x7F
 
-Headers = Tuple[Tuple[str, Optional[bytes]], ...]
-HeaderInput = Union[Sequence[Tuple[Union[str, bytes], Optional[bytes]]], dict]
-Buffer = Union[bytes, bytearray, memoryview]
+Headers = tuple[tuple[str, bytes | None], ...]
+HeaderInput = Sequence[tuple[str | bytes, bytes | None]] | dict
+Buffer = bytes | bytearray | memoryview
 
 
 class Compression(IntEnum):
@@ -137,13 +138,13 @@ class BatchHeader(NamedTuple):
         return bool(self.attributes & ATTR_CONTROL)
 
 
-class Record(NamedTuple):
+class BatchRecord(NamedTuple):
     """One decoded record. ``headers`` is a tuple of (key, value) pairs; keys may repeat."""
 
     offset: int
     timestamp: int
-    key: Optional[bytes]
-    value: Optional[bytes]
+    key: bytes | None
+    value: bytes | None
     headers: Headers = ()
 
 
@@ -177,7 +178,7 @@ def _v(n: int) -> bytes:
     return _V[n] if 0 <= n < _CACHE else encode_varint(n)
 
 
-def decode_varint(buf: Buffer, pos: int, limit: int, max_bytes: int = 10) -> Tuple[int, int]:
+def decode_varint(buf: Buffer, pos: int, limit: int, max_bytes: int = 10) -> tuple[int, int]:
     """Decode one varint at ``pos`` (not past ``limit``). Returns (value, next position).
 
     ``max_bytes`` is 5 for a varint (the value must fit an int32) and 10 for a varlong
@@ -197,18 +198,14 @@ def decode_varint(buf: Buffer, pos: int, limit: int, max_bytes: int = 10) -> Tup
             return (result >> 1) ^ -(result & 1), p + 1
         shift += 7
     else:
-        raise CorruptRecordError(
-            f"varint longer than {max_bytes} bytes at byte {pos}", position=pos
-        )
-    raise CorruptRecordError(
-        f"varint at byte {pos} does not fit {32 if max_bytes <= 5 else 64} bits", position=pos
-    )
+        raise CorruptRecordError(f"varint longer than {max_bytes} bytes at byte {pos}", position=pos)
+    raise CorruptRecordError(f"varint at byte {pos} does not fit {32 if max_bytes <= 5 else 64} bits", position=pos)
 
 
 # --------------------------------------------------------------------------- encoding
 
 
-def _header_bytes(key: Union[str, bytes]) -> bytes:
+def _header_bytes(key: str | bytes) -> bytes:
     return key.encode("utf-8") if isinstance(key, str) else bytes(key)
 
 
@@ -232,7 +229,7 @@ def _encode_headers(headers: HeaderInput | None) -> bytes:
     return b"".join(parts)
 
 
-RecordInput = Tuple[Optional[bytes], Optional[bytes], Optional[HeaderInput], int]
+RecordInput = tuple[bytes | None, bytes | None, HeaderInput | None, int]
 
 
 def _encode_records(records: Sequence[RecordInput], base_ts: int) -> bytes:
@@ -338,7 +335,7 @@ def encode_values(
     timestamp: int,
     base_offset: int = 0,
     *,
-    key: Optional[bytes] = None,
+    key: bytes | None = None,
     partition_leader_epoch: int = 0,
 ) -> bytes:
     """Fast path: many values sharing one key (None by default), one timestamp, no headers."""
@@ -350,7 +347,7 @@ def encode_values(
     else:
         kb = _v(len(key)) + key
     fixed = 2 + len(kb) + 1  # attributes, timestampDelta (0), key, header count
-    parts = []
+    parts: list[bytes] = []
     app = parts.append
     for i, value in enumerate(values):
         vl = len(value)
@@ -359,8 +356,16 @@ def encode_values(
         n = fixed + len(od) + len(vh) + vl
         app(b"%b\x00\x00%b%b%b%b\x00" % (V[n] if n < _CACHE else encode_varint(n), od, kb, vh, value))
     return _finish_batch(
-        b"".join(parts), len(values), base_offset, timestamp, timestamp, 0,
-        partition_leader_epoch, -1, -1, -1,
+        b"".join(parts),
+        len(values),
+        base_offset,
+        timestamp,
+        timestamp,
+        0,
+        partition_leader_epoch,
+        -1,
+        -1,
+        -1,
     )
 
 
@@ -375,19 +380,17 @@ def stamp_base_offset(batch: bytearray | memoryview, base_offset: int, pos: int 
 def read_header(buf: Buffer, pos: int = 0) -> BatchHeader:
     """Parse the 61-byte header at ``pos`` without checking the CRC."""
     if len(buf) - pos < BATCH_OVERHEAD:
-        raise CorruptRecordError(
-            f"{len(buf) - pos} bytes is too short for a batch header", position=pos
-        )
+        raise CorruptRecordError(f"{len(buf) - pos} bytes is too short for a batch header", position=pos)
     return BatchHeader._make(_HEADER.unpack_from(buf, pos))
 
 
 def validate_batch(
     buf: Buffer,
     pos: int = 0,
-    end: Optional[int] = None,
+    end: int | None = None,
     *,
-    max_batch_bytes: Optional[int] = None,
-    expected_offset: Optional[int] = None,
+    max_batch_bytes: int | None = None,
+    expected_offset: int | None = None,
 ) -> BatchHeader:
     """Check structure and CRC of the batch at ``pos``; return its header.
 
@@ -404,9 +407,7 @@ def validate_batch(
     if batch_length < BATCH_OVERHEAD - LOG_OVERHEAD:
         raise CorruptRecordError(f"batch length {batch_length} below the minimum", position=pos)
     if max_batch_bytes is not None and size > max_batch_bytes:
-        raise CorruptRecordError(
-            f"batch size {size} exceeds the limit {max_batch_bytes}", position=pos
-        )
+        raise CorruptRecordError(f"batch size {size} exceeds the limit {max_batch_bytes}", position=pos)
     if pos + size > end:
         raise CorruptRecordError(
             f"batch of {size} bytes runs past the end of the data ({end - pos} left)",
@@ -422,20 +423,16 @@ def validate_batch(
     if base_offset < 0 or base_offset + h.last_offset_delta >= 1 << 63:
         raise CorruptRecordError(f"base offset {base_offset} out of range", position=pos)
     if expected_offset is not None and base_offset != expected_offset:
-        raise CorruptRecordError(
-            f"base offset {base_offset} where {expected_offset} was expected", position=pos
-        )
+        raise CorruptRecordError(f"base offset {base_offset} where {expected_offset} was expected", position=pos)
     actual = crc32c(memoryview(buf)[pos + CRC_START : pos + size])
     if actual != h.crc:
-        raise CorruptRecordError(
-            f"CRC mismatch: stored 0x{h.crc:08x}, computed 0x{actual:08x}", position=pos
-        )
+        raise CorruptRecordError(f"CRC mismatch: stored 0x{h.crc:08x}, computed 0x{actual:08x}", position=pos)
     return h
 
 
 def iter_batches(
-    buf: Buffer, pos: int = 0, end: Optional[int] = None, **checks: object
-) -> Iterable[Tuple[int, BatchHeader]]:
+    buf: Buffer, pos: int = 0, end: int | None = None, **checks: object
+) -> Iterable[tuple[int, BatchHeader]]:
     """Yield (position, header) of each valid batch from ``pos``; raise at the first bad one."""
     if end is None:
         end = len(buf)
@@ -469,7 +466,7 @@ def decode_records(
     *,
     max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
     min_offset: int = 0,
-    origin: Optional[Tuple[type, str, int]] = None,
+    origin: tuple[type, str, int] | None = None,
 ) -> list:
     """Decode the records of a batch already checked by :func:`validate_batch`.
 
@@ -494,7 +491,7 @@ def decode_records(
 
 
 def _decode_records(
-    data: bytes, h: BatchHeader, min_offset: int = 0, origin: Optional[Tuple[type, str, int]] = None
+    data: bytes, h: BatchHeader, min_offset: int = 0, origin: tuple[type, str, int] | None = None
 ) -> list:
     count = h.records_count
     limit = len(data)
@@ -505,11 +502,11 @@ def _decode_records(
     log_append = h.attributes & ATTR_LOG_APPEND_TIME
     max_ts = h.max_timestamp
     last_delta = h.last_offset_delta
-    out = []
+    out: list[Any] = []
     app = out.append
     p = 0
     new = tuple.__new__
-    R = Record
+    R = BatchRecord
     if origin is not None:
         C, topic, part = origin
     for _ in range(count):
@@ -602,7 +599,7 @@ def _decode_records(
     return out
 
 
-def _decode_headers(data: bytes, p: int, end: int) -> Tuple[Headers, int]:
+def _decode_headers(data: bytes, p: int, end: int) -> tuple[Headers, int]:
     n, p = decode_varint(data, p, end, 5)
     if n < 0 or n * 2 > end - p:
         raise CorruptRecordError(f"header count {n} does not fit the record")
@@ -625,7 +622,9 @@ def _decode_headers(data: bytes, p: int, end: int) -> Tuple[Headers, int]:
     return tuple(items), p
 
 
-def decode_batch(buf: Buffer, pos: int = 0, **limits: int) -> Tuple[BatchHeader, list]:
+def decode_batch(
+    buf: Buffer, pos: int = 0, max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
+) -> tuple[BatchHeader, list]:
     """Validate and decode the batch at ``pos``: (header, records)."""
     h = validate_batch(buf, pos)
-    return h, decode_records(buf, h, pos, **limits)
+    return h, decode_records(buf, h, pos, max_decompressed_bytes=max_decompressed_bytes)

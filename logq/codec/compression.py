@@ -33,9 +33,7 @@ def decompress(codec: int, data: bytes, cap: int) -> bytes:
         raise CorruptRecordError(f"unknown compression codec {codec}")
     cj = _cramjam()
     if cj is None:
-        raise CorruptRecordError(
-            f"batch is {name}-compressed; install logq[compression] (cramjam) to read it"
-        )
+        raise CorruptRecordError(f"batch is {name}-compressed; install logq[compression] (cramjam) to read it")
     try:
         if codec == 2:
             return _snappy(cj, data, cap)

@@ -14,12 +14,11 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, TypeVar
+from typing import Any, TypeVar
 
-from logq.storage import files as _fs
-from logq.storage.meta import read_meta
 from logq.errors import (
     CommitFailedError,
     InvalidGroupIdError,
@@ -29,8 +28,9 @@ from logq.errors import (
     LogqError,
     storage_error,
 )
-
-TopicPartition = Tuple[str, int]
+from logq.storage import files as _fs
+from logq.storage.meta import read_meta
+TopicPartition = tuple[str, int]  # plain (topic, partition) keys; logq.types.TopicPartition is one of these
 
 STATE_FORMAT = 1
 NAME_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")
@@ -116,7 +116,7 @@ class GroupLock:
     def __init__(self, path: str, timeout_ms: float) -> None:
         self.path = path
         self.timeout_ms = timeout_ms
-        self._fd: Optional[int] = _fs.open_file(path, os.O_RDWR | os.O_CREAT)
+        self._fd: int | None = _fs.open_file(path, os.O_RDWR | os.O_CREAT)
         self._threads = threading.Lock()
 
     @contextmanager
@@ -136,9 +136,7 @@ class GroupLock:
                 except BlockingIOError:
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        raise LogLockedError(
-                            self.path, f"group lock (waited {self.timeout_ms:.0f} ms)"
-                        ) from None
+                        raise LogLockedError(self.path, f"group lock (waited {self.timeout_ms:.0f} ms)") from None
                     time.sleep(min(pause, left))
                     pause = min(pause * 2, 0.005)
             try:
@@ -153,7 +151,7 @@ class GroupLock:
     # A process whose cached token still matches can skip re-reading those files.
     OFFSETS, OWNERS = 0, 1
 
-    def read_tokens(self) -> Tuple[bytes, bytes]:
+    def read_tokens(self) -> tuple[bytes, bytes]:
         assert self._fd is not None
         raw = os.pread(self._fd, 128, 0)
         return raw[:64].rstrip(), raw[64:128].rstrip()
@@ -175,9 +173,9 @@ class GroupLock:
 @dataclass(frozen=True)
 class Probe:
     alive: bool
-    heartbeat_ns: Optional[int]
-    poll_ns: Optional[int]
-    pid: Optional[int]
+    heartbeat_ns: int | None
+    poll_ns: int | None
+    pid: int | None
 
 
 def probe_member(gdir: str, member_id: str, *, remove_dead: bool = False) -> Probe:
@@ -216,7 +214,7 @@ def member_ok(probe: Probe, info: Mapping[str, Any], now_ns: int) -> bool:
     return True
 
 
-def live_member_ids(gdir: str) -> List[str]:
+def live_member_ids(gdir: str) -> list[str]:
     """Ids whose member file is flocked by a live process (members of any generation)."""
     try:
         names = os.listdir(os.path.join(gdir, "members"))
@@ -226,7 +224,7 @@ def live_member_ids(gdir: str) -> List[str]:
     return sorted(m for m in ids if probe_member(gdir, m).alive)
 
 
-def read_owner(gdir: str, tp: TopicPartition) -> Tuple[Optional[str], Optional[int], bool]:
+def read_owner(gdir: str, tp: TopicPartition) -> tuple[str | None, int | None, bool]:
     """(holder member id, generation, busy) of one ownership file."""
     path = owner_path(gdir, tp)
     try:
@@ -248,7 +246,7 @@ def read_owner(gdir: str, tp: TopicPartition) -> Tuple[Optional[str], Optional[i
     return None, None, busy
 
 
-def read_owner_record(gdir: str, tp: TopicPartition) -> Tuple[str, int]:
+def read_owner_record(gdir: str, tp: TopicPartition) -> tuple[str, int]:
     """(member id, acquisition generation) named by an ownership file; ("", -1) if none."""
     try:
         fd = os.open(owner_path(gdir, tp), os.O_RDONLY | OPEN_FLAGS)
@@ -263,13 +261,13 @@ def read_owner_record(gdir: str, tp: TopicPartition) -> Tuple[str, int]:
     return "", -1
 
 
-def bump_owners_token(lock: "GroupLock") -> None:
+def bump_owners_token(lock: GroupLock) -> None:
     """Call with the group lock held, *before* changing any ownership file."""
     lock.write_token(GroupLock.OWNERS, secrets.token_hex(16).encode("ascii"))
 
 
 def check_commit_fence(
-    records: Mapping[TopicPartition, Tuple[str, int]],
+    records: Mapping[TopicPartition, tuple[str, int]],
     tps: Iterable[TopicPartition],
     member_id: str,
     generation: int,
@@ -297,10 +295,10 @@ def check_commit_fence(
 @dataclass(frozen=True)
 class GroupState:
     generation: int
-    members: Dict[str, Dict[str, Any]]
-    assignment: Dict[str, List[TopicPartition]]
+    members: dict[str, dict[str, Any]]
+    assignment: dict[str, list[TopicPartition]]
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "format": STATE_FORMAT,
             "generation": self.generation,
@@ -319,13 +317,12 @@ def parse_state(obj: Any) -> GroupState:
     for info in members.values():
         info["topics"] = {check_topic(t): int(n) for t, n in info["topics"].items()}
     assignment = {
-        check_name("member id", m): [(check_topic(t), int(p)) for t, p in tps]
-        for m, tps in obj["assignment"].items()
+        check_name("member id", m): [(check_topic(t), int(p)) for t, p in tps] for m, tps in obj["assignment"].items()
     }
     return GroupState(gen, members, assignment)
 
 
-def load_state(gdir: str) -> Tuple[Optional[GroupState], List[str]]:
+def load_state(gdir: str) -> tuple[GroupState | None, list[str]]:
     path = os.path.join(gdir, "state")
     got = read_meta(path)
     problems = list(got.problems)
@@ -337,7 +334,7 @@ def load_state(gdir: str) -> Tuple[Optional[GroupState], List[str]]:
         return None, problems + [f"{path}: unusable group state: {e}"]
 
 
-def stat_sig(path: str) -> Optional[Tuple[int, int, int, int]]:
+def stat_sig(path: str) -> tuple[int, int, int, int] | None:
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -348,14 +345,14 @@ def stat_sig(path: str) -> Optional[Tuple[int, int, int, int]]:
 # ----------------------------------------------------------------------------- files
 
 
-def stat_ino(gdir: str, tp: TopicPartition) -> Optional[int]:
+def stat_ino(gdir: str, tp: TopicPartition) -> int | None:
     try:
         return os.stat(owner_path(gdir, tp)).st_ino
     except FileNotFoundError:
         return None
 
 
-def new_locked_file(path: str, content: Optional[bytes] = None) -> int:
+def new_locked_file(path: str, content: bytes | None = None) -> int:
     """Create a file beside ``path``, flock it, write ``content``, rename it to ``path``."""
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     fd = _fs.open_file(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL)
@@ -388,12 +385,12 @@ def max_owner_generation(gdir: str) -> int:
 @dataclass(frozen=True)
 class MemberDescription:
     member_id: str
-    pid: Optional[int]
+    pid: int | None
     alive: bool  # its member flock is held
     in_generation: bool  # listed in the current state
-    heartbeat_age_ms: Optional[float]
-    poll_age_ms: Optional[float]
-    assignment: Tuple[TopicPartition, ...]
+    heartbeat_age_ms: float | None
+    poll_age_ms: float | None
+    assignment: tuple[TopicPartition, ...]
 
 
 @dataclass(frozen=True)
@@ -401,10 +398,10 @@ class GroupDescription:
     group: str
     generation: int
     state: str  # "Dead" (no such group), "Empty", "Stable" or "Rebalancing"
-    members: Tuple[MemberDescription, ...]
-    assignment: Dict[TopicPartition, str]
-    owners: Dict[TopicPartition, Optional[str]]  # who holds each assigned partition's flock
-    problems: Tuple[str, ...]
+    members: tuple[MemberDescription, ...]
+    assignment: dict[TopicPartition, str]
+    owners: dict[TopicPartition, str | None]  # who holds each assigned partition's flock
+    problems: tuple[str, ...]
 
     @property
     def live(self) -> bool:
@@ -412,7 +409,7 @@ class GroupDescription:
 
 
 @os_errors("list groups")
-def list_groups(root: str) -> List[str]:
+def list_groups(root: str) -> list[str]:
     """Names of the groups that have a directory under ``root``."""
     try:
         names = os.listdir(groups_root(root))
@@ -447,14 +444,19 @@ def describe_group(root: str, group: str, *, lock_timeout_ms: int = 5000) -> Gro
     members = []
     for m in sorted(ids):
         pr = probe_member(gdir, m)
-        members.append(MemberDescription(
-            m, pr.pid, pr.alive, m in state.members,
-            None if pr.heartbeat_ns is None else (now - pr.heartbeat_ns) / 1e6,
-            None if pr.poll_ns is None else (now - pr.poll_ns) / 1e6,
-            tuple(state.assignment.get(m, ())),
-        ))
+        members.append(
+            MemberDescription(
+                m,
+                pr.pid,
+                pr.alive,
+                m in state.members,
+                None if pr.heartbeat_ns is None else (now - pr.heartbeat_ns) / 1e6,
+                None if pr.poll_ns is None else (now - pr.poll_ns) / 1e6,
+                tuple(state.assignment.get(m, ())),
+            )
+        )
     assignment = {tp: m for m, tps in state.assignment.items() for tp in tps}
-    owners: Dict[TopicPartition, Optional[str]] = {}
+    owners: dict[TopicPartition, str | None] = {}
     for tp in sorted(assignment):
         holder, _, busy = read_owner(gdir, tp)
         owners[tp] = holder if busy else None

@@ -57,10 +57,11 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
+from typing import Any
 
-from logq.storage import files as _fs
+from logq.errors import ConfigError, LogClosedError, LogLockedError, LogqError, MemberIdInUseError
 from logq.groups.files import (
     GroupDescription,
     GroupLock,
@@ -88,8 +89,8 @@ from logq.groups.files import (
     stat_ino,
     stat_sig,
 )
+from logq.storage import files as _fs
 from logq.storage.meta import write_meta
-from logq.errors import ConfigError, LogClosedError, LogLockedError, LogqError, MemberIdInUseError
 
 __all__ = [
     "TopicPartition",
@@ -115,8 +116,8 @@ Listener = Callable[[str, TopicPartition, int], None]
 
 def assign_partitions(
     subscriptions: Mapping[str, Mapping[str, int]],
-    previous: Optional[Mapping[str, Iterable[TopicPartition]]] = None,
-) -> Dict[str, List[TopicPartition]]:
+    previous: Mapping[str, Iterable[TopicPartition]] | None = None,
+) -> dict[str, list[TopicPartition]]:
     """Deterministic, sticky, balanced assignment of partitions to members.
 
     ``subscriptions`` maps member id -> {topic: partition count}. A partition goes only to a
@@ -127,12 +128,12 @@ def assign_partitions(
     of partitions / members.
     """
     members = sorted(subscriptions)
-    counts: Dict[str, int] = {}
+    counts: dict[str, int] = {}
     for m in members:
         for topic, n in subscriptions[m].items():
             counts[topic] = max(counts.get(topic, 0), int(n))
     eligible = {t: {m for m in members if t in subscriptions[m]} for t in counts}
-    owner: Dict[TopicPartition, str] = {}
+    owner: dict[TopicPartition, str] = {}
     for m in members:
         for t, p in sorted((str(t), int(p)) for t, p in (previous or {}).get(m, ())):
             if t in counts and 0 <= p < counts[t] and m in eligible[t] and (t, p) not in owner:
@@ -145,7 +146,7 @@ def assign_partitions(
             m = min(eligible[tp[0]], key=lambda x: (load[x], x))
             owner[tp] = m
             load[m] += 1
-    held: Dict[str, List[TopicPartition]] = {m: [] for m in members}
+    held: dict[str, list[TopicPartition]] = {m: [] for m in members}
     for tp in sorted(owner):
         held[owner[tp]].append(tp)
     for _ in range(len(owner) * len(members) + 1):  # each move lowers the sum of squared loads
@@ -195,20 +196,22 @@ class GroupMember:
         group_id: str,
         topics_partitions_fn: Callable[[], Mapping[str, int]],
         *,
-        member_id: Optional[str] = None,
+        member_id: str | None = None,
         session_timeout_ms: int = 3000,
         max_poll_interval_ms: int = 300_000,
-        heartbeat_interval_ms: Optional[int] = None,
+        heartbeat_interval_ms: int | None = None,
         heartbeat_thread: bool = True,
         lock_timeout_ms: int = 10_000,
         retry_backoff_ms: int = 20,
-        ownership_listener: Optional[Listener] = None,
+        ownership_listener: Listener | None = None,
     ) -> None:
-        for name, value in (("session_timeout_ms", session_timeout_ms),
-                            ("max_poll_interval_ms", max_poll_interval_ms),
-                            ("heartbeat_interval_ms", heartbeat_interval_ms or 1),
-                            ("retry_backoff_ms", retry_backoff_ms),
-                            ("lock_timeout_ms", lock_timeout_ms)):
+        for name, value in (
+            ("session_timeout_ms", session_timeout_ms),
+            ("max_poll_interval_ms", max_poll_interval_ms),
+            ("heartbeat_interval_ms", heartbeat_interval_ms or 1),
+            ("retry_backoff_ms", retry_backoff_ms),
+            ("lock_timeout_ms", lock_timeout_ms),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
         self.group_id = check_name("group id", group_id)
@@ -222,10 +225,10 @@ class GroupMember:
         self._fn = topics_partitions_fn
         self._listener = ownership_listener
         self._retry_ns = retry_backoff_ms * 1_000_000
-        self._owned: Dict[TopicPartition, _Owned] = {}
-        self._pending_revoke: Set[TopicPartition] = set()
-        self._state: Optional[GroupState] = None
-        self._state_sig: Optional[Tuple[int, int, int, int]] = None
+        self._owned: dict[TopicPartition, _Owned] = {}
+        self._pending_revoke: set[TopicPartition] = set()
+        self._state: GroupState | None = None
+        self._state_sig: tuple[int, int, int, int] | None = None
         self._state_path = os.path.join(self.group_dir, "state")
         self._mutex = threading.RLock()  # state cache and rebalances: app thread vs heartbeat thread
         self._joined = False
@@ -249,10 +252,11 @@ class GroupMember:
                 os.close(self._member_fd)
             raise
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         if heartbeat_thread:
-            self._thread = threading.Thread(target=self._heartbeat_loop, daemon=True,
-                                            name=f"logq-heartbeat-{self.member_id}")
+            self._thread = threading.Thread(
+                target=self._heartbeat_loop, daemon=True, name=f"logq-heartbeat-{self.member_id}"
+            )
             self._thread.start()
 
     # -- public API --------------------------------------------------------------------
@@ -260,9 +264,9 @@ class GroupMember:
     @os_errors("poll group")
     def poll_assignment(
         self,
-        on_revoke: Optional[Callable[[Set[TopicPartition]], None]] = None,
-        on_lost: Optional[Callable[[Set[TopicPartition]], None]] = None,
-    ) -> Tuple[Set[TopicPartition], Set[TopicPartition]]:
+        on_revoke: Callable[[set[TopicPartition]], None] | None = None,
+        on_lost: Callable[[set[TopicPartition]], None] | None = None,
+    ) -> tuple[set[TopicPartition], set[TopicPartition]]:
         """Follow the group: returns (newly acquired, revoked) partitions.
 
         Cheap when nothing changed (a stat of the state file). Revoked partitions: with
@@ -275,7 +279,7 @@ class GroupMember:
         now = time.monotonic_ns()
         self._last_poll_ns = now
         self._beat(now)
-        revoked_out: Set[TopicPartition] = set()
+        revoked_out: set[TopicPartition] = set()
         if self._pending_revoke:
             self.release(self._pending_revoke)
         state, changed = self._current_state()
@@ -285,8 +289,9 @@ class GroupMember:
             revoked_out |= stolen
         if self._joined and (state is None or self.member_id not in state.members):
             lost = set(self._owned)
-            log.warning("member %s of group %s was evicted; %d partition(s) lost",
-                        self.member_id, self.group_id, len(lost))
+            log.warning(
+                "member %s of group %s was evicted; %d partition(s) lost", self.member_id, self.group_id, len(lost)
+            )
             self._lose(lost, on_lost)
             revoked_out |= lost
             self._joined = False
@@ -310,7 +315,7 @@ class GroupMember:
                 self.release(revoked)
             else:
                 self._pending_revoke = revoked
-        assigned: Set[TopicPartition] = set()
+        assigned: set[TopicPartition] = set()
         if target - set(self._owned) and now >= self._next_acquire_ns:
             assigned = self._acquire(target - set(self._owned))
             if target - set(self._owned):
@@ -318,7 +323,7 @@ class GroupMember:
         return assigned, revoked_out
 
     def wait_for_assignment(
-        self, timeout_ms: float, on_revoke: Optional[Callable[[Set[TopicPartition]], None]] = None
+        self, timeout_ms: float, on_revoke: Callable[[set[TopicPartition]], None] | None = None
     ) -> bool:
         """Poll until every partition assigned to this member is owned; False on timeout."""
         deadline = time.monotonic() + timeout_ms / 1000.0
@@ -339,11 +344,11 @@ class GroupMember:
         return set(self._owned) == set(state.assignment.get(self.member_id, ()))
 
     @os_errors("check ownership")
-    def owned(self) -> Set[TopicPartition]:
+    def owned(self) -> set[TopicPartition]:
         """Partitions whose ownership lock this member holds on the current file."""
         return {tp for tp, o in self._owned.items() if stat_ino(self.group_dir, tp) == o.ino}
 
-    def assignment(self) -> Set[TopicPartition]:
+    def assignment(self) -> set[TopicPartition]:
         """What the last seen generation assigns to this member (owned or not yet)."""
         state = self._state
         return set(state.assignment.get(self.member_id, ())) if state else set()
@@ -363,7 +368,7 @@ class GroupMember:
             raise
 
     @os_errors("leave group")
-    def close(self, on_revoke: Optional[Callable[[Set[TopicPartition]], None]] = None) -> None:
+    def close(self, on_revoke: Callable[[set[TopicPartition]], None] | None = None) -> None:
         """Leave the group: on_revoke(owned), release everything, trigger a rebalance."""
         if self._closed:
             return
@@ -389,7 +394,7 @@ class GroupMember:
                     self._member_fd = -1
                 self._lock.close()
 
-    def __enter__(self) -> "GroupMember":
+    def __enter__(self) -> GroupMember:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -401,7 +406,7 @@ class GroupMember:
         if self._closed:
             raise LogClosedError(f"group member {self.member_id}")
 
-    def _fetch_subscription(self) -> Dict[str, int]:
+    def _fetch_subscription(self) -> dict[str, int]:
         sub = dict(self._fn())
         for topic, n in sub.items():
             check_topic(topic)
@@ -409,9 +414,13 @@ class GroupMember:
                 raise ConfigError(f"partition count of {topic!r} must be an int >= 0, got {n!r}")
         return sub
 
-    def _info(self) -> Dict[str, Any]:
-        return {"topics": dict(self._subscription), "session_ms": self.session_timeout_ms,
-                "max_poll_ms": self.max_poll_interval_ms, "pid": os.getpid()}
+    def _info(self) -> dict[str, Any]:
+        return {
+            "topics": dict(self._subscription),
+            "session_ms": self.session_timeout_ms,
+            "max_poll_ms": self.max_poll_interval_ms,
+            "pid": os.getpid(),
+        }
 
     def _beat(self, now_ns: int) -> None:
         line = f"{now_ns:020d} {self._last_poll_ns:020d} {os.getpid():010d}\n".encode("ascii")
@@ -428,7 +437,7 @@ class GroupMember:
         self._beat(time.monotonic_ns())
         return fd
 
-    def _current_state(self) -> Tuple[Optional[GroupState], bool]:
+    def _current_state(self) -> tuple[GroupState | None, bool]:
         """The state (re-read only when the file changed) and whether it changed."""
         with self._mutex:
             sig = stat_sig(self._state_path)
@@ -442,7 +451,7 @@ class GroupMember:
             self._state = state
             return state, True
 
-    def _needs_rebalance(self, state: Optional[GroupState]) -> bool:
+    def _needs_rebalance(self, state: GroupState | None) -> bool:
         if state is None or self.member_id not in state.members:
             return True
         if state.members[self.member_id].get("topics") != self._subscription:
@@ -450,10 +459,11 @@ class GroupMember:
         now = time.monotonic_ns()
         return any(
             not member_ok(probe_member(self.group_dir, m), info, now)
-            for m, info in state.members.items() if m != self.member_id
+            for m, info in state.members.items()
+            if m != self.member_id
         )
 
-    def _rebalance_locked(self, want_self: Optional[bool]) -> GroupState:
+    def _rebalance_locked(self, want_self: bool | None) -> GroupState:
         """With the group lock held: drop dead and hung members, write the next generation.
 
         want_self: True joins (or refreshes our subscription), False leaves, None keeps us
@@ -465,8 +475,8 @@ class GroupMember:
         if old is None:
             old = GroupState(max_owner_generation(self.group_dir), {}, {})
         now = time.monotonic_ns()
-        members: Dict[str, Dict[str, Any]] = {}
-        evicted: List[str] = []
+        members: dict[str, dict[str, Any]] = {}
+        evicted: list[str] = []
         for m, info in old.members.items():
             if m == self.member_id:
                 continue
@@ -476,7 +486,7 @@ class GroupMember:
                 evicted.append(m)
         self._remove_dead_strangers(set(old.members))
         if want_self or (want_self is None and self.member_id in old.members):
-            members[self.member_id] = (self._info() if want_self else old.members[self.member_id])
+            members[self.member_id] = self._info() if want_self else old.members[self.member_id]
         subs = {m: info["topics"] for m, info in members.items()}
         assignment = assign_partitions(subs, old.assignment)
         old_assignment = {m: sorted(tps) for m, tps in old.assignment.items()}
@@ -491,14 +501,14 @@ class GroupMember:
             self._fence(set(evicted))
         return new
 
-    def _remove_dead_strangers(self, known: Set[str]) -> None:
+    def _remove_dead_strangers(self, known: set[str]) -> None:
         """Delete member files left by processes that died before they joined a generation."""
         for name in os.listdir(os.path.join(self.group_dir, "members")):
             mid = name[: -len(".lock")]
             if name.endswith(".lock") and not name.startswith(".") and mid not in known | {self.member_id}:
                 probe_member(self.group_dir, mid, remove_dead=True)
 
-    def _fence(self, evicted: Set[str]) -> None:
+    def _fence(self, evicted: set[str]) -> None:
         """Replace the ownership files still locked by evicted (hung) members."""
         owners = os.path.join(self.group_dir, "owners")
         for name in sorted(os.listdir(owners)):
@@ -512,8 +522,8 @@ class GroupMember:
                 bump_owners_token(self._lock)
                 os.close(new_locked_file(os.path.join(owners, name), content=b""))
 
-    def _acquire(self, wanted: Set[TopicPartition]) -> Set[TopicPartition]:
-        got: Set[TopicPartition] = set()
+    def _acquire(self, wanted: set[TopicPartition]) -> set[TopicPartition]:
+        got: set[TopicPartition] = set()
         with self._mutex, self._lock.hold():
             state, _ = load_state(self.group_dir)
             if state is None or self.member_id not in state.members:
@@ -546,7 +556,7 @@ class GroupMember:
                     self._listener("acquired", tp, t0)
         return got
 
-    def _unlock_owned(self, tps: Set[TopicPartition], truncate: bool = True) -> None:
+    def _unlock_owned(self, tps: set[TopicPartition], truncate: bool = True) -> None:
         """Blank (with the group lock held) and unlock; truncate=False needs no lock."""
         if truncate and tps:
             bump_owners_token(self._lock)
@@ -562,7 +572,7 @@ class GroupMember:
             if self._listener:
                 self._listener("released", tp, time.monotonic_ns())
 
-    def _lose(self, tps: Set[TopicPartition], on_lost: Optional[Callable[[Set[TopicPartition]], None]]) -> None:
+    def _lose(self, tps: set[TopicPartition], on_lost: Callable[[set[TopicPartition]], None] | None) -> None:
         if not tps:
             return
         if on_lost is not None:

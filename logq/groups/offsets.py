@@ -42,9 +42,17 @@ import re
 import secrets
 import sys
 import warnings
-from typing import Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
+from collections.abc import Callable, Iterable, Mapping
+from types import FrameType
+from typing import NamedTuple, TypeVar
 
-from logq.storage import files as _fs
+from logq.errors import (
+    ConfigError,
+    CorruptMetadataError,
+    GroupNotEmptyError,
+    InvalidOffsetCommitError,
+    storage_error,
+)
 from logq.groups.files import (
     GroupLock,
     check_commit_fence,
@@ -55,29 +63,26 @@ from logq.groups.files import (
     os_errors,
     read_owner_record,
 )
+from logq.storage import files as _fs
 from logq.storage.meta import MAX_META_BYTES, decode_meta, encode_meta
-from logq.errors import (
-    ConfigError,
-    CorruptMetadataError,
-    GroupNotEmptyError,
-    InvalidOffsetCommitError,
-    storage_error,
-)
 
 __all__ = ["OffsetStore", "ClampReport", "OffsetsWarning", "LogEndFn"]
 
 log = logging.getLogger("logq.offsets")
 
 FORMAT = 1
-TopicPartition = Tuple[str, int]
-LogEndFn = Callable[[str, int], Optional[int]]
+TP = TypeVar("TP", bound=tuple[str, int])  # a plain (topic, partition) key or a logq.TopicPartition
+TopicPartition = tuple[str, int]  # plain (topic, partition) keys; logq.types.TopicPartition is one of these
+
+LogEndFn = Callable[[str, int], int | None]
 _PARTITION = re.compile(r"[0-9]{1,10}")
 
 
 def _outside_logq() -> int:
     """The warnings stacklevel of the first caller outside the logq package."""
     here = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(2), 2
+    frame: FrameType | None = sys._getframe(2)
+    level = 2
     while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == here:
         frame, level = frame.f_back, level + 1
     return level
@@ -106,19 +111,19 @@ class OffsetStore:
         self.group_id = os.path.basename(os.path.normpath(group_dir))
         ensure_dirs(group_dir)
         self.path = os.path.join(group_dir, "offsets")
-        self.problems: List[str] = []
+        self.problems: list[str] = []
         self._lock = GroupLock(os.path.join(group_dir, "group.lock"), lock_timeout_ms)
-        self._cache: Optional[Dict[TopicPartition, int]] = None
+        self._cache: dict[TopicPartition, int] | None = None
         self._cache_token = b""
         self._main_bad = False
         self._token_prefix = secrets.token_hex(8)
         self._writes = 0
-        self._copy_len: Optional[int] = None  # length of both copies, while the cache is valid
-        self._owners: Dict[TopicPartition, Tuple[str, int]] = {}
+        self._copy_len: int | None = None  # length of both copies, while the cache is valid
+        self._owners: dict[TopicPartition, tuple[str, int]] = {}
         self._owners_token = b""
 
     @classmethod
-    def for_group(cls, root: str, group: str, *, lock_timeout_ms: int = 10_000) -> "OffsetStore":
+    def for_group(cls, root: str, group: str, *, lock_timeout_ms: int = 10_000) -> OffsetStore:
         return cls(group_dir(root, group), lock_timeout_ms=lock_timeout_ms)
 
     # -- public API --------------------------------------------------------------------
@@ -126,12 +131,12 @@ class OffsetStore:
     @os_errors("commit offsets")
     def commit(
         self,
-        offsets: Mapping[TopicPartition, int],
+        offsets: Mapping[TP, int],
         *,
-        generation: Optional[int] = None,
-        member_id: Optional[str] = None,
+        generation: int | None = None,
+        member_id: str | None = None,
         sync: bool = False,
-        log_end: Optional[LogEndFn] = None,
+        log_end: LogEndFn | None = None,
     ) -> None:
         """Merge ``offsets`` into the stored map, all of them or none.
 
@@ -162,18 +167,18 @@ class OffsetStore:
             self._write_locked(merged, sync)
 
     @os_errors("read offsets")
-    def committed(self, topic: str, partition: int) -> Optional[int]:
+    def committed(self, topic: str, partition: int) -> int | None:
         """The committed offset (next to read), or None: then apply auto_offset_reset."""
         with self._lock.hold(shared=True):
             return self._load_locked().get((topic, partition))
 
     @os_errors("read offsets")
-    def all(self) -> Dict[TopicPartition, int]:
+    def all(self) -> dict[TopicPartition, int]:
         with self._lock.hold(shared=True):
             return dict(self._load_locked())
 
     @os_errors("clamp offsets")
-    def clamp_to(self, log_end_fn: LogEndFn) -> List[ClampReport]:
+    def clamp_to(self, log_end_fn: LogEndFn) -> list[ClampReport]:
         """Lower every committed offset above its log end to the log end, durably; report each.
 
         ``log_end_fn`` returns None for a partition it does not know (left as it is).
@@ -199,7 +204,7 @@ class OffsetStore:
     def close(self) -> None:
         self._lock.close()
 
-    def __enter__(self) -> "OffsetStore":
+    def __enter__(self) -> OffsetStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -207,8 +212,8 @@ class OffsetStore:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _validate(self, offsets: Mapping[TopicPartition, int]) -> Dict[TopicPartition, int]:
-        items: Dict[TopicPartition, int] = {}
+    def _validate(self, offsets: Mapping[TP, int]) -> dict[TopicPartition, int]:
+        items: dict[TopicPartition, int] = {}
         for key, off in offsets.items():
             if not (isinstance(key, tuple) and len(key) == 2):
                 raise ConfigError(f"offsets must be keyed by (topic, partition), got {key!r}")
@@ -228,7 +233,7 @@ class OffsetStore:
         log.warning("%s", message)
         warnings.warn(message, OffsetsWarning, stacklevel=_outside_logq())
 
-    def _owner_records(self, tps: Iterable[TopicPartition]) -> Dict[TopicPartition, Tuple[str, int]]:
+    def _owner_records(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, tuple[str, int]]:
         """Ownership records of ``tps``, from cache while the owners token is unchanged."""
         token = self._lock.read_tokens()[GroupLock.OWNERS]
         if not token or token != self._owners_token:
@@ -242,7 +247,7 @@ class OffsetStore:
             out[tp] = rec
         return out
 
-    def _load_locked(self) -> Dict[TopicPartition, int]:
+    def _load_locked(self) -> dict[TopicPartition, int]:
         token = self._lock.read_tokens()[GroupLock.OFFSETS]
         if self._cache is not None and token and token == self._cache_token:
             return self._cache
@@ -251,16 +256,20 @@ class OffsetStore:
         for p in problems:
             self._report(p)
         if source == "backup":
-            self._report(f"group {self.group_id}: using the second copy {self.path}.bak "
-                         "(it holds the last commit, or the one that was being written)")
+            self._report(
+                f"group {self.group_id}: using the second copy {self.path}.bak "
+                "(it holds the last commit, or the one that was being written)"
+            )
         elif source is None and problems:
-            self._report(f"group {self.group_id}: no good copy of the committed offsets; every "
-                         "partition reads as not committed and consumers apply auto_offset_reset")
+            self._report(
+                f"group {self.group_id}: no good copy of the committed offsets; every "
+                "partition reads as not committed and consumers apply auto_offset_reset"
+            )
         self._cache, self._cache_token = offsets, token
         return offsets
 
-    def _read_copies(self) -> Tuple[Dict[TopicPartition, int], Optional[str], List[str], bool]:
-        problems: List[str] = []
+    def _read_copies(self) -> tuple[dict[TopicPartition, int], str | None, list[str], bool]:
+        problems: list[str] = []
         main_bad = False
         for name, source in ((self.path, "main"), (self.path + ".bak", "backup")):
             try:
@@ -278,7 +287,7 @@ class OffsetStore:
         return {}, None, problems, main_bad
 
     @staticmethod
-    def _read_file(path: str) -> Optional[bytes]:
+    def _read_file(path: str) -> bytes | None:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -296,7 +305,7 @@ class OffsetStore:
             os.close(fd)
 
     @staticmethod
-    def _read_file_raw(path: str) -> Optional[bytes]:
+    def _read_file_raw(path: str) -> bytes | None:
         try:
             with open(path, "rb") as f:
                 return f.read(MAX_META_BYTES)
@@ -306,14 +315,14 @@ class OffsetStore:
             raise storage_error("read", path, e) from None
 
     @staticmethod
-    def _parse(obj: object, name: str) -> Dict[TopicPartition, int]:
+    def _parse(obj: object, name: str) -> dict[TopicPartition, int]:
         if not isinstance(obj, dict) or obj.get("format") != FORMAT:
             found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
             raise CorruptMetadataError(name, f"unknown offsets format {found!r}; this logq reads {FORMAT}")
         raw = obj.get("offsets")
         if not isinstance(raw, dict):
             raise CorruptMetadataError(name, "no offsets map")
-        out: Dict[TopicPartition, int] = {}
+        out: dict[TopicPartition, int] = {}
         for topic, parts in raw.items():
             try:
                 check_topic(topic)
@@ -327,12 +336,12 @@ class OffsetStore:
                 out[(topic, int(p))] = off
         return out
 
-    def _write_locked(self, merged: Dict[TopicPartition, int], sync: bool) -> None:
+    def _write_locked(self, merged: dict[TopicPartition, int], sync: bool) -> None:
         """Rewrite ``offsets.bak`` then ``offsets`` in place (A/B copies; see the docstring)."""
         self._cache = None  # until both copies and the token are written
         if self._main_bad:
             self._keep_damaged_copy()
-        body: Dict[str, Dict[str, int]] = {}
+        body: dict[str, dict[str, int]] = {}
         for (topic, p), off in sorted(merged.items()):
             body.setdefault(topic, {})[str(p)] = off
         data = encode_meta({"format": FORMAT, "offsets": body})

@@ -16,7 +16,6 @@ import errno
 import fcntl
 import os
 import stat
-from typing import Optional
 
 from logq.errors import LogLockedError, storage_error
 
@@ -96,9 +95,7 @@ def check_dir(path: str) -> None:
     except OSError as e:
         raise storage_error("open directory", path, e) from None
     if not stat.S_ISDIR(st.st_mode):
-        raise storage_error(
-            "open directory", path, OSError(errno.ENOTDIR, "not a directory (symlinks are refused)")
-        )
+        raise storage_error("open directory", path, OSError(errno.ENOTDIR, "not a directory (symlinks are refused)"))
 
 
 def open_file(path: str, flags: int) -> int:
@@ -174,7 +171,7 @@ class FileLock:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._fd: Optional[int] = open_file(path, os.O_RDWR | os.O_CREAT)
+        self._fd: int | None = open_file(path, os.O_RDWR | os.O_CREAT)
         self.held = False  # set while this object holds the lock through ``with``
 
     def acquire(self, shared: bool = False, blocking: bool = True) -> bool:
@@ -203,7 +200,7 @@ class FileLock:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
 
-    def __enter__(self) -> "FileLock":
+    def __enter__(self) -> FileLock:
         self.acquire()
         self.held = True
         return self

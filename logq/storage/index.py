@@ -28,12 +28,11 @@ read through ``numpy.memmap`` and converted once) searched with ``numpy.searchso
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple
 
 import numpy as np
 
-from logq.storage import files as _fs
 from logq.errors import CorruptIndexError
+from logq.storage import files as _fs
 
 __all__ = ["OffsetIndex", "TimeIndex", "OFFSET_ENTRY_BYTES", "TIME_ENTRY_BYTES"]
 
@@ -58,7 +57,7 @@ class _Index:
         self._b = np.empty(_INITIAL_CAPACITY_ENTRIES, dtype=np.int64)  # value column
         self.entries = 0
         self.persist = True  # False for readers: entries rebuilt in memory, never written
-        self._fd: Optional[int] = None
+        self._fd: int | None = None
 
     # -- loading -----------------------------------------------------------------
     def load(self) -> None:
@@ -123,7 +122,7 @@ class _Index:
         self._b[self.entries : self.entries + len(b)] = b
         self.entries += len(a)
 
-    def _columns(self, m: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def _columns(self, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
     # -- writing -----------------------------------------------------------------
@@ -182,7 +181,7 @@ class OffsetIndex(_Index):
     entry_bytes = OFFSET_ENTRY_BYTES
     dtype = _OFFSET_DTYPE
 
-    def _columns(self, m: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def _columns(self, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return m["rel"], m["pos"]
 
     def _fill(self, arr: np.ndarray) -> None:
@@ -200,7 +199,7 @@ class OffsetIndex(_Index):
     def last_position(self) -> int:
         return int(self._b[self.entries - 1]) if self.entries else 0
 
-    def lookup(self, offset: int) -> Tuple[int, int]:
+    def lookup(self, offset: int) -> tuple[int, int]:
         """Greatest entry with offset <= target as (absolute offset, position); else (base, 0)."""
         i = int(np.searchsorted(self.keys(), offset - self.base_offset, side="right")) - 1
         if i < 0:
@@ -228,7 +227,7 @@ class TimeIndex(_Index):
     entry_bytes = TIME_ENTRY_BYTES
     dtype = _TIME_DTYPE
 
-    def _columns(self, m: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def _columns(self, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return m["ts"], m["rel"]
 
     def _fill(self, arr: np.ndarray) -> None:
@@ -240,7 +239,7 @@ class TimeIndex(_Index):
         # One slot stays free so that sealing can always write the final entry.
         return self.entries >= self.max_entries - 1
 
-    def last_entry(self) -> Tuple[int, int]:
+    def last_entry(self) -> tuple[int, int]:
         """(timestamp, absolute offset) of the last entry, or (-1, base offset) when empty."""
         if not self.entries:
             return -1, self.base_offset
@@ -258,7 +257,7 @@ class TimeIndex(_Index):
             assert rel >= self._b[self.entries - 1], "time index offsets must not go back"
         self._push(timestamp, rel, timestamp.to_bytes(8, "big", signed=True) + rel.to_bytes(4, "big"))
 
-    def lookup(self, timestamp: int) -> Tuple[int, int]:
+    def lookup(self, timestamp: int) -> tuple[int, int]:
         """Greatest entry with timestamp <= target as (timestamp, offset); else (-1, base)."""
         i = int(np.searchsorted(self.keys(), timestamp, side="right")) - 1
         if i < 0:

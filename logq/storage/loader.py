@@ -26,14 +26,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
-from logq.storage import files as _fs
-
-from logq.storage import meta as _meta
 from logq.codec.batch import read_header
 from logq.errors import CorruptIndexError, CorruptRecordError, DiskFullError, LogqError
-from logq.storage.segment import Segment, ScanResult, list_segment_files, segment_name
+from logq.storage import files as _fs
+from logq.storage import meta as _meta
+from logq.storage.segment import ScanResult, Segment, list_segment_files, segment_name
 
 if TYPE_CHECKING:
     from logq.storage.log import PartitionLog
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
 _FLUSH_JOIN_TIMEOUT_S = 30.0
 
 
-def may_write(log: "PartitionLog") -> bool:
+def may_write(log: PartitionLog) -> bool:
     """Only a writer holding the partition's op lock may change files: without the lock, a
     batch another process is writing right now looks exactly like a torn tail."""
     return not log.readonly and log._oplock is not None and log._oplock.held
@@ -56,7 +55,7 @@ def boot_id() -> str:
 
 
 # ---------------------------------------------------------------------- state file
-def _state_path(log: "PartitionLog") -> str:
+def _state_path(log: PartitionLog) -> str:
     from logq.storage.log import STATE_FILE
 
     return os.path.join(log.path, STATE_FILE)
@@ -70,7 +69,7 @@ def _stamp(path: str) -> object:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def read_state(log: "PartitionLog") -> Optional[dict]:
+def read_state(log: PartitionLog) -> dict | None:
     path = _state_path(log)
     log._state_stamp = _stamp(path)
     got = _meta.read_meta(path)
@@ -78,7 +77,7 @@ def read_state(log: "PartitionLog") -> Optional[dict]:
     return got.value if isinstance(got.value, dict) else None
 
 
-def write_state(log: "PartitionLog", clean: bool = False) -> None:
+def write_state(log: PartitionLog, clean: bool = False) -> None:
     path = _state_path(log)
     _meta.write_meta(
         path,
@@ -95,7 +94,7 @@ def write_state(log: "PartitionLog", clean: bool = False) -> None:
 
 
 # ---------------------------------------------------------------------- loading
-def load(log: "PartitionLog", first_writer: bool) -> None:
+def load(log: PartitionLog, first_writer: bool) -> None:
     writer = not log.readonly
     state = read_state(log) or {}
     log.log_start_offset = int(state.get("log_start_offset", 0))
@@ -119,11 +118,18 @@ def load(log: "PartitionLog", first_writer: bool) -> None:
         _recover(log, same_boot)
     else:
         _load_last(log)
-    if writer and bases and log.corruption is None and not log.repair and log.log_start_offset <= log.active.next_offset < log.recovery_point:
+    if (
+        writer
+        and bases
+        and log.corruption is None
+        and not log.repair
+        and log.log_start_offset <= log.active.next_offset < log.recovery_point
+    ):
         # Whole batches missing below the durable point (a cut at a batch boundary): damage.
         log.corruption = CorruptRecordError(
             f"log ends at offset {log.active.next_offset}, below the recovery point {log.recovery_point}",
-            path=log.active.log_path, position=log.active.size,
+            path=log.active.log_path,
+            position=log.active.size,
         )
         log.report.corruption = str(log.corruption)
     if writer and log.active.next_offset < log.log_start_offset:
@@ -138,7 +144,7 @@ def load(log: "PartitionLog", first_writer: bool) -> None:
         write_state(log, clean=False)
 
 
-def _delete_names(log: "PartitionLog", names: list) -> None:
+def _delete_names(log: PartitionLog, names: list) -> None:
     for name in names:
         _fs.unlink_if_exists(os.path.join(log.path, name))
         log.report.stray_files_deleted.append(name)
@@ -146,7 +152,7 @@ def _delete_names(log: "PartitionLog", names: list) -> None:
         _fs.fsync_dir(log.path)
 
 
-def _build_segments(log: "PartitionLog", bases: list) -> None:
+def _build_segments(log: PartitionLog, bases: list) -> None:
     segs = []
     for i, base in enumerate(bases):
         seg = log._make_segment(base, persist=not log.readonly)
@@ -168,7 +174,7 @@ def _sealed_size(path: str, default: int) -> int:
         return default
 
 
-def _drop_below_start(log: "PartitionLog") -> None:
+def _drop_below_start(log: PartitionLog) -> None:
     n = 0
     while n + 1 < len(log.segments) and log.segments[n + 1].base_offset <= log.log_start_offset:
         n += 1
@@ -177,7 +183,7 @@ def _drop_below_start(log: "PartitionLog") -> None:
         _delete_segments(log, n)
 
 
-def _delete_segments(log: "PartitionLog", n: int) -> None:
+def _delete_segments(log: PartitionLog, n: int) -> None:
     """Delete the n oldest segments (files unlinked; open maps elsewhere stay valid)."""
     for seg in log.segments[:n]:
         seg.delete_files()
@@ -189,7 +195,7 @@ def _delete_segments(log: "PartitionLog", n: int) -> None:
     _fs.fsync_dir(log.path)
 
 
-def _load_last(log: "PartitionLog") -> None:
+def _load_last(log: PartitionLog) -> None:
     """Clean path: trust the indexes after checking them, validate only the tail."""
     last = log.segments[-1]
     last.sealed = False
@@ -222,7 +228,7 @@ def _load_last(log: "PartitionLog") -> None:
     _settle_tail(log, last, res)
 
 
-def _settle_tail(log: "PartitionLog", seg: Segment, res: ScanResult) -> None:
+def _settle_tail(log: PartitionLog, seg: Segment, res: ScanResult) -> None:
     """Adopt a scan of the last segment; cut or keep an invalid tail by rule 4."""
     seg.size, seg.next_offset = res.valid_bytes, res.next_offset
     if res.error is None:
@@ -243,7 +249,7 @@ def _settle_tail(log: "PartitionLog", seg: Segment, res: ScanResult) -> None:
     log.report.notes.append(f"cut {dropped} invalid bytes at {seg.log_path}:{res.valid_bytes}: {res.error.reason}")
 
 
-def _recover(log: "PartitionLog", same_boot: bool) -> None:
+def _recover(log: PartitionLog, same_boot: bool) -> None:
     segs = log.segments
     if same_boot:
         first = len(segs) - 1
@@ -274,7 +280,8 @@ def _recover(log: "PartitionLog", same_boot: bool) -> None:
         if bad_offset < log.recovery_point and not log.repair:
             err = res.error or CorruptRecordError(
                 f"segment ends at offset {res.next_offset}, next starts at {segs[i + 1].base_offset}",
-                path=seg.log_path, position=res.valid_bytes,
+                path=seg.log_path,
+                position=res.valid_bytes,
             )
             log.corruption = err
             log.report.corruption = str(err)
@@ -289,7 +296,7 @@ def _recover(log: "PartitionLog", same_boot: bool) -> None:
         return
 
 
-def _cut_and_drop_later(log: "PartitionLog", i: int, res: ScanResult) -> None:
+def _cut_and_drop_later(log: PartitionLog, i: int, res: ScanResult) -> None:
     segs = log.segments
     seg = segs[i]
     later = segs[i + 1 :]
@@ -314,7 +321,7 @@ def _cut_and_drop_later(log: "PartitionLog", i: int, res: ScanResult) -> None:
     log.report.notes.append(f"cut {dropped} bytes from {seg.log_path}:{res.valid_bytes} on: {reason}")
 
 
-def rebuild_indexes(log: "PartitionLog", seg: Segment, reason: str) -> None:
+def rebuild_indexes(log: PartitionLog, seg: Segment, reason: str) -> None:
     """An index failed its checks on first use: rebuild it from the log."""
     res = seg.scan(0, seg.base_offset, rebuild=True)
     if seg.sealed:
@@ -329,7 +336,7 @@ def rebuild_indexes(log: "PartitionLog", seg: Segment, reason: str) -> None:
 
 
 # ---------------------------------------------------------------------- other writers
-def catch_up(log: "PartitionLog", force: bool = False) -> None:
+def catch_up(log: PartitionLog, force: bool = False) -> None:
     """Adopt other processes' changes: a moved log start, new batches, new segments."""
     if force or _stamp(_state_path(log)) != log._state_stamp:
         state = read_state(log) or {}
@@ -375,7 +382,7 @@ def catch_up(log: "PartitionLog", force: bool = False) -> None:
         _adopt_new_segments(log)
 
 
-def _adopt_new_segments(log: "PartitionLog") -> None:
+def _adopt_new_segments(log: PartitionLog) -> None:
     bases, _, _ = list_segment_files(log.path)
     old_last = log.segments[-1]
     newer = [b for b in bases if b > old_last.base_offset]
@@ -397,7 +404,7 @@ def _adopt_new_segments(log: "PartitionLog") -> None:
 
 
 # ---------------------------------------------------------------------- retention
-def apply_retention(log: "PartitionLog", now_ms: Optional[int]) -> int:
+def apply_retention(log: PartitionLog, now_ms: int | None) -> int:
     cfg = log.config
     now = time.time() * 1000 if now_ms is None else now_ms
     segs = log.segments
@@ -422,14 +429,14 @@ def apply_retention(log: "PartitionLog", now_ms: Optional[int]) -> int:
     return n
 
 
-def _largest_timestamp(log: "PartitionLog", seg: Segment) -> int:
+def _largest_timestamp(log: PartitionLog, seg: Segment) -> int:
     """From a checked (or rebuilt) time index: a bad index must never drive retention."""
     log._ensure_indexes(seg)
     log._touch(seg)
     return seg.largest_timestamp()
 
 
-def set_log_start(log: "PartitionLog", offset: int) -> int:
+def set_log_start(log: PartitionLog, offset: int) -> int:
     log.log_start_offset = max(log.log_start_offset, offset)
     write_state(log)
     n = 0
@@ -441,7 +448,7 @@ def set_log_start(log: "PartitionLog", offset: int) -> int:
 
 
 # ---------------------------------------------------------------------- flushing
-def flush_sealed_in_background(log: "PartitionLog", seg: Segment) -> None:
+def flush_sealed_in_background(log: PartitionLog, seg: Segment) -> None:
     """fdatasync a just-sealed segment off the append path, then advance the recovery point."""
     prev = log._flusher
     if prev is not None:
@@ -454,7 +461,7 @@ def flush_sealed_in_background(log: "PartitionLog", seg: Segment) -> None:
     t.start()
 
 
-def _flush_sealed(log: "PartitionLog", seg: Segment) -> None:
+def _flush_sealed(log: PartitionLog, seg: Segment) -> None:
     try:
         for p in (seg.log_path, seg.index.path, seg.timeindex.path):
             try:
@@ -482,7 +489,7 @@ def _flush_sealed(log: "PartitionLog", seg: Segment) -> None:
         threading.current_thread().synced.set()  # type: ignore[attr-defined]
 
 
-def start_interval_flusher(log: "PartitionLog") -> None:
+def start_interval_flusher(log: PartitionLog) -> None:
     def run() -> None:
         period = log.config.fsync_interval_ms / 1000
         while True:
@@ -498,7 +505,7 @@ def start_interval_flusher(log: "PartitionLog") -> None:
     threading.Thread(target=run, name="logq-interval-flush", daemon=True).start()
 
 
-def close_writer(log: "PartitionLog") -> None:
+def close_writer(log: PartitionLog) -> None:
     if log._flusher is not None:
         log._flusher.synced.wait(_FLUSH_JOIN_TIMEOUT_S)  # type: ignore[attr-defined]
     assert log._oplock is not None and log._writers is not None

@@ -27,13 +27,13 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence
+from typing import Any
 
-from logq.storage import files as _fs
 from logq.codec.batch import (
     BatchHeader,
-    Record,
+    BatchRecord,
     RecordInput,
     decode_records,
     encode_batch,
@@ -51,8 +51,9 @@ from logq.errors import (
     RecordTooLargeError,
     StorageError,
 )
-from logq.storage.segment import Segment
+from logq.storage import files as _fs
 from logq.storage import loader as recovery
+from logq.storage.segment import Segment
 
 __all__ = ["PartitionLog", "AppendResult", "FetchResult", "RecoveryReport"]
 
@@ -76,18 +77,22 @@ class FetchResult:
 
     offset: int
     data: bytes
-    headers: List[BatchHeader]
+    headers: list[BatchHeader]
     next_offset: int  # first offset after the returned batches (== offset when empty)
 
-    def records(self, max_decompressed_bytes: int = 16 << 20, origin: Optional[tuple] = None) -> List[Any]:
+    def records(self, max_decompressed_bytes: int = 16 << 20, origin: tuple | None = None) -> list[Any]:
         """Decoded records from ``offset`` on (earlier records of the first batch skipped)."""
-        out: List[Any] = []
+        out: list[Any] = []
         pos = 0
         for h in self.headers:
             out.extend(
                 decode_records(
-                    self.data, h, pos, max_decompressed_bytes=max_decompressed_bytes,
-                    min_offset=self.offset, origin=origin,
+                    self.data,
+                    h,
+                    pos,
+                    max_decompressed_bytes=max_decompressed_bytes,
+                    min_offset=self.offset,
+                    origin=origin,
                 )
             )
             pos += h.size
@@ -100,17 +105,17 @@ class RecoveryReport:
     segments_recovered: int = 0
     bytes_truncated: int = 0
     segments_deleted: int = 0
-    stray_files_deleted: List[str] = field(default_factory=list)
+    stray_files_deleted: list[str] = field(default_factory=list)
     indexes_rebuilt: int = 0
-    corruption: Optional[str] = None  # set when corrupt data below the durable point was kept
-    notes: List[str] = field(default_factory=list)
+    corruption: str | None = None  # set when corrupt data below the durable point was kept
+    notes: list[str] = field(default_factory=list)
 
 
 class PartitionLog:
     def __init__(
         self,
         path: str,
-        config: Optional[LogConfig] = None,
+        config: LogConfig | None = None,
         *,
         readonly: bool = False,
         create: bool = True,
@@ -122,19 +127,19 @@ class PartitionLog:
         self.repair = repair
         self._mutex = threading.RLock()
         self._closed = False
-        self._failed: Optional[BaseException] = None
-        self.segments: List[Segment] = []
-        self._bases: List[int] = []
+        self._failed: BaseException | None = None
+        self.segments: list[Segment] = []
+        self._bases: list[int] = []
         self.log_start_offset = 0
         self.recovery_point = 0
-        self.corruption: Optional[CorruptRecordError] = None
+        self.corruption: CorruptRecordError | None = None
         self.report = RecoveryReport()
         self._state_stamp: object = None
-        self._open_lru: "OrderedDict[int, Segment]" = OrderedDict()
-        self._cursors: "OrderedDict[int, tuple]" = OrderedDict()
-        self._oplock: Optional[_fs.FileLock] = None
-        self._writers: Optional[_fs.FileLock] = None
-        self._flusher: Optional[threading.Thread] = None
+        self._open_lru: OrderedDict[int, Segment] = OrderedDict()
+        self._cursors: OrderedDict[int, tuple] = OrderedDict()
+        self._oplock: _fs.FileLock | None = None
+        self._writers: _fs.FileLock | None = None
+        self._flusher: threading.Thread | None = None
         if create and not readonly:
             _fs.make_dir(self.path)
         _fs.check_dir(self.path)
@@ -200,7 +205,9 @@ class PartitionLog:
         batch = encode_batch(records, 0)
         return self.append_batch(batch, _trusted=True)
 
-    def append_values(self, values: Sequence[bytes], timestamp_ms: Optional[int] = None, key: Optional[bytes] = None) -> AppendResult:
+    def append_values(
+        self, values: Sequence[bytes], timestamp_ms: int | None = None, key: bytes | None = None
+    ) -> AppendResult:
         """Fast path: values with one key (None by default) and one timestamp, no headers."""
         ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
         return self.append_batch(encode_values(values, ts, 0, key=key), _trusted=True)
@@ -218,7 +225,9 @@ class PartitionLog:
         if h.size != len(batch):
             raise CorruptRecordError(f"{len(batch) - h.size} bytes after the batch")
         if h.records_count != h.last_offset_delta + 1 or h.records_count == 0:
-            raise CorruptRecordError(f"record count {h.records_count} does not match lastOffsetDelta {h.last_offset_delta}")
+            raise CorruptRecordError(
+                f"record count {h.records_count} does not match lastOffsetDelta {h.last_offset_delta}"
+            )
         if h.is_control:
             raise CorruptRecordError("control batches cannot be produced")
         if not _trusted:
@@ -328,7 +337,7 @@ class PartitionLog:
                 recovery.catch_up(self)
 
     # ------------------------------------------------------------------ retention
-    def enforce_retention(self, now_ms: Optional[int] = None, _locked: bool = False) -> int:
+    def enforce_retention(self, now_ms: int | None = None, _locked: bool = False) -> int:
         """Delete whole oldest segments past retention_ms / retention_bytes; never the active one."""
         if not _locked:
             with self._mutex:
@@ -429,19 +438,28 @@ class PartitionLog:
                 seg, pos = self.segments[i + 1], 0
         self._touch(seg)
         data = seg.read(pos, max(max_bytes, 61))
-        headers: List[BatchHeader] = []
+        headers: list[BatchHeader] = []
         p = 0
         while p + 12 <= len(data):
             size = int.from_bytes(data[p + 8 : p + 12], "big", signed=True) + 12
-            if p + size > len(data) and not headers and 61 <= size <= self.config.max_batch_bytes and pos + size <= seg.size:
+            if (
+                p + size > len(data)
+                and not headers
+                and 61 <= size <= self.config.max_batch_bytes
+                and pos + size <= seg.size
+            ):
                 data = seg.read(pos, size)  # min-one-batch: a first batch larger than max_bytes
                 continue
             if p + size > len(data) and headers:
                 break  # the next batch did not fit in max_bytes: it starts the next fetch
             try:
                 # baseOffset is outside the CRC: offsets must run on from the requested one.
-                h = validate_batch(data, p, max_batch_bytes=self.config.max_batch_bytes,
-                                   expected_offset=headers[-1].next_offset if headers else None)
+                h = validate_batch(
+                    data,
+                    p,
+                    max_batch_bytes=self.config.max_batch_bytes,
+                    expected_offset=headers[-1].next_offset if headers else None,
+                )
                 if not headers and not h.base_offset <= offset <= h.last_offset:
                     raise CorruptRecordError(f"batch holds offsets {h.base_offset}-{h.last_offset}, not {offset}")
             except CorruptRecordError as e:
@@ -456,10 +474,10 @@ class PartitionLog:
         self._note_cursor(nxt, seg.base_offset, pos + p)
         return FetchResult(offset, data[:p], headers, nxt)
 
-    def read_records(self, offset: int, max_bytes: int = DEFAULT_FETCH_BYTES) -> List[Record]:
+    def read_records(self, offset: int, max_bytes: int = DEFAULT_FETCH_BYTES) -> list[BatchRecord]:
         return self.read(offset, max_bytes).records(self.config.max_decompressed_bytes)
 
-    def offset_for_timestamp(self, timestamp_ms: int) -> Optional[int]:
+    def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
         """First offset whose record timestamp >= ``timestamp_ms`` (Kafka's rule), else None."""
         with self._mutex:
             self._check_usable()
@@ -494,7 +512,7 @@ class PartitionLog:
             if lock is not None:
                 lock.close()
 
-    def __enter__(self) -> "PartitionLog":
+    def __enter__(self) -> PartitionLog:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -23,12 +23,12 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any
 
 from crc32c import crc32c
 
-from logq.storage import files as _fs
 from logq.errors import CorruptMetadataError, storage_error
+from logq.storage import files as _fs
 
 MAGIC = "logq-meta"
 VERSION = 1
@@ -86,11 +86,11 @@ class MetaRead:
     """What reading a metadata file found. ``value`` is None when no good copy exists."""
 
     value: Any
-    source: Optional[str]  # "main", "backup" or None
-    problems: List[str] = field(default_factory=list)
+    source: str | None  # "main", "backup" or None
+    problems: list[str] = field(default_factory=list)
 
 
-def _read_file(path: str) -> Optional[bytes]:
+def _read_file(path: str) -> bytes | None:
     try:
         fd = _fs.open_file(path, os.O_RDONLY)
     except Exception as e:
@@ -108,7 +108,7 @@ def _read_file(path: str) -> Optional[bytes]:
 
 
 def read_meta(path: str) -> MetaRead:
-    problems: List[str] = []
+    problems: list[str] = []
     for name, source in ((path, "main"), (path + ".bak", "backup")):
         try:
             data = _read_file(name)

@@ -23,14 +23,14 @@ from __future__ import annotations
 import mmap
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from logq.storage import files as _fs
-from logq.codec.batch import BATCH_OVERHEAD, BatchHeader, read_header, validate_batch, decode_records
+from logq.codec.batch import BATCH_OVERHEAD, BatchHeader, decode_records, read_header, validate_batch
 from logq.errors import CorruptIndexError, CorruptRecordError, DiskFullError, storage_error
+from logq.storage import files as _fs
 from logq.storage.index import OffsetIndex, TimeIndex
 
 __all__ = ["Segment", "ScanResult", "segment_name"]
@@ -49,7 +49,7 @@ class ScanResult:
     valid_bytes: int  # position after the last valid batch
     next_offset: int
     batches: int
-    error: Optional[CorruptRecordError]  # None when the scan reached the end cleanly
+    error: CorruptRecordError | None  # None when the scan reached the end cleanly
     file_bytes: int
 
 
@@ -77,13 +77,13 @@ class Segment:
         self.next_offset = base_offset
         self.max_timestamp = -1
         self.offset_of_max_timestamp = base_offset
-        self.first_batch_timestamp: Optional[int] = None
+        self.first_batch_timestamp: int | None = None
         self.created_ms = time.time() * 1000.0
         self.sealed = False
         self.indexes_loaded = False
-        self._fd: Optional[int] = None
+        self._fd: int | None = None
         self._writable = False
-        self._map: Optional[mmap.mmap] = None
+        self._map: mmap.mmap | None = None
 
     # ------------------------------------------------------------------ files
     def open(self, writable: bool) -> None:
@@ -120,7 +120,7 @@ class Segment:
         self.timeindex.load()
         self.indexes_loaded = True
 
-    def verify_indexes(self, limit: Optional[int] = None) -> None:
+    def verify_indexes(self, limit: int | None = None) -> None:
         """Check loaded indexes against the log; CorruptIndexError if they disagree.
 
         Structurally sane files can still be wrong (another segment's file, lost entries, a
@@ -138,7 +138,7 @@ class Segment:
         positions = idx.values()
         after = int(np.searchsorted(positions, p0, side="right"))
         last_entry_pos = int(positions[-1]) if idx.entries else -1
-        expected: List[Tuple[int, int]] = []
+        expected: list[tuple[int, int]] = []
         since, seen = 0, not tix.entries
         try:
             for pos, h in self.headers_from(p0, end):
@@ -163,7 +163,7 @@ class Segment:
             raise CorruptIndexError(idx.path, "entries do not match the log")
 
     # ------------------------------------------------------------------ reading
-    def read(self, position: int, max_bytes: int, limit: Optional[int] = None) -> bytes:
+    def read(self, position: int, max_bytes: int, limit: int | None = None) -> bytes:
         """Bytes [position, min(position + max_bytes, limit or size))."""
         end = min(position + max_bytes, self.size if limit is None else limit)
         if end <= position:
@@ -181,7 +181,7 @@ class Segment:
         assert self._fd is not None
         return _fs.pread_exact(self._fd, end - position, position)
 
-    def headers_from(self, position: int, limit: Optional[int] = None) -> Iterator[Tuple[int, BatchHeader]]:
+    def headers_from(self, position: int, limit: int | None = None) -> Iterator[tuple[int, BatchHeader]]:
         """Batch headers from ``position`` (not CRC-checked; readers validate what they use)."""
         end = self.size if limit is None else limit
         expected = self.base_offset if position == 0 else None  # baseOffset is not CRC-covered
@@ -199,19 +199,21 @@ class Segment:
             expected = h.next_offset
             position += h.size
 
-    def find_position(self, offset: int) -> Tuple[int, Optional[BatchHeader]]:
+    def find_position(self, offset: int) -> tuple[int, BatchHeader | None]:
         """Position of the first batch whose last offset >= ``offset`` (Kafka's rule)."""
         entry, pos = self.index.lookup(offset) if self.indexes_loaded else (self.base_offset, 0)
         for p, h in self.headers_from(pos):
             if p == pos and pos and h.last_offset != entry:
                 raise CorruptRecordError(
-                    f"batch ends at offset {h.last_offset}, its index entry says {entry}", path=self.log_path, position=p
+                    f"batch ends at offset {h.last_offset}, its index entry says {entry}",
+                    path=self.log_path,
+                    position=p,
                 )
             if h.last_offset >= offset:
                 return p, h
         return self.size, None
 
-    def find_offset_by_timestamp(self, timestamp: int, starting_offset: int) -> Optional[int]:
+    def find_offset_by_timestamp(self, timestamp: int, starting_offset: int) -> int | None:
         """First offset >= starting_offset whose record timestamp >= ``timestamp``."""
         _, ts_offset = self.timeindex.lookup(timestamp) if self.indexes_loaded else (-1, self.base_offset)
         pos, _ = self.find_position(max(ts_offset, starting_offset))
@@ -219,8 +221,10 @@ class Segment:
             if h.max_timestamp < timestamp:
                 continue
             first_ts_known = not h.attributes & 0x40  # else baseTimestamp holds a delete horizon
-            if h.base_offset >= starting_offset and first_ts_known and (
-                h.base_timestamp >= timestamp or h.timestamp_type == "LogAppendTime"
+            if (
+                h.base_offset >= starting_offset
+                and first_ts_known
+                and (h.base_timestamp >= timestamp or h.timestamp_type == "LogAppendTime")
             ):
                 return h.base_offset  # the batch's first record already qualifies: no decode
             data = self.read(p, h.size)
@@ -244,7 +248,7 @@ class Segment:
 
     # ------------------------------------------------------------------ scanning
     def scan(
-        self, start: int = 0, start_offset: Optional[int] = None, rebuild: bool = False, track: bool = False
+        self, start: int = 0, start_offset: int | None = None, rebuild: bool = False, track: bool = False
     ) -> ScanResult:
         """Validate batches from ``start`` to the end of the file; stop at the first bad one.
 
@@ -334,7 +338,9 @@ class Segment:
         if self.size > segment_bytes - batch_bytes:
             return True
         first = self.first_batch_timestamp
-        waited = (h.max_timestamp - first) if first is not None and first >= 0 else (time.time() * 1000 - self.created_ms)
+        waited = (
+            (h.max_timestamp - first) if first is not None and first >= 0 else (time.time() * 1000 - self.created_ms)
+        )
         return (
             waited > segment_ms
             or self.index.is_full
@@ -398,7 +404,7 @@ class Segment:
 STRAY_SUFFIXES = (".tmp", ".deleted", ".cleaned", ".swap")
 
 
-def list_segment_files(directory: str) -> Tuple[List[int], List[str], List[str]]:
+def list_segment_files(directory: str) -> tuple[list[int], list[str], list[str]]:
     """(sorted base offsets of .log files, stray temporary files, orphan index files)."""
     bases, stray, indexes = [], [], []
     for name in os.listdir(directory):

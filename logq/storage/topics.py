@@ -23,13 +23,12 @@ import time
 import uuid
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any
 
-from logq.storage import files as _fs
-
-from logq.storage import meta as _meta
 from logq.config import LogConfig
 from logq.errors import InvalidTopicError, TopicExistsError, UnknownTopicError, storage_error
+from logq.storage import files as _fs
+from logq.storage import meta as _meta
 
 __all__ = ["validate_topic", "TopicMeta", "TopicRegistry", "partition_path", "META_DIR", "MAX_PARTITIONS"]
 
@@ -66,7 +65,7 @@ def partition_path(root: str, topic: str, partition: int) -> str:
 class TopicMeta:
     name: str
     partitions: int
-    overrides: Dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
     created_ms: int = 0
 
     @property
@@ -99,7 +98,7 @@ class TopicRegistry:
         self.root = prepare_root(root)
         self._dir = os.path.join(self.root, META_DIR, "topics")
         self._lock = _fs.FileLock(os.path.join(self.root, META_DIR, "topics.lock"))
-        self._cache: Dict[str, TopicMeta] = {}
+        self._cache: dict[str, TopicMeta] = {}
 
     def _path(self, name: str) -> str:
         # A directory per topic: a 249-character name plus ".meta.tmp" would pass the
@@ -119,7 +118,10 @@ class TopicRegistry:
             for p in range(partitions):
                 _fs.make_dir(partition_path(self.root, name, p))
             _fs.fsync_dir(self.root)
-            _meta.write_meta(self._path(name), {"name": name, "partitions": partitions, "overrides": meta.overrides, "created_ms": meta.created_ms})
+            _meta.write_meta(
+                self._path(name),
+                {"name": name, "partitions": partitions, "overrides": meta.overrides, "created_ms": meta.created_ms},
+            )
         self._cache[name] = meta
         return meta
 
@@ -142,7 +144,7 @@ class TopicRegistry:
         except UnknownTopicError:
             return False
 
-    def names(self) -> List[str]:
+    def names(self) -> list[str]:
         out = []
         for fname in os.listdir(self._dir):
             if os.path.exists(os.path.join(self._dir, fname, "meta")):

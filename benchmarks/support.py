@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import List, Sequence, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
+from logq.cli.perf import T0_MS, make_payloads
 from logq.codec.batch import encode_values
 from logq.config import LogConfig
 from logq.storage.log import PartitionLog
-from logq.cli.perf import T0_MS, make_payloads
 
 T = TypeVar("T")
 TINY = os.environ.get("LOGQ_BENCH_SCALE", "") == "tiny"
@@ -21,7 +22,7 @@ def size(full: T, tiny: T) -> T:
     return tiny if TINY else full
 
 
-def values(n: int = BATCH_RECORDS, value_bytes: int = VALUE_BYTES) -> List[bytes]:
+def values(n: int = BATCH_RECORDS, value_bytes: int = VALUE_BYTES) -> list[bytes]:
     pool = make_payloads(value_bytes)
     return [pool[i % len(pool)] for i in range(n)]
 
