@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench compare soak plots clean
+.PHONY: demo test check lint types bench compare soak plots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,19 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) tools/demo.py --data ./demo-data
 
+# The whole suite, then the lint and type gates (CI runs exactly this).
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
+	$(MAKE) --no-print-directory check
+
+check: lint types
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check logq tests benchmarks tools
+	$(VENV)/bin/ruff format --check logq tests benchmarks tools
+
+types: $(STAMP)
+	$(VENV)/bin/mypy
 
 BENCH_STAMP := $(VENV)/.installed-bench
 
