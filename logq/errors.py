@@ -26,6 +26,9 @@ __all__ = [
     "LogFailedError",
     "LogClosedError",
     "LogLockedError",
+    "LockTimeoutError",
+    "LogqTimeoutError",
+    "ClientClosedError",
     "ProducerBufferFullError",
     "SerializationError",
     "GroupError",
@@ -198,12 +201,58 @@ class LogClosedError(LogqError):
         super().__init__(f"{what} is closed")
 
 
+class ClientClosedError(LogClosedError):
+    """A Producer, Consumer or GroupMember was used after ``close()``.
+
+    A LogClosedError too, so code written when clients raised that keeps working.
+    """
+
+    hint = "create a new client; a closed one cannot be reopened"
+
+    def __init__(self, client: str) -> None:
+        self.client = client
+        super().__init__(client)
+
+
 class LogLockedError(LogqError):
     hint = "another process holds the lock; wait for it or stop it"
 
     def __init__(self, path: str, what: str) -> None:
         self.path = path
         super().__init__(f"{what} is locked: {path}")
+
+
+class LockTimeoutError(LogLockedError, TimeoutError):
+    """A bounded wait for a lock (the group lock) ran out; also a builtin TimeoutError."""
+
+    hint = "another member holds the group lock; retry, or raise lock_timeout_ms"
+
+    def __init__(self, path: str, what: str, waited_ms: float) -> None:
+        self.waited_ms = waited_ms
+        super().__init__(path, f"{what} (waited {waited_ms:.0f} ms)")
+
+    def __str__(self) -> str:  # OSError's __str__ would come next in the MRO
+        return LogqError.__str__(self)
+
+
+class LogqTimeoutError(LogqError, TimeoutError):
+    """A call that takes a ``timeout`` ran out of time; also a builtin TimeoutError.
+
+    ``operation`` names the wait, ``timeout`` is the limit in seconds. Nothing was lost:
+    the work the caller waited for goes on (records stay queued and are written).
+    """
+
+    hint = "wait longer, or call flush() to write queued records now"
+
+    def __init__(self, operation: str, timeout: float | None, detail: str = "", *, hint: str | None = None) -> None:
+        self.operation = operation
+        self.timeout = timeout
+        self.detail = detail
+        extra = f": {detail}" if detail else ""
+        super().__init__(f"{operation} did not finish within {timeout} s{extra}", hint=hint)
+
+    def __str__(self) -> str:  # OSError's __str__ would come next in the MRO
+        return LogqError.__str__(self)
 
 
 class ProducerBufferFullError(LogqError):
@@ -216,6 +265,8 @@ class ProducerBufferFullError(LogqError):
 
 
 class SerializationError(LogqError, TypeError):
+    """A key, value or header could not be turned into bytes (``__cause__``: the serializer's error)."""
+
     hint = "pass bytes, or configure key_serializer / value_serializer"
 
 
@@ -289,9 +340,38 @@ class InvalidOffsetCommitError(GroupError, ValueError):
         super().__init__(f"refused commit of offset {offset!r} for {topic}-{partition}: {reason}")
 
 
+class OffsetsWarning(LogqError, UserWarning):
+    """A committed-offsets file was damaged, or an offset was clamped (a warning, not raised).
+
+    Issued with ``warnings.warn``; ``warnings.simplefilter("error", OffsetsWarning)`` turns
+    it into an exception that ``except LogqError`` catches.
+    """
+
+
+# --- command-line input (logq/cli/seek.py, logq/cli/dump.py) ---
+
+
+class SeekError(LogqError, ValueError):
+    """Malformed option value, or a plan that cannot be made (shift of nothing committed).
+
+    No hint: the CLI prints ``str(err)`` after the option name, and the message already
+    says what form was expected.
+    """
+
+
+class DumpArgumentError(LogqError, ValueError):
+    """A path given to ``dump`` is missing or is not a segment file or partition directory.
+
+    No hint: ``logq dump`` prints ``str(err)`` as its usage error, which names the path.
+    """
+
+
 __all__ += [
     "DeserializationError",
     "InvalidGroupIdError",
     "MemberIdInUseError",
     "InvalidOffsetCommitError",
+    "OffsetsWarning",
+    "SeekError",
+    "DumpArgumentError",
 ]

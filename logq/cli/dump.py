@@ -42,7 +42,7 @@ from logq.codec.batch import (
     read_header,
     validate_batch,
 )
-from logq.errors import CorruptRecordError, LogqError, storage_error
+from logq.errors import CorruptRecordError, DumpArgumentError, storage_error
 from logq.storage import files as _fs
 
 __all__ = [
@@ -65,10 +65,6 @@ CRC_START = 21
 _OFFSET_ENTRY = struct.Struct(">ii")  # relative offset, position
 _TIME_ENTRY = struct.Struct(">qi")  # timestamp, relative offset
 _CONTROL_TYPES = {0: "ABORT", 1: "COMMIT"}
-
-
-class DumpArgumentError(LogqError, ValueError):
-    """A path given to ``dump`` is missing or is not a segment file or partition directory."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
-from logq.errors import LogqError, UnknownTopicError
+from logq.errors import SeekError, UnknownTopicError
 
 __all__ = [
     "TP",
@@ -57,10 +57,6 @@ _NS_PER_MS = 1_000_000
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _MAX_DIGITS = 18  # per number in a duration or partition list: bounds the arithmetic
-
-
-class SeekError(LogqError, ValueError):
-    """Malformed option value, or a plan that cannot be made (shift of nothing committed)."""
 
 
 class Scenario(NamedTuple):

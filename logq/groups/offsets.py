@@ -51,6 +51,7 @@ from logq.errors import (
     CorruptMetadataError,
     GroupNotEmptyError,
     InvalidOffsetCommitError,
+    OffsetsWarning,
     storage_error,
 )
 from logq.groups.files import (
@@ -86,10 +87,6 @@ def _outside_logq() -> int:
     while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == here:
         frame, level = frame.f_back, level + 1
     return level
-
-
-class OffsetsWarning(UserWarning):
-    """A committed-offsets file was damaged, or an offset was clamped."""
 
 
 class ClampReport(NamedTuple):
