@@ -1,8 +1,11 @@
 """The on-disk protocol of consumer groups: paths, the group lock, probes, state, owners.
 
-Shared by logq/group.py (membership and assignment) and logq/offsets.py (fenced commits),
-plus the read-only inspection (describe_group, list_groups), which logq/group.py
-re-exports. The layout and the rules are described in logq/group.py's docstring.
+Shared by logq/groups/member.py (membership) and logq/groups/offsets.py (fenced commits),
+plus the read-only inspection (describe_group, list_groups), which member.py re-exports.
+The layout and the rules are described in member.py's docstring; the assignment rules
+are in logq/groups/assignor.py. Topic names follow the storage layer's rule
+(logq.storage.topics.validate_topic); group and member ids, which name directories and
+files here, follow the same character rule with :data:`NAME_RE`.
 """
 
 from __future__ import annotations
@@ -20,20 +23,21 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from logq.errors import (
+    ClientClosedError,
     CommitFailedError,
     InvalidGroupIdError,
-    InvalidTopicError,
-    LogClosedError,
-    LogLockedError,
+    LockTimeoutError,
     LogqError,
     storage_error,
 )
 from logq.storage import files as _fs
 from logq.storage.meta import read_meta
+from logq.storage.topics import validate_topic
+
 TopicPartition = tuple[str, int]  # plain (topic, partition) keys; logq.types.TopicPartition is one of these
 
 STATE_FORMAT = 1
-NAME_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+NAME_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")  # group and member ids
 OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -67,12 +71,6 @@ def check_name(kind: str, value: object) -> str:
     if kind == "member id" and value.startswith("."):
         raise InvalidGroupIdError(kind, value, "must not start with '.'")
     return value
-
-
-def check_topic(topic: object) -> str:
-    if not isinstance(topic, str) or not NAME_RE.fullmatch(topic) or topic in (".", ".."):
-        raise InvalidTopicError(topic, "must be 1-249 characters of [a-zA-Z0-9._-]")
-    return topic
 
 
 def group_dir(root: str, group: str) -> str:
@@ -123,10 +121,10 @@ class GroupLock:
     def hold(self, shared: bool = False) -> Iterator[None]:
         deadline = time.monotonic() + self.timeout_ms / 1000.0
         if not self._threads.acquire(timeout=max(0.0, self.timeout_ms / 1000.0)):
-            raise LogLockedError(self.path, f"group lock (waited {self.timeout_ms:.0f} ms)")
+            raise LockTimeoutError(self.path, "group lock", self.timeout_ms)
         try:
             if self._fd is None:
-                raise LogClosedError("group lock")
+                raise ClientClosedError("group lock")
             op = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
             pause = 0.0001
             while True:
@@ -136,7 +134,7 @@ class GroupLock:
                 except BlockingIOError:
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        raise LogLockedError(self.path, f"group lock (waited {self.timeout_ms:.0f} ms)") from None
+                        raise LockTimeoutError(self.path, "group lock", self.timeout_ms) from None
                     time.sleep(min(pause, left))
                     pause = min(pause * 2, 0.005)
             try:
@@ -315,9 +313,10 @@ def parse_state(obj: Any) -> GroupState:
         raise ValueError("bad generation")
     members = {check_name("member id", m): dict(v) for m, v in obj["members"].items()}
     for info in members.values():
-        info["topics"] = {check_topic(t): int(n) for t, n in info["topics"].items()}
+        info["topics"] = {validate_topic(t): int(n) for t, n in info["topics"].items()}
     assignment = {
-        check_name("member id", m): [(check_topic(t), int(p)) for t, p in tps] for m, tps in obj["assignment"].items()
+        check_name("member id", m): [(validate_topic(t), int(p)) for t, p in tps]
+        for m, tps in obj["assignment"].items()
     }
     return GroupState(gen, members, assignment)
 

@@ -31,10 +31,11 @@ Rules:
   subscription changed) takes the group lock, re-reads ``state``, drops dead and hung members
   and writes generation + 1 with a new assignment. Members check every heartbeat interval
   (session_timeout_ms / 3), so a killed member loses its partitions within about that.
-- Assignment (:func:`assign_partitions`) is deterministic and sticky: partitions stay where
-  they are when possible, new ones go to the least loaded member, then partitions move from
-  the most to the least loaded until counts differ by at most one (floor or ceil of
-  partitions / members when all members subscribe to the same topics).
+- Assignment (:func:`assign_partitions`, pure rules in logq/groups/assignor.py) is
+  deterministic and sticky: partitions stay where they are when possible, new ones go to
+  the least loaded member, then partitions move from the most to the least loaded until
+  counts differ by at most one (floor or ceil of partitions / members when all members
+  subscribe to the same topics).
 - Exclusivity: a member reads a partition only while it holds the partition's ownership
   flock. The new owner can take it only after the old owner released it (after its
   ``on_revoke`` callback and final commit) or died. The one exception is fencing: when a
@@ -61,7 +62,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from logq.errors import ConfigError, LogClosedError, LogLockedError, LogqError, MemberIdInUseError
+from logq.errors import ClientClosedError, ConfigError, LogLockedError, LogqError, MemberIdInUseError
+from logq.groups.assignor import assign_partitions
 from logq.groups.files import (
     GroupDescription,
     GroupLock,
@@ -70,7 +72,6 @@ from logq.groups.files import (
     TopicPartition,
     bump_owners_token,
     check_name,
-    check_topic,
     describe_group,
     ensure_dirs,
     group_dir,
@@ -91,6 +92,7 @@ from logq.groups.files import (
 )
 from logq.storage import files as _fs
 from logq.storage.meta import write_meta
+from logq.storage.topics import validate_topic
 
 __all__ = [
     "TopicPartition",
@@ -109,66 +111,6 @@ __all__ = [
 log = logging.getLogger("logq.group")
 
 Listener = Callable[[str, TopicPartition, int], None]
-
-
-# ----------------------------------------------------------------------------- assignment
-
-
-def assign_partitions(
-    subscriptions: Mapping[str, Mapping[str, int]],
-    previous: Mapping[str, Iterable[TopicPartition]] | None = None,
-) -> dict[str, list[TopicPartition]]:
-    """Deterministic, sticky, balanced assignment of partitions to members.
-
-    ``subscriptions`` maps member id -> {topic: partition count}. A partition goes only to a
-    member subscribed to its topic. Partitions keep their previous owner when it is still
-    eligible; the rest go to the least loaded eligible member (ties: smallest id); then
-    partitions move from the most to the least loaded member until no eligible move can
-    bring two counts closer. With equal subscriptions every member ends with floor or ceil
-    of partitions / members.
-    """
-    members = sorted(subscriptions)
-    counts: dict[str, int] = {}
-    for m in members:
-        for topic, n in subscriptions[m].items():
-            counts[topic] = max(counts.get(topic, 0), int(n))
-    eligible = {t: {m for m in members if t in subscriptions[m]} for t in counts}
-    owner: dict[TopicPartition, str] = {}
-    for m in members:
-        for t, p in sorted((str(t), int(p)) for t, p in (previous or {}).get(m, ())):
-            if t in counts and 0 <= p < counts[t] and m in eligible[t] and (t, p) not in owner:
-                owner[(t, p)] = m
-    load = {m: 0 for m in members}
-    for m in owner.values():
-        load[m] += 1
-    for tp in sorted((t, p) for t, n in counts.items() for p in range(n)):
-        if tp not in owner and eligible[tp[0]]:
-            m = min(eligible[tp[0]], key=lambda x: (load[x], x))
-            owner[tp] = m
-            load[m] += 1
-    held: dict[str, list[TopicPartition]] = {m: [] for m in members}
-    for tp in sorted(owner):
-        held[owner[tp]].append(tp)
-    for _ in range(len(owner) * len(members) + 1):  # each move lowers the sum of squared loads
-        move = None
-        for donor in sorted(members, key=lambda x: (-load[x], x)):
-            for recv in sorted(members, key=lambda x: (load[x], x)):
-                if load[donor] - load[recv] < 2:
-                    break
-                movable = [tp for tp in held[donor] if recv in eligible[tp[0]]]
-                if movable:
-                    move = (donor, recv, movable[-1])
-                    break
-            if move:
-                break
-        if move is None:
-            break
-        donor, recv, tp = move
-        held[donor].remove(tp)
-        held[recv].append(tp)
-        load[donor] -= 1
-        load[recv] += 1
-    return {m: sorted(tps) for m, tps in held.items()}
 
 
 # ----------------------------------------------------------------------------- the member
@@ -326,6 +268,8 @@ class GroupMember:
         self, timeout_ms: float, on_revoke: Callable[[set[TopicPartition]], None] | None = None
     ) -> bool:
         """Poll until every partition assigned to this member is owned; False on timeout."""
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)) or timeout_ms != timeout_ms:
+            raise ConfigError(f"timeout_ms must be a number, got {timeout_ms!r}")
         deadline = time.monotonic() + timeout_ms / 1000.0
         while True:
             self.poll_assignment(on_revoke=on_revoke)
@@ -404,12 +348,16 @@ class GroupMember:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise LogClosedError(f"group member {self.member_id}")
+            raise ClientClosedError(f"group member {self.member_id}")
 
     def _fetch_subscription(self) -> dict[str, int]:
-        sub = dict(self._fn())
+        got = self._fn()
+        try:
+            sub = dict(got)
+        except (TypeError, ValueError):
+            raise ConfigError(f"the subscription must be a mapping of topic to partition count, got {got!r}") from None
         for topic, n in sub.items():
-            check_topic(topic)
+            validate_topic(topic)
             if isinstance(n, bool) or not isinstance(n, int) or n < 0:
                 raise ConfigError(f"partition count of {topic!r} must be an int >= 0, got {n!r}")
         return sub

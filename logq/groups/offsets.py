@@ -57,7 +57,6 @@ from logq.errors import (
 from logq.groups.files import (
     GroupLock,
     check_commit_fence,
-    check_topic,
     ensure_dirs,
     group_dir,
     live_member_ids,
@@ -65,7 +64,8 @@ from logq.groups.files import (
     read_owner_record,
 )
 from logq.storage import files as _fs
-from logq.storage.meta import MAX_META_BYTES, decode_meta, encode_meta
+from logq.storage.meta import MAX_META_BYTES, encode_meta, read_meta
+from logq.storage.topics import validate_topic
 
 __all__ = ["OffsetStore", "ClampReport", "OffsetsWarning", "LogEndFn"]
 
@@ -215,7 +215,7 @@ class OffsetStore:
             if not (isinstance(key, tuple) and len(key) == 2):
                 raise ConfigError(f"offsets must be keyed by (topic, partition), got {key!r}")
             topic, p = key
-            check_topic(topic)
+            validate_topic(topic)
             if isinstance(p, bool) or not isinstance(p, int) or p < 0:
                 raise ConfigError(f"partition of {topic!r} must be an int >= 0, got {p!r}")
             if not _is_offset(off):
@@ -266,40 +266,10 @@ class OffsetStore:
         return offsets
 
     def _read_copies(self) -> tuple[dict[TopicPartition, int], str | None, list[str], bool]:
-        problems: list[str] = []
-        main_bad = False
-        for name, source in ((self.path, "main"), (self.path + ".bak", "backup")):
-            try:
-                data = self._read_file(name)
-                if data is None:
-                    if source == "main":
-                        problems.append(f"{name} is missing")
-                    continue
-                return self._parse(decode_meta(data, name), name), source, problems, main_bad
-            except CorruptMetadataError as e:
-                problems.append(e.message)
-                main_bad = main_bad or source == "main"
-        if problems == [f"{self.path} is missing"]:
-            problems = []  # never written: nothing is committed, and that is no problem
-        return {}, None, problems, main_bad
-
-    @staticmethod
-    def _read_file(path: str) -> bytes | None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            raise storage_error("open", path, e) from None
-        try:
-            size = os.fstat(fd).st_size
-            if size > MAX_META_BYTES:
-                raise CorruptMetadataError(path, f"{size} bytes is larger than {MAX_META_BYTES}")
-            return _fs.pread_exact(fd, size, 0)
-        except OSError as e:
-            raise storage_error("read", path, e) from None
-        finally:
-            os.close(fd)
+        """(offsets, copy used, problems, main copy damaged or missing) via the storage reader."""
+        got = read_meta(self.path, self._parse)
+        main_bad = got.source != "main" and bool(got.problems)
+        return got.value or {}, got.source, got.problems, main_bad
 
     @staticmethod
     def _read_file_raw(path: str) -> bytes | None:
@@ -322,7 +292,7 @@ class OffsetStore:
         out: dict[TopicPartition, int] = {}
         for topic, parts in raw.items():
             try:
-                check_topic(topic)
+                validate_topic(topic)
             except ValueError:
                 raise CorruptMetadataError(name, f"bad topic name {topic!r}") from None
             if not isinstance(parts, dict):

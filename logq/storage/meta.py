@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,7 +108,9 @@ def _read_file(path: str) -> bytes | None:
         os.close(fd)
 
 
-def read_meta(path: str) -> MetaRead:
+def read_meta(path: str, parse: Callable[[Any, str], Any] | None = None) -> MetaRead:
+    """NAME, else NAME.bak. ``parse(value, name)`` checks a copy's content: raising
+    CorruptMetadataError there falls back to the next copy, like a bad checksum."""
     problems: list[str] = []
     for name, source in ((path, "main"), (path + ".bak", "backup")):
         try:
@@ -116,7 +119,8 @@ def read_meta(path: str) -> MetaRead:
                 if source == "main":
                     problems.append(f"{name} is missing")
                 continue
-            return MetaRead(decode_meta(data, name), source, problems)
+            value = decode_meta(data, name)
+            return MetaRead(value if parse is None else parse(value, name), source, problems)
         except CorruptMetadataError as e:
             problems.append(str(e.message))
     if problems == [f"{path} is missing"]:
