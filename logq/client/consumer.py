@@ -31,11 +31,19 @@ from typing import Any
 from logq.client.notify import Watcher
 from logq.client.serde import get_deserializer
 from logq.codec.batch import decode_records
-from logq.errors import ConfigError, LogClosedError, NoOffsetForPartitionError, OffsetOutOfRangeError
+from logq.errors import (
+    ClientClosedError,
+    ConfigError,
+    DeserializationError,
+    InvalidTopicError,
+    LogqError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+)
 from logq.groups.member import GroupMember, group_dir
 from logq.groups.offsets import OffsetStore
 from logq.storage.log import PartitionLog
-from logq.storage.topics import TopicRegistry, partition_path, validate_partition
+from logq.storage.topics import TopicRegistry, partition_path, validate_partition, validate_topic
 from logq.types import OffsetAndTimestamp, Record, TopicPartition
 
 __all__ = ["Consumer", "Record", "TopicPartition", "OffsetAndTimestamp"]
@@ -55,9 +63,28 @@ def to_millis(ts: Timestamp) -> int:
             ts = ts.replace(tzinfo=_dt.UTC)
         # exact integer arithmetic: float timestamp() * 1000 is 1 ms short for some datetimes
         return (ts - _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)) // _dt.timedelta(milliseconds=1)
-    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or ts != ts or ts in (float("inf"), float("-inf")):
         raise ConfigError(f"timestamp must be a datetime or milliseconds, got {ts!r}")
     return int(ts)
+
+
+def as_tp(tp: Any) -> TopicPartition:
+    """A (topic, partition) pair given by the caller as a TopicPartition; InvalidTopicError if it is not one."""
+    try:
+        topic, partition = tp
+    except (TypeError, ValueError):
+        raise InvalidTopicError(tp, "expected a (topic, partition) pair") from None
+    validate_topic(topic)
+    if isinstance(partition, bool) or not isinstance(partition, int) or partition < 0:
+        raise InvalidTopicError(f"{topic}-{partition}", "the partition must be an int >= 0")
+    return TopicPartition(topic, partition)
+
+
+def _iterable(items: Any, what: str) -> list[Any]:
+    try:
+        return list(items)
+    except TypeError:
+        raise ConfigError(f"{what} must be an iterable, got {type(items).__name__}") from None
 
 
 class Consumer:
@@ -90,6 +117,12 @@ class Consumer:
         ):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{name}={v!r} is invalid: must be an int >= 1")
+        if consumer_timeout_ms is not None and (
+            isinstance(consumer_timeout_ms, bool)
+            or not isinstance(consumer_timeout_ms, (int, float))
+            or not consumer_timeout_ms >= 0
+        ):
+            raise ConfigError(f"consumer_timeout_ms={consumer_timeout_ms!r} is invalid: must be None or a number >= 0")
         self.registry = TopicRegistry(data_dir)
         self.root = self.registry.root
         self.group_id = group_id
@@ -136,6 +169,7 @@ class Consumer:
         if isinstance(topics, re.Pattern):
             self._subscription = topics
         else:
+            topics = _iterable(topics, "topics")
             for t in topics:
                 self.registry.get(t)  # UnknownTopicError now, not in the background
             self._subscription = list(topics)
@@ -170,8 +204,8 @@ class Consumer:
                 "this consumer is subscribed to a group", hint="use a second Consumer for manual assignment"
             )
         tps = []
-        for tp in partitions:
-            t, p = tp
+        for tp in _iterable(partitions, "partitions"):
+            t, p = as_tp(tp)
             validate_partition(t, p, self.registry.get(t).partitions)
             tps.append(TopicPartition(t, p))
         for tp in set(self._positions) - set(tps):
@@ -266,7 +300,7 @@ class Consumer:
         return offset
 
     def _tp(self, tp: Any) -> TopicPartition:
-        tp = TopicPartition(*tp)
+        tp = as_tp(tp)
         if tp not in self._positions:
             raise ConfigError(f"{tp.topic}-{tp.partition} is not assigned to this consumer")
         return tp
@@ -293,7 +327,7 @@ class Consumer:
         """Per partition, the first offset whose timestamp >= T (Kafka's rule), else None."""
         out: dict[TopicPartition, OffsetAndTimestamp | None] = {}
         for tp, ts in timestamps.items():
-            tp = TopicPartition(*tp)
+            tp = as_tp(tp)
             lg = self._logs.get(tp) or PartitionLog(
                 partition_path(self.root, tp.topic, tp.partition), self.registry.get(tp.topic).config, readonly=True
             )
@@ -329,7 +363,7 @@ class Consumer:
         self._paused.update(self._tp(tp) for tp in tps)
 
     def resume(self, *tps: Any) -> None:
-        self._paused.difference_update(TopicPartition(*tp) for tp in tps)
+        self._paused.difference_update(as_tp(tp) for tp in tps)
 
     def paused(self) -> set[TopicPartition]:
         return set(self._paused)
@@ -341,6 +375,10 @@ class Consumer:
     def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list[Record]:
         """Records from the assigned partitions; waits up to ``timeout`` seconds for some."""
         self._check_open()
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout != timeout:
+            raise ConfigError(f"timeout={timeout!r} is invalid: must be a number of seconds")
+        if max_records is not None and (isinstance(max_records, bool) or not isinstance(max_records, int)):
+            raise ConfigError(f"max_records={max_records!r} is invalid: must be None or an int >= 1")
         limit = max_records or self.max_poll_records
         deadline = time.monotonic() + max(0.0, timeout)
         self._sync_group()
@@ -350,6 +388,7 @@ class Consumer:
             self._watcher.drain()
             out = self._fetch(limit)
             if out:
+                self._watcher.reset_backoff()  # data flows: the next wait starts short again
                 return out
             left = deadline - time.monotonic()
             if left <= 0:
@@ -439,7 +478,14 @@ class Consumer:
         kd, vd = self._kdes, self._vdes
         if kd is None and vd is None:
             return recs
-        return [r._replace(key=kd(r.key) if kd else r.key, value=vd(r.value) if vd else r.value) for r in recs]
+        try:
+            return [r._replace(key=kd(r.key) if kd else r.key, value=vd(r.value) if vd else r.value) for r in recs]
+        except LogqError:
+            raise
+        except Exception as e:  # a user deserializer failed: say where, keep its error as the cause
+            raise DeserializationError(
+                f"the deserializer failed on a record of {tp.topic}-{tp.partition} at or after offset {h.base_offset}: {e!r}"
+            ) from e
 
     def _reset_high(self, tp: TopicPartition, pos: int, end: int) -> int:
         if self.auto_offset_reset == "error":
@@ -470,7 +516,7 @@ class Consumer:
         if self._store is None:
             raise ConfigError("commit() needs a group_id")
         items = (
-            {TopicPartition(*tp): off for tp, off in offsets.items()}
+            {as_tp(tp): off for tp, off in offsets.items()}
             if offsets is not None
             else {tp: self._positions[tp] for tp in self._positions}
         )
@@ -497,13 +543,13 @@ class Consumer:
     def committed(self, tp: Any) -> int | None:
         if self._store is None:
             raise ConfigError("committed() needs a group_id")
-        t, p = tp
+        t, p = as_tp(tp)
         return self._store.committed(t, p)
 
     # ------------------------------------------------------------------ closing
     def _check_open(self) -> None:
         if self._closed:
-            raise LogClosedError("consumer")
+            raise ClientClosedError("consumer")
 
     def close(self, autocommit: bool = True) -> None:
         if self._closed:

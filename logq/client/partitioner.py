@@ -99,6 +99,8 @@ class StickyPartitioner:
 
     def partition(self, key: BytesLike | None, num_partitions: int, size: int = 0) -> int:
         """The partition for one record of ``size`` bytes; null-key bytes are counted."""
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise ConfigError(f"size must be an int (bytes), got {size!r}")
         if key is not None:
             return partition_for_key(key, num_partitions)
         n = _check_count(num_partitions)
@@ -111,7 +113,7 @@ class StickyPartitioner:
                 self._current = self._pick_other(n, self._current)
                 self._produced = 0
             chosen = self._current
-            self._produced += max(0, int(size))
+            self._produced += max(0, size)
             return chosen
 
     def _pick_other(self, n: int, current: int) -> int:

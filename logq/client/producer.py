@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import logging
 import threading
 import time
 from collections import deque
@@ -26,17 +27,19 @@ from typing import Any, NamedTuple
 
 from logq.client.partitioner import StickyPartitioner, partition_for_key
 from logq.client.serde import get_serializer
+from logq.codec.batch import BATCH_OVERHEAD
 from logq.config import LogConfig
 from logq.errors import (
+    ClientClosedError,
     ConfigError,
-    LogClosedError,
     LogqError,
+    LogqTimeoutError,
     ProducerBufferFullError,
     RecordTooLargeError,
     SerializationError,
 )
 from logq.storage.log import PartitionLog
-from logq.storage.topics import TopicRegistry, partition_path, validate_partition
+from logq.storage.topics import TopicRegistry, partition_path, validate_partition, validate_topic
 
 __all__ = ["Producer", "RecordMetadata", "BatchMetadata", "RecordFuture"]
 
@@ -46,6 +49,11 @@ _BULK_BATCH_BYTES = 512 * 1024  # send_batch target batch size (below max_batch_
 _EVENT_LOCK = threading.Lock()  # creates a batch's completion Event on its first waiter
 _KEY_CACHE_ENTRIES = 65536  # memoised key -> partition placements
 _new_future = tuple.__new__
+# Timestamps a batch can hold: any two differ by less than 2**63, so every record's
+# timestampDelta fits its varlong (about 146 million years either side of 1970).
+_TS_LIMIT = 1 << 62
+
+log = logging.getLogger("logq.producer")
 
 
 class RecordMetadata(NamedTuple):
@@ -113,7 +121,7 @@ class RecordFuture(tuple):
     def result(self, timeout: float | None = None) -> RecordMetadata:
         b, i = self
         if not b.wait(timeout):
-            raise TimeoutError(f"record not written within {timeout} s (call flush() to force it)")
+            raise LogqTimeoutError("record write", timeout, hint="call flush() to force it")
         if b.error is not None:
             raise b.error
         return RecordMetadata(b.tp[0], b.tp[1], b.base_offset + i, b.records[i][3])
@@ -186,33 +194,29 @@ class Producer:
         timestamp_ms: int | None = None,
     ) -> RecordFuture:
         if self._closed:
-            raise LogClosedError("producer")
-        k = key if self._key_ser is None else self._key_ser(key)
-        v = value if self._value_ser is None else self._value_ser(value)
+            raise ClientClosedError("producer")
+        try:  # a user serializer's failure is the caller's, wrapped; ours pass as they are
+            k = key if self._key_ser is None else self._key_ser(key)
+            v = value if self._value_ser is None else self._value_ser(value)
+        except LogqError:
+            raise
+        except Exception as e:
+            raise SerializationError(f"the serializer failed on {topic!r}: {e!r}") from e
         if (k is not None and type(k) is not bytes) or (v is not None and type(v) is not bytes):
             k, v = _as_bytes(k, "key"), _as_bytes(v, "value")
-        info = self._topics.get(topic)
-        if info is None:
+        try:
+            info = self._topics[topic]
+        except (KeyError, TypeError):  # first send to it, or not a topic name at all
             info = self._topic_info(topic)
         size = _RECORD_OVERHEAD_BYTES + (len(k) if k else 0) + (len(v) if v else 0)
         if headers:
             size += _headers_size(headers)
         if size > info[1]:
             raise RecordTooLargeError(size, info[1], "record")
-        ts = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
+        ts = int(time.time() * 1000) if timestamp_ms is None else _timestamp(timestamp_ms)
         drain = False
         with self._lock:
-            if partition is not None:
-                p = validate_partition(topic, partition, info[0])
-            elif k is not None:
-                p = self._key_partition(k, info[0])
-            else:  # KIP-794 sticky: info[2] partition, info[3] bytes sent to it
-                if info[3] >= self.batch_size:
-                    info[2] = self._sticky_for(topic).partition(None, info[0], self.batch_size)
-                    info[3] = 0
-                p = info[2]
-                info[3] += size
-            tp = (topic, p)
+            tp = (topic, self._choose_partition(topic, info, partition, k, size))
             if self._pending_bytes + size > self.buffer_bytes:
                 self._make_room(size)
             b = self._open.get(tp)
@@ -237,12 +241,28 @@ class Producer:
 
     def _topic_info(self, topic: str) -> list:
         """[partitions, largest record bytes, sticky partition, bytes sent to it, batch cap]."""
-        meta = self.registry.get(topic)
+        meta = self.registry.get(validate_topic(topic))
         sticky = self._sticky_for(topic).partition(None, meta.partitions, self.batch_size)
-        limit = meta.config.max_batch_bytes - 61
+        limit = meta.config.max_batch_bytes - BATCH_OVERHEAD
         info = [meta.partitions, limit, sticky, 0, min(self.batch_size, limit)]
         self._topics[topic] = info
         return info
+
+    def _choose_partition(self, topic: str, info: list, partition: object, key: bytes | None, size: int) -> int:
+        """Under self._lock: the one partition rule of ``send`` and ``send_batch``.
+
+        An explicit partition is checked; a key goes to its murmur2 partition; records
+        without a key stick to ``info[2]`` until ``batch_size`` bytes went to it (KIP-794).
+        """
+        if partition is not None:
+            return validate_partition(topic, partition, info[0])
+        if key is not None:
+            return self._key_partition(key, info[0])
+        if info[3] >= self.batch_size:
+            info[2] = self._sticky_for(topic).partition(None, info[0], self.batch_size)
+            info[3] = 0
+        info[3] += size
+        return info[2]
 
     def _key_partition(self, key: bytes, n: int) -> int:
         """murmur2 placement, memoised: hashing in Python costs microseconds per key."""
@@ -269,33 +289,35 @@ class Producer:
         Records already waiting from ``send`` for the same partition are written first.
         """
         if self._closed:
-            raise LogClosedError("producer")
-        if self._value_ser is not None:
-            values = [self._value_ser(v) for v in values]
-        k = key if self._key_ser is None else self._key_ser(key)
+            raise ClientClosedError("producer")
+        try:
+            if self._value_ser is not None:
+                values = [self._value_ser(v) for v in values]
+            k = key if self._key_ser is None else self._key_ser(key)
+        except LogqError:
+            raise
+        except Exception as e:
+            raise SerializationError(f"the serializer failed on {topic!r}: {e!r}") from e
         if k is not None:
             k = _as_bytes(k, "key")
-        meta = self.registry.get(topic)
-        lens = [len(v) for v in values]  # TypeError for non-bytes is caught below
-        for v in values:
-            if type(v) is not bytes:
-                _as_bytes(v, "value")
-        ts = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
-        limit = min(_BULK_BATCH_BYTES, meta.config.max_batch_bytes - 1024)
-        ends = list(itertools.accumulate(n + _RECORD_OVERHEAD_BYTES + (len(k) if k else 0) for n in lens))
+        values = _bulk_values(values)
+        try:
+            info = self._topics[topic]
+        except (KeyError, TypeError):
+            info = self._topic_info(topic)
+        record_limit = info[1]
+        ts = int(time.time() * 1000) if timestamp_ms is None else _timestamp(timestamp_ms)
+        limit = min(_BULK_BATCH_BYTES, record_limit + BATCH_OVERHEAD - 1024)
+        ends = list(itertools.accumulate(len(v) + _RECORD_OVERHEAD_BYTES + (len(k) if k else 0) for v in values))
         out: list[BatchMetadata] = []
         start, used = 0, 0
         while start < len(values):
             stop = max(start + 1, bisect.bisect_right(ends, used + limit))
-            if stop - start == 1 and ends[start] - used > meta.config.max_batch_bytes - 61:
-                raise RecordTooLargeError(ends[start] - used, meta.config.max_batch_bytes - 61, "record")
-            if partition is not None:
-                p = validate_partition(topic, partition, meta.partitions)
-            elif k is not None:
-                p = partition_for_key(k, meta.partitions)
-            else:
-                p = self._sticky_for(topic).partition(None, meta.partitions, self.batch_size)
-            tp = (topic, p)
+            if stop - start == 1 and ends[start] - used > record_limit:
+                raise RecordTooLargeError(ends[start] - used, record_limit, "record")
+            with self._lock:
+                tp = (topic, self._choose_partition(topic, info, partition, k, ends[stop - 1] - used))
+            p = tp[1]
             self._flush_tp(tp)
             with self._drain_lock(tp):
                 res = self._log(tp).append_values(values[start:stop], ts, key=k)
@@ -351,8 +373,11 @@ class Producer:
             b.base_offset = res.base_offset
         except LogqError as e:
             b.error = e
-        except Exception as e:  # a bad header or serializer output: fail this batch only
-            b.error = SerializationError(f"could not encode batch for {b.tp[0]}-{b.tp[1]}: {e}")
+        except Exception as e:
+            # send() checked every input the codec reads, so this is a logq bug: the futures
+            # raise it as itself (not as a user error) and the writing thread sees it too
+            b.error = e
+            raise
         finally:
             with self._lock:
                 self._pending_bytes -= b.bytes
@@ -387,8 +412,9 @@ class Producer:
     def flush(self, timeout: float | None = None) -> None:
         """Write every waiting record; return when all are in the log (or failed).
 
-        With ``timeout`` (seconds), raise TimeoutError if another thread's write of one of
-        these partitions still holds it then; the records stay queued and are written.
+        With ``timeout`` (seconds), raise LogqTimeoutError (a TimeoutError) if another
+        thread's write of one of these partitions still holds it then; the records stay
+        queued and are written.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
@@ -401,7 +427,12 @@ class Producer:
         with self._lock:
             left = sum(len(self._ready.get(tp, ())) for tp in tps)
         if left:
-            raise TimeoutError(f"flush: {left} batch(es) not written within {timeout} s")
+            raise LogqTimeoutError(
+                "flush",
+                timeout,
+                f"{left} batch(es) wait behind another thread's write",
+                hint="they stay queued and are written; call flush() again to wait for them",
+            )
 
     def _linger_loop(self) -> None:
         period = self.linger_ms / 1000
@@ -414,8 +445,8 @@ class Producer:
             for tp in due:
                 try:
                     self._drain(tp)
-                except Exception:  # errors reach the futures; the thread must not die
-                    pass
+                except Exception:  # the futures carry the error; the thread must not die
+                    log.exception("linger thread: writing a batch of %s-%d failed", tp[0], tp[1])
 
     # ------------------------------------------------------------------ logs
     def _log(self, tp: TP) -> PartitionLog:
@@ -457,6 +488,35 @@ def _as_bytes(x: Any, what: str) -> bytes | None:
     if isinstance(x, (bytearray, memoryview)):
         return bytes(x)
     raise SerializationError(f"{what} must be bytes or None, got {type(x).__name__}")
+
+
+def _timestamp(ts: Any) -> int:
+    """A record timestamp in ms; what ``int()`` accepts, within what a batch can store."""
+    try:
+        t = int(ts)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"timestamp_ms={ts!r} is invalid: must be milliseconds since the epoch") from None
+    if not -_TS_LIMIT <= t < _TS_LIMIT:
+        raise ConfigError(f"timestamp_ms={ts!r} is invalid: must be within +-2**62 ms of the epoch")
+    return t
+
+
+def _bulk_values(values: Any) -> Sequence[bytes]:
+    """``send_batch`` values as a sequence of bytes; refuses anything else before writing."""
+    if not isinstance(values, (list, tuple)):
+        try:
+            values = list(values)
+        except TypeError:
+            raise SerializationError(f"values must be a sequence of bytes, got {type(values).__name__}") from None
+    if all(type(v) is bytes for v in values):
+        return values
+    out: list[bytes] = []
+    for v in values:
+        b = _as_bytes(v, "value")
+        if b is None:
+            raise SerializationError("send_batch values cannot be None", hint="send tombstones with send()")
+        out.append(b)
+    return out
 
 
 def _headers_size(headers: Any) -> int:
