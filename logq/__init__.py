@@ -34,12 +34,14 @@ from logq.errors import (
     OffsetOutOfRangeError,
     OffsetsWarning,
     ProducerBufferFullError,
+    ReadOnlyLogError,
     RecordTooLargeError,
     SeekError,
     SerializationError,
     StorageError,
     TopicExistsError,
     UnknownTopicError,
+    WorkloadError,
 )
 from logq.storage.log import AppendResult, FetchResult, PartitionLog, RecoveryReport
 from logq.types import OffsetAndTimestamp, Record, TopicPartition
@@ -85,6 +87,7 @@ __all__ = [
     "PartitionLog",
     "Producer",
     "ProducerBufferFullError",
+    "ReadOnlyLogError",
     "Record",
     "RecordFuture",
     "RecordMetadata",
@@ -97,5 +100,6 @@ __all__ = [
     "TopicExistsError",
     "TopicPartition",
     "UnknownTopicError",
+    "WorkloadError",
     "__version__",
 ]

@@ -166,6 +166,9 @@ class OffsetStore:
     @os_errors("read offsets")
     def committed(self, topic: str, partition: int) -> int | None:
         """The committed offset (next to read), or None: then apply auto_offset_reset."""
+        validate_topic(topic)
+        if isinstance(partition, bool) or not isinstance(partition, int):
+            raise ConfigError(f"partition of {topic!r} must be an int, got {partition!r}")
         with self._lock.hold(shared=True):
             return self._load_locked().get((topic, partition))
 
