@@ -25,7 +25,6 @@ from logq.codec.batch import (
     LOG_OVERHEAD,
     BatchHeader,
     Compression,
-    Record,
     decode_batch,
     decode_records,
     decode_varint,
@@ -36,6 +35,9 @@ from logq.codec.batch import (
     read_header,
     stamp_base_offset,
     validate_batch,
+)
+from logq.codec.batch import (
+    BatchRecord as Record,
 )
 from logq.errors import CorruptRecordError, LogqError
 

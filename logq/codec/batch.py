@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from enum import IntEnum
 from typing import Any, NamedTuple
 
@@ -46,6 +46,8 @@ __all__ = [
     "MAGIC",
     "BATCH_OVERHEAD",
     "LOG_OVERHEAD",
+    "CRC_OFFSET",
+    "CRC_START",
     "Compression",
     "BatchHeader",
     "BatchRecord",
@@ -56,6 +58,7 @@ __all__ = [
     "decode_records",
     "decode_batch",
     "iter_batches",
+    "peek_batch_size",
     "stamp_base_offset",
     "encode_varint",
     "decode_varint",
@@ -64,6 +67,7 @@ __all__ = [
 MAGIC = 2
 BATCH_OVERHEAD = 61  # header bytes before the first record
 LOG_OVERHEAD = 12  # baseOffset + batchLength: all a reader needs to skip a batch
+CRC_OFFSET = 17  # where the 4-byte CRC sits
 CRC_START = 21  # the CRC covers attributes .. end of batch
 MIN_RECORD_BYTES = 7  # length, attrs, ts, offset, key, value, header count: 1 byte each
 DEFAULT_MAX_DECOMPRESSED_BYTES = 16 * 1024 * 1024
@@ -287,7 +291,7 @@ def _finish_batch(
         count,
     )
     crc = crc32c(records_blob, crc32c(body[CRC_START:]))
-    return body[:17] + crc.to_bytes(4, "big") + body[CRC_START:] + records_blob
+    return body[:CRC_OFFSET] + crc.to_bytes(4, "big") + body[CRC_START:] + records_blob
 
 
 def encode_batch(
@@ -430,16 +434,49 @@ def validate_batch(
     return h
 
 
+def peek_batch_size(buf: Buffer, pos: int = 0) -> int | None:
+    """Bytes the batch at ``pos`` claims to occupy (from its 12-byte prefix, unchecked);
+    None when fewer than 12 bytes are left. All a reader needs to skip or size a read."""
+    if len(buf) - pos < LOG_OVERHEAD:
+        return None
+    return int(_PREFIX.unpack_from(buf, pos)[1]) + LOG_OVERHEAD
+
+
 def iter_batches(
-    buf: Buffer, pos: int = 0, end: int | None = None, **checks: object
-) -> Iterable[tuple[int, BatchHeader]]:
-    """Yield (position, header) of each valid batch from ``pos``; raise at the first bad one."""
+    buf: Buffer,
+    pos: int = 0,
+    end: int | None = None,
+    *,
+    max_batch_bytes: int | None = None,
+    expected_offset: int | None = None,
+    contiguous: bool = False,
+    partial_ok: bool = False,
+) -> Iterator[tuple[int, BatchHeader]]:
+    """Yield (position, header) of each valid batch in ``buf[pos:end]``; raise
+    CorruptRecordError at the first bad one. This is the one batch walker: the codec's
+    callers, segment scans, log reads and recovery all walk batches through it.
+
+    ``expected_offset`` is the first batch's base offset; with ``contiguous`` every later
+    batch must start where the previous one ended (the CRC does not cover baseOffset).
+    With ``partial_ok`` a batch cut short by ``end`` (a sane length whose bytes are not all
+    in the buffer, or fewer than 12 bytes left) ends the walk quietly: the caller reads more
+    and resumes after the last batch yielded. Lengths that cannot be right still raise.
+    """
     if end is None:
         end = len(buf)
+    expected = expected_offset
     while pos < end:
-        h = validate_batch(buf, pos, end, **checks)  # type: ignore[arg-type]
+        if partial_ok:
+            if end - pos < LOG_OVERHEAD:
+                return
+            size = int(_PREFIX.unpack_from(buf, pos)[1]) + LOG_OVERHEAD
+            if BATCH_OVERHEAD <= size <= (max_batch_bytes or size) and pos + size > end:
+                return
+        h = validate_batch(buf, pos, end, max_batch_bytes=max_batch_bytes, expected_offset=expected)
         yield pos, h
         pos += h.size
+        if contiguous:
+            expected = h.next_offset
 
 
 def _decompress(codec: int, data: bytes, cap: int) -> bytes:

@@ -11,6 +11,7 @@ two int32 versions, then chunks of int32 length + raw snappy block.
 from __future__ import annotations
 
 import struct
+from types import ModuleType
 
 from logq.errors import CorruptRecordError
 
@@ -19,7 +20,7 @@ _XERIAL_HEADER = 16
 _NAMES = {2: "snappy", 3: "lz4", 4: "zstd"}
 
 
-def _cramjam():  # type: ignore[no-untyped-def]
+def _cramjam() -> ModuleType | None:
     try:
         import cramjam
     except ImportError:
@@ -47,7 +48,7 @@ def decompress(codec: int, data: bytes, cap: int) -> bytes:
 _FIRST_TRY = 64 * 1024
 
 
-def _into(mod, data: bytes, cap: int) -> bytes:  # type: ignore[no-untyped-def]
+def _into(mod: ModuleType, data: bytes, cap: int) -> bytes:
     """Decompress into a bounded buffer: first one sized from the input, then the full cap.
 
     Zeroing a cap-sized buffer (16 MiB by default) for every small batch cost ~1 ms each;
@@ -67,14 +68,14 @@ def _into(mod, data: bytes, cap: int) -> bytes:  # type: ignore[no-untyped-def]
     return bytes(memoryview(out)[:n])
 
 
-def _snappy_block(cj, block: bytes, cap: int) -> bytes:  # type: ignore[no-untyped-def]
+def _snappy_block(cj: ModuleType, block: bytes, cap: int) -> bytes:
     n = cj.snappy.decompress_raw_len(block)
     if n > cap:
         raise CorruptRecordError(f"snappy block claims {n} bytes, over the cap {cap}")
     return bytes(cj.snappy.decompress_raw(block))
 
 
-def _snappy(cj, data: bytes, cap: int) -> bytes:  # type: ignore[no-untyped-def]
+def _snappy(cj: ModuleType, data: bytes, cap: int) -> bytes:
     if not data.startswith(_XERIAL_MAGIC):
         return _snappy_block(cj, data, cap)
     parts = []
