@@ -65,10 +65,10 @@ from logq.storage import meta as _meta  # noqa: E402
 from logq.storage.log import PartitionLog  # noqa: E402
 
 if __name__ == "__main__" and os.environ.get("LOGQ_TEST_BOOT_ID"):
-    from logq.storage import loader as _recovery
+    from logq.storage import state as _state
 
     _fake_boot = os.environ["LOGQ_TEST_BOOT_ID"]
-    _recovery.boot_id = lambda: _fake_boot  # type: ignore[assignment]
+    _state.boot_id = lambda: _fake_boot
 
 STATE_FILE = "logq.state"
 LOCK_FILES = (".lock", ".writers")
@@ -1011,9 +1011,9 @@ def check_log(
     if recover_again:
         env_boot = None
         if boot_id:
-            from logq.storage import loader as rec_mod
+            from logq.storage import state as state_mod
 
-            env_boot, rec_mod.boot_id = rec_mod.boot_id, (lambda: boot_id)  # type: ignore[assignment]
+            env_boot, state_mod.boot_id = state_mod.boot_id, (lambda: boot_id)
         try:
             w = PartitionLog(path, config)
             res.hash_after = tree_hash(path)
@@ -1021,9 +1021,9 @@ def check_log(
             w.close()
         finally:
             if env_boot is not None:
-                from logq.storage import loader as rec_mod
+                from logq.storage import state as state_mod
 
-                rec_mod.boot_id = env_boot  # type: ignore[assignment]
+                state_mod.boot_id = env_boot
     # C2, C5 through the API of a reader in this process
     res.problems += _api_checks(path, config, scan, timestamp_probes)
     return res

@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from logq.config import LogConfig  # noqa: E402
 from logq.errors import DiskFullError, storage_error  # noqa: E402
 from logq.storage import files as _fs
-from logq.storage import loader as recovery  # noqa: E402
 from logq.storage.log import PartitionLog  # noqa: E402
+from logq.storage.state import PartitionState  # noqa: E402
 
 import _children as h  # noqa: E402
 
@@ -150,14 +150,14 @@ def test_disk_full_while_the_background_flusher_records_the_recovery_point_does_
     """Bug: the flusher that fsyncs a sealed segment then writes logq.state to advance the
     recovery point; ENOSPC on that write put the whole log in the failed state (reads and
     appends refused until reopen), although every fsync had succeeded."""
-    real = recovery.write_state
+    real = PartitionState.write
 
-    def full_in_flusher(log: Any, clean: bool = False) -> None:
+    def full_in_flusher(state: PartitionState, clean: bool = False) -> None:
         if threading.current_thread().name == "logq-flush":
             raise storage_error("write", "logq.state.tmp", OSError(errno.ENOSPC, "No space left on device"))
-        real(log, clean)
+        real(state, clean)
 
-    monkeypatch.setattr(recovery, "write_state", full_in_flusher)
+    monkeypatch.setattr(PartitionState, "write", full_in_flusher)
     log = PartitionLog(str(tmp_path / "t-0"), LogConfig(segment_bytes=1000))
     for _ in range(4):
         log.append_values([b"v" * 600])  # every append after the first rolls

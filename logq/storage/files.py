@@ -17,7 +17,7 @@ import fcntl
 import os
 import stat
 
-from logq.errors import LogLockedError, storage_error
+from logq.errors import storage_error
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -106,7 +106,7 @@ def open_file(path: str, flags: int) -> int:
         raise storage_error("open", path, e) from None
 
 
-def pwrite_all(fd: int, data: bytes, pos: int, path: str) -> None:
+def pwrite_all(fd: int, data: bytes | bytearray | memoryview, pos: int, path: str) -> None:
     view = memoryview(data)
     while view:
         try:
@@ -186,10 +186,6 @@ class FileLock:
         except OSError as e:
             raise storage_error("flock", self.path, e) from None
         return True
-
-    def acquire_or_raise(self, what: str, shared: bool = False) -> None:
-        if not self.acquire(shared=shared, blocking=False):
-            raise LogLockedError(self.path, what)
 
     def release(self) -> None:
         if self._fd is not None:

@@ -28,18 +28,24 @@ read through ``numpy.memmap`` and converted once) searched with ``numpy.searchso
 from __future__ import annotations
 
 import os
+import struct
 
 import numpy as np
 
 from logq.errors import CorruptIndexError
 from logq.storage import files as _fs
 
-__all__ = ["OffsetIndex", "TimeIndex", "OFFSET_ENTRY_BYTES", "TIME_ENTRY_BYTES"]
+__all__ = ["OffsetIndex", "TimeIndex", "OFFSET_ENTRY", "TIME_ENTRY", "OFFSET_ENTRY_BYTES", "TIME_ENTRY_BYTES"]
 
-OFFSET_ENTRY_BYTES = 8
-TIME_ENTRY_BYTES = 12
+# The entry layouts above, for code that reads entries one at a time (logq dump); the
+# numpy dtypes below are the same layouts for whole files.
+OFFSET_ENTRY = struct.Struct(">ii")  # relative offset, position
+TIME_ENTRY = struct.Struct(">qi")  # timestamp, relative offset
+OFFSET_ENTRY_BYTES = OFFSET_ENTRY.size
+TIME_ENTRY_BYTES = TIME_ENTRY.size
 _OFFSET_DTYPE = np.dtype([("rel", ">i4"), ("pos", ">i4")])
 _TIME_DTYPE = np.dtype([("ts", ">i8"), ("rel", ">i4")])
+assert _OFFSET_DTYPE.itemsize == OFFSET_ENTRY_BYTES and _TIME_DTYPE.itemsize == TIME_ENTRY_BYTES
 _INITIAL_CAPACITY_ENTRIES = 256
 
 
@@ -152,10 +158,6 @@ class _Index:
 
     def reset(self) -> None:
         self.entries = 0
-
-    def truncate_entries(self, n: int) -> None:
-        """Keep the first n entries in memory (the caller rewrites the file)."""
-        self.entries = min(self.entries, n)
 
     def fsync(self) -> None:
         if self._fd is not None:

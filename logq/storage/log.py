@@ -4,7 +4,7 @@ Files in a partition directory::
 
     00000000000000000000.log / .index / .timeindex   segments, named by base offset
     logq.state (+ .bak)                              log start offset, recovery point,
-                                                     clean-shutdown flag, boot id (_meta.py)
+                                                     clean-shutdown flag, boot id (state.py)
     .lock                                            flock held for each write operation
     .writers                                         flock held (shared) by every open writer
 
@@ -17,47 +17,62 @@ Durability (``LogConfig.fsync``): "never" returns once the batch is in the page 
 survives ``kill -9`` of any process; "always" fdatasyncs before returning; "interval"
 flushes in the background every ``fsync_interval_ms``. A failed fsync puts the log in a
 failed state: nothing is acknowledged again until it is reopened (never retry an fsync).
+
+This module is the facade; the rooms behind it, each working on explicit objects and none
+on this class's members: ``segments.py`` (the ordered segment list, its lookups and its
+open-file LRU), ``state.py`` (log start offset, recovery point and their file),
+``loader.py`` (opening, recovery, catching up with other processes, index rebuilds),
+``retention.py`` (deleting oldest segments, purges) and ``flusher.py`` (background fsync).
 """
 
 from __future__ import annotations
 
-import bisect
 import errno
 import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from logq.codec.batch import (
+    BATCH_OVERHEAD,
+    LOG_OVERHEAD,
     BatchHeader,
     BatchRecord,
     RecordInput,
     decode_records,
     encode_batch,
     encode_values,
+    iter_batches,
+    peek_batch_size,
+    stamp_base_offset,
     validate_batch,
 )
 from logq.config import LogConfig
 from logq.errors import (
-    CorruptIndexError,
     CorruptRecordError,
+    DiskFullError,
     LogClosedError,
     LogFailedError,
     LogqError,
+    LogqTimeoutError,
     OffsetOutOfRangeError,
+    ReadOnlyLogError,
     RecordTooLargeError,
     StorageError,
 )
 from logq.storage import files as _fs
-from logq.storage import loader as recovery
+from logq.storage import retention
+from logq.storage.flusher import IntervalFlusher, SealedSegmentFlush
+from logq.storage.loader import Loader, RecoveryReport
 from logq.storage.segment import Segment
+from logq.storage.segments import SegmentList
+from logq.storage.state import STATE_FILE, PartitionState
 
-__all__ = ["PartitionLog", "AppendResult", "FetchResult", "RecoveryReport"]
+__all__ = ["PartitionLog", "AppendResult", "FetchResult", "RecoveryReport", "STATE_FILE"]
 
-STATE_FILE = "logq.state"
 DEFAULT_FETCH_BYTES = 1 << 20
 _CURSOR_CACHE_ENTRIES = 64
 
@@ -99,18 +114,6 @@ class FetchResult:
         return out
 
 
-@dataclass
-class RecoveryReport:
-    clean: bool = True
-    segments_recovered: int = 0
-    bytes_truncated: int = 0
-    segments_deleted: int = 0
-    stray_files_deleted: list[str] = field(default_factory=list)
-    indexes_rebuilt: int = 0
-    corruption: str | None = None  # set when corrupt data below the durable point was kept
-    notes: list[str] = field(default_factory=list)
-
-
 class PartitionLog:
     def __init__(
         self,
@@ -128,70 +131,93 @@ class PartitionLog:
         self._mutex = threading.RLock()
         self._closed = False
         self._failed: BaseException | None = None
-        self.segments: list[Segment] = []
-        self._bases: list[int] = []
-        self.log_start_offset = 0
-        self.recovery_point = 0
+        self._segments = SegmentList(self.path, self.config, persist_indexes=not readonly)
+        self._state = PartitionState(self.path)
         self.corruption: CorruptRecordError | None = None
-        self.report = RecoveryReport()
-        self._state_stamp: object = None
-        self._open_lru: OrderedDict[int, Segment] = OrderedDict()
-        self._cursors: OrderedDict[int, tuple] = OrderedDict()
+        # Where the batch after a recent read or append starts: offset -> (segment base, position).
+        self._cursors: OrderedDict[int, tuple[int, int]] = OrderedDict()
+        self._cursor_generation = self._segments.generation
         self._oplock: _fs.FileLock | None = None
         self._writers: _fs.FileLock | None = None
-        self._flusher: threading.Thread | None = None
+        self._flusher: SealedSegmentFlush | None = None
         if create and not readonly:
             _fs.make_dir(self.path)
         _fs.check_dir(self.path)
+        if not readonly:
+            self._oplock = _fs.FileLock(os.path.join(self.path, ".lock"))
+            self._writers = _fs.FileLock(os.path.join(self.path, ".writers"))
+        self._loader = Loader(
+            self.path, self._segments, self._state, readonly=readonly, repair=repair, oplock=self._oplock
+        )
+        self.report: RecoveryReport = self._loader.report
         if readonly:
-            recovery.load(self, first_writer=False)
+            self.corruption = self._loader.load(first_writer=False).corruption
             return
-        self._oplock = _fs.FileLock(os.path.join(self.path, ".lock"))
-        self._writers = _fs.FileLock(os.path.join(self.path, ".writers"))
+        self._open_writer()
+        if self.config.fsync == "interval":
+            IntervalFlusher(self.config.fsync_interval_ms / 1000, self._interval_flush).start()
+
+    def _open_writer(self) -> None:
+        assert self._writers is not None and self._oplock is not None
         first = self._writers.acquire(shared=False, blocking=False)
-        if not first:
-            self._wait_for_writers_lock()
         try:
+            if not first:
+                self._wait_for_writers_lock()
             with self._oplock:
-                recovery.load(self, first_writer=first)
+                self.corruption = self._loader.load(first_writer=first).corruption
             if first:
                 self._writers.acquire(shared=True)  # downgrade: other writers may join now
         except BaseException:
             self._release_locks()
             raise
-        if self.config.fsync == "interval":
-            recovery.start_interval_flusher(self)
 
     def _wait_for_writers_lock(self) -> None:
         assert self._writers is not None
         deadline = time.monotonic() + self.config.open_timeout_ms / 1000
         while not self._writers.acquire(shared=True, blocking=False):
             if time.monotonic() > deadline:
-                raise LogqError(
-                    f"timed out after {self.config.open_timeout_ms} ms waiting for another "
-                    f"writer of {self.path} to finish recovery",
+                raise LogqTimeoutError(
+                    f"opening {self.path}",
+                    self.config.open_timeout_ms / 1000,
+                    "another writer is still recovering it",
                     hint="check for a hung logq process",
                 )
             time.sleep(0.005)
 
     # ------------------------------------------------------------------ properties
     @property
+    def segments(self) -> tuple[Segment, ...]:
+        """The segments, oldest first (a snapshot: only the log changes the list)."""
+        return self._segments.snapshot()
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._state.log_start_offset
+
+    @property
+    def recovery_point(self) -> int:
+        return self._state.recovery_point
+
+    @property
     def log_end_offset(self) -> int:
         if self.readonly:
             self.refresh()
-        return self.segments[-1].next_offset if self.segments else self.log_start_offset
+        return self._end_offset()
+
+    def _end_offset(self) -> int:
+        return self._segments.active.next_offset if self._segments else self._state.log_start_offset
 
     @property
     def size_bytes(self) -> int:
-        return sum(s.size for s in self.segments)
+        return sum(s.size for s in self._segments)
 
     @property
     def num_segments(self) -> int:
-        return len(self.segments)
+        return len(self._segments)
 
     @property
     def active(self) -> Segment:
-        return self.segments[-1]
+        return self._segments.active
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -219,25 +245,11 @@ class PartitionLog:
         and carry offset delta i for its index i (a CRC only proves the bytes were not
         damaged, not that the client wrote them right). Batches logq encodes itself skip this.
         """
-        if len(batch) > self.config.max_batch_bytes:
-            raise RecordTooLargeError(len(batch), self.config.max_batch_bytes)
-        h = validate_batch(batch, 0, max_batch_bytes=self.config.max_batch_bytes)
-        if h.size != len(batch):
-            raise CorruptRecordError(f"{len(batch) - h.size} bytes after the batch")
-        if h.records_count != h.last_offset_delta + 1 or h.records_count == 0:
-            raise CorruptRecordError(
-                f"record count {h.records_count} does not match lastOffsetDelta {h.last_offset_delta}"
-            )
-        if h.is_control:
-            raise CorruptRecordError("control batches cannot be produced")
-        if not _trusted:
-            recs = decode_records(batch, h, max_decompressed_bytes=self.config.max_decompressed_bytes)
-            if any(r.offset != h.base_offset + i for i, r in enumerate(recs)):
-                raise CorruptRecordError("record offset deltas are not 0, 1, 2, ... in order")
+        h = self._check_batch(batch, _trusted)
         with self._mutex:
             self._check_usable()
             if self.readonly:
-                raise LogqError("log opened read-only", hint="open without readonly=True to append")
+                raise ReadOnlyLogError(self.path)
             assert self._oplock is not None
             with self._oplock:
                 self._catch_up()
@@ -249,7 +261,8 @@ class PartitionLog:
                 base = seg.next_offset
                 h = h._replace(base_offset=base)
                 # baseOffset lies outside the CRC: stamping it is one copy, no new checksum.
-                stamped = b"".join((base.to_bytes(8, "big"), memoryview(batch)[8:]))
+                stamped = bytearray(batch)
+                stamp_base_offset(stamped, base)
                 try:
                     pos = seg.append(stamped, h)
                     if self.config.fsync == "always":
@@ -259,6 +272,24 @@ class PartitionLog:
                     raise
                 self._note_cursor(h.next_offset, seg.base_offset, pos + h.size)
         return AppendResult(base, h.last_offset, pos, seg.base_offset, h.max_timestamp)
+
+    def _check_batch(self, batch: bytes, trusted: bool) -> BatchHeader:
+        if len(batch) > self.config.max_batch_bytes:
+            raise RecordTooLargeError(len(batch), self.config.max_batch_bytes)
+        h = validate_batch(batch, 0, max_batch_bytes=self.config.max_batch_bytes)
+        if h.size != len(batch):
+            raise CorruptRecordError(f"{len(batch) - h.size} bytes after the batch")
+        if h.records_count != h.last_offset_delta + 1 or h.records_count == 0:
+            raise CorruptRecordError(
+                f"record count {h.records_count} does not match lastOffsetDelta {h.last_offset_delta}"
+            )
+        if h.is_control:
+            raise CorruptRecordError("control batches cannot be produced")
+        if not trusted:
+            recs = decode_records(batch, h, max_decompressed_bytes=self.config.max_decompressed_bytes)
+            if any(r.offset != h.base_offset + i for i, r in enumerate(recs)):
+                raise CorruptRecordError("record offset deltas are not 0, 1, 2, ... in order")
+        return h
 
     def _after_failed_write(self, seg: Segment) -> None:
         """A write failed (ENOSPC...): cut whatever part of it landed, keep the log usable."""
@@ -274,13 +305,13 @@ class PartitionLog:
         except StorageError as e:
             self._failed = e  # never retry a failed fsync: the pages may already be dropped
             raise LogFailedError(self.path, e) from None
-        self.recovery_point = max(self.recovery_point, seg.next_offset)
+        self._state.advance_recovery_point(seg.next_offset)
 
     def flush(self) -> None:
         """Make everything appended so far durable against power loss."""
         with self._mutex:
             self._check_usable()
-            if self.readonly or not self.segments:
+            if self.readonly or not self._segments:
                 return
             self._sync(self.active)
 
@@ -299,54 +330,80 @@ class PartitionLog:
         _fs.crash_point("roll-after-seal")
         if self.config.fsync != "never":
             self._sync(old)
-        new = self._new_segment(old.next_offset)
-        recovery.flush_sealed_in_background(self, old)
+        new = self._segments.create_active(old.next_offset)
+        self._flush_sealed_in_background(old)
         self.enforce_retention(_locked=True)
         return new
 
-    def _new_segment(self, base: int) -> Segment:
-        seg = self._make_segment(base, persist=True)
-        seg.open(True)
-        seg.indexes_loaded = True  # empty and known: catch_up then reloads other writers' entries
-        _fs.crash_point("roll-after-create")
-        _fs.fsync_dir(self.path)
-        self.segments.append(seg)
-        self._bases.append(base)
-        return seg
+    # ------------------------------------------------------------------ background flushing
+    def _flush_sealed_in_background(self, seg: Segment) -> None:
+        """fdatasync a just-sealed segment off the append path (fsync="never" only)."""
+        if self._flusher is not None:
+            self._flusher.wait_synced()  # not join(): it next waits for our mutex
+        if self.config.fsync != "never":
+            return  # already synced by the roll itself
+        self._flusher = SealedSegmentFlush(seg, self._after_sealed_sync, self._fail)
+        self._flusher.start()
 
-    def _make_segment(self, base: int, persist: bool) -> Segment:
-        c = self.config
-        return Segment(
-            self.path,
-            base,
-            index_interval_bytes=c.index_interval_bytes,
-            segment_index_bytes=c.segment_index_bytes,
-            max_batch_bytes=c.max_batch_bytes,
-            persist_indexes=persist,
-        )
+    def _after_sealed_sync(self, seg: Segment) -> None:
+        """On the flusher thread: the segment is durable, so the recovery point may pass it."""
+        with self._mutex:
+            if self._closed or self._oplock is None:
+                return
+            with self._oplock:
+                if seg.next_offset > self._state.recovery_point:
+                    self._state.recovery_point = seg.next_offset
+                    try:
+                        self._state.write()
+                    except DiskFullError:
+                        pass  # the data is synced; a stale recovery point only means a longer scan
+
+    def _fail(self, error: BaseException) -> None:
+        self._failed = error
+
+    def _interval_flush(self) -> bool:
+        """One tick of the interval flusher; False stops it."""
+        with self._mutex:
+            if self._closed or self._failed is not None:
+                return False
+            try:
+                self._sync(self.active)
+            except LogqError:
+                return False
+            return True
 
     # ------------------------------------------------------------------ other writers
-    def _catch_up(self) -> None:
-        """Under the op lock: adopt what other writer processes did since our last look."""
-        recovery.catch_up(self)
+    def _catch_up(self, force: bool = False) -> None:
+        """Adopt what other processes did since our last look (writers: under the op lock)."""
+        found = self._loader.catch_up(force)
+        if found is not None:
+            self.corruption = found
 
     def refresh(self) -> None:
         """For readers: pick up new batches, new segments and a moved log start."""
         with self._mutex:
             if not self._closed:
-                recovery.catch_up(self)
+                self._catch_up()
 
     # ------------------------------------------------------------------ retention
     def enforce_retention(self, now_ms: int | None = None, _locked: bool = False) -> int:
         """Delete whole oldest segments past retention_ms / retention_bytes; never the active one."""
-        if not _locked:
-            with self._mutex:
-                self._check_usable()
-                assert self._oplock is not None
-                with self._oplock:
-                    self._catch_up()
-                    return recovery.apply_retention(self, now_ms)
-        return recovery.apply_retention(self, now_ms)
+        if _locked:
+            return self._apply_retention(now_ms)
+        with self._mutex:
+            self._check_usable()
+            assert self._oplock is not None
+            with self._oplock:
+                self._catch_up()
+                return self._apply_retention(now_ms)
+
+    def _apply_retention(self, now_ms: int | None) -> int:
+        return retention.apply_retention(self._segments, self._state, self.config, now_ms, self._largest_timestamp)
+
+    def _largest_timestamp(self, seg: Segment) -> int:
+        self._loader.ensure_indexes(seg)
+        self._segments.touch(seg)
+        return seg.largest_timestamp()
 
     def delete_records_before(self, offset: int) -> int:
         """Move the log start offset to ``offset`` (a purge); whole segments below it go."""
@@ -358,45 +415,22 @@ class PartitionLog:
                 end = self.log_end_offset
                 if not self.log_start_offset <= offset <= end:
                     raise OffsetOutOfRangeError(offset, self.log_start_offset, end)
-                return recovery.set_log_start(self, offset)
+                return retention.move_log_start(self._segments, self._state, offset)
 
     # ------------------------------------------------------------------ reading
-    def _segment_for(self, offset: int) -> Segment:
-        i = bisect.bisect_right(self._bases, offset) - 1
-        return self.segments[max(i, 0)]
-
-    def _touch(self, seg: Segment) -> None:
-        """LRU of sealed segments holding descriptors, maps and loaded indexes."""
-        if seg is self.segments[-1]:
-            return
-        lru = self._open_lru
-        lru[seg.base_offset] = seg
-        lru.move_to_end(seg.base_offset)
-        while len(lru) > self.config.max_open_segments:
-            _, old = lru.popitem(last=False)
-            old.close_files()
-            old.indexes_loaded = False
-
-    def _ensure_indexes(self, seg: Segment) -> None:
-        if seg.indexes_loaded:
-            return
-        try:
-            seg.load_indexes()
-            seg.index.check(seg.size)
-            seg.timeindex.check(seg.next_offset if seg is self.segments[-1] else self._next_base(seg))
-            seg.verify_indexes()
-        except CorruptIndexError as e:
-            recovery.rebuild_indexes(self, seg, reason=str(e))
-
-    def _next_base(self, seg: Segment) -> int:
-        i = self.segments.index(seg)
-        return self.segments[i + 1].base_offset if i + 1 < len(self.segments) else seg.next_offset
-
     def _note_cursor(self, offset: int, seg_base: int, pos: int) -> None:
         c = self._cursors
+        if self._cursor_generation != self._segments.generation:
+            c.clear()  # segments left the list: positions in them mean nothing now
+            self._cursor_generation = self._segments.generation
         c[offset] = (seg_base, pos)
         if len(c) > _CURSOR_CACHE_ENTRIES:
             c.popitem(last=False)
+
+    def _cursor(self, offset: int) -> tuple[int, int] | None:
+        if self._cursor_generation != self._segments.generation:
+            return None
+        return self._cursors.get(offset)
 
     def read(self, offset: int, max_bytes: int = DEFAULT_FETCH_BYTES) -> FetchResult:
         """Whole batches from the one holding ``offset``, about ``max_bytes`` (at least one)."""
@@ -405,10 +439,10 @@ class PartitionLog:
             if self.readonly:
                 # Readers catch up before every read: new batches, new segments, and a log
                 # start that retention or a purge moved elsewhere (purged data stays unread).
-                recovery.catch_up(self)
-            end = self.segments[-1].next_offset if self.segments else self.log_start_offset
+                self._catch_up()
+            end = self._end_offset()
             if offset == end:
-                if self.corruption is not None and self.segments and self.corruption.path == self.segments[-1].log_path:
+                if self.corruption is not None and self._segments and self.corruption.path == self.active.log_path:
                     raise self.corruption  # the data after this point is damaged, not absent
                 return FetchResult(offset, b"", [], offset)
             if not self.log_start_offset <= offset <= end:
@@ -418,61 +452,61 @@ class PartitionLog:
             except OSError as e:  # FileNotFoundError, or the StorageError(ENOENT) of opening it
                 if e.errno != errno.ENOENT:
                     raise
-                recovery.catch_up(self, force=True)  # retention removed it under us
+                self._catch_up(force=True)  # retention removed it under us
                 if offset < self.log_start_offset:
                     raise OffsetOutOfRangeError(offset, self.log_start_offset, self.log_end_offset, self.path) from None
                 return self._read_locked(offset, max_bytes)
 
     def _read_locked(self, offset: int, max_bytes: int) -> FetchResult:
-        cur = self._cursors.get(offset)
-        seg = self._segment_for(offset)
+        cur = self._cursor(offset)
+        seg = self._segments.floor(offset)
         if cur is not None and cur[0] == seg.base_offset and cur[1] < seg.size:
             pos = cur[1]
         else:
-            self._ensure_indexes(seg)
+            self._loader.ensure_indexes(seg)
             pos, h0 = seg.find_position(offset)
             if h0 is None:  # offset == this segment's end: the next segment starts there
-                i = self.segments.index(seg)
-                if i + 1 >= len(self.segments):
+                nxt = self._segments.after(seg)
+                if nxt is None:
                     return FetchResult(offset, b"", [], offset)
-                seg, pos = self.segments[i + 1], 0
-        self._touch(seg)
-        data = seg.read(pos, max(max_bytes, 61))
-        headers: list[BatchHeader] = []
-        p = 0
-        while p + 12 <= len(data):
-            size = int.from_bytes(data[p + 8 : p + 12], "big", signed=True) + 12
-            if (
-                p + size > len(data)
-                and not headers
-                and 61 <= size <= self.config.max_batch_bytes
-                and pos + size <= seg.size
-            ):
-                data = seg.read(pos, size)  # min-one-batch: a first batch larger than max_bytes
-                continue
-            if p + size > len(data) and headers:
-                break  # the next batch did not fit in max_bytes: it starts the next fetch
-            try:
-                # baseOffset is outside the CRC: offsets must run on from the requested one.
-                h = validate_batch(
-                    data,
-                    p,
-                    max_batch_bytes=self.config.max_batch_bytes,
-                    expected_offset=headers[-1].next_offset if headers else None,
-                )
-                if not headers and not h.base_offset <= offset <= h.last_offset:
-                    raise CorruptRecordError(f"batch holds offsets {h.base_offset}-{h.last_offset}, not {offset}")
-            except CorruptRecordError as e:
-                if headers:
-                    break  # return the valid batches; the next read reports the damage
-                raise CorruptRecordError(e.reason, path=seg.log_path, position=pos + p) from None
-            headers.append(h)
-            p += h.size
+                seg, pos = nxt, 0
+        self._segments.touch(seg)
+        data = seg.read(pos, max(max_bytes, BATCH_OVERHEAD))
+        first = peek_batch_size(data)
+        if (
+            first is not None
+            and first > len(data)
+            and BATCH_OVERHEAD <= first <= self.config.max_batch_bytes
+            and pos + first <= seg.size
+        ):
+            data = seg.read(pos, first)  # min-one-batch: a first batch larger than max_bytes
+        headers = self._whole_batches(data, offset, seg, pos)
         if not headers:
             return FetchResult(offset, b"", [], offset)
-        nxt = headers[-1].next_offset
-        self._note_cursor(nxt, seg.base_offset, pos + p)
-        return FetchResult(offset, data[:p], headers, nxt)
+        p = sum(h.size for h in headers)
+        nxt_offset = headers[-1].next_offset
+        self._note_cursor(nxt_offset, seg.base_offset, pos + p)
+        return FetchResult(offset, data[:p], headers, nxt_offset)
+
+    def _whole_batches(self, data: bytes, offset: int, seg: Segment, pos: int) -> list[BatchHeader]:
+        """The valid batches at the start of ``data`` (read at ``pos`` of ``seg``): the first
+        must hold ``offset``, the rest continue its offsets; a batch cut off by the end of
+        ``data`` starts the next fetch. Damage in the first batch raises; later, it ends the
+        list (the next read reports it)."""
+        headers: list[BatchHeader] = []
+        try:
+            for _, h in iter_batches(
+                data, max_batch_bytes=self.config.max_batch_bytes, contiguous=True, partial_ok=True
+            ):
+                if not headers and not h.base_offset <= offset <= h.last_offset:
+                    raise CorruptRecordError(f"batch holds offsets {h.base_offset}-{h.last_offset}, not {offset}")
+                headers.append(h)
+            if not headers and len(data) >= LOG_OVERHEAD:
+                validate_batch(data, 0, max_batch_bytes=self.config.max_batch_bytes)  # raises: cut short
+        except CorruptRecordError as e:
+            if not headers:
+                raise CorruptRecordError(e.reason, path=seg.log_path, position=pos) from None
+        return headers
 
     def read_records(self, offset: int, max_bytes: int = DEFAULT_FETCH_BYTES) -> list[BatchRecord]:
         return self.read(offset, max_bytes).records(self.config.max_decompressed_bytes)
@@ -482,11 +516,11 @@ class PartitionLog:
         with self._mutex:
             self._check_usable()
             if self.readonly:
-                recovery.catch_up(self)
-            for seg in self.segments:
-                self._ensure_indexes(seg)
-                self._touch(seg)
-                if seg is not self.segments[-1] and seg.largest_timestamp() < timestamp_ms:
+                self._catch_up()
+            for seg in self._segments.snapshot():
+                self._loader.ensure_indexes(seg)
+                self._segments.touch(seg)
+                if not self._segments.is_active(seg) and seg.largest_timestamp() < timestamp_ms:
                     continue
                 found = seg.find_offset_by_timestamp(timestamp_ms, self.log_start_offset)
                 if found is not None and found < self.log_end_offset:
@@ -500,12 +534,25 @@ class PartitionLog:
                 return
             try:
                 if not self.readonly and self._failed is None:
-                    recovery.close_writer(self)
+                    self._close_writer()
             finally:
                 self._closed = True
-                for seg in self.segments:
-                    seg.close_files()
+                self._segments.close_all()
                 self._release_locks()
+
+    def _close_writer(self) -> None:
+        """Seal the time index; the last writer out records a clean shutdown."""
+        if self._flusher is not None:
+            self._flusher.wait_synced()
+        assert self._oplock is not None and self._writers is not None
+        with self._oplock:
+            self._catch_up()
+            last = self.active
+            last.timeindex.maybe_append(last.max_timestamp, last.offset_of_max_timestamp, final=True)
+            if self._writers.acquire(shared=False, blocking=False):  # no other writer is open
+                last.flush()
+                self._state.advance_recovery_point(last.next_offset)
+                self._state.write(clean=self.corruption is None)
 
     def _release_locks(self) -> None:
         for lock in (self._writers, self._oplock):
@@ -519,4 +566,5 @@ class PartitionLog:
         self.close()
 
     def __repr__(self) -> str:
-        return f"PartitionLog({self.path!r}, start={self.log_start_offset}, end={self.log_end_offset if self.segments else '?'})"
+        end = self.log_end_offset if self._segments else "?"
+        return f"PartitionLog({self.path!r}, start={self.log_start_offset}, end={end})"

@@ -28,17 +28,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from logq.codec.batch import BATCH_OVERHEAD, BatchHeader, decode_records, read_header, validate_batch
+from logq.codec.batch import (
+    BATCH_OVERHEAD,
+    LOG_OVERHEAD,
+    BatchHeader,
+    decode_records,
+    iter_batches,
+    peek_batch_size,
+    read_header,
+    validate_batch,
+)
 from logq.errors import CorruptIndexError, CorruptRecordError, DiskFullError, storage_error
 from logq.storage import files as _fs
-from logq.storage.index import OffsetIndex, TimeIndex
+from logq.storage.index import OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES, OffsetIndex, TimeIndex
 
-__all__ = ["Segment", "ScanResult", "segment_name"]
+__all__ = ["Segment", "ScanResult", "segment_name", "LOG_SUFFIX", "INDEX_SUFFIX", "TIME_INDEX_SUFFIX"]
 
 SCAN_CHUNK_BYTES = 1 << 20  # recovery and tail scans read this much at a time
 
 
+# A segment's files: <base offset as 20 digits><suffix>.
+LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX = ".log", ".index", ".timeindex"
+
+
 def segment_name(base_offset: int) -> str:
+    """The file name stem of the segment starting at ``base_offset``."""
     return f"{base_offset:020d}"
 
 
@@ -67,9 +81,9 @@ class Segment:
         self.dir = directory
         self.base_offset = base_offset
         stem = os.path.join(directory, segment_name(base_offset))
-        self.log_path = stem + ".log"
-        self.index = OffsetIndex(stem + ".index", base_offset, segment_index_bytes // 8)
-        self.timeindex = TimeIndex(stem + ".timeindex", base_offset, segment_index_bytes // 12)
+        self.log_path = stem + LOG_SUFFIX
+        self.index = OffsetIndex(stem + INDEX_SUFFIX, base_offset, segment_index_bytes // OFFSET_ENTRY_BYTES)
+        self.timeindex = TimeIndex(stem + TIME_INDEX_SUFFIX, base_offset, segment_index_bytes // TIME_ENTRY_BYTES)
         self.index.persist = self.timeindex.persist = persist_indexes
         self.index_interval_bytes = index_interval_bytes
         self.max_batch_bytes = max_batch_bytes
@@ -109,10 +123,6 @@ class Segment:
             self._fd = None
         self.index.close()
         self.timeindex.close()
-
-    @property
-    def is_open(self) -> bool:
-        return self._fd is not None
 
     def load_indexes(self) -> None:
         """Load both indexes from disk (CorruptIndexError if malformed)."""
@@ -174,7 +184,8 @@ class Segment:
                     self.open(False)
                 if self.size == 0:
                     return b""
-                self._map = mmap.mmap(self._fd, self.size, prot=mmap.PROT_READ)  # type: ignore[arg-type]
+                assert self._fd is not None
+                self._map = mmap.mmap(self._fd, self.size, prot=mmap.PROT_READ)
             return self._map[position:end]
         if self._fd is None:
             self.open(False)
@@ -187,7 +198,7 @@ class Segment:
         expected = self.base_offset if position == 0 else None  # baseOffset is not CRC-covered
         while position + BATCH_OVERHEAD <= end:
             h = read_header(self.read(position, BATCH_OVERHEAD, end))
-            if h.batch_length < BATCH_OVERHEAD - 12 or position + h.size > end:
+            if h.batch_length < BATCH_OVERHEAD - LOG_OVERHEAD or position + h.size > end:
                 raise CorruptRecordError(
                     f"batch length {h.batch_length} is invalid", path=self.log_path, position=position
                 )
@@ -270,35 +281,36 @@ class Segment:
             self.first_batch_timestamp = None
         file_bytes = self.file_size()
         pos, batches, error = start, 0, None
-        buf, buf_start = b"", start
-        while pos < file_bytes:
-            rel = pos - buf_start
-            need = 12 if rel + 12 > len(buf) else max(12, self._peek_size(buf, rel))
-            if rel + need > len(buf):
-                want = max(SCAN_CHUNK_BYTES, min(need, self.max_batch_bytes))
-                assert self._fd is not None
-                buf, buf_start = _fs.pread_exact(self._fd, min(want, file_bytes - pos), pos), pos
+        want = SCAN_CHUNK_BYTES
+        assert self._fd is not None
+        while pos < file_bytes and error is None:
+            chunk_at = pos
+            buf = _fs.pread_exact(self._fd, min(want, file_bytes - pos), pos)
+            at_end = pos + len(buf) >= file_bytes  # a batch cut off here is a torn tail
             try:
-                h = validate_batch(buf, pos - buf_start, max_batch_bytes=self.max_batch_bytes, expected_offset=expected)
-                if h.last_offset - self.base_offset >= 2**31:
-                    raise CorruptRecordError("offset does not fit the segment's relative index")
+                for p, h in iter_batches(
+                    buf,
+                    max_batch_bytes=self.max_batch_bytes,
+                    expected_offset=expected,
+                    contiguous=True,
+                    partial_ok=not at_end,
+                ):
+                    if h.last_offset - self.base_offset >= 2**31:
+                        raise CorruptRecordError("offset does not fit the segment's relative index")
+                    if rebuild:
+                        self._track(h, chunk_at + p)
+                    elif track:
+                        self._track_time(h)
+                    pos = chunk_at + p + h.size
+                    expected = h.next_offset
+                    batches += 1
             except CorruptRecordError as e:
                 error = CorruptRecordError(e.reason, path=self.log_path, position=pos)
-                break
-            if rebuild:
-                self._track(h, pos)
-            elif track:
-                self._track_time(h)
-            pos += h.size
-            expected = h.next_offset
-            batches += 1
+            # The walk stopped at a batch the chunk cut off: the next read holds it whole.
+            want = max(SCAN_CHUNK_BYTES, peek_batch_size(buf, pos - chunk_at) or 0)
         if rebuild:
             self.index.persist = self.timeindex.persist = persist
         return ScanResult(pos, expected, batches, error, file_bytes)
-
-    @staticmethod
-    def _peek_size(buf: bytes, at: int) -> int:
-        return int.from_bytes(buf[at + 8 : at + 12], "big", signed=True) + 12
 
     def _track_time(self, h: BatchHeader) -> None:
         if h.max_timestamp > self.max_timestamp:
@@ -319,7 +331,7 @@ class Segment:
                 pass  # the batch is written; a sparse index missing an entry only scans longer
 
     # ------------------------------------------------------------------ writing
-    def append(self, batch: bytes, h: BatchHeader) -> int:
+    def append(self, batch: bytes | bytearray, h: BatchHeader) -> int:
         """Write a validated batch at the end; return its position."""
         assert not self.sealed and self._writable, "append to a sealed or read-only segment"
         assert h.base_offset == self.next_offset, (h.base_offset, self.next_offset)
