@@ -375,3 +375,27 @@ __all__ += [
     "SeekError",
     "DumpArgumentError",
 ]
+
+
+class ReadOnlyLogError(LogqError):
+    """A write (append) to a partition log opened with ``readonly=True``."""
+
+    hint = "open the log without readonly=True to append"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"log {path} is opened read-only")
+
+
+__all__ += ["ReadOnlyLogError"]
+
+
+class WorkloadError(LogqError):
+    """A ``logq perf`` workload could not finish: a spawned producer or consumer process
+    failed or overstayed its deadline, or a measured answer failed its own check.
+
+    No hint: the message names the process and its exit code, or the wrong answer.
+    """
+
+
+__all__ += ["WorkloadError"]
