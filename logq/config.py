@@ -55,10 +55,6 @@ class LogConfig:
         need(self.max_decompressed_bytes >= 1024, "max_decompressed_bytes", "must be >= 1024")
         need(self.open_timeout_ms >= 0, "open_timeout_ms", "must be >= 0")
 
-    @property
-    def max_index_entries(self) -> int:
-        return self.segment_index_bytes // 8
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -34,36 +34,45 @@ from crc32c import crc32c
 from logq.codec.batch import (
     ATTR_DELETE_HORIZON,
     BATCH_OVERHEAD,
+    CRC_OFFSET,
+    CRC_START,
     LOG_OVERHEAD,
     BatchHeader,
     BatchRecord,
-    Compression,
     decode_records,
+    peek_batch_size,
     read_header,
     validate_batch,
 )
 from logq.errors import CorruptRecordError, DumpArgumentError, storage_error
 from logq.storage import files as _fs
+from logq.storage.index import OFFSET_ENTRY, TIME_ENTRY
+from logq.storage.segment import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX
 
 __all__ = [
-    "DumpOptions", "DumpArgumentError", "Event", "READ_CHUNK_BYTES", "DEFAULT_MAX_BATCH_BYTES",
-    "resolve_targets", "segment_base_offset", "dump_events", "run_dump", "is_failure",
-    "format_text", "format_json",
-]  # fmt: skip
+    "DumpOptions",
+    "DumpArgumentError",
+    "Event",
+    "READ_CHUNK_BYTES",
+    "DEFAULT_MAX_BATCH_BYTES",
+    "resolve_targets",
+    "segment_base_offset",
+    "dump_events",
+    "run_dump",
+    "is_failure",
+    "format_text",
+    "format_json",
+]
 
 Event = dict[str, Any]
 ProgressFn = Callable[[str, int, int], None]  # (path, bytes done, file size)
 
 READ_CHUNK_BYTES = 1 << 20  # one pread of a .log or index file (the window size)
 DEFAULT_MAX_BATCH_BYTES = 64 << 20  # a batch claiming more is treated as corruption
-LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX = ".log", ".index", ".timeindex"
 SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX)  # also the order within a segment
 INT32_MAX = (1 << 31) - 1
 NO_SEQUENCE = -1
-CRC_START = 21
 
-_OFFSET_ENTRY = struct.Struct(">ii")  # relative offset, position
-_TIME_ENTRY = struct.Struct(">qi")  # timestamp, relative offset
 _CONTROL_TYPES = {0: "ABORT", 1: "COMMIT"}
 
 
@@ -212,7 +221,7 @@ def _crc_is_the_only_fault(buf: bytes, off: int, end: int, **checks: Any) -> Bat
         if actual == h.crc:
             return None
         fixed = bytearray(buf[off : off + h.size])
-        fixed[17:CRC_START] = actual.to_bytes(4, "big")
+        fixed[CRC_OFFSET:CRC_START] = actual.to_bytes(4, "big")
         validate_batch(fixed, **checks)  # the codec stays the single judge of structure
         return h
     except CorruptRecordError:
@@ -232,7 +241,7 @@ def _scan_log(path: str, opts: DumpOptions) -> Generator[_Batch | _Tail, None, N
                 yield _Tail(pos, left, f"{left} bytes are too few for a batch")
                 return
             buf, off = win.get(pos, LOG_OVERHEAD)
-            need = int.from_bytes(buf[off + 8 : off + 12], "big", signed=True) + LOG_OVERHEAD
+            need = peek_batch_size(buf, off) or LOG_OVERHEAD
             # Never read more than one sane batch: a garbage length stops here, unread.
             read = min(need, left) if BATCH_OVERHEAD <= need <= opts.max_batch_bytes else LOG_OVERHEAD
             buf, off = win.get(pos, read)
@@ -283,7 +292,7 @@ def _batch_event(b: _Batch) -> Event:
         "maxTimestamp": h.max_timestamp,
         "size": h.size,
         "magic": h.magic,
-        "compresscodec": Compression(h.attributes & 0x07).name.lower(),
+        "compresscodec": h.compression.name.lower(),
         "crc": h.crc,
         "isvalid": b.crc_ok,
     }
@@ -327,8 +336,14 @@ def _dump_log(path: str, opts: DumpOptions) -> Iterator[Event]:
     for item in _scan_log(path, opts):
         if isinstance(item, _Tail):
             name = os.path.basename(path)
-            yield {"type": "invalid_bytes", "path": path, "file": name, "count": item.count,
-                   "position": item.position, "reason": item.reason}  # fmt: skip
+            yield {
+                "type": "invalid_bytes",
+                "path": path,
+                "file": name,
+                "count": item.count,
+                "position": item.position,
+                "reason": item.reason,
+            }
             return
         yield _batch_event(item)
         if not deep:
@@ -474,15 +489,21 @@ class _IndexKind:
 
 
 _OFFSET_INDEX = _IndexKind(
-    "index", _OFFSET_ENTRY,
+    "index",
+    OFFSET_ENTRY,
     lambda base, f: {"type": "index_entry", "offset": base + f[0], "position": f[1]},
-    "Index mismatch", "index_mismatch", _offset_checks,
-)  # fmt: skip
+    "Index mismatch",
+    "index_mismatch",
+    _offset_checks,
+)
 _TIME_INDEX = _IndexKind(
-    "timeindex", _TIME_ENTRY,
+    "timeindex",
+    TIME_ENTRY,
     lambda base, f: {"type": "time_index_entry", "timestamp": f[0], "offset": base + f[1]},
-    "Time index mismatch", "time_index_mismatch", _time_checks,
-)  # fmt: skip
+    "Time index mismatch",
+    "time_index_mismatch",
+    _time_checks,
+)
 
 
 def _dump_index(path: str, opts: DumpOptions, kind: _IndexKind) -> Iterator[Event]:
@@ -589,10 +610,19 @@ def _v(value: Any) -> str:
 
 
 _BATCH_FIELDS = (
-    "baseOffset", "lastOffset", "count", "baseSequence", "lastSequence", "producerId",
-    "producerEpoch", "partitionLeaderEpoch", "isTransactional", "isControl", "deleteHorizonMs",
+    "baseOffset",
+    "lastOffset",
+    "count",
+    "baseSequence",
+    "lastSequence",
+    "producerId",
+    "producerEpoch",
+    "partitionLeaderEpoch",
+    "isTransactional",
+    "isControl",
+    "deleteHorizonMs",
     "position",
-)  # fmt: skip
+)
 _BATCH_TAIL_FIELDS = ("size", "magic", "compresscodec", "crc", "isvalid")
 
 
