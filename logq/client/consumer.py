@@ -6,7 +6,7 @@ Modelled on Kafka's consumer (kafka-python / confluent-kafka names):
   partitions the group assigns it; without ``group_id`` it reads every partition of the
   given topics; ``assign([...])`` picks partitions by hand.
 - ``poll`` returns records in offset order per partition and blocks until some arrive or
-  the timeout passes; on Linux a write by any process wakes it (inotify, see _notify.py).
+  the timeout passes; on Linux a write by any process wakes it (inotify, see logq/client/notify.py).
 - Positions are the next offset to read. ``commit()`` stores them for the group (the next
   offset to read, as in Kafka). With ``enable_auto_commit`` positions are committed every
   ``auto_commit_interval_ms`` at the start of ``poll`` and before partitions are revoked:
@@ -350,10 +350,10 @@ class Consumer:
         tps = [self._tp(tp) for tp in partitions] if partitions is not None else list(self._positions)
         out = {}
         for tp in tps:
-            if offset is not None:
-                target = offset
+            if timestamp is None:
+                target = offset or 0  # offset is set: exactly one of the two is, checked above
             else:
-                found = self.offsets_for_times({tp: timestamp})[tp]  # type: ignore[dict-item]
+                found = self.offsets_for_times({tp: timestamp})[tp]
                 target = found.offset if found else self._log(tp).log_end_offset
             self.seek(tp, target)
             out[tp] = target

@@ -4,7 +4,9 @@ On Linux this is inotify (through ctypes, no dependency): the kernel reports eve
 to a file in a watched partition directory, so producers in other processes pay nothing
 and a sleeping consumer wakes within tens of microseconds. ``sleep()``-based polling could
 not do better than ~0.6 ms here. Elsewhere, or when inotify is unavailable (limits
-reached), waiting falls back to short sleeps that back off up to ``_MAX_SLEEP_S``.
+reached), waiting falls back to short sleeps that back off up to ``_MAX_SLEEP_S`` while
+nothing arrives; the consumer calls ``reset_backoff()`` when a read returns records, so a
+partition that is busy again is polled at the shortest sleep, not at the idle one.
 
 A watcher never decides what is new: it only ends a wait early. The consumer re-reads the
 log after every wake-up, so a lost or spurious event costs at most one extra read.

@@ -123,9 +123,9 @@ def json_deserializer(data: bytes | None) -> Any:
     """``json.loads`` of UTF-8 text. The bytes ``null`` give None (unlike a null value)."""
     if data is None:
         return None
-    text = str_deserializer(data)
+    text = str_deserializer(data) or ""  # never None here: data is not None
     try:
-        return json.loads(text)  # type: ignore[arg-type]
+        return json.loads(text)
     except (ValueError, RecursionError) as e:
         raise DeserializationError(f"{len(data)} bytes are not valid JSON: {e}") from None
 

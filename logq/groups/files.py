@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from logq.errors import (
     ClientClosedError,
@@ -41,15 +41,16 @@ NAME_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")  # group and member ids
 OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def os_errors(op: str) -> Callable[[F], F]:
+def os_errors(op: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorator: an OSError escaping the function becomes a logq StorageError."""
 
-    def wrap(fn: F) -> F:
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
-        def inner(*args: Any, **kwargs: Any) -> Any:
+        def inner(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
                 return fn(*args, **kwargs)
             except LogqError:
@@ -57,7 +58,7 @@ def os_errors(op: str) -> Callable[[F], F]:
             except OSError as e:
                 raise storage_error(op, e.filename or "group directory", e) from None
 
-        return inner  # type: ignore[return-value]
+        return inner
 
     return wrap
 

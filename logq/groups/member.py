@@ -10,7 +10,7 @@ On-disk layout (all under ``<root>/__logq/groups/<group>/``)::
                            release or break an ownership lock, and to commit offsets; shared to
                            read them. Content: two change tokens (offsets, ownership files)
                            that let a process skip re-reading files nobody changed.
-    state, state.bak       metadata file (logq/_meta.py): {"format", "generation",
+    state, state.bak       metadata file (logq/storage/meta.py): {"format", "generation",
                            "members": {id: {"topics": {topic: partitions}, "session_ms",
                            "max_poll_ms", "pid"}}, "assignment": {id: [[topic, p], ...]}}
     members/<id>.lock      one per member, flocked exclusively for the member's lifetime.
@@ -18,7 +18,7 @@ On-disk layout (all under ``<root>/__logq/groups/<group>/``)::
                            which all processes of one host share).
     owners/<topic>-<p>.lock  ownership of one partition: flocked exclusively by the member
                            reading it; content "<member id> <generation>" names the holder.
-    offsets, offsets.bak   committed offsets, two copies (logq/offsets.py)
+    offsets, offsets.bak   committed offsets, two copies (logq/groups/offsets.py)
     .*.tmp                 a file being created locked (then renamed into place)
 
 Rules:

@@ -2,23 +2,23 @@
 
 A committed offset is the **next offset to read** (last processed + 1), as in Kafka. The map
 {(topic, partition): offset} lives in ``<group dir>/offsets``, a checksummed metadata file
-(logq/_meta.py) whose body is::
+(logq/storage/meta.py) whose body is::
 
     {"format": 1, "offsets": {"<topic>": {"<partition>": <offset>, ...}, ...}}
 
 - Commits merge into the stored map under the group's flock (``group.lock``), so members in
   several processes never lose each other's commits.
-- Writing keeps two complete copies in the _meta format (header with CRC-32C and length):
+- Writing keeps two complete copies in the storage/meta.py format (header with CRC-32C and length):
   ``offsets.bak`` is overwritten in place first, then ``offsets``. A crash (or a torn write
   after a power cut) can damage at most the copy being written, and the other one is whole:
   the old map if ``.bak`` was hit, the new map if ``offsets`` was hit. This is the "A/B
-  copies" form of reliability rule 5; it replaces _meta.write_meta's tmp -> rename because
+  copies" form of reliability rule 5; it replaces meta.write_meta's tmp -> rename because
   creating a file costs about 300 us on this project's ext4 disks, while an in-place rewrite
   keeps a commit near 50 us. ``sync=True`` adds an fdatasync after each copy (power-loss
   durable, copies ordered); the default ``sync=False`` survives a process crash.
 - Fencing: a commit with ``member_id`` and ``generation`` succeeds only for partitions whose
   ownership file names that member with an acquisition generation <= ``generation``
-  (logq/group.py); otherwise CommitFailedError. A commit without ``member_id`` (manual
+  (logq/groups/member.py); otherwise CommitFailedError. A commit without ``member_id`` (manual
   assignment, admin tools) is refused while the group has live members (GroupNotEmptyError).
 - Offsets beyond the log end are refused at commit (``log_end``) and clamped, with a report,
   by :meth:`OffsetStore.clamp_to` (reliability rule 9: committed <= log end). For a
@@ -29,7 +29,9 @@ A committed offset is the **next offset to read** (last processed + 1), as in Ka
   used. With no good copy every partition reads as None ("no committed offset"), so the
   consumer applies auto_offset_reset and says so: never a silent 0. The next commit saves the
   damaged file as ``offsets.corrupt`` and rewrites both copies. A leftover ``offsets.tmp``
-  (an older logq's unfinished write) is ignored.
+  (an older logq's unfinished write) is ignored. Reading goes through the storage layer's
+  ``read_meta`` (one reader of the format), with this module's structure check as its
+  ``parse`` hook, so a copy that passes its checksum but not the structure falls back too.
 - Cache: the group lock file holds change tokens (offsets, ownership files) that writers
   change with the lock held; a store whose tokens still match skips re-reading those files.
 """
@@ -153,12 +155,12 @@ class OffsetStore:
         if member_id is not None and (isinstance(generation, bool) or not isinstance(generation, int)):
             raise ConfigError(f"a commit by member {member_id!r} needs its generation (an int)")
         with self._lock.hold():
-            if member_id is None:
+            if member_id is None or generation is None:
                 live = live_member_ids(self.group_dir)
                 if live:
                     raise GroupNotEmptyError(self.group_id, len(live))
             else:
-                check_commit_fence(self._owner_records(items), items, member_id, generation)  # type: ignore[arg-type]
+                check_commit_fence(self._owner_records(items), items, member_id, generation)
             merged = dict(self._load_locked())
             merged.update(items)
             self._write_locked(merged, sync)
