@@ -399,3 +399,13 @@ class WorkloadError(LogqError):
 
 
 __all__ += ["WorkloadError"]
+
+
+class InvalidRecordError(LogqError, ValueError):
+    """Records that cannot be encoded as a batch: none at all, a key, value or header that
+    is not bytes, a timestamp outside int64, or a codec logq does not write."""
+
+    hint = "pass (key, value, headers, timestamp_ms) with bytes or None and integer milliseconds"
+
+
+__all__ += ["InvalidRecordError"]

@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 
 from crc32c import crc32c
 
-from logq.errors import CorruptRecordError
+from logq.errors import CorruptRecordError, InvalidRecordError
 
 __all__ = [
     "MAGIC",
@@ -310,28 +310,33 @@ def encode_batch(
     every codec Kafka defines can be read (see :func:`decode_records`).
     """
     if not records:
-        raise ValueError("a batch holds at least one record")
-    base_ts = records[0][3]
-    max_ts = max(r[3] for r in records)
-    blob = _encode_records(records, base_ts)
-    attributes = 0
-    if compression == Compression.GZIP:
-        blob = zlib.compress(blob, 6, wbits=31)
-        attributes = int(Compression.GZIP)
-    elif compression != Compression.NONE:
-        raise ValueError(f"writing {compression.name} batches is not supported; use gzip")
-    return _finish_batch(
-        blob,
-        len(records),
-        base_offset,
-        base_ts,
-        max_ts,
-        attributes,
-        partition_leader_epoch,
-        producer_id,
-        producer_epoch,
-        base_sequence,
-    )
+        raise InvalidRecordError("a batch holds at least one record")
+    if compression not in (Compression.NONE, Compression.GZIP):
+        name = compression.name if isinstance(compression, Compression) else repr(compression)
+        raise InvalidRecordError(f"writing {name} batches is not supported; use gzip")
+    try:
+        base_ts = records[0][3]
+        max_ts = max(r[3] for r in records)
+        blob = _encode_records(records, base_ts)
+        attributes = 0
+        if compression == Compression.GZIP:
+            blob = zlib.compress(blob, 6, wbits=31)
+            attributes = int(Compression.GZIP)
+        return _finish_batch(
+            blob,
+            len(records),
+            base_offset,
+            base_ts,
+            max_ts,
+            attributes,
+            partition_leader_epoch,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+        )
+    except (TypeError, ValueError, OverflowError, IndexError, struct.error) as e:
+        # Only the input can cause these here: a field of the wrong type or out of range.
+        raise InvalidRecordError(f"records cannot be encoded: {e}") from None
 
 
 def encode_values(
@@ -344,7 +349,17 @@ def encode_values(
 ) -> bytes:
     """Fast path: many values sharing one key (None by default), one timestamp, no headers."""
     if not values:
-        raise ValueError("a batch holds at least one record")
+        raise InvalidRecordError("a batch holds at least one record")
+    try:
+        return _encode_values(values, timestamp, base_offset, key, partition_leader_epoch)
+    except (TypeError, ValueError, OverflowError, struct.error) as e:
+        # Only the input can cause these here: a value that is not bytes, or out of range.
+        raise InvalidRecordError(f"values cannot be encoded: {e}") from None
+
+
+def _encode_values(
+    values: Sequence[bytes], timestamp: int, base_offset: int, key: bytes | None, partition_leader_epoch: int
+) -> bytes:
     V = _V
     if key is None:
         kb = _V_NULL
