@@ -1,8 +1,10 @@
 """The ``logq`` command line: a thin click layer over the library.
 
 Each command parses its options and calls one function of the module that implements it;
-errors and exit codes are handled once, in :class:`logq._cli_options.LogqGroup`. Every
-command and option is documented in docs/cli.md (tests/test_cli_docs.py checks it).
+errors and exit codes are handled once, in :class:`logq.cli.options.LogqGroup`. The
+command families: topics, produce and consume (cli/topics.py); groups, offsets, seek and
+repair (cli/groups.py); dump (here, over cli/dump.py); perf (cli/perf.py). Every command
+and option is documented in docs/cli.md (tests/test_cli_docs.py checks it).
 """
 
 from __future__ import annotations
@@ -10,19 +12,20 @@ from __future__ import annotations
 import click
 
 from logq.cli import dump as _dump
-from logq.cli.admin import COMMANDS as _ADMIN_COMMANDS
 from logq.cli.groups import COMMANDS as _GROUP_COMMANDS
 from logq.cli.options import (
     EXIT_USAGE,
-    CliError,
     CliState,
     LogqGroup,
     TerminalProgress,
     data_option,
+    fail,
     json_option,
     pass_state,
 )
 from logq.cli.perf import perf_group
+from logq.cli.topics import COMMANDS as _TOPIC_COMMANDS
+from logq.errors import DumpArgumentError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -81,15 +84,15 @@ def dump_command(
 
     try:
         status = _dump.run_dump(paths, options, click.echo, as_json=as_json, data_dir=state.data_dir)
-    except _dump.DumpArgumentError as e:
-        raise CliError(str(e), EXIT_USAGE) from None
+    except DumpArgumentError as e:
+        fail(str(e), EXIT_USAGE)
     finally:
         if progress is not None:
             progress.clear()
     click.get_current_context().exit(status)
 
 
-for _command in _ADMIN_COMMANDS + _GROUP_COMMANDS:  # logq/_cli_admin.py, logq/_cli_groups.py
+for _command in _TOPIC_COMMANDS + _GROUP_COMMANDS:
     main.add_command(_command)
 
 

@@ -1,4 +1,4 @@
-"""The workloads behind ``logq perf`` (plain functions returning dicts; see logq/perf.py).
+"""The workloads behind ``logq perf`` (plain functions returning dicts; see logq/cli/perf.py).
 
 - :func:`run_produce`  -- kafka-producer-perf-test: N records of B random letters, through
   ``Producer.send`` (latency = send call -> its batch written) or ``Producer.send_batch``
@@ -9,7 +9,11 @@
 - :func:`run_seek`     -- logs of growing size; time to reach a random offset / timestamp.
 
 Every loop is bounded by a record count and a deadline; temporary data lives in a
-temporary directory removed at the end; spawned processes are joined or terminated.
+temporary directory removed at the end; spawned processes are joined or terminated. A
+child that fails or overstays, or an answer that fails its check, raises
+:class:`logq.errors.WorkloadError`, which the CLI prints as its one-line error. The peer
+comparison in benchmarks/ drives the same functions (:func:`run_cross_process` takes any
+producer and consumer pair).
 """
 
 from __future__ import annotations
@@ -19,15 +23,15 @@ import multiprocessing
 import os
 import shutil
 import struct
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
-from logq.cli.options import CliError
+from logq.cli.options import TerminalProgress
+from logq.errors import WorkloadError
 
 MIB = 1024 * 1024
 T0_MS = 1_700_000_000_000  # timestamps of the logs built by `seek` (retention is off there)
@@ -63,41 +67,6 @@ def spread(values: Sequence[float]) -> dict[str, Any]:
         "max": v[-1] if v else 0.0,
         "runs": v,
     }
-
-
-class Progress:
-    """One overwritten line on stderr for long runs: only on a terminal, only after ``delay_s``."""
-
-    def __init__(
-        self, label: str, total: int, stream: IO[str] | None = None, enabled: bool | None = None, delay_s: float = 1.0
-    ) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        if enabled is None:
-            try:
-                enabled = bool(self.stream.isatty())
-            except (AttributeError, ValueError):
-                enabled = False
-        self.enabled, self.label, self.total, self.delay_s = enabled, label, max(total, 1), delay_s
-        self._start = time.monotonic()
-        self._drawn = 0.0
-        self._visible = False
-
-    def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if now - self._start < self.delay_s or now - self._drawn < 0.2:
-            return
-        self._drawn = now
-        self.stream.write(f"\r\x1b[K{self.label}: {100.0 * done / self.total:5.1f}% ({done:,} of {self.total:,})")
-        self.stream.flush()
-        self._visible = True
-
-    def clear(self) -> None:
-        if self._visible:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self._visible = False
 
 
 def make_payloads(size: int, count: int = _PAYLOAD_POOL, seed: int = 0) -> list[bytes]:
@@ -159,7 +128,7 @@ def run_produce(
     mode: str = "send_batch",
     report_interval_s: float = 5.0,
     on_window: Callable[[dict[str, Any]], None] | None = None,
-    progress: Progress | None = None,
+    progress: TerminalProgress | None = None,
 ) -> dict[str, Any]:
     """Produce ``num_records`` values (creating the topic if missing); Kafka's statistics."""
     from logq.client.producer import Producer
@@ -288,7 +257,7 @@ def run_consume(
     timeout_ms: int = 10_000,
     fetch_size: int = MIB,
     max_poll_records: int = 500,
-    progress: Progress | None = None,
+    progress: TerminalProgress | None = None,
 ) -> dict[str, Any]:
     """Consume ``messages`` records from the earliest offset (or the group's commits)."""
     from logq.client.consumer import Consumer
@@ -446,19 +415,19 @@ def run_cross_process(
         give_up = time.monotonic() + _CHILD_TIMEOUT_S
         while not ready.wait(0.05):
             if not cons.is_alive() or time.monotonic() > give_up:
-                raise CliError(f"the latency consumer process did not start (exit code {cons.exitcode})")
+                raise WorkloadError(f"the latency consumer process did not start (exit code {cons.exitcode})")
         prod = ctx.Process(target=producer, args=(*producer_args, sent), daemon=True)
         prod.start()
         prod.join(_CHILD_TIMEOUT_S + produce_s)
         if prod.exitcode != 0:
-            raise CliError(f"the latency producer process failed or overstayed (exit code {prod.exitcode})")
+            raise WorkloadError(f"the latency producer process failed or overstayed (exit code {prod.exitcode})")
         if not recv.poll(budget + _CHILD_TIMEOUT_S):
-            raise CliError("the latency consumer process sent no result in time")
+            raise WorkloadError("the latency consumer process sent no result in time")
         data = recv.recv_bytes()
         cons.join(_CHILD_TIMEOUT_S)
         return np.frombuffer(data, dtype=np.int64), int(sent.value)
     except EOFError:
-        raise CliError(f"the latency consumer process failed (exit code {cons.exitcode})") from None
+        raise WorkloadError(f"the latency consumer process failed (exit code {cons.exitcode})") from None
     finally:
         for p in (prod, cons):
             if p is not None and p.is_alive():
@@ -558,7 +527,7 @@ def run_seek(
                         or res2 is None
                         or not res2.headers
                     ):
-                        raise CliError(f"wrong seek result for offset {off} / timestamp {ts} (found {found})")
+                        raise WorkloadError(f"wrong seek result for offset {off} / timestamp {ts} (found {found})")
                     by_off.append(t1 - t0)
                     by_ts.append(t2 - t1)
                 size_mb, segments = log.size_bytes / MIB, log.num_segments

@@ -1,4 +1,14 @@
-"""Topic and group administration: what kafka-topics and kafka-consumer-groups do."""
+"""Topic and group administration: what kafka-topics and kafka-consumer-groups do.
+
+``Admin`` is the library face of every ``logq`` admin command: topics (create, describe,
+delete, purge), offsets (by time, committed, reset), groups (list, describe, the
+must-be-empty rule of a reset) and repair. It opens partitions through ``PartitionLog``
+and groups through their files; the CLI only parses, calls one method and prints.
+
+Repair is two-step on purpose: damage below a partition's recovery point (bytes that were
+durable once) is never cut silently. :meth:`Admin.repair_partition` reports it, and cuts
+the partition at the first bad batch only when asked with ``execute=True``.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +19,12 @@ from typing import Any, NamedTuple
 from logq.config import LogConfig
 from logq.errors import GroupNotEmptyError, OffsetOutOfRangeError
 from logq.groups.member import describe_group as _describe_group
-from logq.groups.member import group_dir, group_has_live_members, list_groups
+from logq.groups.member import group_dir, list_groups, live_member_ids
 from logq.groups.offsets import OffsetStore
 from logq.storage.log import PartitionLog
 from logq.storage.topics import TopicMeta, TopicRegistry, partition_path, validate_partition
 
-__all__ = ["Admin", "PartitionInfo", "TopicDescription", "GroupPartitionInfo", "GroupInfo"]
+__all__ = ["Admin", "PartitionInfo", "TopicDescription", "GroupPartitionInfo", "GroupInfo", "RepairReport"]
 
 
 class PartitionInfo(NamedTuple):
@@ -55,6 +65,18 @@ class GroupInfo(NamedTuple):
     members: list[str]  # live member ids
     partitions: list[GroupPartitionInfo]
     problems: tuple[str, ...]
+
+
+class RepairReport(NamedTuple):
+    """What :meth:`Admin.repair_partition` found in one partition, and what it cut."""
+
+    topic: str
+    partition: int
+    damage: str | None  # corruption kept below the recovery point; None: the partition is healthy
+    repaired: bool  # the damage was cut (execute=True)
+    bytes_truncated: int
+    segments_deleted: int
+    log_end_offset: int
 
 
 class Admin:
@@ -107,6 +129,26 @@ class Admin:
                 out[p] = lg.log_start_offset
         return out
 
+    def repair_partition(self, topic: str, partition: int, *, execute: bool = False) -> RepairReport:
+        """Open one partition and report damage below its recovery point; cut it if ``execute``.
+
+        Without ``execute`` nothing changes on disk. With it, a damaged partition is reopened
+        in repair mode, which cuts it at the first bad batch and deletes what follows.
+        """
+        meta = self.registry.get(topic)
+        validate_partition(topic, partition, meta.partitions)
+        path = partition_path(self.root, topic, partition)
+        with PartitionLog(path, meta.config, create=False) as lg:
+            damage = lg.report.corruption
+            end = lg.log_end_offset
+        if damage is None or not execute:
+            return RepairReport(topic, partition, damage, False, 0, 0, end)
+        with PartitionLog(path, meta.config, create=False, repair=True) as lg:
+            r = lg.report
+            return RepairReport(
+                topic, partition, damage, True, r.bytes_truncated, r.segments_deleted, lg.log_end_offset
+            )
+
     # ------------------------------------------------------------------ groups
     def list_groups(self) -> list[str]:
         return list_groups(self.root)
@@ -142,11 +184,19 @@ class Admin:
         finally:
             store.close()
 
+    def check_group_empty(self, group: str) -> None:
+        """Raise GroupNotEmptyError if a live process is a member of ``group``.
+
+        Committed offsets may only be reset while a group is empty (as in Kafka): a live
+        member would go on committing its own positions over the reset.
+        """
+        live = live_member_ids(group_dir(self.root, group))
+        if live:
+            raise GroupNotEmptyError(group, len(live))
+
     def reset_offsets(self, group: str, offsets: Mapping[tuple[str, int], int], *, sync: bool = True) -> None:
         """Set committed offsets of a group with no live member (`logq seek --execute`)."""
-        if group_has_live_members(self.root, group):
-            d = _describe_group(self.root, group)
-            raise GroupNotEmptyError(group, sum(1 for m in d.members if m.alive))
+        self.check_group_empty(group)
         for (topic, p), off in offsets.items():
             start, end = self.log_offsets(topic, p)
             if not start <= off <= end:

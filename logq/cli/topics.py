@@ -1,4 +1,4 @@
-"""The admin, produce and consume commands of ``logq``, modelled on Kafka's tools.
+"""The topic, produce and consume commands of ``logq``, modelled on Kafka's tools.
 
 =====================  ==============================================================
 command                Kafka counterpart
@@ -8,33 +8,37 @@ command                Kafka counterpart
 ``logq consume``       kafka-console-consumer
 =====================  ==============================================================
 
-Groups, offsets, seek and repair live in logq/_cli_groups.py.
+Groups, offsets, seek and repair live in logq/cli/groups.py.
 
 Each command parses its options, calls the library (Admin, Producer, Consumer) and prints;
-errors are turned into one ``logq: <message>`` line by :class:`logq._cli_options.LogqGroup`.
+errors are turned into one ``logq: <message>`` line by :class:`logq.cli.options.LogqGroup`.
 Warnings (clamped offsets, Python warnings and ``logq`` log warnings) go to stderr as
 ``logq: warning: <message>`` lines. :data:`COMMANDS` lists what ``logq.cli`` registers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import json
-import logging
-import os
 import re
 import sys
 import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from typing import IO, Any, TypeVar
+from collections.abc import Iterator, Sequence
+from typing import IO, Any
 
 import click
 
-from logq.cli.options import EXIT_USAGE, CliError, CliState, json_option, pass_state
-from logq.client.admin import Admin
+from logq.cli.options import (
+    CliState,
+    check_partitions,
+    existing_root,
+    fail,
+    json_option,
+    partition_count,
+    pass_state,
+    routed,
+)
+from logq.client.admin import Admin, TopicDescription
 from logq.client.consumer import Consumer
 from logq.client.producer import Producer, RecordFuture
 from logq.config import LogConfig
@@ -44,9 +48,6 @@ from logq.types import Record, TopicPartition
 
 __all__ = ["COMMANDS"]
 
-F = TypeVar("F", bound=Callable[..., Any])
-TP = tuple[str, int]
-
 HARVEST_EVERY = 10_000  # produce: flush and collect offsets every this many records (bounds memory)
 DEFAULT_IDLE_MS = 10_000  # consume without --timeout-ms/--follow: give up after this long without progress
 _POLL_S = 0.2
@@ -55,79 +56,6 @@ _EXIT_INTERRUPTED = 130
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _warn(message: str) -> None:
-    click.echo(f"logq: warning: {message}", err=True)
-
-
-class _EchoHandler(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            _warn(record.getMessage())
-        except Exception:  # never let a log line break the command
-            self.handleError(record)
-
-
-@contextlib.contextmanager
-def _warnings_to_stderr() -> Iterator[None]:
-    """Python warnings and ``logq`` log warnings become ``logq: warning: ...`` lines."""
-    logger = logging.getLogger("logq")
-    handler = _EchoHandler(logging.WARNING)
-    old_propagate = logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        with warnings.catch_warnings():
-
-            def show(
-                message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
-            ) -> None:
-                _warn(str(message))
-
-            warnings.showwarning = show
-            yield
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = old_propagate
-
-
-def _routed(f: F) -> F:
-    """Run a command body with :func:`_warnings_to_stderr`."""
-
-    @functools.wraps(f)
-    def inner(*args: Any, **kwargs: Any) -> Any:
-        with _warnings_to_stderr():
-            return f(*args, **kwargs)
-
-    return inner  # type: ignore[return-value]
-
-
-def _existing_root(state: CliState) -> str:
-    """The data directory, which must exist (only `topics create` makes one)."""
-    if not os.path.isdir(state.data_dir):
-        raise CliError(
-            f"data directory {state.data_dir!r} does not exist (create a topic first with 'logq topics create', "
-            "or pass --data DIR)"
-        )
-    return state.data_dir
-
-
-def _partition_count(admin: Admin, topic: str) -> int:
-    return admin.registry.get(topic).partitions  # UnknownTopicError: one line, exit 1
-
-
-def _check_partitions(topic: str, count: int, partitions: Sequence[int]) -> None:
-    for p in partitions:
-        if not 0 <= p < count:
-            raise CliError(f"topic {topic!r} has no partition {p} (it has {count}: 0-{count - 1})", EXIT_USAGE)
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    """Left-aligned columns separated by one space; None shows as '-'; no trailing blanks."""
-    cells = [list(header)] + [["-" if v is None else str(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return [" ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
 
 
 def _text(data: bytes | bytearray | str | None) -> str | None:
@@ -176,6 +104,29 @@ def _parse_config(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _topic_json(desc: TopicDescription, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``topics describe --json``: Kafka's camelCase names, one object per topic."""
+    partitions = [
+        {
+            "partition": p.partition,
+            "startOffset": p.log_start_offset,
+            "endOffset": p.log_end_offset,
+            "size": p.size_bytes,
+            "segments": p.segments,
+        }
+        for p in desc.partitions
+    ]
+    return {
+        "topic": desc.name,
+        "partitionCount": len(desc.partitions),
+        "records": desc.records,
+        "size": desc.size_bytes,
+        "configs": overrides,
+        "effectiveConfig": desc.config,
+        "partitions": partitions,
+    }
+
+
 # ----------------------------------------------------------------------------- topics
 
 
@@ -187,15 +138,22 @@ def topics_group() -> None:
 @topics_group.command("create")
 @click.argument("name")
 @click.option(
-    "--partitions", type=click.IntRange(1, MAX_PARTITIONS), default=1, show_default=True, metavar="N",
+    "--partitions",
+    type=click.IntRange(1, MAX_PARTITIONS),
+    default=1,
+    show_default=True,
+    metavar="N",
     help="Number of partitions.",
-)  # fmt: skip
+)
 @click.option(
-    "--config", "configs", multiple=True, metavar="KEY=VALUE",
+    "--config",
+    "configs",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="A LogConfig setting (retention_ms=-1, segment_bytes=..., Kafka's retention.ms too); repeatable.",
-)  # fmt: skip
+)
 @pass_state
-@_routed
+@routed
 def topics_create(state: CliState, name: str, partitions: int, configs: tuple[str, ...]) -> None:
     """Create topic NAME (and the data directory if needed)."""
     validate_topic(name)
@@ -207,10 +165,10 @@ def topics_create(state: CliState, name: str, partitions: int, configs: tuple[st
 
 @topics_group.command("list")
 @pass_state
-@_routed
+@routed
 def topics_list(state: CliState) -> None:
     """Print the topic names, one a line."""
-    with Admin(_existing_root(state)) as admin:
+    with Admin(existing_root(state)) as admin:
         for name in admin.list_topics():
             click.echo(name)
 
@@ -219,28 +177,16 @@ def topics_list(state: CliState) -> None:
 @click.argument("name", required=False)
 @json_option
 @pass_state
-@_routed
+@routed
 def topics_describe(state: CliState, name: str | None, as_json: bool) -> None:
     """Per partition: start offset, end offset, size and segments; the config overrides."""
-    with Admin(_existing_root(state)) as admin:
+    with Admin(existing_root(state)) as admin:
         names = [name] if name is not None else admin.list_topics()
         for topic in names:
             desc = admin.describe_topic(topic)
             overrides = dict(admin.registry.get(topic).overrides)
             if as_json:
-                click.echo(json.dumps({
-                    "topic": desc.name,
-                    "partitionCount": len(desc.partitions),
-                    "records": desc.records,
-                    "size": desc.size_bytes,
-                    "configs": overrides,
-                    "effectiveConfig": desc.config,
-                    "partitions": [
-                        {"partition": p.partition, "startOffset": p.log_start_offset, "endOffset": p.log_end_offset,
-                         "size": p.size_bytes, "segments": p.segments}
-                        for p in desc.partitions
-                    ],
-                }))  # fmt: skip
+                click.echo(json.dumps(_topic_json(desc, overrides)))
                 continue
             configs = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
             click.echo(
@@ -257,10 +203,10 @@ def topics_describe(state: CliState, name: str | None, as_json: bool) -> None:
 @topics_group.command("delete")
 @click.argument("name")
 @pass_state
-@_routed
+@routed
 def topics_delete(state: CliState, name: str) -> None:
     """Delete topic NAME and all its data."""
-    with Admin(_existing_root(state)) as admin:
+    with Admin(existing_root(state)) as admin:
         admin.delete_topic(name)
     click.echo(f"Deleted topic {name}.")
 
@@ -269,15 +215,18 @@ def topics_delete(state: CliState, name: str) -> None:
 @click.argument("name")
 @click.option("--partition", type=click.IntRange(min=0), required=True, metavar="P", help="The partition to purge.")
 @click.option(
-    "--offset", type=click.IntRange(min=0), required=True, metavar="O",
+    "--offset",
+    type=click.IntRange(min=0),
+    required=True,
+    metavar="O",
     help="Delete the records before this offset (it becomes the log start offset).",
-)  # fmt: skip
+)
 @pass_state
-@_routed
+@routed
 def topics_delete_records(state: CliState, name: str, partition: int, offset: int) -> None:
     """Purge the records of one partition below an offset, like kafka-delete-records."""
-    with Admin(_existing_root(state)) as admin:
-        _check_partitions(name, _partition_count(admin, name), [partition])
+    with Admin(existing_root(state)) as admin:
+        check_partitions(name, partition_count(admin, name), [partition])
         start = admin.delete_records(name, {partition: offset})[partition]
     click.echo(f"Deleted the records of {name}-{partition} before offset {offset}: low_watermark: {start}")
 
@@ -332,7 +281,7 @@ class _ProduceTally:
 @click.option("--header", "headers", multiple=True, metavar="KEY=VALUE", help="A header on every record; repeatable.")
 @click.option("--partition", type=click.IntRange(min=0), metavar="P", help="Write every record to this partition.")
 @pass_state
-@_routed
+@routed
 def produce_command(
     state: CliState,
     topic: str,
@@ -342,15 +291,15 @@ def produce_command(
     partition: int | None,
 ) -> None:
     """Append the lines of FILEs (or stdin) to TOPIC, one record per line, like kafka-console-producer."""
-    root = _existing_root(state)
+    root = existing_root(state)
     if key_separator == "":
         raise _bad("--key-separator", "must not be empty")
     sep = key_separator.encode("utf-8") if key_separator is not None else None
     record_headers = [(k, v.encode("utf-8")) for k, v in _parse_key_values(headers, "--header")] or None
     with Admin(root) as admin:
-        count = _partition_count(admin, topic)
+        count = partition_count(admin, topic)
     if partition is not None:
-        _check_partitions(topic, count, [partition])
+        check_partitions(topic, count, [partition])
     tally = _ProduceTally()
     futures: list[RecordFuture] = []
     producer = Producer(root)
@@ -366,7 +315,7 @@ def produce_command(
                     key, found, value = line.partition(sep)
                     if not found:
                         tally.harvest(producer, futures)
-                        raise CliError(
+                        fail(
                             f"line {lineno} of {name} has no key separator {key_separator!r}; "
                             f"{tally.count} record(s) before it were written"
                         )
@@ -413,20 +362,26 @@ def _record_text(rec: Record, key_separator: str | None) -> str:
 @click.option("--from-beginning", is_flag=True, help="Start at the log start when there is no committed offset.")
 @click.option("--max-messages", type=click.IntRange(min=1), metavar="N", help="Stop after N records.")
 @click.option(
-    "--timeout-ms", type=click.IntRange(min=0), metavar="MS",
+    "--timeout-ms",
+    type=click.IntRange(min=0),
+    metavar="MS",
     help="Stop after this long without a record (default: stop when caught up).",
-)  # fmt: skip
+)
 @click.option("--follow", is_flag=True, help="Keep waiting for new records (until Ctrl-C or --timeout-ms).")
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
     help="text: the value per line; json: one object per record.",
-)  # fmt: skip
+)
 @click.option("--key-separator", metavar="SEP", help="text format: print the key, SEP, then the value.")
 @click.option(
     "--partition", type=click.IntRange(min=0), metavar="P", help="Read only this partition (no group rebalancing)."
 )
 @pass_state
-@_routed
+@routed
 def consume_command(
     state: CliState,
     topic: str,
@@ -440,11 +395,11 @@ def consume_command(
     partition: int | None,
 ) -> None:
     """Print the records of TOPIC on stdout, like kafka-console-consumer."""
-    root = _existing_root(state)
+    root = existing_root(state)
     with Admin(root) as admin:
-        count = _partition_count(admin, topic)
+        count = partition_count(admin, topic)
     if partition is not None:
-        _check_partitions(topic, count, [partition])
+        check_partitions(topic, count, [partition])
     printed: dict[TopicPartition, int] = {}  # next offset after the last printed record
 
     def commit_revoked(tps: Any) -> None:
