@@ -40,13 +40,13 @@ bench: $(STAMP)
 # Side by side with SQLite (always) and Redis Streams (when redis-server is installed);
 # rewrites the measured block of docs/benchmarks.md.
 compare: $(BENCH_STAMP)
-	$(PY) -m logq.cli perf compare --markdown docs/benchmarks.md
+	$(PY) benchmarks/compare.py --markdown docs/benchmarks.md
 
 # PNG plots for docs/benchmarks.md from a fresh benchmark run and comparison.
 plots: $(BENCH_STAMP)
 	mkdir -p .benchmarks
 	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-only -q -p no:cacheprovider --benchmark-json .benchmarks/bench.json
-	$(PY) -m logq.cli perf compare --json > .benchmarks/compare.jsonl
+	$(PY) benchmarks/compare.py --json > .benchmarks/compare.jsonl
 	$(PY) tools/plot_bench.py .benchmarks/bench.json .benchmarks/compare.jsonl --out docs/img
 
 # The long reliability tier: hundreds of kills, power cuts on loop images, contention.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from logq.cli.perf import T0_MS
+from logq.cli.perf_workloads import T0_MS
 from logq.codec.batch import decode_records, encode_batch, encode_values, validate_batch
 
 from support import BATCH_RECORDS, batch, size, values

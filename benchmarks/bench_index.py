@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from logq.cli.perf import T0_MS
+from logq.cli.perf_workloads import T0_MS
 from logq.storage.index import OffsetIndex, TimeIndex
 
 from support import size

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from logq.cli.perf import T0_MS
+from logq.cli.perf_workloads import T0_MS
 from logq.storage.log import PartitionLog
 
 from support import BATCH_RECORDS, config, fill, size, values

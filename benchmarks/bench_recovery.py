@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from logq.cli.perf import T0_MS
+from logq.cli.perf_workloads import T0_MS
 from logq.storage import meta as _meta
 from logq.storage.log import STATE_FILE, PartitionLog
 

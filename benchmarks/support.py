@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import TypeVar
 
-from logq.cli.perf import T0_MS, make_payloads
+from logq.cli.perf_workloads import T0_MS, make_payloads
 from logq.codec.batch import encode_values
 from logq.config import LogConfig
 from logq.storage.log import PartitionLog

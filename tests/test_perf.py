@@ -1,4 +1,5 @@
-"""The benchmark harness: `logq perf` output shapes, the benchmark suites, the plot tool.
+"""The benchmark harness: `logq perf` output shapes, the benchmark suites, the peer
+comparison (benchmarks/compare.py), the plot tool.
 
 Nothing here checks a timing: figures depend on the machine. What is checked is that every
 benchmark runs (once, on tiny sizes), that each command's output parses into the shape of
@@ -19,7 +20,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from logq.cli import main
-from logq.cli.perf import CONSUMER_HEADER, Progress, latency_line, machine_info
+from logq.cli.options import TerminalProgress
+from logq.cli.perf import CONSUMER_HEADER, latency_line
 from logq.client.admin import Admin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +39,22 @@ STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d:\d{3}"
 def run(*args: str, data: Path | None = None) -> object:
     argv = (["--data", str(data)] if data is not None else []) + ["perf", *args]
     return CliRunner().invoke(main, argv, catch_exceptions=False)
+
+
+def compare(*args: str) -> subprocess.CompletedProcess:
+    """benchmarks/compare.py run as `make compare` runs it: a script, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "benchmarks/compare.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+
+
+def _load(relpath: str):
+    """A script outside the package (benchmarks/, tools/), imported from its file."""
+    path = ROOT / relpath
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
 
 
 def json_lines(text: str) -> list[dict]:
@@ -222,8 +240,7 @@ def test_seek_reports_each_size_and_the_growth(tmp_path: Path) -> None:
 def test_compare_json_markdown_and_skips(tmp_path: Path) -> None:
     md = tmp_path / "page.md"
     md.write_text("# Page\n\nProse before.\n\n<!-- perf:begin -->\nold figures\n<!-- perf:end -->\n\nProse after.\n")
-    r = run(
-        "compare",
+    r = compare(
         "--records",
         "1000",
         "--runs",
@@ -238,7 +255,7 @@ def test_compare_json_markdown_and_skips(tmp_path: Path) -> None:
         "--work-dir",
         str(tmp_path),
     )
-    assert r.exit_code == 0, r.output
+    assert r.returncode == 0, r.stdout + r.stderr
     objs = json_lines(r.stdout)
     kinds = {o["type"] for o in objs}
     assert {"machine", "figure", "ratio", "seek", "target"} <= kinds
@@ -268,10 +285,8 @@ def test_compare_json_markdown_and_skips(tmp_path: Path) -> None:
 
 
 def test_compare_text_without_latency() -> None:
-    r = run(
-        "compare", "--records", "1000", "--runs", "1", "--latency-seconds", "0", "--systems", "logq-always,sqlite-full"
-    )
-    assert r.exit_code == 0, r.output
+    r = compare("--records", "1000", "--runs", "1", "--latency-seconds", "0", "--systems", "logq-always,sqlite-full")
+    assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     assert "| produce 100 B | logq (always) | fsync=always" in out
     assert "| produce 100 B | SQLite (FULL) | WAL, synchronous=FULL" in out
@@ -284,7 +299,6 @@ def test_compare_text_without_latency() -> None:
     [
         (["seek", "--sizes", "abc"], 2, "--sizes"),
         (["seek", "--sizes", "0"], 2, "--sizes"),
-        (["compare", "--systems", "mongodb"], 2, "--systems"),
         (["consume", "--topic", "nope", "--messages", "5"], 1, "nope"),
         (["produce", "--topic", "t", "--num-records", "0", "--record-size", "1"], 2, "--num-records"),
     ],
@@ -297,9 +311,17 @@ def test_errors_are_one_line(tmp_path: Path, args: list[str], code: int, message
     assert line.startswith("logq: ") and message in line
 
 
+def test_compare_errors_are_one_line_like_the_cli() -> None:
+    r = compare("--systems", "mongodb")
+    assert r.returncode == 2
+    assert r.stdout == ""
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("logq: ") and "--systems" in line
+
+
 # --------------------------------------------------------------------------- pieces
 def test_machine_info_names_the_machine() -> None:
-    info = machine_info()
+    info = _load("benchmarks/machine.py").machine_info()
     for key in ("cpu", "cores", "memory_gib", "disk", "os", "python", "numpy", "crc32c", "logq", "date"):
         assert info[key], key
     assert info["python"].count(".") == 2
@@ -313,22 +335,15 @@ class _Tty(io.StringIO):
 def test_progress_draws_only_on_a_terminal() -> None:
     tty, pipe = _Tty(), io.StringIO()
     for stream in (tty, pipe):
-        bar = Progress("produce", 100, stream=stream, delay_s=0)
+        bar = TerminalProgress.counting("produce", 100, stream=stream, delay_s=0)
         bar.update(50)
         bar.clear()
     assert "produce:  50.0% (50 of 100)" in tty.getvalue() and tty.getvalue().endswith("\r\x1b[K")
     assert pipe.getvalue() == ""
 
 
-def _plot_tool():
-    spec = importlib.util.spec_from_file_location("plot_bench", ROOT / "tools" / "plot_bench.py")
-    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
-
-
 def test_plot_tool_reads_both_formats_and_needs_matplotlib(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    tool = _plot_tool()
+    tool = _load("tools/plot_bench.py")
     bench = {
         "benchmarks": [
             {"name": "test_encode_values[100]", "stats": {"median": 0.001}, "extra_info": {"records": 1000}},
@@ -389,5 +404,5 @@ def test_plot_tool_reads_both_formats_and_needs_matplotlib(tmp_path: Path, capsy
 def test_benchmarks_page_has_the_generated_block_and_the_command() -> None:
     page = (ROOT / "docs" / "benchmarks.md").read_text()
     assert "<!-- perf:begin -->" in page and "<!-- perf:end -->" in page
-    assert "make compare" in page and "logq perf compare" in page
+    assert "make compare" in page and "python benchmarks/compare.py" in page
     assert not re.search(r"(/work/|/home/|/root/|/tmp/)", page)

@@ -9,7 +9,7 @@ Each RESULTS file is one of:
 
 * a pytest-benchmark JSON file (``make bench`` with ``--benchmark-json FILE``, or
   ``pytest benchmarks --benchmark-enable --benchmark-only --benchmark-json FILE``);
-* the ``--json`` output of ``logq perf compare`` or ``logq perf seek`` (one object a line).
+* the ``--json`` output of ``benchmarks/compare.py`` or ``logq perf seek`` (one object a line).
 
 Plots written (only those the inputs have data for):
 

@@ -1,135 +1,35 @@
-"""``logq perf``: Kafka-style perf commands, and the facts of the machine they ran on.
+"""``logq perf``: Kafka-style perf commands over the workloads of logq/cli/perf_workloads.py.
 
 ``logq perf produce`` / ``consume`` print kafka-producer-perf-test's and
 kafka-consumer-perf-test's line shapes; ``latency`` measures send-to-receive time between a
-producer process and a consumer process; ``seek`` times lookups as a log grows; ``compare``
-runs the same workloads against SQLite and Redis Streams (:mod:`logq._perf_peers`). Every
+producer process and a consumer process; ``seek`` times lookups as a log grows. Every
 command has ``--json`` for scripts. The workloads themselves are plain functions in
-:mod:`logq._perf_run` (re-exported here) so scripts and benchmarks can call them;
-:func:`machine_info` records what the figures were measured on (docs/benchmarks.md).
+:mod:`logq.cli.perf_workloads`, so that benchmarks/ can drive them too; the comparison
+with SQLite and Redis Streams (``python benchmarks/compare.py``) lives there, outside the
+installed package.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
-import os
-import platform
-import tempfile
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
-from logq.cli.options import CliState, json_option, pass_state
-from logq.cli.perf_workloads import (
-    MIB,
-    T0_MS,
-    Progress,
-    build_log,
-    latency_summary,
-    make_payloads,
-    run_consume,
-    run_cross_process,
-    run_latency,
-    run_produce,
-    run_seek,
-    spread,
-)
+from logq.cli.options import CliState, TerminalProgress, json_option, pass_state
+from logq.cli.perf_workloads import MIB, run_consume, run_latency, run_produce, run_seek
 
 __all__ = [
-    "machine_info",
-    "latency_summary",
-    "spread",
-    "Progress",
-    "make_payloads",
-    "run_produce",
-    "run_consume",
-    "run_latency",
-    "run_cross_process",
-    "run_seek",
-    "build_log",
     "producer_line",
     "CONSUMER_HEADER",
     "consumer_row",
     "latency_line",
     "seek_line",
     "perf_group",
-    "MIB",
-    "T0_MS",
 ]
 
-
-# --------------------------------------------------------------------------- facts and stats
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-def _version(dist: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _disk_of(path: str) -> str:
-    """'<device> <fstype>' of the mount holding ``path``, and whether the kernel calls it rotational."""
-    path = os.path.realpath(path)
-    best, dev, fstype = "", "?", "?"
-    for line in _read("/proc/mounts").splitlines():
-        parts = line.split()
-        if (
-            len(parts) >= 3
-            and (path == parts[1] or path.startswith(parts[1].rstrip("/") + "/"))
-            and len(parts[1]) > len(best)
-        ):
-            best, dev, fstype = parts[1], parts[0], parts[2]
-    kind = ""
-    name = os.path.basename(dev)
-    rot = (
-        _read(f"/sys/block/{name}/queue/rotational").strip()
-        or _read(f"/sys/class/block/{name}/../queue/rotational").strip()
-    )
-    if rot in ("0", "1"):
-        kind = " (rotational)" if rot == "1" else " (non-rotational)"
-    virt = " virtio" if name.startswith("vd") else ""
-    return f"{dev} {fstype}{virt}{kind}"
-
-
-def machine_info(path: str | None = None) -> dict[str, Any]:
-    """What the figures were measured on: CPU, cores, memory, disk of ``path``, software."""
-    cpu = ""
-    for line in _read("/proc/cpuinfo").splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kib = 0
-    for line in _read("/proc/meminfo").splitlines():
-        if line.startswith("MemTotal:"):
-            mem_kib = int(line.split()[1])
-    try:
-        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        load = "?"
-    return {
-        "cpu": cpu or platform.processor() or platform.machine(),
-        "cores": os.cpu_count() or 0,
-        "memory_gib": round(mem_kib / MIB, 1),
-        "disk": _disk_of(path or tempfile.gettempdir()),
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "numpy": _version("numpy"),
-        "crc32c": _version("crc32c"),
-        "logq": _version("logq"),
-        "load_average": load,
-        "date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-    }
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 # --------------------------------------------------------------------------- output lines
@@ -185,7 +85,7 @@ def _emit(obj: dict[str, Any]) -> None:
 
 @click.group("perf")
 def perf_group() -> None:
-    """Measure logq: produce, consume, latency, seek, and a comparison with other systems."""
+    """Measure logq: produce, consume, latency and seek, like Kafka's perf tools."""
 
 
 @perf_group.command("produce")
@@ -269,7 +169,7 @@ def produce_command(
         mode=mode,
         report_interval_s=reporting_interval / 1000,
         on_window=on_window,
-        progress=Progress("produce", num_records),
+        progress=TerminalProgress.counting("produce", num_records),
     )
     _emit({"type": "total", **s}) if as_json else click.echo(producer_line(s, final=True))
 
@@ -328,7 +228,7 @@ def consume_command(
         timeout_ms=timeout,
         fetch_size=fetch_size,
         max_poll_records=max_poll_records,
-        progress=Progress("consume", messages),
+        progress=TerminalProgress.counting("consume", messages),
     )
     if s["timed_out"]:
         click.echo(
@@ -343,7 +243,7 @@ def consume_command(
         click.echo(consumer_row(s))
 
 
-def _work_dir_option(f: Callable) -> Callable:
+def _work_dir_option(f: F) -> F:
     return click.option(
         "--work-dir",
         type=click.Path(file_okay=False, exists=True),
@@ -442,81 +342,3 @@ def seek_command(sizes: list[int], targets: int, work_dir: str | None, as_json: 
             f"growth from {a['records']} to {b['records']} records: offset x{g['offset_ratio']:.2f}, "
             f"timestamp x{g['timestamp_ratio']:.2f}."
         )
-
-
-_SYSTEMS = ("logq-never", "logq-interval", "logq-always", "sqlite-normal", "sqlite-full", "redis")
-
-
-def _systems(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
-    names = [x.strip() for x in value.split(",") if x.strip()]
-    bad = [x for x in names if x not in _SYSTEMS]
-    if bad or not names:
-        raise click.BadParameter(f"{', '.join(bad) or 'nothing'}: choose from {', '.join(_SYSTEMS)}")
-    return list(dict.fromkeys(names))
-
-
-@perf_group.command("compare")
-@click.option("--quick", is_flag=True, help="Far fewer records and shorter latency runs (a smoke test).")
-@click.option(
-    "--records",
-    type=click.IntRange(min=1000),
-    default=None,
-    metavar="N",
-    help="Records of 100 bytes per run (default 1,000,000; 20,000 with --quick).",
-)
-@click.option(
-    "--runs",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    metavar="N",
-    help="Runs per figure; each figure is their median, with min and max.",
-)
-@click.option(
-    "--latency-seconds",
-    type=click.FloatRange(min=0, max=600),
-    default=None,
-    metavar="S",
-    help="Seconds of each latency run at 5,000 records/s (default 5; 0.5 with --quick; 0 skips it).",
-)
-@click.option(
-    "--systems",
-    default="logq-never,logq-interval,logq-always,sqlite-normal,sqlite-full,redis",
-    show_default=True,
-    callback=_systems,
-    metavar="NAME,...",
-    help="Systems to measure.",
-)
-@click.option(
-    "--markdown",
-    "markdown_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    metavar="FILE",
-    help="Write the tables as markdown (between the perf markers if FILE has them).",
-)
-@_work_dir_option
-@json_option
-def compare_command(
-    quick: bool,
-    records: int | None,
-    runs: int,
-    latency_seconds: float | None,
-    systems: list[str],
-    markdown_file: str | None,
-    work_dir: str | None,
-    as_json: bool,
-) -> None:
-    """The same workloads against logq (each fsync mode), SQLite and Redis Streams."""
-    from logq.cli import perf_peers as _perf_peers
-
-    _perf_peers.compare(
-        quick=quick,
-        records=records,
-        runs=runs,
-        latency_seconds=latency_seconds,
-        markdown_file=markdown_file,
-        work_dir=work_dir,
-        as_json=as_json,
-        systems=systems,
-    )
