@@ -1,4 +1,4 @@
-"""The admin / produce / consume commands of the `logq` CLI (logq/_cli_admin.py).
+"""The topic / produce / consume commands of the `logq` CLI (logq/cli/topics.py).
 
 Data directories are filled and checked with the Python API (Admin, Producer, Consumer);
 the commands run through click's CliRunner (two through a real subprocess) and their output

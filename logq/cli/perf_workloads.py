@@ -115,6 +115,121 @@ def _ensure_topic(data_dir: str, topic: str, partitions: int) -> int:
         reg.close()
 
 
+class _Meter:
+    """The accounting of one produce run: Kafka's total and window accumulators, the sampled
+    latencies, a window line every ``report_interval_s`` and the progress line.
+
+    Times are ``time.perf_counter_ns()`` values; ``start`` is when the run began.
+    """
+
+    def __init__(
+        self,
+        start: int,
+        record_size: int,
+        throughput: float,
+        report_interval_s: float,
+        on_window: Callable[[dict[str, Any]], None] | None,
+        progress: TerminalProgress | None,
+    ) -> None:
+        self.start, self.record_size, self.throughput = start, record_size, throughput
+        self.interval_ns = int(report_interval_s * 1e9)
+        self.on_window, self.progress = on_window, progress
+        self.total, self.win = _Window(), _Window()
+        self.samples: list[int] = []
+        self.win_start, self.next_win = start, start + self.interval_ns
+
+    def add(self, n: int, lat_sum: int, lat_n: int, lat_max: int) -> None:
+        self.win.add(n, n * self.record_size, lat_sum, lat_n, lat_max)
+        self.total.add(n, n * self.record_size, lat_sum, lat_n, lat_max)
+
+    def window(self, now: int) -> None:
+        """Close the current window: report it (progress line cleared first), start the next."""
+        if self.on_window is not None:
+            if self.progress is not None:
+                self.progress.clear()
+            self.on_window(self.win.stats((now - self.win_start) / 1e9))
+        self.win, self.win_start, self.next_win = _Window(), now, now + self.interval_ns
+
+    def throttle(self, sent: int, now: int) -> None:
+        """Sleep until record ``sent`` is due at ``throughput`` records/s."""
+        ahead = self.start + sent * 1e9 / self.throughput - now
+        if ahead >= 1e6:  # sleep only when >= 1 ms ahead: sleep() is too coarse below that
+            time.sleep(ahead / 1e9)
+
+
+def _produce_batches(producer: Any, topic: str, pool: list[bytes], count: int, batch_size: int, m: _Meter) -> None:
+    """``send_batch`` of ``batch_size`` values at a time; latency = one call."""
+    clock = time.perf_counter_ns
+    batches = [[pool[(k * batch_size + j) % len(pool)] for j in range(batch_size)] for k in range(8)]
+    sent = k = 0
+    while sent < count:
+        now = clock()
+        if m.throughput > 0:
+            m.throttle(sent, now)
+        if now >= m.next_win:
+            m.window(now)
+        n = min(batch_size, count - sent)
+        vals = batches[k & 7] if n == batch_size else batches[k & 7][:n]
+        t0 = clock()
+        producer.send_batch(topic, vals)
+        lat = clock() - t0
+        m.samples.append(lat)
+        m.add(n, lat, 1, lat)
+        sent += n
+        k += 1
+        if m.progress is not None:
+            m.progress.update(sent)
+
+
+def _produce_each(producer: Any, topic: str, pool: list[bytes], count: int, every: int, m: _Meter) -> None:
+    """One ``send`` per record; latency = the call to its future's completion.
+
+    Records complete in send order, a batch at a time: send times and futures are kept in
+    lists and every completed record is settled at once (sum/min over a slice); one
+    latency in ``every`` is sampled for the percentiles.
+    """
+    clock = time.perf_counter_ns
+    times: list[int] = []
+    futs: list[Any] = []
+    head = 0
+    send = producer.send
+    mask = len(pool) - 1
+
+    def complete(now: int) -> None:
+        nonlocal head
+        i = head
+        while i < len(futs) and futs[i].done():
+            i += 1
+        if i == head:
+            return
+        n = i - head
+        chunk = times[head:i]
+        m.add(n, n * now - sum(chunk), n, now - chunk[0])
+        m.samples.extend([now - t for t in chunk[(-head) % every :: every]])
+        head = i
+        if head >= 65536:
+            del times[:head], futs[:head]
+            head = 0
+
+    sent = 0
+    while sent < count:
+        t0 = clock()
+        if m.throughput > 0 and sent % 64 == 0:
+            m.throttle(sent, t0)
+            t0 = clock()
+        if t0 >= m.next_win:
+            m.window(t0)
+            if m.progress is not None:
+                m.progress.update(sent)
+        futs.append(send(topic, pool[sent & mask]))
+        times.append(t0)
+        sent += 1
+        if futs[head].done():
+            complete(clock())
+    producer.flush()
+    complete(clock())
+
+
 def run_produce(
     data_dir: str,
     topic: str,
@@ -137,99 +252,21 @@ def run_produce(
     pool = make_payloads(record_size)
     per_batch = batch_size * (record_size + 24) if mode == "send" else 16384
     producer = Producer(data_dir, batch_size=max(per_batch, 1), fsync=fsync)
-    total, win, samples = _Window(), _Window(), []
     every = max(1, num_records // _LATENCY_SAMPLES) if mode == "send" else 1
-    clock = time.perf_counter_ns
-    start = clock()
-    win_start = start
-    next_win = start + int(report_interval_s * 1e9)
-
-    def window(now: int) -> None:
-        nonlocal win, win_start, next_win
-        if on_window is not None:
-            if progress is not None:
-                progress.clear()
-            on_window(win.stats((now - win_start) / 1e9))
-        win, win_start, next_win = _Window(), now, now + int(report_interval_s * 1e9)
-
-    def throttle(sent: int, now: int) -> None:
-        ahead = start + sent * 1e9 / throughput - now
-        if ahead >= 1e6:  # sleep only when >= 1 ms ahead: sleep() is too coarse below that
-            time.sleep(ahead / 1e9)
-
-    sent = 0
+    start = time.perf_counter_ns()
+    m = _Meter(start, record_size, throughput, report_interval_s, on_window, progress)
     try:
         if mode == "send_batch":
-            batches = [[pool[(k * batch_size + j) % len(pool)] for j in range(batch_size)] for k in range(8)]
-            k = 0
-            while sent < num_records:
-                now = clock()
-                if throughput > 0:
-                    throttle(sent, now)
-                if now >= next_win:
-                    window(now)
-                n = min(batch_size, num_records - sent)
-                vals = batches[k & 7] if n == batch_size else batches[k & 7][:n]
-                t0 = clock()
-                producer.send_batch(topic, vals)
-                lat = clock() - t0
-                samples.append(lat)
-                win.add(n, n * record_size, lat, 1, lat)
-                total.add(n, n * record_size, lat, 1, lat)
-                sent += n
-                k += 1
-                if progress is not None:
-                    progress.update(sent)
+            _produce_batches(producer, topic, pool, num_records, batch_size, m)
         else:
-            # Records complete in send order, a batch at a time: keep send times and futures
-            # in lists and settle every completed record at once (sum/min over a slice).
-            times: list[int] = []
-            futs: list[Any] = []
-            head = 0
-            send = producer.send
-            mask = len(pool) - 1
-
-            def complete(now: int) -> None:
-                nonlocal head
-                i = head
-                while i < len(futs) and futs[i].done():
-                    i += 1
-                if i == head:
-                    return
-                n = i - head
-                chunk = times[head:i]
-                lat_sum, lat_max = n * now - sum(chunk), now - chunk[0]
-                win.add(n, n * record_size, lat_sum, n, lat_max)
-                total.add(n, n * record_size, lat_sum, n, lat_max)
-                samples.extend([now - t for t in chunk[(-head) % every :: every]])
-                head = i
-                if head >= 65536:
-                    del times[:head], futs[:head]
-                    head = 0
-
-            while sent < num_records:
-                t0 = clock()
-                if throughput > 0 and sent % 64 == 0:
-                    throttle(sent, t0)
-                    t0 = clock()
-                if t0 >= next_win:
-                    window(t0)
-                    if progress is not None:
-                        progress.update(sent)
-                futs.append(send(topic, pool[sent & mask]))
-                times.append(t0)
-                sent += 1
-                if futs[head].done():
-                    complete(clock())
-            producer.flush()
-            complete(clock())
-        end = clock()
+            _produce_each(producer, topic, pool, num_records, every, m)
+        end = time.perf_counter_ns()
     finally:
         producer.close()
         if progress is not None:
             progress.clear()
-    out = total.stats((end - start) / 1e9)
-    summary = latency_summary(samples, "ms")
+    out = m.total.stats((end - start) / 1e9)
+    summary = latency_summary(m.samples, "ms")
     out.update(
         {
             "p50_ms": summary["p50"],

@@ -356,6 +356,52 @@ def _record_text(rec: Record, key_separator: str | None) -> str:
     return text
 
 
+def _print_records(
+    consumer: Consumer,
+    printed: dict[TopicPartition, int],
+    max_messages: int | None,
+    timeout_ms: int | None,
+    follow: bool,
+    fmt: str,
+    key_separator: str | None,
+) -> tuple[int, bool]:
+    """Poll and print until ``max_messages``, caught up, idle too long, or Ctrl-C.
+
+    Returns (records printed, interrupted); ``printed`` keeps the next offset after the last
+    record printed per partition, for the commit.
+    """
+    total = 0
+    idle_ms = timeout_ms if timeout_ms is not None else (None if follow else DEFAULT_IDLE_MS)
+    last_progress = time.monotonic()
+    try:
+        while max_messages is None or total < max_messages:
+            want = 500 if max_messages is None else min(500, max_messages - total)
+            recs = consumer.poll(timeout=_POLL_S, max_records=want)
+            if recs:
+                for rec in recs:
+                    click.echo(_record_json(rec) if fmt == "json" else _record_text(rec, key_separator))
+                    printed[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
+                total += len(recs)
+                last_progress = time.monotonic()
+                continue
+            if timeout_ms is None and not follow and all(lag <= 0 for lag in consumer.lag().values()):
+                break  # caught up
+            if idle_ms is not None and (time.monotonic() - last_progress) * 1000 >= idle_ms:
+                break
+    except KeyboardInterrupt:
+        return total, True
+    return total, False
+
+
+def _commit_printed(consumer: Consumer, printed: dict[TopicPartition, int]) -> None:
+    """Commit what was printed, and the position of every assigned partition nothing came from."""
+    positioned = consumer.lag()  # every partition with a position: assigned and initialised
+    offsets = {tp: consumer.position(tp) for tp in consumer.assignment() if tp in positioned}
+    offsets.update({tp: off for tp, off in printed.items() if tp in offsets})
+    if offsets:
+        consumer.commit(offsets)
+
+
 @click.command("consume")
 @click.argument("topic")
 @click.option("--group", metavar="GROUP", help="Consume as a member of this group; commit at the end.")
@@ -424,31 +470,9 @@ def consume_command(
             consumer.subscribe([topic])
         else:
             consumer.assign([TopicPartition(topic, p) for p in range(count)])
-        idle_ms = timeout_ms if timeout_ms is not None else (None if follow else DEFAULT_IDLE_MS)
-        last_progress = time.monotonic()
-        try:
-            while max_messages is None or total < max_messages:
-                want = 500 if max_messages is None else min(500, max_messages - total)
-                recs = consumer.poll(timeout=_POLL_S, max_records=want)
-                if recs:
-                    for rec in recs:
-                        click.echo(_record_json(rec) if fmt == "json" else _record_text(rec, key_separator))
-                        printed[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
-                    total += len(recs)
-                    last_progress = time.monotonic()
-                    continue
-                if timeout_ms is None and not follow and all(lag <= 0 for lag in consumer.lag().values()):
-                    break  # caught up
-                if idle_ms is not None and (time.monotonic() - last_progress) * 1000 >= idle_ms:
-                    break
-        except KeyboardInterrupt:
-            interrupted = True
+        total, interrupted = _print_records(consumer, printed, max_messages, timeout_ms, follow, fmt, key_separator)
         if group is not None:
-            positioned = consumer.lag()  # every partition with a position: assigned and initialised
-            offsets = {tp: consumer.position(tp) for tp in consumer.assignment() if tp in positioned}
-            offsets.update({tp: off for tp, off in printed.items() if tp in offsets})
-            if offsets:
-                consumer.commit(offsets)
+            _commit_printed(consumer, printed)
         ok = True
     finally:
         consumer.close(autocommit=False)
