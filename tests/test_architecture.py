@@ -18,9 +18,8 @@ import inspect
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import logq
+import pytest
 from logq import errors
 
 ROOT = Path(logq.__file__).resolve().parent

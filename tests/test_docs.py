@@ -56,7 +56,9 @@ def run_block(lang: str, code: str, cwd: Path, where: str) -> None:
     for cmd in cmds:
         res = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=120)
         shown = cmd[-1] if lang == "sh" else "the python block"
-        assert res.returncode == 0, f"{where}: {shown} exited {res.returncode}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
+        assert res.returncode == 0, (
+            f"{where}: {shown} exited {res.returncode}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
+        )
         assert "Traceback" not in res.stderr, f"{where}: {shown} printed a traceback\n{res.stderr[-2000:]}"
 
 
