@@ -19,6 +19,14 @@ Recovery rules (Kafka's LogLoader, hardened by reliability.md section 3):
    and ``repair=True`` (``logq repair``) is needed to cut it.
 5. A clean open skips the scan: the last segment's tail after its last index entry is
    checked, the indexes are sanity-checked, and anything suspect is rebuilt from the log.
+
+Shape (Kafka's LogLoader): a :class:`Loader` works on the partition directory, a
+:class:`SegmentList` and a :class:`PartitionState` that the log hands it, and on nothing
+else of the log's. ``load`` fills them and returns what it recovered (:class:`Recovered`:
+the report and any damage kept below the durable point); ``catch_up`` adopts what other
+processes did since (a moved log start, new batches, new segments) and returns damage
+found in the new tail; ``ensure_indexes`` checks a segment's indexes on first use and
+rebuilds them from the log when they fail.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from typing import Any
 
 from crc32c import crc32c
 
-from logq.errors import CorruptMetadataError, storage_error
+from logq.errors import CorruptMetadataError, StorageError, storage_error
 from logq.storage import files as _fs
 
 MAGIC = "logq-meta"
@@ -94,9 +94,8 @@ class MetaRead:
 def _read_file(path: str) -> bytes | None:
     try:
         fd = _fs.open_file(path, os.O_RDONLY)
-    except Exception as e:
-        cause = getattr(e, "cause", None)
-        if isinstance(cause, FileNotFoundError):
+    except StorageError as e:
+        if isinstance(e.cause, FileNotFoundError):
             return None
         raise
     try:

@@ -1,6 +1,6 @@
 """One segment of a partition: ``<base>.log`` plus its ``.index`` and ``.timeindex``.
 
-The ``.log`` holds RecordBatch v2 batches back to back (see codec.py for the bytes). Its
+The ``.log`` holds RecordBatch v2 batches back to back (logq/codec/batch.py has the bytes). Its
 file length is its logical length: logq appends with ``pwrite`` and never preallocates, so
 a full disk is an ``OSError`` (ENOSPC) from the write, never a SIGBUS through a mapping.
 
