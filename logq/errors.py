@@ -409,3 +409,46 @@ class InvalidRecordError(LogqError, ValueError):
 
 
 __all__ += ["InvalidRecordError"]
+
+
+class RecordsFailedError(LogqError):
+    """``flush()`` (or ``close()``) found records that could not be written since the last flush.
+
+    ``count`` is how many; ``first`` the first error met (also ``__cause__``). Each future
+    of a failed record raises its own error; every failure was logged once when it happened.
+    """
+
+    hint = "each failed future's exception() says why; fix that and send them again"
+
+    def __init__(self, count: int, first: BaseException | None) -> None:
+        self.count = count
+        self.first = first
+        super().__init__(f"{count} record(s) could not be written since the last flush: {first}")
+
+
+class ForkedClientError(ClientClosedError):
+    """A Producer (or Consumer) created before ``os.fork()`` was used in the child process.
+
+    Its threads and locks did not cross the fork and its unwritten records belong to the
+    parent (which writes them), so the child's copy refuses every call.
+    """
+
+    hint = "create a new Producer or Consumer in the child process"
+
+    def __init__(self, what: str, parent_pid: int) -> None:
+        self.what = self.client = what
+        self.parent_pid = parent_pid
+        LogqError.__init__(self, f"this {what} was created in process {parent_pid} and cannot be used after os.fork()")
+
+
+class ConcurrentAccessError(LogqError, RuntimeError):
+    """A Consumer was called from a second thread while another thread was inside one of its calls.
+
+    A Consumer is not safe for multi-threaded access (as in Kafka's clients); only
+    ``wakeup()`` and ``close()`` may be called from another thread.
+    """
+
+    hint = "use one Consumer per thread, or hand it over between calls; wakeup() and close() are thread-safe"
+
+
+__all__ += ["RecordsFailedError", "ForkedClientError", "ConcurrentAccessError"]

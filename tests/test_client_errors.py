@@ -200,6 +200,9 @@ def test_a_logq_bug_while_writing_is_not_disguised_as_a_serialization_error(
         with pytest.raises(RuntimeError, match="bug in the log"):
             fut.result(0)
         monkeypatch.undo()
+        with pytest.raises(logq.RecordsFailedError, match="1 record") as info:
+            prod.flush()  # still counted: a bug met by the linger thread would reach no caller
+        assert isinstance(info.value.__cause__, RuntimeError)
 
 
 def test_a_bad_size_for_the_sticky_partitioner_is_a_config_error() -> None:

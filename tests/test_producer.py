@@ -510,6 +510,10 @@ def test_a_failed_write_fails_its_futures_and_the_producer_keeps_working(
         with pytest.raises(logq.DiskFullError):
             bad.result(10)
         assert isinstance(bad.exception(), logq.DiskFullError)
+        with pytest.raises(logq.RecordsFailedError, match="1 record") as info:
+            prod.flush()  # the failure is counted once, by the next flush
+        assert isinstance(info.value.__cause__, logq.DiskFullError)
+        prod.flush()
         assert prod.send("t", b"kept").result(10).offset == 0
     assert [r.value for r in read_log(root, "t", 0)[0]] == [b"kept"]
 

@@ -16,25 +16,31 @@ writes before raising ProducerBufferFullError.
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import itertools
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from logq.client.partitioner import StickyPartitioner, partition_for_key
 from logq.client.serde import get_serializer
+from logq.client.timestamps import to_millis
 from logq.codec.batch import BATCH_OVERHEAD
-from logq.config import LogConfig
+from logq.config import FSYNC_MODES, LogConfig
 from logq.errors import (
     ClientClosedError,
     ConfigError,
+    ForkedClientError,
     LogqError,
     LogqTimeoutError,
     ProducerBufferFullError,
+    RecordsFailedError,
     RecordTooLargeError,
     SerializationError,
 )
@@ -49,11 +55,27 @@ _BULK_BATCH_BYTES = 512 * 1024  # send_batch target batch size (below max_batch_
 _EVENT_LOCK = threading.Lock()  # creates a batch's completion Event on its first waiter
 _KEY_CACHE_ENTRIES = 65536  # memoised key -> partition placements
 _new_future = tuple.__new__
-# Timestamps a batch can hold: any two differ by less than 2**63, so every record's
-# timestampDelta fits its varlong (about 146 million years either side of 1970).
-_TS_LIMIT = 1 << 62
+_EXIT_FLUSH_S = 30.0  # how long interpreter exit or garbage collection waits to write what is queued
 
 log = logging.getLogger("logq.producer")
+
+# Every open Producer, so that interpreter exit writes what they accepted and a fork child
+# poisons its copies. Weak: a Producer dropped by its owner is flushed by __del__ instead.
+_LIVE: weakref.WeakSet[Producer] = weakref.WeakSet()
+
+
+def _close_all_at_exit() -> None:
+    for p in list(_LIVE):
+        p._close_unattended("interpreter exit")
+
+
+def _poison_all_after_fork() -> None:
+    for p in list(_LIVE):
+        p._poison_after_fork()
+
+
+atexit.register(_close_all_at_exit)
+os.register_at_fork(after_in_child=_poison_all_after_fork)
 
 
 class RecordMetadata(NamedTuple):
@@ -149,6 +171,11 @@ class Producer:
         value_serializer: Any = None,
         fsync: str | None = None,
     ) -> None:
+        self._closed = True  # until built: __del__ of a half-built Producer does nothing
+        if not isinstance(data_dir, (str, os.PathLike)):
+            raise ConfigError(f"data_dir={data_dir!r} is invalid: must be a path (str or os.PathLike)")
+        if fsync is not None and fsync not in FSYNC_MODES:
+            raise ConfigError(f"fsync={fsync!r} is invalid: None (the topic's setting) or one of {', '.join(FSYNC_MODES)}")
         for name, v, lo in (
             ("linger_ms", linger_ms, 0),
             ("batch_size", batch_size, 1),
@@ -176,12 +203,24 @@ class Producer:
         self._sticky: dict[str, StickyPartitioner] = {}
         self._topics: dict[str, list] = {}
         self._key_cache: dict[tuple[bytes, int], int] = {}
+        self._writing: dict[TP, _Batch] = {}  # the batch each partition's writer is writing
+        self._failed = 0  # records that could not be written since the last flush()
+        self._first_error: BaseException | None = None
+        self._pid = os.getpid()
+        self._forked_from: int | None = None
         self._closed = False
         self._linger_stop = threading.Event()
         self._linger: threading.Thread | None = None
         if linger_ms > 0:
-            self._linger = threading.Thread(target=self._linger_loop, name="logq-linger", daemon=True)
+            # the thread holds the Producer weakly, so a Producer nobody holds is collected (and flushed)
+            self._linger = threading.Thread(
+                target=_linger_main,
+                args=(weakref.ref(self), self._linger_stop, linger_ms / 1000),
+                name="logq-linger",
+                daemon=True,
+            )
             self._linger.start()
+        _LIVE.add(self)
 
     # ------------------------------------------------------------------ sending
     def send(
@@ -194,7 +233,7 @@ class Producer:
         timestamp_ms: int | None = None,
     ) -> RecordFuture:
         if self._closed:
-            raise ClientClosedError("producer")
+            self._raise_closed()
         try:  # a user serializer's failure is the caller's, wrapped; ours pass as they are
             k = key if self._key_ser is None else self._key_ser(key)
             v = value if self._value_ser is None else self._value_ser(value)
@@ -210,10 +249,13 @@ class Producer:
             info = self._topic_info(topic)
         size = _RECORD_OVERHEAD_BYTES + (len(k) if k else 0) + (len(v) if v else 0)
         if headers:
-            size += _headers_size(headers)
+            headers, hsize = _headers(headers)
+            size += hsize
+        elif headers is not None and not isinstance(headers, (dict, list, tuple)):
+            raise SerializationError(f"headers must be a dict or a list of (str, bytes) pairs, got {headers!r}")
         if size > info[1]:
             raise RecordTooLargeError(size, info[1], "record")
-        ts = int(time.time() * 1000) if timestamp_ms is None else _timestamp(timestamp_ms)
+        ts = int(time.time() * 1000) if timestamp_ms is None else to_millis(timestamp_ms, "timestamp_ms")
         drain = False
         with self._lock:
             tp = (topic, self._choose_partition(topic, info, partition, k, size))
@@ -289,7 +331,13 @@ class Producer:
         Records already waiting from ``send`` for the same partition are written first.
         """
         if self._closed:
-            raise ClientClosedError("producer")
+            self._raise_closed()
+        if isinstance(values, (str, bytes, bytearray, memoryview, dict)) or not hasattr(values, "__iter__"):
+            raise SerializationError(
+                f"values must be a list (or any iterable) of values, got {type(values).__name__}",
+                hint="wrap a single value in a list, or use send()",
+            )
+        values = list(values)  # a generator is read once, here
         try:
             if self._value_ser is not None:
                 values = [self._value_ser(v) for v in values]
@@ -306,7 +354,7 @@ class Producer:
         except (KeyError, TypeError):
             info = self._topic_info(topic)
         record_limit = info[1]
-        ts = int(time.time() * 1000) if timestamp_ms is None else _timestamp(timestamp_ms)
+        ts = int(time.time() * 1000) if timestamp_ms is None else to_millis(timestamp_ms, "timestamp_ms")
         limit = min(_BULK_BATCH_BYTES, record_limit + BATCH_OVERHEAD - 1024)
         ends = list(itertools.accumulate(len(v) + _RECORD_OVERHEAD_BYTES + (len(k) if k else 0) for v in values))
         out: list[BatchMetadata] = []
@@ -363,21 +411,28 @@ class Producer:
                     if not q:
                         return
                     b = q.popleft()
+                    self._writing[tp] = b
                 self._write(b)
         finally:
+            self._writing.pop(tp, None)
             lk.release()
 
     def _write(self, b: _Batch) -> None:
         try:
             res = self._log(b.tp).append(b.records)
             b.base_offset = res.base_offset
-        except LogqError as e:
-            b.error = e
         except Exception as e:
-            # send() checked every input the codec reads, so this is a logq bug: the futures
-            # raise it as itself (not as a user error) and the writing thread sees it too
+            # send() checked every record, so this is the system (no space, too many open
+            # files, a deleted topic) or a logq bug. Never silent: the futures raise it, it is
+            # logged once here, and the next flush() raises RecordsFailedError counting it.
             b.error = e
-            raise
+            with self._lock:
+                self._failed += len(b.records)
+                if self._first_error is None:
+                    self._first_error = e
+            log.error("%d record(s) for %s-%d could not be written: %s", len(b.records), b.tp[0], b.tp[1], e)
+            if not isinstance(e, LogqError):
+                raise  # a logq bug: the writing thread sees it too
         finally:
             with self._lock:
                 self._pending_bytes -= b.bytes
@@ -410,12 +465,16 @@ class Producer:
         self._drain(tp)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Write every waiting record; return when all are in the log (or failed).
+        """Write every waiting record; return when all are in the log.
 
-        With ``timeout`` (seconds), raise LogqTimeoutError (a TimeoutError) if another
-        thread's write of one of these partitions still holds it then; the records stay
-        queued and are written.
+        Raise RecordsFailedError if records could not be written since the last flush
+        (each failed future says why). With ``timeout`` (seconds), raise LogqTimeoutError
+        (a TimeoutError) if another thread's write of one of these partitions still holds
+        it then; the records stay queued and are written.
         """
+        if self._forked_from is not None:
+            self._raise_closed()
+        timeout = _timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             for tp, b in list(self._open.items()):
@@ -426,6 +485,10 @@ class Producer:
             self._drain(tp, deadline)
         with self._lock:
             left = sum(len(self._ready.get(tp, ())) for tp in tps)
+            failed, first = self._failed, self._first_error
+            self._failed, self._first_error = 0, None
+        if failed:
+            raise RecordsFailedError(failed, first) from first
         if left:
             raise LogqTimeoutError(
                 "flush",
@@ -434,19 +497,17 @@ class Producer:
                 hint="they stay queued and are written; call flush() again to wait for them",
             )
 
-    def _linger_loop(self) -> None:
-        period = self.linger_ms / 1000
-        while not self._linger_stop.wait(period):
-            now = time.monotonic()
-            with self._lock:
-                due = [tp for tp, b in self._open.items() if now - b.created >= period]
-                for tp in due:
-                    self._close_batch(tp, self._open.pop(tp))
+    def _linger_tick(self, period: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            due = [tp for tp, b in self._open.items() if now - b.created >= period]
             for tp in due:
-                try:
-                    self._drain(tp)
-                except Exception:  # the futures carry the error; the thread must not die
-                    log.exception("linger thread: writing a batch of %s-%d failed", tp[0], tp[1])
+                self._close_batch(tp, self._open.pop(tp))
+        for tp in due:
+            try:
+                self._drain(tp)
+            except Exception:  # the futures carry the error and _write logged it; the thread must not die
+                pass
 
     # ------------------------------------------------------------------ logs
     def _log(self, tp: TP) -> PartitionLog:
@@ -460,20 +521,84 @@ class Producer:
             self._logs[tp] = log
         return log
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Write every waiting record (as ``flush``), then release the partitions.
+
+        Raises what ``flush`` raises (RecordsFailedError, LogqTimeoutError), after closing.
+        In a child process after ``os.fork()`` it only marks this copy closed: the parent
+        owns the queued records and the files.
+        """
+        timeout = _timeout(timeout)
         if self._closed:
             return
         try:
-            self.flush()
+            self.flush(timeout)
         finally:
             self._closed = True
+            _LIVE.discard(self)
             self._linger_stop.set()
-            if self._linger is not None:
+            if self._linger is not None and self._linger is not threading.current_thread():
                 self._linger.join(5)
-            for log in self._logs.values():
-                log.close()
+            for lg in self._logs.values():
+                lg.close()
             self._logs.clear()
             self.registry.close()
+
+    def _unwritten(self) -> int:
+        """Records accepted and not (yet) in the log, failed ones included."""
+        n = self._failed + sum(len(b.records) for b in self._open.values())
+        n += sum(len(b.records) for q in self._ready.values() for b in q)
+        return n + sum(len(b.records) for b in self._writing.values() if not b.done)
+
+    def _close_unattended(self, why: str) -> None:
+        """Close at interpreter exit or garbage collection: bounded, never raises, warns of losses."""
+        if self._closed or self._forked_from is not None:
+            return
+        lost = 0
+        try:
+            self.close(_EXIT_FLUSH_S)
+        except RecordsFailedError as e:
+            lost = e.count
+        except Exception:
+            pass
+        lost += self._unwritten()
+        if lost:
+            log.warning(
+                "%s: a Producer closed without close() could not write %d record(s) (see the errors above)",
+                why,
+                lost,
+            )
+
+    def _poison_after_fork(self) -> None:
+        """In a fork child: refuse every call; fail the futures the parent's threads would finish.
+
+        Takes no lock: a thread of the parent may have held one at the fork, and it is gone.
+        The parent still writes these records; the child's copies of their futures raise.
+        """
+        if self._closed:
+            return
+        self._forked_from = self._pid
+        self._closed = True  # send() refuses at once (and names the fork); exit and GC leave it alone
+        err = ForkedClientError("producer", self._pid)
+        batches = list(self._open.values()) + [b for q in self._ready.values() for b in q]
+        for b in batches + list(self._writing.values()):
+            if not b.done:
+                b.error = err
+                b._event = None  # the parent's Event (and its lock) stays behind
+                b.done = True
+        self._open, self._ready, self._writing = {}, {}, {}
+        self._failed, self._first_error = 0, None
+        self._linger = None
+
+    def _raise_closed(self) -> None:
+        if self._forked_from is not None:
+            raise ForkedClientError("producer", self._forked_from)
+        raise ClientClosedError("producer")
+
+    def __del__(self) -> None:
+        # a Producer its owner dropped without close(): write what it accepted (bounded)
+        if not getattr(self, "_closed", True):
+            self._close_unattended("garbage collection")
 
     def __enter__(self) -> Producer:
         return self
@@ -490,15 +615,23 @@ def _as_bytes(x: Any, what: str) -> bytes | None:
     raise SerializationError(f"{what} must be bytes or None, got {type(x).__name__}")
 
 
-def _timestamp(ts: Any) -> int:
-    """A record timestamp in ms; what ``int()`` accepts, within what a batch can store."""
-    try:
-        t = int(ts)
-    except (TypeError, ValueError, OverflowError):
-        raise ConfigError(f"timestamp_ms={ts!r} is invalid: must be milliseconds since the epoch") from None
-    if not -_TS_LIMIT <= t < _TS_LIMIT:
-        raise ConfigError(f"timestamp_ms={ts!r} is invalid: must be within +-2**62 ms of the epoch")
-    return t
+def _linger_main(ref: weakref.ref[Producer], stop: threading.Event, period: float) -> None:
+    """The linger thread: write batches ``linger_ms`` old; ends when the Producer closes or is collected."""
+    while not stop.wait(period):
+        p = ref()
+        if p is None:
+            return
+        p._linger_tick(period)
+        del p
+
+
+def _timeout(timeout: Any) -> float | None:
+    """None (wait as long as it takes) or a number of seconds >= 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+        raise ConfigError(f"timeout={timeout!r} is invalid: None (no limit) or a number of seconds >= 0")
+    return timeout
 
 
 def _bulk_values(values: Any) -> Sequence[bytes]:
@@ -519,18 +652,34 @@ def _bulk_values(values: Any) -> Sequence[bytes]:
     return out
 
 
-def _headers_size(headers: Any) -> int:
-    """Bytes the headers add; refuses what the codec cannot encode (before anything is queued)."""
+def _headers(headers: Any) -> tuple[tuple[tuple[str, bytes | None], ...], int]:
+    """The headers as a tuple of (str, bytes | None) pairs, and the bytes they add.
+
+    Refuses, before anything is queued, what the codec cannot encode or a consumer could not
+    decode: a key that is not str (or UTF-8 bytes), a value that is not bytes or None. A
+    generator is read once, here.
+    """
     try:
+        if isinstance(headers, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"got {type(headers).__name__}")
         items = list(headers.items() if isinstance(headers, dict) else headers)
+        out = []
         n = 0
-        for hk, hv in items:
-            kb = hk.encode("utf-8") if isinstance(hk, str) else hk
-            if not isinstance(kb, (bytes, bytearray)) or not (
-                hv is None or isinstance(hv, (bytes, bytearray, memoryview))
-            ):
-                raise TypeError(f"got ({type(hk).__name__}, {type(hv).__name__})")
+        for item in items:
+            if isinstance(item, (str, bytes)) or len(item) != 2:
+                raise TypeError(f"{item!r} is not a (key, value) pair")
+            hk, hv = item
+            if isinstance(hk, (bytes, bytearray)):
+                hk = bytes(hk).decode("utf-8")  # stored as UTF-8; consumers decode it to str
+            if not isinstance(hk, str):
+                raise TypeError(f"key {hk!r} is a {type(hk).__name__}")
+            kb = hk.encode("utf-8")
+            if hv is not None:
+                if not isinstance(hv, (bytes, bytearray, memoryview)):
+                    raise TypeError(f"value of {hk!r} is a {type(hv).__name__}")
+                hv = bytes(hv)
+            out.append((hk, hv))
             n += len(kb) + (len(hv) if hv else 0) + 10
-        return n
+        return tuple(out), n
     except (TypeError, ValueError, UnicodeError) as e:
         raise SerializationError(f"headers must be (str key, bytes or None value) pairs: {e}") from None
