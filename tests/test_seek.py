@@ -119,7 +119,7 @@ def test_datetime_parsing_agrees_with_exact_arithmetic_and_to_millis(when: dt.da
     exact = (when.replace(tzinfo=dt.UTC) - EPOCH) // MS
     text = when.strftime("%Y-%m-%dT%H:%M:%S") + f".{when.microsecond // 1000:03d}"
     assert parse_datetime_ms(text) == exact
-    assert to_millis(when) == exact  # consumer.to_millis: naive is UTC, no float rounding
+    assert to_millis(when.replace(tzinfo=dt.UTC)) == exact  # to_millis: no float rounding (naive is refused)
     assert format_ms(exact) == text + "Z"
 
 

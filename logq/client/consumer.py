@@ -16,23 +16,34 @@ Modelled on Kafka's consumer (kafka-python / confluent-kafka names):
   a partition without a committed offset starts. A position that fell below the log start
   (retention deleted the data) moves to the log start with a warning whatever the policy
   (except "error", which raises): nothing that still exists is ever skipped.
+- One thread at a time, as in Kafka's clients: a call made while another thread is inside
+  one raises ConcurrentAccessError. ``wakeup()`` and ``close()`` may be called from any
+  thread: they end a blocking ``poll`` at once (it returns an empty list).
+- Timestamps (``replay_from``, ``offsets_for_times``) follow logq/client/timestamps.py:
+  int milliseconds or an aware datetime; a float, a naive datetime or an int that looks
+  like seconds is refused with a hint.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
+import os
 import re
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from re import Pattern
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from logq.client.notify import Watcher
 from logq.client.serde import get_deserializer
+from logq.client.timestamps import to_millis
 from logq.codec.batch import decode_records
 from logq.errors import (
     ClientClosedError,
+    ConcurrentAccessError,
     ConfigError,
     DeserializationError,
     InvalidTopicError,
@@ -53,19 +64,32 @@ _RESETS = ("earliest", "latest", "error")
 _GROUP_CHECK_S = 0.05  # how often a waiting poll re-checks the group for rebalances
 
 
-Timestamp = int | float | _dt.datetime
+Timestamp = int | _dt.datetime
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
-def to_millis(ts: Timestamp) -> int:
-    """Milliseconds since the epoch; a naive datetime is taken as UTC."""
-    if isinstance(ts, _dt.datetime):
-        if ts.tzinfo is None:
-            ts = ts.replace(tzinfo=_dt.UTC)
-        # exact integer arithmetic: float timestamp() * 1000 is 1 ms short for some datetimes
-        return (ts - _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)) // _dt.timedelta(milliseconds=1)
-    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or ts != ts or ts in (float("inf"), float("-inf")):
-        raise ConfigError(f"timestamp must be a datetime or milliseconds, got {ts!r}")
-    return int(ts)
+def _one_thread(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run a Consumer method only if no other thread is inside one (Kafka's light lock)."""
+
+    @functools.wraps(method)
+    def guarded(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        self = args[0]
+        assert isinstance(self, Consumer)
+        if not self._access.acquire(blocking=False):  # reentrant for the thread inside
+            if self._closing:
+                raise ClientClosedError("consumer")
+            raise ConcurrentAccessError(
+                f"Consumer is not safe for multi-threaded access: {method.__name__}() was called while "
+                f"thread {self._owner} is inside a call"
+            )
+        self._owner = threading.get_ident()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            self._access.release()
+
+    return guarded
 
 
 def as_tp(tp: Any) -> TopicPartition:
@@ -81,10 +105,30 @@ def as_tp(tp: Any) -> TopicPartition:
 
 
 def _iterable(items: Any, what: str) -> list[Any]:
+    if isinstance(items, (str, bytes)):
+        raise ConfigError(f"{what} must be an iterable of them, got the single {type(items).__name__} {items!r}")
     try:
         return list(items)
     except TypeError:
         raise ConfigError(f"{what} must be an iterable, got {type(items).__name__}") from None
+
+
+def _mapping(items: Any, what: str) -> Mapping[Any, Any]:
+    if not isinstance(items, Mapping):
+        raise ConfigError(f"{what} must be a dict {{TopicPartition: ...}}, got {type(items).__name__}")
+    return items
+
+
+def _int_at_least(name: str, v: Any, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise ConfigError(f"{name}={v!r} is invalid: must be an int >= {lo}")
+    return v
+
+
+def _flag(name: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(f"{name}={v!r} is invalid: must be True or False")
+    return v
 
 
 class Consumer:
@@ -108,15 +152,30 @@ class Consumer:
         consumer_timeout_ms: int | None = None,
         member_id: str | None = None,
     ) -> None:
-        if auto_offset_reset not in _RESETS:
+        self._closed = True  # until built
+        if not isinstance(data_dir, (str, os.PathLike)):
+            raise ConfigError(f"data_dir={data_dir!r} is invalid: must be a path (str or os.PathLike)")
+        if not isinstance(auto_offset_reset, str) or auto_offset_reset not in _RESETS:
             raise ConfigError(f"auto_offset_reset={auto_offset_reset!r} is invalid: one of {', '.join(_RESETS)}")
         for name, v in (
             ("max_poll_records", max_poll_records),
             ("fetch_max_bytes", fetch_max_bytes),
             ("auto_commit_interval_ms", auto_commit_interval_ms),
+            ("session_timeout_ms", session_timeout_ms),
+            ("max_poll_interval_ms", max_poll_interval_ms),
         ):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"{name}={v!r} is invalid: must be an int >= 1")
+            _int_at_least(name, v, 1)
+        _flag("enable_auto_commit", enable_auto_commit)
+        _flag("fsync_commits", fsync_commits)
+        for name, fn in (("on_assign", on_assign), ("on_revoke", on_revoke)):
+            if fn is not None and not callable(fn):
+                raise ConfigError(f"{name}={fn!r} is invalid: must be None or a callable taking a set of partitions")
+        for name, ident in (("group_id", group_id), ("member_id", member_id)):
+            if ident is not None and not isinstance(ident, str):
+                raise ConfigError(f"{name}={ident!r} is invalid: must be None or a str")
+        for t in topics:
+            if not isinstance(t, str):
+                raise InvalidTopicError(t, "topics are passed as separate str arguments: Consumer(data_dir, 'a', 'b')")
         if consumer_timeout_ms is not None and (
             isinstance(consumer_timeout_ms, bool)
             or not isinstance(consumer_timeout_ms, (int, float))
@@ -151,6 +210,11 @@ class Consumer:
         self._watcher = Watcher()
         self._rr = 0
         self._next_commit = time.monotonic() + auto_commit_interval_ms / 1000
+        self._access = threading.RLock()  # held by the thread inside a call (see _one_thread)
+        self._owner = 0
+        self._wakeup = False  # wakeup() called: the poll in progress (or the next) returns []
+        self._closing = False  # close() called from another thread: the poll in progress returns []
+        self._was_woken = False  # the last poll ended on a wakeup()
         self._closed = False
         if topics:
             if group_id is not None:
@@ -159,6 +223,7 @@ class Consumer:
                 self.assign([TopicPartition(t, p) for t in topics for p in range(self.registry.get(t).partitions)])
 
     # ------------------------------------------------------------------ membership
+    @_one_thread
     def subscribe(self, topics: Sequence[str] | str | Pattern[str]) -> None:
         """Join the group for these topics (a list, or a regex matched against topic names)."""
         self._check_open()
@@ -196,6 +261,7 @@ class Consumer:
                 out[t] = self.registry.get(t).partitions
         return out
 
+    @_one_thread
     def assign(self, partitions: Iterable[Any]) -> None:
         """Read exactly these partitions, without group coordination."""
         self._check_open()
@@ -213,6 +279,7 @@ class Consumer:
         self._manual = tps
         self._init_positions(tps)
 
+    @_one_thread
     def assignment(self) -> set[TopicPartition]:
         if self._member is not None:
             return {TopicPartition(*tp) for tp in self._member.owned()}
@@ -305,9 +372,11 @@ class Consumer:
             raise ConfigError(f"{tp.topic}-{tp.partition} is not assigned to this consumer")
         return tp
 
+    @_one_thread
     def position(self, tp: Any) -> int:
         return self._positions[self._tp(tp)]
 
+    @_one_thread
     def seek(self, tp: Any, offset: int) -> None:
         tp = self._tp(tp)
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
@@ -315,23 +384,32 @@ class Consumer:
         self._positions[tp] = offset
         self._buffers.pop(tp, None)
 
+    @_one_thread
     def seek_to_beginning(self, *tps: Any) -> None:
         for tp in tps or tuple(self._positions):
             self.seek(tp, self._log(self._tp(tp)).log_start_offset)
 
+    @_one_thread
     def seek_to_end(self, *tps: Any) -> None:
         for tp in tps or tuple(self._positions):
             self.seek(tp, self._log(self._tp(tp)).log_end_offset)
 
+    @_one_thread
     def offsets_for_times(self, timestamps: dict[Any, Timestamp]) -> dict[TopicPartition, OffsetAndTimestamp | None]:
-        """Per partition, the first offset whose timestamp >= T (Kafka's rule), else None."""
+        """Per partition, the first offset whose timestamp >= T (Kafka's rule), else None.
+
+        T is int milliseconds since the epoch or an aware datetime (see logq/client/timestamps.py).
+        """
+        self._check_open()
+        wanted = {as_tp(tp): to_millis(ts) for tp, ts in _mapping(timestamps, "timestamps").items()}
         out: dict[TopicPartition, OffsetAndTimestamp | None] = {}
-        for tp, ts in timestamps.items():
-            tp = as_tp(tp)
-            lg = self._logs.get(tp) or PartitionLog(
-                partition_path(self.root, tp.topic, tp.partition), self.registry.get(tp.topic).config, readonly=True
-            )
-            off = lg.offset_for_timestamp(to_millis(ts))
+        for tp, ms in wanted.items():
+            lg = self._logs.get(tp)
+            if lg is None:
+                meta = self.registry.get(tp.topic)
+                validate_partition(tp.topic, tp.partition, meta.partitions)
+                lg = PartitionLog(partition_path(self.root, tp.topic, tp.partition), meta.config, readonly=True)
+            off = lg.offset_for_timestamp(ms)
             if off is None:
                 out[tp] = None
             else:
@@ -341,61 +419,108 @@ class Consumer:
                 lg.close()
         return out
 
+    @_one_thread
     def replay_from(
         self, *, offset: int | None = None, timestamp: Timestamp | None = None, partitions: Iterable[Any] | None = None
     ) -> dict[TopicPartition, int]:
-        """Seek the given (default: all assigned) partitions to an offset or a time."""
+        """Seek the given (default: all assigned) partitions to an offset or a time.
+
+        ``timestamp`` is int milliseconds since the epoch or an aware datetime; a partition
+        with no record at or after it moves to its end.
+        """
+        self._check_open()
         if (offset is None) == (timestamp is None):
             raise ConfigError("replay_from needs exactly one of offset= or timestamp=")
-        tps = [self._tp(tp) for tp in partitions] if partitions is not None else list(self._positions)
+        if offset is not None:
+            _int_at_least("offset", offset, 0)
+        ms = None if timestamp is None else to_millis(timestamp)
+        tps = (
+            [self._tp(tp) for tp in _iterable(partitions, "partitions")]
+            if partitions is not None
+            else list(self._positions)
+        )
         out = {}
         for tp in tps:
-            if timestamp is None:
+            if ms is None:
                 target = offset or 0  # offset is set: exactly one of the two is, checked above
             else:
-                found = self.offsets_for_times({tp: timestamp})[tp]
+                found = self.offsets_for_times({tp: ms})[tp]
                 target = found.offset if found else self._log(tp).log_end_offset
             self.seek(tp, target)
             out[tp] = target
         return out
 
+    @_one_thread
     def pause(self, *tps: Any) -> None:
         self._paused.update(self._tp(tp) for tp in tps)
 
+    @_one_thread
     def resume(self, *tps: Any) -> None:
         self._paused.difference_update(as_tp(tp) for tp in tps)
 
+    @_one_thread
     def paused(self) -> set[TopicPartition]:
         return set(self._paused)
 
+    @_one_thread
     def lag(self) -> dict[TopicPartition, int]:
         return {tp: self._log(tp).log_end_offset - pos for tp, pos in self._positions.items()}
 
     # ------------------------------------------------------------------ polling
-    def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list[Record]:
-        """Records from the assigned partitions; waits up to ``timeout`` seconds for some."""
+    @_one_thread
+    def poll(self, timeout: float | None = 1.0, max_records: int | None = None) -> list[Record]:
+        """Records from the assigned partitions; waits up to ``timeout`` seconds for some.
+
+        ``timeout=None`` waits until records arrive, ``wakeup()`` or ``close()`` (from
+        another thread) ends the wait: then it returns an empty list. ``max_records``
+        (default ``max_poll_records``) is an int >= 1.
+        """
         self._check_open()
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout != timeout:
-            raise ConfigError(f"timeout={timeout!r} is invalid: must be a number of seconds")
-        if max_records is not None and (isinstance(max_records, bool) or not isinstance(max_records, int)):
-            raise ConfigError(f"max_records={max_records!r} is invalid: must be None or an int >= 1")
-        limit = max_records or self.max_poll_records
-        deadline = time.monotonic() + max(0.0, timeout)
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout < float("inf")
+        ):
+            raise ConfigError(f"timeout={timeout!r} is invalid: None (wait for records) or a number of seconds >= 0")
+        limit = self.max_poll_records if max_records is None else _int_at_least("max_records", max_records, 1)
+        return self._poll(timeout, limit)
+
+    def _poll(self, timeout: float | None, limit: int) -> list[Record]:
+        deadline = None if timeout is None else time.monotonic() + timeout
         self._sync_group()
         if self.enable_auto_commit and time.monotonic() >= self._next_commit:
             self.commit()
         while True:
+            if self._interrupted():
+                return []
             self._watcher.drain()
             out = self._fetch(limit)
             if out:
                 self._watcher.reset_backoff()  # data flows: the next wait starts short again
                 return out
-            left = deadline - time.monotonic()
-            if left <= 0:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
                 return out
-            self._watcher.wait(min(left, _GROUP_CHECK_S) if self._member else left)
             if self._member is not None:
+                left = _GROUP_CHECK_S if left is None else min(left, _GROUP_CHECK_S)
+            self._watcher.wait(left)
+            if self._member is not None and not self._closing:
                 self._sync_group()
+
+    def _interrupted(self) -> bool:
+        """A wakeup() (consumed here) or a close() from another thread ends the poll."""
+        if self._wakeup:
+            self._wakeup = False
+            self._was_woken = True
+            return True
+        return self._closing
+
+    def wakeup(self) -> None:
+        """End the blocking ``poll`` in progress, or the next one, at once: it returns an empty list.
+
+        Safe from any thread (the one way, with ``close()``, to reach a Consumer another thread
+        is polling). A ``for record in consumer`` loop ends.
+        """
+        self._wakeup = True
+        self._watcher.wake()
 
     def _fetchable(self) -> list[TopicPartition]:
         if self._member is not None:
@@ -495,11 +620,14 @@ class Consumer:
 
     def __iter__(self) -> Iterator[Record]:
         idle_since = time.monotonic()
-        while not self._closed:
+        while not self._closed and not self._closing:
             wait = 0.5
             if self.consumer_timeout_ms is not None:  # never wait past the idle limit
                 wait = min(wait, max(0.0, self.consumer_timeout_ms / 1000 - (time.monotonic() - idle_since)))
+            self._was_woken = False
             recs = self.poll(timeout=wait)
+            if not recs and (self._was_woken or self._closing):
+                return
             if recs:
                 idle_since = time.monotonic()
                 yield from recs
@@ -510,13 +638,14 @@ class Consumer:
                 return
 
     # ------------------------------------------------------------------ commits
+    @_one_thread
     def commit(self, offsets: dict[Any, int] | None = None) -> None:
         """Commit positions (default) or the given {TopicPartition: next offset} map."""
         self._check_open()
         if self._store is None:
             raise ConfigError("commit() needs a group_id")
         items = (
-            {as_tp(tp): off for tp, off in offsets.items()}
+            {as_tp(tp): off for tp, off in _mapping(offsets, "offsets").items()}
             if offsets is not None
             else {tp: self._positions[tp] for tp in self._positions}
         )
@@ -540,6 +669,7 @@ class Consumer:
             log_end=lambda t, p: self._log(TopicPartition(t, p)).log_end_offset,
         )
 
+    @_one_thread
     def committed(self, tp: Any) -> int | None:
         if self._store is None:
             raise ConfigError("committed() needs a group_id")
@@ -552,8 +682,21 @@ class Consumer:
             raise ClientClosedError("consumer")
 
     def close(self, autocommit: bool = True) -> None:
+        """Leave the group (committing first if ``autocommit`` and auto-commit are on) and release everything.
+
+        Safe from another thread: a ``poll`` blocking there returns an empty list, then the
+        close proceeds; the next call on the consumer raises ClientClosedError.
+        """
+        _flag("autocommit", autocommit)
         if self._closed:
             return
+        self._closing = True
+        self._watcher.wake()
+        with self._access:  # waits for the call in progress in another thread to return
+            if not self._closed:
+                self._close(autocommit)
+
+    def _close(self, autocommit: bool) -> None:
         try:
             if self._member is not None:
 

@@ -8,6 +8,10 @@ reached), waiting falls back to short sleeps that back off up to ``_MAX_SLEEP_S`
 nothing arrives; the consumer calls ``reset_backoff()`` when a read returns records, so a
 partition that is busy again is polled at the shortest sleep, not at the idle one.
 
+``wake()`` (from any thread) ends the current or next wait at once: a byte on a pipe the
+wait also selects on, or an Event in the fallback. ``Consumer.wakeup()`` and a ``close()``
+from another thread use it.
+
 A watcher never decides what is new: it only ends a wait early. The consumer re-reads the
 log after every wake-up, so a lost or spurious event costs at most one extra read.
 """
@@ -20,7 +24,7 @@ import errno
 import os
 import select
 import sys
-import time
+import threading
 
 __all__ = ["Watcher"]
 
@@ -62,6 +66,13 @@ class Watcher:
             if fd >= 0:
                 self._fd = fd
         self._sleep_s = 0.0001
+        self._woken = threading.Event()  # wake() was called: the next wait returns at once
+        self._wake_lock = threading.Lock()  # wake() never writes to a pipe close() released
+        self._wake_r = self._wake_w = -1
+        if self._fd >= 0:
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_r, False)
+            os.set_blocking(self._wake_w, False)
 
     @property
     def native(self) -> bool:
@@ -96,17 +107,47 @@ class Watcher:
         except BlockingIOError:
             pass
 
-    def wait(self, timeout_s: float) -> bool:
-        """Block up to ``timeout_s``; True if something changed (or might have)."""
-        if timeout_s <= 0:
+    def wake(self) -> None:
+        """End the wait in progress (or the next one) now; safe from any thread."""
+        self._woken.set()
+        with self._wake_lock:
+            if self._wake_w >= 0:
+                try:
+                    os.write(self._wake_w, b"w")
+                except OSError:  # the pipe is full: a wake-up is pending anyway
+                    pass
+
+    def wait(self, timeout_s: float | None) -> bool:
+        """Block up to ``timeout_s`` (None: until a change or ``wake()``); True if something changed (or might have)."""
+        if self._woken.is_set():
+            self._clear_wake()
+            return True
+        if timeout_s is not None and timeout_s <= 0:
             return False
         if self._fd >= 0:
-            r, _, _ = select.select([self._fd], [], [], timeout_s)
+            r, _, _ = select.select([self._fd, self._wake_r], [], [], timeout_s)
+            if self._wake_r in r:
+                self._clear_wake()
             return bool(r)
         # Fallback: sleep, backing off so an idle consumer does not spin.
-        time.sleep(min(self._sleep_s, timeout_s))
+        delay = self._sleep_s if timeout_s is None else min(self._sleep_s, timeout_s)
+        if self._woken.wait(delay):
+            self._clear_wake()
         self._sleep_s = min(self._sleep_s * 2, _MAX_SLEEP_S)
         return True
+
+    def woken(self) -> bool:
+        """Whether a ``wake()`` is pending (not yet consumed by ``wait``)."""
+        return self._woken.is_set()
+
+    def _clear_wake(self) -> None:
+        self._woken.clear()
+        if self._wake_r >= 0:
+            try:
+                while os.read(self._wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
 
     def reset_backoff(self) -> None:
         self._sleep_s = 0.0001
@@ -115,6 +156,11 @@ class Watcher:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        with self._wake_lock:
+            for fd in (self._wake_r, self._wake_w):
+                if fd >= 0:
+                    os.close(fd)
+            self._wake_r = self._wake_w = -1
         self._watches.clear()
 
     def __del__(self) -> None:
