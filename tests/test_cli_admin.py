@@ -130,7 +130,7 @@ def test_topics_create_list_describe_delete(data: Path) -> None:
 
     text = ok(data, "topics", "describe", "orders").stdout.splitlines()
     head = dict(f.split(": ", 1) for f in text[0].split("\t"))
-    assert head == {"Topic": "orders", "PartitionCount": "3", "Records": str(desc.records),
+    assert head == {"Topic": "orders", "TopicId": desc.topic_id, "PartitionCount": "3", "Records": str(desc.records),
                     "Size": str(desc.size_bytes), "Configs": "retention_ms=-1,segment_bytes=100000"}  # fmt: skip
     assert len(text) == 4
     for line, p in zip(text[1:], desc.partitions):

@@ -118,6 +118,7 @@ def _topic_json(desc: TopicDescription, overrides: dict[str, Any]) -> dict[str, 
     ]
     return {
         "topic": desc.name,
+        "topicId": desc.topic_id,
         "partitionCount": len(desc.partitions),
         "records": desc.records,
         "size": desc.size_bytes,
@@ -190,7 +191,8 @@ def topics_describe(state: CliState, name: str | None, as_json: bool) -> None:
                 continue
             configs = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
             click.echo(
-                f"Topic: {desc.name}\tPartitionCount: {len(desc.partitions)}\tRecords: {desc.records}\t"
+                f"Topic: {desc.name}\tTopicId: {desc.topic_id}\tPartitionCount: {len(desc.partitions)}\t"
+                f"Records: {desc.records}\t"
                 f"Size: {desc.size_bytes}\tConfigs: {configs}"
             )
             for p in desc.partitions:

@@ -39,6 +39,7 @@ class TopicDescription(NamedTuple):
     name: str
     partitions: list[PartitionInfo]
     config: dict[str, Any]  # the full effective config, overrides applied
+    topic_id: str = ""  # this incarnation of the name (Kafka's TopicId)
 
     @property
     def size_bytes(self) -> int:
@@ -104,12 +105,12 @@ class Admin:
         return PartitionLog(partition_path(self.root, topic, p), meta.config, readonly=readonly, create=False)
 
     def describe_topic(self, name: str) -> TopicDescription:
-        meta = self.registry.get(name)
+        meta = self.registry.get(name, fresh=True)
         parts = []
         for p in range(meta.partitions):
             with self._open(name, p) as lg:
                 parts.append(PartitionInfo(p, lg.log_start_offset, lg.log_end_offset, lg.size_bytes, lg.num_segments))
-        return TopicDescription(name, parts, meta.config.to_dict())
+        return TopicDescription(name, parts, meta.config.to_dict(), meta.topic_id)
 
     def log_offsets(self, topic: str, partition: int) -> tuple[int, int]:
         """(log start offset, log end offset) of one partition."""
@@ -159,7 +160,7 @@ class Admin:
             return GroupInfo(group, d.state, d.generation, [], [], tuple(d.problems))
         store = OffsetStore(group_dir(self.root, group))
         try:
-            committed = store.all()
+            committed = store.all()  # offsets of deleted incarnations of a topic are left out
             problems = tuple(d.problems) + tuple(store.problems)
         finally:
             store.close()

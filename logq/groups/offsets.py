@@ -4,7 +4,18 @@ A committed offset is the **next offset to read** (last processed + 1), as in Ka
 {(topic, partition): offset} lives in ``<group dir>/offsets``, a checksummed metadata file
 (logq/storage/meta.py) whose body is::
 
-    {"format": 1, "offsets": {"<topic>": {"<partition>": <offset>, ...}, ...}}
+    {"format": 1, "offsets": {"<topic>": {"<partition>": <offset>, ...}, ...},
+     "topic_ids": {"<topic>": "<topic id>" | null, ...}}
+
+- Topic identity (KIP-516): a commit stores, per topic, the id of the incarnation it was
+  made for (logq/storage/topics.py; ``null``: no such topic existed then). Offsets whose id
+  is not the topic's current id belong to a deleted topic of the same name: they read as
+  "no committed offset" (auto_offset_reset applies, ``groups describe`` shows no lag), are
+  reported once in ``problems``, and are dropped when the topic is next committed.
+  ``topic_ids`` was added without changing ``format``: an older logq ignores the key. A
+  file written before ids existed has no ``topic_ids``: its offsets are taken as belonging
+  to the current incarnation, and the next commit of the group stamps them with the
+  current ids, so from then on a delete and create again no longer inherits them.
 
 - Commits merge into the stored map under the group's flock (``group.lock``), so members in
   several processes never lose each other's commits.
@@ -67,7 +78,7 @@ from logq.groups.files import (
 )
 from logq.storage import files as _fs
 from logq.storage.meta import MAX_META_BYTES, encode_meta, read_meta
-from logq.storage.topics import validate_topic
+from logq.storage.topics import META_DIR, topic_id_of, validate_topic
 
 __all__ = ["OffsetStore", "ClampReport", "OffsetsWarning", "LogEndFn"]
 
@@ -78,6 +89,8 @@ TP = TypeVar("TP", bound=tuple[str, int])  # a plain (topic, partition) key or a
 TopicPartition = tuple[str, int]  # plain (topic, partition) keys; logq.types.TopicPartition is one of these
 
 LogEndFn = Callable[[str, int], int | None]
+TopicIdFn = Callable[[str], str | None]  # topic -> id of its current incarnation, None: no such topic
+_LEGACY = object()  # stored offsets with no topic id (written before ids existed)
 _PARTITION = re.compile(r"[0-9]{1,10}")
 
 
@@ -89,6 +102,18 @@ def _outside_logq() -> int:
     while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == here:
         frame, level = frame.f_back, level + 1
     return level
+
+
+_Stored = tuple[dict[TopicPartition, int], dict[str, str | None]]  # offsets, topic ids
+
+
+def _topic_id_fn(gdir: str) -> TopicIdFn:
+    """Topic ids from the data directory holding ``gdir`` (``<root>/__logq/groups/<group>``)."""
+    meta = os.path.dirname(os.path.dirname(os.path.abspath(gdir)))
+    if os.path.basename(meta) != META_DIR:
+        return lambda topic: None  # a group directory outside a data directory: no topics
+    root = os.path.dirname(meta)
+    return lambda topic: topic_id_of(root, topic)
 
 
 class ClampReport(NamedTuple):
@@ -105,14 +130,18 @@ def _is_offset(value: object) -> bool:
 class OffsetStore:
     """Committed offsets of the group whose directory is ``group_dir``."""
 
-    def __init__(self, group_dir: str, *, lock_timeout_ms: int = 10_000) -> None:
+    def __init__(self, group_dir: str, *, lock_timeout_ms: int = 10_000, topic_id: TopicIdFn | None = None) -> None:
+        """``topic_id`` names the current incarnation of a topic; by default it is read from
+        the topic metadata of the data directory that holds ``group_dir``."""
         self.group_dir = group_dir
+        self._topic_id = topic_id if topic_id is not None else _topic_id_fn(group_dir)
         self.group_id = os.path.basename(os.path.normpath(group_dir))
         ensure_dirs(group_dir)
         self.path = os.path.join(group_dir, "offsets")
         self.problems: list[str] = []
         self._lock = GroupLock(os.path.join(group_dir, "group.lock"), lock_timeout_ms)
         self._cache: dict[TopicPartition, int] | None = None
+        self._ids: dict[str, str | None] = {}  # topic -> id stored with its offsets (cached)
         self._cache_token = b""
         self._main_bad = False
         self._token_prefix = secrets.token_hex(8)
@@ -136,11 +165,15 @@ class OffsetStore:
         member_id: str | None = None,
         sync: bool = False,
         log_end: LogEndFn | None = None,
+        topic_ids: Mapping[str, str | None] | None = None,
     ) -> None:
         """Merge ``offsets`` into the stored map, all of them or none.
 
         ``member_id``/``generation`` come from the GroupMember that owns the partitions;
         ``log_end(topic, partition)`` (optional) refuses offsets beyond the log end.
+        ``topic_ids`` names the incarnation each topic's offsets were read from (a client
+        holding a topic open passes the id it opened); a topic it does not name is stamped
+        with its current id.
         """
         items = self._validate(offsets)
         if not items:
@@ -161,9 +194,16 @@ class OffsetStore:
                     raise GroupNotEmptyError(self.group_id, len(live))
             else:
                 check_commit_fence(self._owner_records(items), items, member_id, generation)
-            merged = dict(self._load_locked())
+            stored = self._load_locked()
+            ids = self._stamped_ids(stored)
+            merged = dict(stored)
+            for topic in {t for t, _ in items}:
+                tid = topic_ids[topic] if topic_ids is not None and topic in topic_ids else self._topic_id(topic)
+                if topic in ids and ids[topic] != tid:  # offsets of another incarnation: drop them
+                    merged = {tp: off for tp, off in merged.items() if tp[0] != topic}
+                ids[topic] = tid
             merged.update(items)
-            self._write_locked(merged, sync)
+            self._write_locked(merged, sync, ids)
 
     @os_errors("read offsets")
     def committed(self, topic: str, partition: int) -> int | None:
@@ -172,12 +212,18 @@ class OffsetStore:
         if isinstance(partition, bool) or not isinstance(partition, int):
             raise ConfigError(f"partition of {topic!r} must be an int, got {partition!r}")
         with self._lock.hold(shared=True):
-            return self._load_locked().get((topic, partition))
+            off = self._load_locked().get((topic, partition))
+            ids = dict(self._ids)
+        return off if off is None or self._current(topic, ids) else None
 
     @os_errors("read offsets")
     def all(self) -> dict[TopicPartition, int]:
+        """Every committed offset of the current incarnations of their topics."""
         with self._lock.hold(shared=True):
-            return dict(self._load_locked())
+            stored = dict(self._load_locked())
+            ids = dict(self._ids)
+        current = {t: self._current(t, ids) for t in {t for t, _ in stored}}
+        return {tp: off for tp, off in stored.items() if current[tp[0]]}
 
     @os_errors("clamp offsets")
     def clamp_to(self, log_end_fn: LogEndFn) -> list[ClampReport]:
@@ -187,8 +233,11 @@ class OffsetStore:
         """
         with self._lock.hold():
             current = self._load_locked()
+            ids = dict(self._ids)
             reports = []
             for (topic, p), off in sorted(current.items()):
+                if not self._current(topic, ids):
+                    continue
                 end = log_end_fn(topic, p)
                 if end is not None and off > end:
                     reports.append(ClampReport(topic, p, off, end))
@@ -200,7 +249,7 @@ class OffsetStore:
                     )
                 merged = dict(current)
                 merged.update({(r.topic, r.partition): r.log_end for r in reports})
-                self._write_locked(merged, sync=True)
+                self._write_locked(merged, True, self._stamped_ids(current))
             return reports
 
     def close(self) -> None:
@@ -228,12 +277,37 @@ class OffsetStore:
             items[(topic, p)] = off
         return items
 
-    def _report(self, message: str) -> None:
+    def _report(self, message: str, *, warn: bool = True) -> None:
         if message in self.problems:
             return
         self.problems.append(message)
         log.warning("%s", message)
-        warnings.warn(message, OffsetsWarning, stacklevel=_outside_logq())
+        if warn:
+            warnings.warn(message, OffsetsWarning, stacklevel=_outside_logq())
+
+    def _current(self, topic: str, ids: Mapping[str, object]) -> bool:
+        """Whether the offsets stored for ``topic`` belong to its current incarnation."""
+        stored = ids.get(topic, _LEGACY)
+        if stored is _LEGACY:
+            return True  # written before topic ids: taken as the current incarnation
+        now = self._topic_id(topic)
+        if stored == now:
+            return True
+        self._report(
+            f"group {self.group_id}: the committed offsets of topic {topic!r} were committed for "
+            f"{'a topic that did not exist then' if stored is None else f'topic id {stored}'}, "
+            f"not the current {topic!r} ({'deleted' if now is None else f'topic id {now}'}); "
+            "they are ignored and consumers apply auto_offset_reset",
+            warn=False,
+        )
+        return False
+
+    def _stamped_ids(self, stored: Mapping[TopicPartition, int]) -> dict[str, str | None]:
+        """The stored topic ids, with offsets that have none adopted by the current incarnation."""
+        ids = dict(self._ids)
+        for topic in {t for t, _ in stored} - set(ids):
+            ids[topic] = self._topic_id(topic)
+        return ids
 
     def _owner_records(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, tuple[str, int]]:
         """Ownership records of ``tps``, from cache while the owners token is unchanged."""
@@ -254,7 +328,7 @@ class OffsetStore:
         if self._cache is not None and token and token == self._cache_token:
             return self._cache
         self._copy_len = None
-        offsets, source, problems, self._main_bad = self._read_copies()
+        (offsets, self._ids), source, problems, self._main_bad = self._read_copies()
         for p in problems:
             self._report(p)
         if source == "backup":
@@ -270,11 +344,11 @@ class OffsetStore:
         self._cache, self._cache_token = offsets, token
         return offsets
 
-    def _read_copies(self) -> tuple[dict[TopicPartition, int], str | None, list[str], bool]:
-        """(offsets, copy used, problems, main copy damaged or missing) via the storage reader."""
+    def _read_copies(self) -> tuple[_Stored, str | None, list[str], bool]:
+        """((offsets, topic ids), copy used, problems, main copy damaged or missing)."""
         got = read_meta(self.path, self._parse)
         main_bad = got.source != "main" and bool(got.problems)
-        return got.value or {}, got.source, got.problems, main_bad
+        return got.value or ({}, {}), got.source, got.problems, main_bad
 
     @staticmethod
     def _read_file_raw(path: str) -> bytes | None:
@@ -287,7 +361,7 @@ class OffsetStore:
             raise storage_error("read", path, e) from None
 
     @staticmethod
-    def _parse(obj: object, name: str) -> dict[TopicPartition, int]:
+    def _parse(obj: object, name: str) -> _Stored:
         if not isinstance(obj, dict) or obj.get("format") != FORMAT:
             found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
             raise CorruptMetadataError(name, f"unknown offsets format {found!r}; this logq reads {FORMAT}")
@@ -306,9 +380,14 @@ class OffsetStore:
                 if not (isinstance(p, str) and _PARTITION.fullmatch(p)) or not _is_offset(off):
                     raise CorruptMetadataError(name, f"bad offset {off!r} for {topic}-{p}")
                 out[(topic, int(p))] = off
-        return out
+        raw_ids = obj.get("topic_ids", {})
+        if not isinstance(raw_ids, dict) or not all(
+            isinstance(t, str) and (v is None or isinstance(v, str)) for t, v in raw_ids.items()
+        ):
+            raise CorruptMetadataError(name, "bad topic_ids map")
+        return out, dict(raw_ids)
 
-    def _write_locked(self, merged: dict[TopicPartition, int], sync: bool) -> None:
+    def _write_locked(self, merged: dict[TopicPartition, int], sync: bool, ids: dict[str, str | None]) -> None:
         """Rewrite ``offsets.bak`` then ``offsets`` in place (A/B copies; see the docstring)."""
         self._cache = None  # until both copies and the token are written
         if self._main_bad:
@@ -316,7 +395,8 @@ class OffsetStore:
         body: dict[str, dict[str, int]] = {}
         for (topic, p), off in sorted(merged.items()):
             body.setdefault(topic, {})[str(p)] = off
-        data = encode_meta({"format": FORMAT, "offsets": body})
+        ids = {t: ids.get(t) for t in body}
+        data = encode_meta({"format": FORMAT, "offsets": body, "topic_ids": ids})
         created = False
         shrink = self._copy_len is None or len(data) < self._copy_len
         for path in (self.path + ".bak", self.path):
@@ -328,7 +408,7 @@ class OffsetStore:
         self._writes += 1
         token = f"{self._token_prefix}-{self._writes}".encode("ascii")
         self._lock.write_token(GroupLock.OFFSETS, token)
-        self._cache, self._cache_token = merged, token
+        self._cache, self._cache_token, self._ids = merged, token, ids
 
     @staticmethod
     def _overwrite(path: str, data: bytes, sync: bool, shrink: bool) -> bool:

@@ -56,6 +56,8 @@ def decode_meta(data: bytes, path: str = "<bytes>") -> Any:
         raise CorruptMetadataError(path, "malformed header line") from None
     if magic != MAGIC:
         raise CorruptMetadataError(path, f"not a logq metadata file (magic {magic!r})")
+    if crc_hex != f"{crc:08x}" or length != str(n):  # one spelling only: a flipped case bit is damage
+        raise CorruptMetadataError(path, "malformed header line")
     if ver != VERSION:
         raise CorruptMetadataError(path, f"unknown version {ver}; this logq reads {VERSION}")
     body = data[nl + 1 : nl + 1 + n]
