@@ -12,6 +12,8 @@ exit   meaning
 1      the command ran and found a problem (corruption, mismatch), or a
        logq error (I/O, corrupt metadata, ...) stopped it
 2      usage error: bad option or argument, missing file
+130    interrupted (Ctrl-C, SIGINT): one line ``logq: interrupted``, or a
+       command's own summary line (consume), never a traceback or "Aborted!"
 =====  ===================================================================
 
 A command reads the global options through :data:`pass_state`::
@@ -51,6 +53,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_PROBLEMS",
     "EXIT_USAGE",
+    "EXIT_INTERRUPTED",
     "fail",
     "CliState",
     "LogqGroup",
@@ -70,6 +73,7 @@ __all__ = [
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 DEFAULT_DATA_DIR = "./logq-data"
 DATA_ENV = "LOGQ_DATA"
 DEBUG_ENV = "LOGQ_DEBUG"  # set to 1 to see the traceback of an unexpected error
@@ -113,6 +117,8 @@ class _OneLineErrors(click.Command):
     ) -> click.Context:
         try:
             return super().make_context(info_name, args, parent, **extra)
+        except KeyboardInterrupt:
+            fail("interrupted", EXIT_INTERRUPTED)
         except _NO_ARGS_HELP:
             raise
         except click.UsageError as e:
@@ -121,6 +127,10 @@ class _OneLineErrors(click.Command):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # Before click's main turns it into "Aborted!" and exit 1. Whatever the command
+            # had open was closed on the way here (a producer flushed what it accepted).
+            fail("interrupted", EXIT_INTERRUPTED)
         except (click.exceptions.Exit, click.Abort):
             raise
         except _NO_ARGS_HELP:

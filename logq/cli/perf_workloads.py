@@ -22,6 +22,7 @@ import datetime as _dt
 import multiprocessing
 import os
 import shutil
+import signal
 import struct
 import tempfile
 import time
@@ -423,6 +424,16 @@ def _latency_consumer(data_dir: str, topic: str, count: int, budget_s: float, se
     conn.close()
 
 
+def _child(target: Callable[..., None], *args: Any) -> None:
+    """Run ``target`` in a worker process that leaves Ctrl-C to its parent.
+
+    A terminal's Ctrl-C reaches the whole process group; the parent reports it in one line
+    and terminates its workers, which would otherwise each print a traceback.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    target(*args)
+
+
 def run_cross_process(
     producer: Callable[..., None],
     producer_args: tuple,
@@ -444,7 +455,7 @@ def run_cross_process(
     recv, send = ctx.Pipe(duplex=False)
     produce_s = 2 * seconds + 5  # paced() gives up past this
     budget = produce_s + 30.0
-    cons = ctx.Process(target=consumer, args=(*consumer_args, count, budget, sent, ready, send), daemon=True)
+    cons = ctx.Process(target=_child, args=(consumer, *consumer_args, count, budget, sent, ready, send), daemon=True)
     cons.start()
     send.close()
     prod = None
@@ -453,7 +464,7 @@ def run_cross_process(
         while not ready.wait(0.05):
             if not cons.is_alive() or time.monotonic() > give_up:
                 raise WorkloadError(f"the latency consumer process did not start (exit code {cons.exitcode})")
-        prod = ctx.Process(target=producer, args=(*producer_args, sent), daemon=True)
+        prod = ctx.Process(target=_child, args=(producer, *producer_args, sent), daemon=True)
         prod.start()
         prod.join(_CHILD_TIMEOUT_S + produce_s)
         if prod.exitcode != 0:

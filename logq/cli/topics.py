@@ -29,6 +29,7 @@ from typing import IO, Any
 import click
 
 from logq.cli.options import (
+    EXIT_INTERRUPTED,
     CliState,
     check_partitions,
     existing_root,
@@ -52,9 +53,6 @@ HARVEST_EVERY = 10_000  # produce: flush and collect offsets every this many rec
 DEFAULT_IDLE_MS = 10_000  # consume without --timeout-ms/--follow: give up after this long without progress
 _POLL_S = 0.2
 _INT = re.compile(r"-?[0-9]+")
-_EXIT_INTERRUPTED = 130
-
-
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -481,7 +479,7 @@ def consume_command(
         if ok:
             click.echo(f"Processed a total of {total} messages", err=True)
     if interrupted:
-        click.get_current_context().exit(_EXIT_INTERRUPTED)
+        click.get_current_context().exit(EXIT_INTERRUPTED)
 
 
 COMMANDS: list[click.Command] = [topics_group, produce_command, consume_command]
