@@ -4,6 +4,8 @@ kill -9 happens, nothing is lost, and replay and the group table are printed."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +17,10 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_demo_runs_and_shows_the_takeover_and_that_nothing_was_lost(tmp_path: Path) -> None:
-    data = tmp_path / "demo-data"
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One run of the demo (it takes a while), shared by the tests below."""
+    data = tmp_path_factory.mktemp("demo") / "demo-data"
     proc = subprocess.run(
         [sys.executable, str(REPO / "tools" / "demo.py"), "--data", str(data)],
         cwd=str(REPO),
@@ -25,6 +29,13 @@ def test_demo_runs_and_shows_the_takeover_and_that_nothing_was_lost(tmp_path: Pa
         timeout=180,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    return proc, data
+
+
+def test_demo_runs_and_shows_the_takeover_and_that_nothing_was_lost(
+    demo: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    proc, _ = demo
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     assert "Traceback" not in out + proc.stderr
@@ -37,6 +48,23 @@ def test_demo_runs_and_shows_the_takeover_and_that_nothing_was_lost(tmp_path: Pa
     rows = [line.split() for line in out.splitlines() if line.strip().startswith("billing  orders")]
     assert len(rows) == 4 and all(r[3] == r[4] and r[5] == "0" for r in rows)
     assert "records/s produced" in out and "demo finished" in out
+
+
+def test_every_command_the_demo_prints_is_a_real_one_that_runs(
+    demo: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    # The demo used to suggest `logq groups describe --group billing`, which does not exist.
+    proc, _ = demo
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    commands = [c for c in re.findall(r"`([^`]*)`", proc.stdout) if c.startswith("logq ")]
+    assert len(commands) >= 4
+    bindir = os.path.dirname(sys.executable)  # the interpreter running the tests has `logq` beside it
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    env.pop("LOGQ_DATA", None)
+    for command in commands:
+        res = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=60, env=env)
+        assert res.returncode == 0, f"{command}: {res.stdout}{res.stderr}"
+        assert res.stdout.strip(), f"{command} printed nothing"
 
 
 def test_demo_refuses_to_wipe_a_directory_that_holds_no_logq_data(tmp_path: Path) -> None:

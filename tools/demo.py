@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import random
+import shlex
 import shutil
 import signal
 import sys
@@ -25,6 +26,13 @@ import logq
 
 TOPIC = "orders"
 GROUP = "billing"
+
+
+def cli(data: str, *args: str) -> str:
+    """A ``logq`` command line the reader can paste (tests/test_demo.py runs each one)."""
+    return shlex.join(["logq", "--data", data, *args])
+
+
 PARTITIONS = 4
 SESSION_MS = 1500
 STREAM_S = 4.0
@@ -280,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
 
         wait_until(caught_up, 30)
         say()
-        say("5. the group's offsets (like `logq groups describe --group billing`)")
+        say(f"5. the group's offsets (like `{cli(args.data, 'groups', 'describe', GROUP)}`)")
         describe_table(admin)
     finally:
         _touch(os.path.join(work, "stop"))
@@ -347,7 +355,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     admin.close()
     say()
-    say(f"demo finished in {time.monotonic() - started:.1f} s; data left in {args.data}")
+    say(f"demo finished in {time.monotonic() - started:.1f} s; data left in {args.data}; look around with")
+    for command in (
+        ("topics", "describe", TOPIC),
+        ("groups", "describe", GROUP),
+        ("consume", TOPIC, "--from-beginning", "--max-messages", "3"),
+    ):
+        say(f"   `{cli(args.data, *command)}`")
     return 0
 
 
