@@ -15,8 +15,8 @@ object (:func:`format_json`). Event types::
     verify_summary    Verified 12 entries of <index> against <log>: 0 problems
 
 Memory stays bounded however large the file: a ``.log`` is read with ``os.pread`` through
-one window of ``read_chunk_bytes`` (grown only to hold a single batch, itself capped by
-``max_batch_bytes``), index files a chunk of whole entries at a time, and index checks walk
+one window of ``read_chunk_bytes`` (grown only to hold a single batch whose bytes are all in the
+file, itself capped by ``max_batch_bytes``), index files a chunk of whole entries at a time, and index checks walk
 the log forward in step with the index instead of loading it.
 """
 
@@ -68,7 +68,10 @@ Event = dict[str, Any]
 ProgressFn = Callable[[str, int, int], None]  # (path, bytes done, file size)
 
 READ_CHUNK_BYTES = 1 << 20  # one pread of a .log or index file (the window size)
-DEFAULT_MAX_BATCH_BYTES = 64 << 20  # a batch claiming more is treated as corruption
+# A batch claiming more is treated as corruption. The default is the largest max_batch_bytes a
+# topic may be configured with, so dump never calls a batch that storage accepted invalid; a
+# claim larger than the bytes left in the file is a torn tail and is never read.
+DEFAULT_MAX_BATCH_BYTES = (1 << 31) - 1
 SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX)  # also the order within a segment
 INT32_MAX = (1 << 31) - 1
 NO_SEQUENCE = -1

@@ -1,0 +1,174 @@
+"""The storage misuse tier (issue 9): sizes, hostile files, read-only data, idle retention.
+
+Each test is named after what went wrong. Crashes are a real ``kill -9`` of a child process,
+damage is a real file on disk, and nothing here asserts a duration.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import logq
+import pytest
+from logq.cli import dump as dump_mod
+from logq.codec.batch import BatchRecord, encode_values
+from logq.config import LogConfig
+from logq.storage import segment as segment_mod
+from logq.storage.log import DEFAULT_FETCH_BYTES, PartitionLog
+
+MIB = 1 << 20
+T0 = 1_700_000_000_000
+
+
+def batch_of_size(n: int, ts: int = T0) -> bytes:
+    """One encoded single-record batch of exactly ``n`` bytes (a key pads over varint steps)."""
+    for key in (None, b"", b"k", b"kk"):
+        for v in range(max(0, n - 90), n):
+            b = encode_values([b"v" * v], ts, key=key)
+            if len(b) == n:
+                return b
+    raise AssertionError(f"no batch of exactly {n} bytes")
+
+
+def dump_problems(path: str) -> tuple[int, list[str]]:
+    lines: list[str] = []
+    status = dump_mod.run_dump([path], dump_mod.DumpOptions(deep=True), lines.append, as_json=False)
+    return status, [ln for ln in lines if "invalid bytes" in ln or "isvalid: false" in ln]
+
+
+def run_child(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+
+
+def read_all(lg: PartitionLog, max_bytes: int) -> list[BatchRecord]:
+    out: list[BatchRecord] = []
+    offset = lg.log_start_offset
+    while offset < lg.log_end_offset:
+        fetched = lg.read(offset, max_bytes)
+        assert fetched.next_offset > offset, f"no progress at offset {offset}"
+        out.extend(fetched.records(lg.config.max_decompressed_bytes))
+        offset = fetched.next_offset
+    return out
+
+
+# ----------------------------------------------------------------------------- item 1: sizes
+
+# Every internal window and limit a batch size could meet, with its neighbours.
+_LIMITS = sorted(
+    {
+        4096,  # index_interval_bytes
+        segment_mod.SCAN_CHUNK_BYTES,  # recovery and tail scans
+        DEFAULT_FETCH_BYTES,  # PartitionLog.read's default
+        dump_mod.READ_CHUNK_BYTES,  # dump's window
+        LogConfig().max_batch_bytes,  # the default topic limit
+        2 * MIB + 74,  # the batch of the report (2097226 bytes)
+    }
+)
+SIZES = sorted({70} | {n + d for n in _LIMITS for d in (-1, 0, 1)})
+TOPIC_LIMIT = 8 * MIB
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_batch_of_any_size_up_to_the_limit_appends_reads_recovers_dumps_and_repairs(tmp_path, size):
+    """Regression: batches over the 1 MiB scan window locked the partition (issue 9 item 1)."""
+    d = str(tmp_path / "t-0")
+    cfg = LogConfig(max_batch_bytes=TOPIC_LIMIT, retention_ms=-1)
+    big = batch_of_size(size)
+    with PartitionLog(d, cfg) as lg:
+        lg.append_values([b"small"], T0)
+        lg.append_batch(big)
+        lg.append_batch(big)
+    with PartitionLog(d, cfg) as lg:  # a clean reopen validates the tail past the window
+        assert lg.report.corruption is None and lg.report.bytes_truncated == 0
+        lg.append_values([b"again"], T0)
+        got = read_all(lg, 1)  # a fetch smaller than a batch still returns that batch
+    value_len = len(got[1].value)
+    assert [len(r.value) for r in got] == [5, value_len, value_len, 5]
+    assert value_len > size - 90
+    # A writer killed with kill -9 right after its acknowledged append: recovery scans it all.
+    blob = str(tmp_path / "batch.bin")
+    with open(blob, "wb") as f:
+        f.write(big)
+    child = run_child(
+        f"""
+        import os
+        from logq.config import LogConfig
+        from logq.storage.log import PartitionLog
+        lg = PartitionLog({d!r}, LogConfig(max_batch_bytes={TOPIC_LIMIT}, retention_ms=-1))
+        with open({blob!r}, "rb") as f:
+            lg.append_batch(f.read())
+        print("acked", flush=True)
+        os.kill(os.getpid(), 9)
+        """
+    )
+    assert child.returncode == -9 and "acked" in child.stdout, child.stderr
+    with PartitionLog(d, cfg) as lg:
+        assert not lg.report.clean
+        assert lg.report.corruption is None and lg.report.bytes_truncated == 0, lg.report
+        got = read_all(lg, 1)
+    assert [len(r.value) for r in got] == [5, value_len, value_len, 5, value_len]
+    status, bad = dump_problems(d)
+    assert status == 0 and bad == []
+    with PartitionLog(d, cfg, repair=True) as lg:
+        assert lg.report.corruption is None and lg.report.bytes_truncated == 0
+        assert lg.log_end_offset == 5
+
+
+def test_the_smallest_and_the_largest_batch_a_topic_allows_both_append(tmp_path):
+    cfg = LogConfig(max_batch_bytes=1 * MIB, retention_ms=-1)
+    with PartitionLog(str(tmp_path / "t-0"), cfg) as lg:
+        lg.append_values([b""], T0)
+        lg.append_batch(batch_of_size(cfg.max_batch_bytes))
+        with pytest.raises(logq.RecordTooLargeError):
+            lg.append_batch(batch_of_size(cfg.max_batch_bytes + 1))
+        got = read_all(lg, 1)
+    assert len(got) == 2 and got[0].value == b"" and len(got[1].value) > cfg.max_batch_bytes - 90
+
+
+def test_a_100_mib_batch_on_a_100_mib_topic_appends_reads_recovers_and_dumps_valid(tmp_path):
+    """Regression: dump called batches over 64 MiB invalid bytes while storage accepted them."""
+    d = str(tmp_path / "t-0")
+    limit = 100 * MIB
+    cfg = LogConfig(max_batch_bytes=limit, retention_ms=-1)
+    with PartitionLog(d, cfg) as lg:
+        lg.append_values([b"small"], T0)
+        lg.append_batch(batch_of_size(limit))
+    os.truncate(os.path.join(d, "logq.state"), 0)  # a damaged state file: the next open rescans all
+    with PartitionLog(d, cfg) as lg:
+        assert not lg.report.clean and lg.report.segments_recovered == 1
+        assert lg.report.bytes_truncated == 0 and lg.report.corruption is None
+        assert lg.log_end_offset == 2
+        fetched = lg.read(1, 1024)
+        assert fetched.next_offset == 2 and fetched.headers[0].size == limit
+    status, bad = dump_problems(d)
+    assert status == 0 and bad == []
+
+
+def test_three_2_mib_sends_after_a_small_one_leave_the_topic_usable(tmp_path):
+    """The report's reproduction: later producers, consumers, repair and dump all agree."""
+    root = str(tmp_path / "data")
+    admin = logq.Admin(root)
+    admin.create_topic("t", 1, max_batch_bytes=8 * MIB)
+    with logq.Producer(root) as p:
+        p.send("t", b"small").result()
+        for f in [p.send("t", b"x" * (2 * MIB)) for _ in range(3)]:
+            f.result()
+    with logq.Producer(root) as p:
+        p.send("t", b"again").result()
+    c = logq.Consumer(root, "t", auto_offset_reset="earliest", fetch_max_bytes=1024)
+    got: list[int] = []
+    try:
+        for _ in range(100):
+            got += [len(r.value) for r in c.poll(timeout=0.05)]
+            if len(got) >= 5:
+                break
+    finally:
+        c.close()
+    assert got == [5, 2 * MIB, 2 * MIB, 2 * MIB, 5]
+    report = admin.repair_partition("t", 0)
+    assert report.damage is None and report.log_end_offset == 5
+    status, bad = dump_problems(os.path.join(root, "t-0"))
+    assert status == 0 and bad == []
