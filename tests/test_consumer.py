@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
-import os
 import re
-import sys
 import time
 from typing import Any
 
@@ -28,22 +26,12 @@ from logq import (
 )
 from logq.errors import DeserializationError, InvalidOffsetCommitError
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _e2e_children as children  # noqa: E402  (spawned children import it by this name)
+from tests.support import e2e_children as children
+from tests.support.clients import make_topic
 
 CTX = multiprocessing.get_context("spawn")
 T0 = 1_700_000_000_000
 TP0 = TopicPartition("t", 0)
-
-
-@pytest.fixture
-def root(tmp_path: Any) -> str:
-    return str(tmp_path / "data")
-
-
-def make_topic(root: str, name: str = "t", partitions: int = 1, **config: Any) -> None:
-    with Admin(root) as admin:
-        admin.create_topic(name, partitions, **config)
 
 
 def produce(

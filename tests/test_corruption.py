@@ -26,32 +26,30 @@ from logq.codec.batch import BatchRecord as Record
 from logq.errors import CorruptRecordError
 from logq.storage.log import PartitionLog
 
-from _logutil import (
+from tests.support.logs import (
     T0,
     as_records,
-    batch_positions,
-    brute_offset_for_timestamp,
     config,
     crash,
+    open_log,
+    read_all,
+    rec,
+    write_state,
+)
+from tests.support.oracle import (
+    batch_positions,
+    brute_offset_for_timestamp,
     expected_offset_index,
     expected_time_index,
     file_bytes,
     log_bases,
-    open_log,
-    read_all,
     read_state,
-    rec,
     scan_dir,
     seg_name,
     seg_path,
-    skip_fsync,
-    write_state,
 )
 
-
-@pytest.fixture(autouse=True)
-def _cheap_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
-    skip_fsync(monkeypatch)
+pytestmark = pytest.mark.usefixtures("no_fsync")  # process crashes only: fsync changes nothing observable
 
 
 CFG = dict(segment_bytes=1000, index_interval_bytes=150)

@@ -6,7 +6,7 @@ keys, headers, equal and decreasing timestamps) to a partition with small segmen
 append() returned. It is SIGKILLed after uniform(5, 800) ms, or kills itself at a
 ``LOGQ_CRASH_AT`` site. Sometimes the harness then appends part of a batch to the tail
 (a write torn by the kill). A fresh process recovers; the harness checks (see
-tests/_children.py):
+tests/support/harness.py):
 
 - C1 every acknowledged batch is present at its offset with identical records;
 - C2 every byte of every segment is a valid batch, and the log reads back whole;
@@ -23,17 +23,15 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import threading
 from pathlib import Path
 
 import pytest
+from logq.config import LogConfig
+from logq.storage.log import PartitionLog
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from logq.config import LogConfig  # noqa: E402
-from logq.storage.log import PartitionLog  # noqa: E402
-
-import _children as h  # noqa: E402
+from tests.support import harness as h
+from tests.support import oracle
 
 pytestmark = pytest.mark.slow
 
@@ -169,7 +167,7 @@ def test_closing_an_empty_active_segment_writes_no_minus_one_time_index_entry(tm
         log.roll()
     with PartitionLog(path, LogConfig()) as log:
         log.append([(None, b"w", None, 5_000_000_000_001)])
-    scan = h.scan_dir(path, LogConfig().index_interval_bytes)
+    scan = oracle.scan_partition(path, LogConfig().index_interval_bytes)
     assert not scan.problems, scan.problems
 
 

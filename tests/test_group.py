@@ -7,7 +7,6 @@ import json
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
 from collections import Counter
@@ -36,8 +35,7 @@ from logq.groups.member import (
 )
 from logq.groups.offsets import OffsetStore
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _group_children as children  # noqa: E402  (spawned children import it by this name)
+from tests.support import group_children as children
 
 TP = tuple[str, int]
 SUBS = {"a": 4, "b": 6}

@@ -1,7 +1,7 @@
 """Consumer groups end to end with real processes (multiprocessing spawn).
 
 Producers and consumers are separate processes sharing one data directory. Every consumer
-journals its deliveries, ownership changes and commits (tests/_e2e_children.py), and the
+journals its deliveries, ownership changes and commits (tests/support/e2e_children.py), and the
 checks here follow the Jepsen-style oracle of reliability.md T5:
 
 - lost: every acknowledged record is delivered to the group (0 lost);
@@ -19,7 +19,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -29,8 +28,7 @@ from typing import Any
 import pytest
 from logq import Admin, Producer
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _e2e_children as children  # noqa: E402  (spawned children import it by this name)
+from tests.support import e2e_children as children
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 reopening, several writers and readers in one process, fsync and disk-full behaviour.
 
 The checks follow Kafka's LogSegmentTest / UnifiedLogTest / LogLoaderTest (kafka-facts.md
-section 8). Expected index bytes and answers come from the independent oracle in _logutil.
+section 8). Expected index bytes and answers come from the independent oracle in tests/support/oracle.py.
 """
 
 from __future__ import annotations
@@ -27,22 +27,24 @@ from logq.errors import (
 )
 from logq.storage.log import PartitionLog
 
-from _logutil import (
+from tests.support.logs import (
     T0,
     as_records,
-    brute_offset_for_timestamp,
     config,
     crash,
+    force_full_recovery,
+    open_log,
+    read_all,
+    rec,
+)
+from tests.support.oracle import (
+    brute_offset_for_timestamp,
     expected_offset_index,
     expected_time_index,
     file_bytes,
-    force_full_recovery,
     index_files,
     log_bases,
-    open_log,
-    read_all,
     read_state,
-    rec,
     records_on_disk,
     scan_dir,
     seg_name,

@@ -17,16 +17,18 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from logq.codec.batch import BatchRecord as Record
 from logq.storage.log import PartitionLog
 
-from _logutil import (
+from tests.support.logs import (
     T0,
     config,
     crash,
+    read_all,
+)
+from tests.support.oracle import (
     expected_offset_index,
     expected_time_index,
     file_bytes,
     log_bases,
     parse_segment,
-    read_all,
     read_state,
     seg_path,
 )

@@ -2,7 +2,7 @@
 partition through the per-operation flock, a writer killed among others, lock semantics
 (T9) and readers surviving rolls, retention and recovery truncation without SIGBUS.
 
-Children are separate interpreters (tests/_children.py). Nothing here asserts on timing:
+Children are separate interpreters (tests/support/children.py). Nothing here asserts on timing:
 waits are generous bounds for liveness, and latencies are only printed.
 """
 
@@ -17,14 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
+from logq.config import LogConfig
+from logq.errors import OffsetOutOfRangeError
+from logq.storage import files as _fs
+from logq.storage.log import PartitionLog
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from logq.config import LogConfig  # noqa: E402
-from logq.errors import OffsetOutOfRangeError  # noqa: E402
-from logq.storage import files as _fs  # noqa: E402
-from logq.storage.log import PartitionLog  # noqa: E402
-
-import _children as h  # noqa: E402
+from tests.support import harness as h
+from tests.support import oracle
+from tests.support.workload import Ack
 
 pytestmark = pytest.mark.slow
 
@@ -74,10 +74,10 @@ def test_a_reader_process_follows_a_writer_process_in_order_completely_without_p
     )
 
 
-def _check_shared_log(path: str, acks: list[h.Ack], allow_extra_from: tuple[int, ...] = ()) -> h.Scan:
-    scan = h.scan_dir(path, CFG["index_interval_bytes"])
+def _check_shared_log(path: str, acks: list[Ack], allow_extra_from: tuple[int, ...] = ()) -> oracle.Scan:
+    scan = oracle.scan_partition(path, CFG["index_interval_bytes"])
     assert not scan.problems, scan.problems[:10]
-    by_base: dict[int, h.Ack] = {}
+    by_base: dict[int, Ack] = {}
     for a in acks:
         assert a.base not in by_base, f"offset {a.base} acknowledged to two appends"
         by_base[a.base] = a
@@ -119,7 +119,7 @@ def test_three_writer_processes_append_to_one_partition_contiguously_exactly_onc
     assert switches > 3, "the writers never interleaved"
 
 
-def _wid(acks: list[h.Ack], base: int) -> int:
+def _wid(acks: list[Ack], base: int) -> int:
     return next(a.wid for a in acks if a.base == base)
 
 
@@ -248,7 +248,7 @@ def test_a_segment_rolled_by_one_writer_reloads_the_index_entries_other_writers_
     a.append_values([b"x" * 150], timestamp_ms=1010)
     a.close()
     b.close()
-    scan = h.scan_dir(path, 100)
+    scan = oracle.scan_partition(path, 100)
     assert not scan.problems, scan.problems
     assert not scan.index_mismatch, scan.index_mismatch
 

@@ -13,23 +13,20 @@ Tests skip (with the reason) when not root or when the mounts do not work.
 from __future__ import annotations
 
 import errno
-import os
 import statistics
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from logq.config import LogConfig  # noqa: E402
-from logq.errors import DiskFullError, storage_error  # noqa: E402
+from logq.config import LogConfig
+from logq.errors import DiskFullError, storage_error
 from logq.storage import files as _fs
-from logq.storage.log import PartitionLog  # noqa: E402
-from logq.storage.state import PartitionState  # noqa: E402
+from logq.storage.log import PartitionLog
+from logq.storage.state import PartitionState
 
-import _children as h  # noqa: E402
+from tests.support import harness as h
+from tests.support import oracle
 
 pytestmark = pytest.mark.slow
 
@@ -140,7 +137,7 @@ def test_disk_full_on_an_index_write_leaves_no_stale_index_entry_and_appends_go_
     for i in range(10):
         log.append([(None, b"c" * 150, None, 1_000_200 + i)])
     log.close()
-    scan = h.scan_dir(path, 100)
+    scan = oracle.scan_partition(path, 100)
     assert not scan.problems, scan.problems
 
 

@@ -2,7 +2,7 @@
 """The long reliability tier of the storage core (reliability.md section 9, "soak").
 
 Runs the same harness as tests/test_crash.py, tests/test_multiprocess.py and
-tests/test_power_cut.py (tests/_children.py), many times over, and prints the figures:
+tests/test_power_cut.py (tests/support/harness.py), many times over, and prints the figures:
 
   t1         kill -9 battery: random kills and every LOGQ_CRASH_AT site >= 20 times
   recovery   crashes during recovery, at every recovery site
@@ -33,8 +33,9 @@ import time
 from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests"))
-import _children as h  # noqa: E402
+if REPO not in sys.path:  # run as a script: the repository root holds the tests package
+    sys.path.insert(0, REPO)
+from tests.support import harness as h  # noqa: E402
 
 KIB = 1024
 T1_CONFIGS: dict[str, dict[str, Any]] = {
