@@ -172,3 +172,96 @@ def test_three_2_mib_sends_after_a_small_one_leave_the_topic_usable(tmp_path):
     assert report.damage is None and report.log_end_offset == 5
     status, bad = dump_problems(os.path.join(root, "t-0"))
     assert status == 0 and bad == []
+
+
+# ----------------------------------------------------------------------------- item 9: stray files
+
+STRAY = "00000000000000099999.log"
+_KAFKA_LIKE = encode_values([b"from another log"], T0, 99999)  # a real batch, named right
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"not a kafka segment at all " * 4, b"\0" * 7, _KAFKA_LIKE],
+    ids=["empty", "foreign", "short", "a-batch-from-another-log"],
+)
+def test_a_stray_file_named_like_a_segment_never_moves_the_log_end(tmp_path, content):
+    """Regression: an empty 00000000000000099999.log moved the log end to 99999."""
+    d = str(tmp_path / "t-0")
+    with PartitionLog(d, LogConfig(retention_ms=-1)) as lg:
+        for i in range(5):
+            lg.append_values([b"v%d" % i], T0)
+    with open(os.path.join(d, STRAY), "wb") as f:
+        f.write(content)
+    with PartitionLog(d, LogConfig(), readonly=True) as reader:  # readers ignore it, change nothing
+        assert reader.log_end_offset == 5
+        assert [r.value for r in read_all(reader, 1 << 20)] == [b"v%d" % i for i in range(5)]
+        assert [s.split(":")[0] for s in reader.report.stray_segments] == [STRAY]
+    assert os.path.exists(os.path.join(d, STRAY))
+    with PartitionLog(d, LogConfig()) as lg:  # a writer sets it aside, renamed, never deleted
+        assert lg.log_end_offset == 5
+        assert [s.split(":")[0] for s in lg.report.stray_segments] == [STRAY]
+        lg.append_values([b"v5"], T0)
+        assert [r.value for r in read_all(lg, 1 << 20)][-1] == b"v5"
+    assert not os.path.exists(os.path.join(d, STRAY))
+    with open(os.path.join(d, STRAY + ".stray"), "rb") as f:
+        assert f.read() == content
+    with PartitionLog(d, LogConfig()) as lg:
+        assert lg.report.quarantined == [STRAY + ".stray"] and lg.log_end_offset == 6
+
+
+def test_an_empty_stray_file_between_two_segments_is_set_aside(tmp_path):
+    d = str(tmp_path / "t-0")
+    with PartitionLog(d, LogConfig(retention_ms=-1)) as lg:
+        for i in range(3):
+            lg.append_values([b"v%d" % i], T0)
+        lg.roll()
+        for i in range(3, 6):
+            lg.append_values([b"v%d" % i], T0)
+    with open(os.path.join(d, "00000000000000000001.log"), "wb"):
+        pass
+    with PartitionLog(d, LogConfig(retention_ms=-1)) as lg:
+        assert [s.split(":")[0] for s in lg.report.stray_segments] == ["00000000000000000001.log"]
+        assert [r.value for r in read_all(lg, 1 << 20)] == [b"v%d" % i for i in range(6)]
+
+
+def test_a_real_segment_whose_first_header_is_damaged_is_damage_not_a_stray(tmp_path):
+    """The baseOffset is outside the CRC: a flipped bit there must stay visible as damage."""
+    d = str(tmp_path / "t-0")
+    with PartitionLog(d, LogConfig(retention_ms=-1)) as lg:
+        for i in range(3):
+            lg.append_values([b"v%d" % i], T0)
+        lg.roll()
+        lg.append_values([b"v3"], T0)
+        lg.flush()
+    path = os.path.join(d, "00000000000000000003.log")
+    with open(path, "r+b") as f:
+        f.write(b"\x7f")  # baseOffset's top byte
+    with PartitionLog(d, LogConfig(retention_ms=-1)) as lg:
+        assert lg.report.stray_segments == []
+        assert lg.report.corruption is not None
+    assert os.path.exists(path)
+
+
+def test_repair_names_a_stray_segment_file_instead_of_saying_ok(tmp_path):
+    """Regression: `logq repair` printed "ok" for a partition holding a stray segment file."""
+    from click.testing import CliRunner
+    from logq.cli.app import main
+
+    root = str(tmp_path / "data")
+    admin = logq.Admin(root)
+    admin.create_topic("t", 1)
+    with logq.Producer(root) as p:
+        p.send("t", b"a", partition=0).result()
+    with open(os.path.join(root, "t-0", STRAY), "wb"):
+        pass
+    report = admin.repair_partition("t", 0)
+    assert report.damage is None and report.log_end_offset == 1
+    assert any(STRAY in s for s in report.stray_files)
+    out = CliRunner().invoke(main, ["--data", root, "repair", "t"])
+    assert STRAY in out.output and "set aside" in out.output, out.output
+    c = logq.Consumer(root, "t", auto_offset_reset="earliest")
+    try:
+        assert [r.value for r in c.poll(timeout=1)] == [b"a"]
+    finally:
+        c.close()

@@ -42,6 +42,8 @@ from logq.codec.batch import (
 )
 from logq.errors import CorruptRecordError
 
+from tests import support
+
 try:
     import cramjam
 except ImportError:  # pragma: no cover - cramjam is a test dependency
@@ -424,7 +426,7 @@ def test_decompression_bombs_keep_peak_rss_far_below_the_bomb_size(bombs: dict, 
         p = tmp_path / name
         p.write_bytes(buf)
         paths.append(str(p))
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(support.REPO))
     out = subprocess.run(
         [sys.executable, "-c", _RSS_CHILD, *paths],
         capture_output=True,
@@ -480,7 +482,7 @@ def test_record_fields_of_int32_max_are_refused_without_allocating(field: str) -
 
 # --------------------------------------------------------------------------- the atheris harness
 
-HARNESS = Path(__file__).resolve().parents[1] / "tools" / "fuzz_codec.py"
+HARNESS = support.REPO / "tools" / "fuzz_codec.py"
 
 
 def _load_harness() -> Any:

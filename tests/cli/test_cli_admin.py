@@ -24,7 +24,9 @@ from logq.client.partitioner import partition_for_key
 from logq.storage.log import PartitionLog
 from logq.storage.topics import partition_path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests import support
+
+REPO = support.REPO
 T0 = 1704067200000  # 2024-01-01T00:00:00Z
 GROUP_COLUMNS = ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID"]
 SEEK_COLUMNS = ["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"]

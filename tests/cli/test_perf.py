@@ -24,7 +24,9 @@ from logq.cli.options import TerminalProgress
 from logq.cli.perf import CONSUMER_HEADER, latency_line
 from logq.client.admin import Admin
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests import support
+
+ROOT = support.REPO
 NUM = r"[0-9]+(?:\.[0-9]+)?"
 WINDOW = re.compile(
     rf"^(\d+) records sent, ({NUM}) records/sec \(({NUM}) MB/sec\), ({NUM}) ms avg latency, ({NUM}) ms max latency\.$"

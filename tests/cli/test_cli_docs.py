@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import click
 from logq.cli import main
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+from tests import support
+
+DOCS = support.REPO / "docs" / "cli.md"
 HEADING = re.compile(r"^#{1,6}\s+`?(logq(?: [A-Za-z0-9][\w-]*)*)`?\s*$", re.M)
 
 
