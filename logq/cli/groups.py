@@ -329,6 +329,8 @@ def repair_command(state: CliState, topic: str, partitions: tuple[int, ...], exe
         check_partitions(topic, count, partitions)
         for p in partitions or range(count):
             r = admin.repair_partition(topic, p, execute=execute)
+            for name in r.stray_files:
+                click.echo(f"{topic}-{p}: not a logq segment, set aside (offsets unaffected; remove it): {name}")
             if r.damage is None:
                 click.echo(f"{topic}-{p}: ok")
                 continue

@@ -35,9 +35,19 @@ import os
 from dataclasses import dataclass, field
 
 from logq.codec.batch import BATCH_OVERHEAD, read_header
-from logq.errors import CorruptIndexError, CorruptRecordError
+from logq.errors import CorruptIndexError, CorruptRecordError, storage_error
 from logq.storage import files as _fs
-from logq.storage.segment import LOG_SUFFIX, ScanResult, Segment, list_segment_files, segment_name
+from logq.storage.segment import (
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    QUARANTINE_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    ScanResult,
+    Segment,
+    list_quarantined,
+    list_segment_files,
+    segment_name,
+)
 from logq.storage.segments import SegmentList
 from logq.storage.state import PartitionState, StoredState
 
@@ -54,6 +64,10 @@ class RecoveryReport:
     indexes_rebuilt: int = 0
     corruption: str | None = None  # set when corrupt data below the durable point was kept
     notes: list[str] = field(default_factory=list)
+    # Files named like segments that logq did not write ("<name>: <why>"); ignored, and set
+    # aside as "<name>.stray" by a writer so they never move an offset.
+    stray_segments: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)  # "*.stray" files set aside before
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,8 @@ class Loader:
             st.write(clean=False)  # rule 1: before anything else
             self.report.clean = stored.clean or not bases
             self._delete_names(stray + orphans)
+        self.report.quarantined = list_quarantined(self.directory)
+        bases = self.screen(bases)
         self._build(bases)
         if writer and not segs:
             segs.create_active(st.log_start_offset)
@@ -306,6 +322,94 @@ class Loader:
         reason = res.error.reason if res.error else "offset gap to the next segment"
         self.report.notes.append(f"cut {dropped} bytes from {seg.log_path}:{res.valid_bytes} on: {reason}")
 
+    # ------------------------------------------------------------------ stray segment files
+    def screen(self, bases: list[int], before: tuple[int, int] | None = None) -> list[int]:
+        """The base offsets of files that are segments logq wrote; the others are reported
+        and, by a writer, set aside. ``before`` is (base, end offset) of a known segment that
+        precedes ``bases``.
+
+        A file is a segment when its name continues the log: the segment before it ends at
+        the offset the name says. Checking that costs a walk of the earlier segment's tail,
+        so it is done only for the last file (whose name is the log end when it is empty)
+        and for files that look wrong: empty or too short, not a RecordBatch, or a first
+        batch whose baseOffset is not the name. A genuine segment whose first header was
+        damaged still continues the log, so it stays (recovery judges its bytes); an empty
+        file before another segment is never logq's (a segment is sealed only when not
+        empty). When the earlier segment cannot be walked (damage), a file is kept unless
+        that rule alone condemns it.
+        """
+        kept: list[int] = []
+        prev_end: dict[int, int | None] = {before[0]: before[1]} if before else {}
+        for i, base in enumerate(bases):
+            last = i == len(bases) - 1
+            size, first_base = _first_batch_base(os.path.join(self.directory, segment_name(base) + LOG_SUFFIX))
+            prev = kept[-1] if kept else (before[0] if before else None)
+            reason = None
+            if size < BATCH_OVERHEAD and not last:
+                reason = "empty" if size == 0 else f"{size} bytes, too short for a batch"
+                reason += ", before another segment"
+            elif prev is not None and (last or first_base != base):
+                if prev not in prev_end:
+                    prev_end[prev] = self._end_of(prev)
+                end = prev_end[prev]
+                if end is not None and end != base:
+                    if size == 0:
+                        what = "empty"
+                    elif first_base is None:
+                        what = "no RecordBatch at its start"
+                    else:
+                        what = f"its first batch has offset {first_base}"
+                    reason = f"{what}, but the segment before it ends at offset {end}"
+            if reason is None:
+                kept.append(base)
+            else:
+                self._set_aside(base, reason)
+        return kept
+
+    def _end_of(self, base: int) -> int | None:
+        """Next offset after the last batch of the sealed segment at ``base`` (walking its
+        headers from the last index entry, else from the start); None if the walk fails."""
+        seg = self.segments.make(base)
+        try:
+            seg.size = seg.file_size()
+            starts = [0]
+            try:
+                seg.index.load()
+                if seg.index.entries:
+                    starts.insert(0, seg.index.last_position())
+            except CorruptIndexError:
+                pass
+            for start in starts:
+                try:
+                    pos, end = start, (base if start == 0 else None)
+                    for p, h in seg.headers_from(start):
+                        pos, end = p + h.size, h.next_offset
+                    if pos == seg.size and end is not None:
+                        return end
+                except CorruptRecordError:
+                    continue
+            return None
+        except OSError:
+            return None
+        finally:
+            seg.close_files()
+
+    def _set_aside(self, base: int, reason: str) -> None:
+        name = segment_name(base) + LOG_SUFFIX
+        self.report.stray_segments.append(f"{name}: {reason}")
+        if not self.may_write():
+            return
+        for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+            path = os.path.join(self.directory, segment_name(base) + suffix)
+            try:
+                os.replace(path, path + QUARANTINE_SUFFIX)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise storage_error("rename", path, e) from None
+        _fs.fsync_dir(self.directory)
+        self.report.notes.append(f"set aside {name} as {name}{QUARANTINE_SUFFIX}: {reason}")
+
     # ------------------------------------------------------------------ indexes on first use
     def ensure_indexes(self, seg: Segment) -> None:
         """Load a segment's indexes on first use; rebuild them if they fail their checks."""
@@ -340,7 +444,7 @@ class Loader:
             self._adopt_state()
         segs = self.segments
         if not segs:
-            bases, _, _ = list_segment_files(self.directory)
+            bases = self.screen(list_segment_files(self.directory)[0])
             if not bases:
                 return None
             self._build(bases)
@@ -384,6 +488,7 @@ class Loader:
         bases, _, _ = list_segment_files(self.directory)
         old_last = self.segments.active
         newer = [b for b in bases if b > old_last.base_offset]
+        newer = self.screen(newer, (old_last.base_offset, old_last.next_offset))
         if not newer:
             return None
         old_last.close_files()
@@ -395,6 +500,25 @@ class Loader:
             self.segments.append(self._sealed(base, newer[i + 1]))
         self.segments.append(self.segments.make(newer[-1]))
         return self._load_last()
+
+
+def _first_batch_base(path: str) -> tuple[int, int | None]:
+    """(file size, baseOffset of its first batch if it starts like a v2 RecordBatch)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return 0, None
+    try:
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, BATCH_OVERHEAD, 0)
+    finally:
+        os.close(fd)
+    if len(head) < BATCH_OVERHEAD:
+        return size, None
+    h = read_header(head)
+    if h.magic != 2 or h.batch_length < BATCH_OVERHEAD - 12:
+        return size, None
+    return size, h.base_offset
 
 
 def _sealed_size(path: str, default: int) -> int:

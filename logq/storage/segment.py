@@ -42,7 +42,16 @@ from logq.errors import CorruptIndexError, CorruptRecordError, DiskFullError, st
 from logq.storage import files as _fs
 from logq.storage.index import OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES, OffsetIndex, TimeIndex
 
-__all__ = ["Segment", "ScanResult", "segment_name", "LOG_SUFFIX", "INDEX_SUFFIX", "TIME_INDEX_SUFFIX"]
+__all__ = [
+    "Segment",
+    "ScanResult",
+    "segment_name",
+    "LOG_SUFFIX",
+    "INDEX_SUFFIX",
+    "TIME_INDEX_SUFFIX",
+    "QUARANTINE_SUFFIX",
+    "list_quarantined",
+]
 
 SCAN_CHUNK_BYTES = 1 << 20  # recovery and tail scans read this much at a time
 
@@ -414,6 +423,17 @@ class Segment:
 
 
 STRAY_SUFFIXES = (".tmp", ".deleted", ".cleaned", ".swap")
+# A file named like a segment that logq did not write is renamed "<name>.stray" (never
+# deleted: it is not logq's) so that it can neither move offsets nor be appended to.
+QUARANTINE_SUFFIX = ".stray"
+
+
+def list_quarantined(directory: str) -> list[str]:
+    """Names of the files set aside as stray segments, sorted."""
+    try:
+        return sorted(n for n in os.listdir(directory) if n.endswith(QUARANTINE_SUFFIX))
+    except FileNotFoundError:
+        return []
 
 
 def list_segment_files(directory: str) -> tuple[list[int], list[str], list[str]]:
