@@ -23,6 +23,7 @@ class LogConfig:
     max_batch_bytes: int = 1_048_588  # largest batch accepted (Kafka's max.message.bytes)
     retention_ms: int = 7 * _DAY_MS  # delete segments older than this; -1 keeps forever
     retention_bytes: int = -1  # keep at most this many bytes per partition; -1 = no limit
+    retention_check_interval_ms: int = 300_000  # how often open writers apply retention (Kafka's default)
     fsync: str = "never"  # "never": page cache (survives kill -9); "always"; "interval"
     fsync_interval_ms: int = 1000  # background flush period when fsync == "interval"
     max_open_segments: int = 64  # sealed segments kept mapped at once (fds, VMAs)
@@ -49,6 +50,7 @@ class LogConfig:
         need(BATCH_OVERHEAD < self.max_batch_bytes < 2**31, "max_batch_bytes", "between 62 and 2**31-1")
         need(self.retention_ms >= -1, "retention_ms", "-1 (forever) or >= 0")
         need(self.retention_bytes >= -1, "retention_bytes", "-1 (no limit) or >= 0")
+        need(self.retention_check_interval_ms > 0, "retention_check_interval_ms", "must be positive")
         need(self.fsync in FSYNC_MODES, "fsync", f"one of {', '.join(FSYNC_MODES)}")
         need(self.fsync_interval_ms > 0, "fsync_interval_ms", "must be positive")
         need(self.max_open_segments >= 1, "max_open_segments", "must be >= 1")

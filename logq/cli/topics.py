@@ -231,6 +231,18 @@ def topics_delete_records(state: CliState, name: str, partition: int, offset: in
     click.echo(f"Deleted the records of {name}-{partition} before offset {offset}: low_watermark: {start}")
 
 
+@topics_group.command("enforce-retention")
+@click.argument("name", required=False)
+@pass_state
+@routed
+def topics_enforce_retention(state: CliState, name: str | None) -> None:
+    """Apply retention now to topic NAME (default: every topic)."""
+    with Admin(existing_root(state)) as admin:
+        deleted = admin.enforce_retention(name)
+    for (topic, p), n in sorted(deleted.items()):
+        click.echo(f"{topic}-{p}: deleted {n} segment(s)")
+
+
 # ----------------------------------------------------------------------------- produce
 
 

@@ -78,6 +78,9 @@ class RepairReport(NamedTuple):
     bytes_truncated: int
     segments_deleted: int
     log_end_offset: int
+    # Files named like segments that logq did not write: "<name>: <why>" when found now, and
+    # "<name>.stray" for each one set aside (never read; remove them once inspected).
+    stray_files: tuple[str, ...] = ()
 
 
 class Admin:
@@ -95,6 +98,17 @@ class Admin:
 
     def list_topics(self) -> list[str]:
         return self.registry.names()
+
+    def enforce_retention(self, topic: str | None = None) -> dict[tuple[str, int], int]:
+        """Apply retention now to every partition of ``topic`` (all topics if None), as open
+        writers do every ``retention_check_interval_ms``; {(topic, partition): segments deleted}."""
+        deleted: dict[tuple[str, int], int] = {}
+        for name in self.registry.names() if topic is None else [topic]:
+            meta = self.registry.get(name)
+            for p in range(meta.partitions):
+                with PartitionLog(partition_path(self.root, name, p), meta.config, create=False) as lg:
+                    deleted[(name, p)] = lg.enforce_retention()
+        return deleted
 
     def topic_config(self, name: str) -> LogConfig:
         return self.registry.get(name).config
@@ -142,12 +156,13 @@ class Admin:
         with PartitionLog(path, meta.config, create=False) as lg:
             damage = lg.report.corruption
             end = lg.log_end_offset
+            stray = tuple(lg.report.stray_segments) + tuple(lg.report.quarantined)
         if damage is None or not execute:
-            return RepairReport(topic, partition, damage, False, 0, 0, end)
+            return RepairReport(topic, partition, damage, False, 0, 0, end, stray)
         with PartitionLog(path, meta.config, create=False, repair=True) as lg:
             r = lg.report
             return RepairReport(
-                topic, partition, damage, True, r.bytes_truncated, r.segments_deleted, lg.log_end_offset
+                topic, partition, damage, True, r.bytes_truncated, r.segments_deleted, lg.log_end_offset, stray
             )
 
     # ------------------------------------------------------------------ groups

@@ -156,6 +156,8 @@ class PartitionLog:
         self._open_writer()
         if self.config.fsync == "interval":
             IntervalFlusher(self.config.fsync_interval_ms / 1000, self._interval_flush).start()
+        if self.config.retention_ms >= 0 or self.config.retention_bytes >= 0:
+            retention.scheduler().add(self, self.config.retention_check_interval_ms / 1000)
 
     def _open_writer(self) -> None:
         assert self._writers is not None and self._oplock is not None
@@ -387,7 +389,8 @@ class PartitionLog:
 
     # ------------------------------------------------------------------ retention
     def enforce_retention(self, now_ms: int | None = None, _locked: bool = False) -> int:
-        """Delete whole oldest segments past retention_ms / retention_bytes; never the active one."""
+        """Delete whole oldest segments past retention_ms / retention_bytes. A non-empty
+        active segment past them goes too: an empty one is rolled first (Kafka's rule)."""
         if _locked:
             return self._apply_retention(now_ms)
         with self._mutex:
@@ -398,7 +401,27 @@ class PartitionLog:
                 return self._apply_retention(now_ms)
 
     def _apply_retention(self, now_ms: int | None) -> int:
-        return retention.apply_retention(self._segments, self._state, self.config, now_ms, self._largest_timestamp)
+        return retention.apply_retention(
+            self._segments, self._state, self.config, now_ms, self._largest_timestamp, self._roll_for_retention
+        )
+
+    def _roll_for_retention(self) -> None:
+        """Seal the active segment (about to be deleted) and start an empty one."""
+        old = self.active
+        old.seal()
+        self._segments.create_active(old.next_offset)
+
+    def scheduled_retention(self) -> bool:
+        """One pass of the retention scheduler; False once the log is closed or failed."""
+        if self._closed or self._failed is not None:
+            return False
+        try:
+            self.enforce_retention()
+        except LogClosedError:
+            return False
+        except LogFailedError:
+            return False
+        return True
 
     def _largest_timestamp(self, seg: Segment) -> int:
         self._loader.ensure_indexes(seg)
@@ -537,6 +560,8 @@ class PartitionLog:
                     self._close_writer()
             finally:
                 self._closed = True
+                if not self.readonly:
+                    retention.scheduler().remove(self)
                 self._segments.close_all()
                 self._release_locks()
 

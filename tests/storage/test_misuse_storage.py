@@ -265,3 +265,62 @@ def test_repair_names_a_stray_segment_file_instead_of_saying_ok(tmp_path):
         assert [r.value for r in c.poll(timeout=1)] == [b"a"]
     finally:
         c.close()
+
+
+# ----------------------------------------------------------------------------- item 14: idle retention
+
+
+def _wait_for(cond: object, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + 60  # a hang guard, not a measurement
+    while not cond():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.01)
+
+
+def test_an_idle_topic_with_an_open_writer_loses_its_expired_data_on_schedule(tmp_path):
+    """Regression: retention ran only when a segment rolled, so idle topics kept data forever."""
+    d = str(tmp_path / "t-0")
+    cfg = LogConfig(retention_ms=1000, retention_check_interval_ms=20)
+    with PartitionLog(d, cfg) as lg:
+        for i in range(3):
+            lg.append_values([b"old%d" % i], T0)  # 2023: long expired, all in the active segment
+        _wait_for(lambda: lg.num_segments == 1 and lg.log_start_offset == 3, "the scheduled check deleted them")
+        assert lg.log_end_offset == 3
+        lg.append_values([b"new"])  # fresh data stays
+        assert [r.value for r in read_all(lg, 1 << 20)] == [b"new"]
+
+
+def test_retention_keeps_what_has_not_expired_and_keeps_forever_with_minus_one(tmp_path):
+    now = int(__import__("time").time() * 1000)
+    for ms, start in ((-1, 0), (3_600_000, 2)):
+        d = str(tmp_path / f"t{ms}-0")
+        with PartitionLog(d, LogConfig(retention_ms=ms, segment_bytes=200)) as lg:
+            lg.append_values([b"a" * 100], T0)
+            lg.append_values([b"b" * 100], T0)
+            lg.append_values([b"c" * 100], now)
+            lg.enforce_retention()
+            assert (lg.log_start_offset, lg.log_end_offset) == (start, 3)
+
+
+def test_admin_and_cli_enforce_retention_on_a_topic_no_process_writes(tmp_path):
+    from click.testing import CliRunner
+    from logq.cli.app import main
+
+    root = str(tmp_path / "data")
+    admin = logq.Admin(root)
+    admin.create_topic("old", 2, retention_ms=1000)
+    admin.create_topic("kept", 1)
+    with logq.Producer(root) as p:
+        for part in (0, 1):
+            p.send("old", b"x", partition=part, timestamp_ms=T0).result()
+        p.send("kept", b"y").result()  # now: within the default 7 days
+    assert admin.enforce_retention("old") == {("old", 0): 1, ("old", 1): 1}
+    assert admin.log_offsets("old", 0) == (1, 1)
+    with logq.Producer(root) as p:
+        p.send("old", b"z", partition=0, timestamp_ms=T0).result()
+    out = CliRunner().invoke(main, ["--data", root, "topics", "enforce-retention"])
+    assert out.exit_code == 0, out.output
+    assert "old-0: deleted 1 segment(s)" in out.output and "kept-0: deleted 0 segment(s)" in out.output
+    assert admin.log_offsets("old", 0) == (2, 2) and admin.log_offsets("kept", 0) == (0, 1)
