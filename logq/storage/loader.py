@@ -328,15 +328,14 @@ class Loader:
         and, by a writer, set aside. ``before`` is (base, end offset) of a known segment that
         precedes ``bases``.
 
-        A file is a segment when its name continues the log: the segment before it ends at
-        the offset the name says. Checking that costs a walk of the earlier segment's tail,
-        so it is done only for the last file (whose name is the log end when it is empty)
-        and for files that look wrong: empty or too short, not a RecordBatch, or a first
-        batch whose baseOffset is not the name. A genuine segment whose first header was
-        damaged still continues the log, so it stays (recovery judges its bytes); an empty
-        file before another segment is never logq's (a segment is sealed only when not
-        empty). When the earlier segment cannot be walked (damage), a file is kept unless
-        that rule alone condemns it.
+        Only the last file is screened, because only its name sets the log end: it is set
+        aside when its name does not continue the segment before it (an empty file, no
+        RecordBatch, or batches from elsewhere). Recovery would cut such a file anyway,
+        since the log breaks before it; setting it aside keeps its bytes for the user. A file in the middle is left to recovery, which cuts the log at the first
+        damage: after a power cut in a mode that does not fsync, a real segment can come
+        back empty or short, and keeping the segments after it would leave a hole below the
+        log end (tests/storage/test_power_cut.py's negative control catches that). When the
+        earlier segment cannot be walked (damage), the file is kept.
         """
         kept: list[int] = []
         prev_end: dict[int, int | None] = {before[0]: before[1]} if before else {}
@@ -345,10 +344,7 @@ class Loader:
             size, first_base = _first_batch_base(os.path.join(self.directory, segment_name(base) + LOG_SUFFIX))
             prev = kept[-1] if kept else (before[0] if before else None)
             reason = None
-            if size < BATCH_OVERHEAD and not last:
-                reason = "empty" if size == 0 else f"{size} bytes, too short for a batch"
-                reason += ", before another segment"
-            elif prev is not None and (last or first_base != base):
+            if prev is not None and last:
                 if prev not in prev_end:
                     prev_end[prev] = self._end_of(prev)
                 end = prev_end[prev]

@@ -210,6 +210,12 @@ def test_a_stray_file_named_like_a_segment_never_moves_the_log_end(tmp_path, con
         assert lg.report.quarantined == [STRAY + ".stray"] and lg.log_end_offset == 6
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: only the last file is screened. A middle file that breaks the log cannot be told "
+    "from a real segment a power cut emptied (the fdatasync-disabled power-cut control), and setting "
+    "it aside while keeping the later segments leaves a hole below the log end",
+)
 def test_an_empty_stray_file_between_two_segments_is_set_aside(tmp_path):
     d = str(tmp_path / "t-0")
     with PartitionLog(d, LogConfig(retention_ms=-1)) as lg:
