@@ -5,7 +5,7 @@ They are not part of ``make test``: pyproject's ``testpaths`` is ``tests/`` and 
 are named ``bench_*.py``, which this conftest (loaded only when ``benchmarks/`` is
 collected) turns into test modules.
 
-``LOGQ_BENCH_SCALE=tiny`` shrinks every workload so that tests/test_perf.py can run each
+``LOGQ_BENCH_SCALE=tiny`` shrinks every workload so that tests/cli/test_perf.py can run each
 benchmark once (with ``--benchmark-disable``) in seconds; the default sizes are the
 realistic ones: 100-byte values, batches of 1,000 records, logs of up to 1,000,000 records.
 

@@ -296,7 +296,7 @@ class NoOffsetForPartitionError(LogqError):
         super().__init__(f"no valid offset for {topic}-{partition}: {reason}")
 
 
-# --- consumer groups, offsets and serde (logq/group.py, logq/offsets.py, logq/serde.py) ---
+# --- consumer groups, offsets and serde (logq/groups/member.py, logq/groups/offsets.py, logq/client/serde.py) ---
 
 
 class DeserializationError(SerializationError, ValueError):

@@ -76,3 +76,18 @@ def test_the_docs_have_runnable_snippets() -> None:
     # README must keep their runnable quickstarts.
     names = {p.name for p in DOCS_WITH_BLOCKS}
     assert {"README.md", "guide.md"} <= names
+
+
+PATH_REF = re.compile(r"\b(?:tests|logq|tools|benchmarks|docs)/[\w/]+\.(?:py|md)\b")
+
+
+def test_every_file_the_docs_and_docstrings_name_exists() -> None:
+    # Paths in prose rot when code moves; a reader following one must find the file.
+    sources = DOCS + sorted(REPO.glob("logq/**/*.py")) + sorted(REPO.glob("tests/**/*.py"))
+    sources += sorted(REPO.glob("tools/*.py")) + sorted(REPO.glob("benchmarks/*.py"))
+    missing = []
+    for src in sources:
+        for m in PATH_REF.finditer(src.read_text()):
+            if not (REPO / m.group(0)).exists():
+                missing.append(f"{src.relative_to(REPO)}: {m.group(0)}")
+    assert not missing, "files named but not there:\n" + "\n".join(sorted(set(missing)))

@@ -22,7 +22,7 @@ Targets, chosen by the low bits of the first input byte (the rest is the input):
 Contract checked: each call returns or raises ``CorruptRecordError``. Any other exception
 (``IndexError``, ``struct.error``, ``MemoryError``, ``OverflowError``, ...) is reported by
 libFuzzer as a crash and the input is saved as ``crash-*``; turn it into a regression test
-in ``tests/test_codec.py``. Exits 2 with a message when atheris is not installed.
+in ``tests/codec/test_codec.py``. Exits 2 with a message when atheris is not installed.
 """
 
 from __future__ import annotations

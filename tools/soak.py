@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The long reliability tier of the storage core (reliability.md section 9, "soak").
 
-Runs the same harness as tests/test_crash.py, tests/test_multiprocess.py and
-tests/test_power_cut.py (tests/support/harness.py), many times over, and prints the figures:
+Runs the same harness as tests/storage/test_crash.py, tests/storage/test_multiprocess.py and
+tests/storage/test_power_cut.py (tests/support/harness.py), many times over, and prints the figures:
 
   t1         kill -9 battery: random kills and every LOGQ_CRASH_AT site >= 20 times
   recovery   crashes during recovery, at every recovery site

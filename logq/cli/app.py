@@ -4,7 +4,7 @@ Each command parses its options and calls one function of the module that implem
 errors and exit codes are handled once, in :class:`logq.cli.options.LogqGroup`. The
 command families: topics, produce and consume (cli/topics.py); groups, offsets, seek and
 repair (cli/groups.py); dump (here, over cli/dump.py); perf (cli/perf.py). Every command
-and option is documented in docs/cli.md (tests/test_cli_docs.py checks it).
+and option is documented in docs/cli.md (tests/cli/test_cli_docs.py checks it).
 """
 
 from __future__ import annotations

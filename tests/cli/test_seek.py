@@ -1,4 +1,4 @@
-"""logq/_seek.py: the planning logic of `logq seek` and the parsers of its option values,
+"""logq/cli/seek.py: the planning logic of `logq seek` and the parsers of its option values,
 tested without a CLI or a data directory (scopes, log offsets and lookups are plain dicts)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Child processes for tests/test_group.py (started with the multiprocessing "spawn" method).
+"""Child processes for tests/groups/test_group.py (started with the multiprocessing "spawn" method).
 
 Each child writes what it sees into files of a shared work directory, so that the parent can
 check it even after killing the child with SIGKILL:
