@@ -8,9 +8,13 @@ from typing import Any
 from logq.codec.batch import BATCH_OVERHEAD
 from logq.errors import ConfigError
 
-__all__ = ["LogConfig", "FSYNC_MODES"]
+__all__ = ["LogConfig", "FSYNC_MODES", "SHARED_READ", "check_shared_read"]
 
 FSYNC_MODES = ("never", "always", "interval")
+# Who besides its owner may read a data directory (a data-directory setting, not a topic's:
+# group and offsets files belong to no topic). "private": files 0600, directories 0700;
+# "group": 0640 and 0750, read access for the directory's group (docs/durability.md).
+SHARED_READ = ("private", "group")
 _DAY_MS = 24 * 3600 * 1000
 
 
@@ -26,7 +30,7 @@ class LogConfig:
     retention_check_interval_ms: int = 300_000  # how often open writers apply retention (Kafka's default)
     fsync: str = "never"  # "never": page cache (survives kill -9); "always"; "interval"
     fsync_interval_ms: int = 1000  # background flush period when fsync == "interval"
-    max_open_segments: int = 64  # sealed segments kept mapped at once (fds, VMAs)
+    max_open_segments: int = 64  # sealed segments kept open at once (fds)
     max_decompressed_bytes: int = 16 << 20  # cap on one compressed batch's records
     open_timeout_ms: int = 60_000  # how long opening waits for another writer's recovery
 
@@ -73,3 +77,10 @@ class LogConfig:
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         return replace(self, **changes)
+
+
+def check_shared_read(value: object) -> str:
+    """``value`` if it is a ``shared_read`` setting, else ConfigError."""
+    if not isinstance(value, str) or value not in SHARED_READ:
+        raise ConfigError(f"shared_read={value!r} is invalid: one of {', '.join(SHARED_READ)}")
+    return value

@@ -16,7 +16,7 @@ writers, Kafka's ``log.retention.check.interval.ms``).
 Order on disk (crash-safe for readers and other writers): the new log start offset is
 written to ``logq.state`` first, then the segment files are unlinked. A crash in between
 leaves segments below the recorded start, which the next open deletes. Processes that
-still map an unlinked segment keep reading it safely; they catch up with the new start
+still hold an unlinked segment open keep reading it safely; they catch up with the new start
 on their next operation.
 
 The caller holds the partition's op lock and has caught up with other writers.

@@ -8,8 +8,8 @@ earlier one is sealed. This object alone keeps the segments and their base offse
 deleting from the front (retention, a purge, another writer's retention), cutting after a
 segment (recovery), or replacing the whole list (loading a directory listing).
 
-It also keeps the LRU of sealed segments that hold open resources (a descriptor, a read-only
-map, loaded indexes), so a segment leaves the LRU exactly when it leaves the list, and a
+It also keeps the LRU of sealed segments that hold open resources (a descriptor and
+loaded indexes), so a segment leaves the LRU exactly when it leaves the list, and a
 ``generation`` that changes whenever segments leave, so read-path caches built on positions
 in them (the log's read cursors) know to start over.
 """
@@ -130,7 +130,7 @@ class SegmentList:
         return gone
 
     def delete_front(self, n: int) -> None:
-        """Delete the ``n`` oldest segments: files unlinked (open maps elsewhere stay valid)."""
+        """Delete the ``n`` oldest segments: files unlinked (open descriptors elsewhere stay valid)."""
         for seg in self._segs[:n]:
             seg.delete_files()
         _fs.crash_point("retention-after-unlink")
