@@ -175,7 +175,9 @@ class Producer:
         if not isinstance(data_dir, (str, os.PathLike)):
             raise ConfigError(f"data_dir={data_dir!r} is invalid: must be a path (str or os.PathLike)")
         if fsync is not None and fsync not in FSYNC_MODES:
-            raise ConfigError(f"fsync={fsync!r} is invalid: None (the topic's setting) or one of {', '.join(FSYNC_MODES)}")
+            raise ConfigError(
+                f"fsync={fsync!r} is invalid: None (the topic's setting) or one of {', '.join(FSYNC_MODES)}"
+            )
         for name, v, lo in (
             ("linger_ms", linger_ms, 0),
             ("batch_size", batch_size, 1),
