@@ -9,6 +9,8 @@ and option is documented in docs/cli.md (tests/cli/test_cli_docs.py checks it).
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from logq.cli import dump as _dump
@@ -22,9 +24,12 @@ from logq.cli.options import (
     fail,
     json_option,
     pass_state,
+    shared_read_option,
 )
 from logq.cli.perf import perf_group
 from logq.cli.topics import COMMANDS as _TOPIC_COMMANDS
+from logq.client.admin import Admin
+from logq.codec.batch import BATCH_OVERHEAD
 from logq.errors import DumpArgumentError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
@@ -32,11 +37,14 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 @click.group(cls=LogqGroup, context_settings=CONTEXT_SETTINGS)
 @data_option
+@shared_read_option
 @click.version_option(package_name="logq", prog_name="logq")
 @click.pass_context
-def main(ctx: click.Context, data_dir: str) -> None:
+def main(ctx: click.Context, data_dir: str, shared_read: str | None) -> None:
     """logq: an embedded, Kafka-format append-only event log."""
-    ctx.obj = CliState(data_dir=data_dir)
+    ctx.obj = CliState(data_dir=data_dir, shared_read=shared_read)
+    if shared_read is not None and os.path.isdir(data_dir):
+        Admin(data_dir, shared_read=shared_read).close()  # applied once, to what is there
 
 
 @main.command("dump")
@@ -51,7 +59,7 @@ def main(ctx: click.Context, data_dir: str) -> None:
 @json_option
 @click.option(
     "--max-batch-bytes",
-    type=click.IntRange(min=_dump.BATCH_OVERHEAD + 1),
+    type=click.IntRange(min=BATCH_OVERHEAD + 1),
     default=_dump.DEFAULT_MAX_BATCH_BYTES,
     show_default=True,
     metavar="BYTES",

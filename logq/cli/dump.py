@@ -22,31 +22,25 @@ the log forward in step with the index instead of loading it.
 
 from __future__ import annotations
 
-import json
 import os
-import struct
-from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
 
-from crc32c import crc32c
-
-from logq.codec.batch import (
-    ATTR_DELETE_HORIZON,
-    BATCH_OVERHEAD,
-    CRC_OFFSET,
-    CRC_START,
-    LOG_OVERHEAD,
-    BatchHeader,
-    BatchRecord,
-    decode_records,
-    peek_batch_size,
-    read_header,
-    validate_batch,
+from logq.cli.dump_format import format_json, format_text
+from logq.cli.dump_index import OFFSET_INDEX, TIME_INDEX, dump_index
+from logq.cli.dump_scan import (
+    DEFAULT_MAX_BATCH_BYTES,
+    READ_CHUNK_BYTES,
+    SUFFIXES,
+    DumpOptions,
+    Event,
+    ScannedBatch,
+    Tail,
+    problem,
+    scan_log,
+    segment_base_offset,
 )
-from logq.errors import CorruptRecordError, DumpArgumentError, storage_error
-from logq.storage import files as _fs
-from logq.storage.index import OFFSET_ENTRY, TIME_ENTRY
+from logq.codec.batch import ATTR_DELETE_HORIZON, BatchHeader, BatchRecord, decode_records
+from logq.errors import CorruptRecordError, DumpArgumentError
 from logq.storage.segment import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX
 
 __all__ = [
@@ -64,41 +58,14 @@ __all__ = [
     "format_json",
 ]
 
-Event = dict[str, Any]
-ProgressFn = Callable[[str, int, int], None]  # (path, bytes done, file size)
-
-READ_CHUNK_BYTES = 1 << 20  # one pread of a .log or index file (the window size)
-# A batch claiming more is treated as corruption. The default is the largest max_batch_bytes a
-# topic may be configured with, so dump never calls a batch that storage accepted invalid; a
-# claim larger than the bytes left in the file is a torn tail and is never read.
-DEFAULT_MAX_BATCH_BYTES = (1 << 31) - 1
-SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX)  # also the order within a segment
 INT32_MAX = (1 << 31) - 1
 NO_SEQUENCE = -1
 
 _CONTROL_TYPES = {0: "ABORT", 1: "COMMIT"}
-
-
-@dataclass(frozen=True)
-class DumpOptions:
-    deep: bool = False  # one line per record
-    print_data: bool = False  # key and payload too (implies deep)
-    verify_index: bool = False  # check .index/.timeindex entries against the .log
-    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
-    read_chunk_bytes: int = READ_CHUNK_BYTES
-    progress: ProgressFn | None = None
+DEFAULT_OPTIONS = DumpOptions()
 
 
 # ----------------------------------------------------------------------------- paths
-
-
-def segment_base_offset(path: str) -> int:
-    """Base offset from a segment file name (``00000000000000001000.log`` -> 1000).
-
-    A name that is not a number (a copied file, say) is taken to have base offset 0.
-    """
-    stem = os.path.basename(path).split(".", 1)[0]
-    return int(stem) if stem.isdigit() else 0
 
 
 def _suffix(path: str) -> str:
@@ -146,124 +113,7 @@ def resolve_targets(paths: Sequence[str], data_dir: str | None = None) -> list[s
     return out
 
 
-def _open(path: str) -> tuple[int, int]:
-    """Open for reading (symlinks are fine here: dump never writes); return (fd, size)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as e:
-        raise storage_error("open", path, e) from None
-    try:
-        return fd, os.fstat(fd).st_size
-    except OSError as e:
-        os.close(fd)
-        raise storage_error("stat", path, e) from None
-
-
-def _pread(fd: int, n: int, pos: int, path: str) -> bytes:
-    """Up to ``n`` bytes at ``pos``; shorter only at end of file."""
-    try:
-        return _fs.pread_exact(fd, n, pos)
-    except OSError as e:
-        raise storage_error("read", path, e) from None
-
-
-# ----------------------------------------------------------------------------- .log scan
-
-
-class _Window:
-    """Serves byte ranges of one file from a single buffer refilled by ``os.pread``."""
-
-    def __init__(self, fd: int, path: str, size: int, chunk_bytes: int, progress: ProgressFn | None) -> None:
-        self._fd, self._path, self._size = fd, path, size
-        self._chunk_bytes = max(chunk_bytes, LOG_OVERHEAD)
-        self._progress = progress
-        self._buf = b""
-        self._start = 0
-
-    def get(self, pos: int, n: int) -> tuple[bytes, int]:
-        """``(buf, off)`` with the bytes at ``pos`` starting at ``buf[off]``; at least ``n``
-        of them unless the file ends (or shrank) first."""
-        if self._start <= pos and pos + n <= self._start + len(self._buf):
-            return self._buf, pos - self._start
-        want = min(max(n, self._chunk_bytes), max(self._size - pos, n))
-        self._buf = b""  # drop the old window before reading the new one
-        self._buf = _pread(self._fd, want, pos, self._path)
-        self._start = pos
-        if self._progress is not None:
-            self._progress(self._path, pos, self._size)
-        return self._buf, 0
-
-
-@dataclass
-class _Batch:
-    position: int
-    header: BatchHeader
-    crc_ok: bool
-    buf: bytes  # holds the whole batch ...
-    off: int  # ... starting here
-
-    @property
-    def end(self) -> int:
-        return self.position + self.header.size
-
-
-@dataclass
-class _Tail:
-    position: int
-    count: int
-    reason: str
-
-
-def _crc_is_the_only_fault(buf: bytes, off: int, end: int, **checks: Any) -> BatchHeader | None:
-    """Header of a batch that is complete and sane except for its CRC; None otherwise."""
-    try:
-        h = read_header(buf, off)
-        if off + h.size > end or h.size < BATCH_OVERHEAD:
-            return None
-        actual = crc32c(memoryview(buf)[off + CRC_START : off + h.size])
-        if actual == h.crc:
-            return None
-        fixed = bytearray(buf[off : off + h.size])
-        fixed[CRC_OFFSET:CRC_START] = actual.to_bytes(4, "big")
-        validate_batch(fixed, **checks)  # the codec stays the single judge of structure
-        return h
-    except CorruptRecordError:
-        return None
-
-
-def _scan_log(path: str, opts: DumpOptions) -> Generator[_Batch | _Tail, None, None]:
-    """Every structurally complete batch from position 0, then a _Tail if bytes remain
-    that do not form one (the scan stops there, as recovery would)."""
-    fd, size = _open(path)
-    try:
-        win = _Window(fd, path, size, opts.read_chunk_bytes, opts.progress)
-        pos = 0
-        while pos < size:
-            left = size - pos
-            if left < LOG_OVERHEAD:
-                yield _Tail(pos, left, f"{left} bytes are too few for a batch")
-                return
-            buf, off = win.get(pos, LOG_OVERHEAD)
-            need = peek_batch_size(buf, off) or LOG_OVERHEAD
-            # Never read more than one sane batch: a garbage length stops here, unread.
-            read = min(need, left) if BATCH_OVERHEAD <= need <= opts.max_batch_bytes else LOG_OVERHEAD
-            buf, off = win.get(pos, read)
-            end = off + min(len(buf) - off, left)
-            try:
-                h = validate_batch(buf, off, end, max_batch_bytes=opts.max_batch_bytes)
-                crc_ok = True
-            except CorruptRecordError as e:
-                bad = _crc_is_the_only_fault(buf, off, end, max_batch_bytes=opts.max_batch_bytes)
-                if bad is None:
-                    yield _Tail(pos, left, e.reason)
-                    return
-                h, crc_ok = bad, False
-            yield _Batch(pos, h, crc_ok, buf, off)
-            pos += h.size
-        if opts.progress is not None:
-            opts.progress(path, size, size)
-    finally:
-        os.close(fd)
+# ----------------------------------------------------------------------------- .log events
 
 
 def _sequence(base_sequence: int, delta: int) -> int:
@@ -275,7 +125,7 @@ def _sequence(base_sequence: int, delta: int) -> int:
     return base_sequence + delta
 
 
-def _batch_event(b: _Batch) -> Event:
+def _batch_event(b: ScannedBatch) -> Event:
     h = b.header
     return {
         "type": "batch",
@@ -329,15 +179,11 @@ def _record_event(h: BatchHeader, r: BatchRecord, print_data: bool) -> Event:
     return ev
 
 
-def _problem(kind: str, path: str, message: str, **facts: Any) -> Event:
-    return {"type": "problem", "kind": kind, "path": path, "message": message, **facts}
-
-
 def _dump_log(path: str, opts: DumpOptions) -> Iterator[Event]:
     yield {"type": "file", "path": path, "kind": "log", "logStartOffset": segment_base_offset(path)}
     deep = opts.deep or opts.print_data
-    for item in _scan_log(path, opts):
-        if isinstance(item, _Tail):
+    for item in scan_log(path, opts):
+        if isinstance(item, Tail):
             name = os.path.basename(path)
             yield {
                 "type": "invalid_bytes",
@@ -355,7 +201,7 @@ def _dump_log(path: str, opts: DumpOptions) -> Iterator[Event]:
         try:
             records = decode_records(item.buf, h, item.off)
         except CorruptRecordError as e:
-            yield _problem(
+            yield problem(
                 "undecodable_batch",
                 path,
                 f"Cannot decode the records of the batch at position {item.position}: {e.reason}",
@@ -366,207 +212,16 @@ def _dump_log(path: str, opts: DumpOptions) -> Iterator[Event]:
             yield _record_event(h, r, opts.print_data)
 
 
-# ----------------------------------------------------------------------------- indexes
-
-
-class _LogCursor:
-    """Walks a log's batches forward to answer index checks in one pass.
-
-    Index entries arrive in increasing order when the index is sound, so each question
-    is answered by moving forward; a question about an earlier place (a broken index)
-    restarts the walk from the top.
-    """
-
-    def __init__(self, log_path: str, opts: DumpOptions) -> None:
-        self._path = log_path
-        self._opts = DumpOptions(max_batch_bytes=opts.max_batch_bytes, read_chunk_bytes=opts.read_chunk_bytes)
-        self._it: Generator[_Batch | _Tail, None, None] | None = None
-        self._cur: _Batch | None = None
-        self._last_key = -1
-        self.valid_end = 0  # bytes of the log known to hold whole batches
-
-    def _restart(self) -> None:
-        self.close()
-        self._it = _scan_log(self._path, self._opts)
-        self._cur = None
-        self._step()
-
-    def _step(self) -> None:
-        assert self._it is not None
-        item = next(self._it, None)
-        self._cur = item if isinstance(item, _Batch) else None
-        if self._cur is not None:
-            self.valid_end = max(self.valid_end, self._cur.end)
-
-    def _seek(self, key: int, before: Callable[[_Batch], bool]) -> _Batch | None:
-        if self._it is None or key < self._last_key:
-            self._restart()
-        self._last_key = key
-        while self._cur is not None and before(self._cur):
-            self._step()
-        return self._cur
-
-    def batch_at_position(self, position: int) -> _Batch | None:
-        """The batch covering byte ``position``; None past the last whole batch."""
-        return self._seek(position, lambda b: b.end <= position)
-
-    def batch_with_offset(self, offset: int) -> _Batch | None:
-        """The batch whose offsets include ``offset``; None if no batch does."""
-        b = self._seek(offset, lambda b: b.header.last_offset < offset)
-        return b if b is not None and b.header.base_offset <= offset else None
-
-    def close(self) -> None:
-        if self._it is not None:
-            self._it.close()
-            self._it = None
-
-
-def _index_slots(path: str, entry: struct.Struct, opts: DumpOptions) -> Iterator[tuple[int, tuple[int, int]]]:
-    """(entry number, fields) up to the first all-zero slot after the first entry."""
-    fd, size = _open(path)
-    try:
-        n = size // entry.size
-        per_read = max(1, opts.read_chunk_bytes // entry.size)
-        for first in range(0, n, per_read):
-            count = min(per_read, n - first)
-            data = _pread(fd, count * entry.size, first * entry.size, path)
-            count = len(data) // entry.size  # the file may have shrunk
-            for k, fields in enumerate(entry.iter_unpack(data[: count * entry.size])):
-                i = first + k
-                if i > 0 and fields == (0, 0):
-                    return  # a preallocated, never written tail
-                yield i, fields
-            if opts.progress is not None:
-                opts.progress(path, (first + count) * entry.size, size)
-            if count < per_read and first + count < n:
-                return
-    finally:
-        os.close(fd)
-
-
-def _offset_checks(cursor: _LogCursor, ev: Event, prev: Event | None, base: int) -> list[str]:
-    offset, position = ev["offset"], ev["position"]
-    found: list[str] = []
-    if offset < base:
-        found.append(f"offset {offset} is below the segment base offset {base}")
-    if prev is not None and offset <= prev["offset"]:
-        found.append(f"offset {offset} is not greater than the previous entry's {prev['offset']}")
-    b = cursor.batch_at_position(position) if position >= 0 else None
-    if b is None:
-        found.append(f"position {position} is not inside the log's {cursor.valid_end} valid bytes")
-    elif b.position != position:
-        found.append(
-            f"position {position} is inside the batch at position {b.position} "
-            f"(offsets {b.header.base_offset}-{b.header.last_offset}), not at a batch start"
-        )
-    elif b.header.last_offset != offset:
-        found.append(f"the batch at position {position} has lastOffset {b.header.last_offset}")
-    return found
-
-
-def _time_checks(cursor: _LogCursor, ev: Event, prev: Event | None, base: int) -> list[str]:
-    timestamp, offset = ev["timestamp"], ev["offset"]
-    found: list[str] = []
-    if prev is not None and timestamp <= prev["timestamp"]:
-        found.append(f"timestamp {timestamp} is not greater than the previous entry's {prev['timestamp']}")
-    if prev is not None and offset < prev["offset"]:
-        found.append(f"offset {offset} is smaller than the previous entry's {prev['offset']}")
-    b = cursor.batch_with_offset(offset)
-    if b is None:
-        found.append(f"offset {offset} is not in any batch of the log")
-    elif b.header.max_timestamp != timestamp:
-        found.append(
-            f"the batch holding offset {offset} (position {b.position}) has maxTimestamp {b.header.max_timestamp}"
-        )
-    return found
-
-
-@dataclass(frozen=True)
-class _IndexKind:
-    kind: str  # the "file" event's kind
-    entry: struct.Struct
-    to_event: Callable[[int, tuple[int, int]], Event]  # (base offset, unpacked entry)
-    label: str
-    problem: str
-    checks: Callable[[_LogCursor, Event, Event | None, int], list[str]]
-
-
-_OFFSET_INDEX = _IndexKind(
-    "index",
-    OFFSET_ENTRY,
-    lambda base, f: {"type": "index_entry", "offset": base + f[0], "position": f[1]},
-    "Index mismatch",
-    "index_mismatch",
-    _offset_checks,
-)
-_TIME_INDEX = _IndexKind(
-    "timeindex",
-    TIME_ENTRY,
-    lambda base, f: {"type": "time_index_entry", "timestamp": f[0], "offset": base + f[1]},
-    "Time index mismatch",
-    "time_index_mismatch",
-    _time_checks,
-)
-
-
-def _dump_index(path: str, opts: DumpOptions, kind: _IndexKind) -> Iterator[Event]:
-    base = segment_base_offset(path)
-    name = os.path.basename(path)
-    yield {"type": "file", "path": path, "kind": kind.kind}
-    cursor: _LogCursor | None = None
-    log_path = os.path.splitext(path)[0] + LOG_SUFFIX
-    if opts.verify_index:
-        if os.path.isfile(log_path):
-            cursor = _LogCursor(log_path, opts)
-        else:
-            yield _problem("missing_log", path, f"Cannot verify {name}: {log_path} does not exist")
-    entries = problems = 0
-    prev: Event | None = None
-    try:
-        for i, fields in _index_slots(path, kind.entry, opts):
-            ev = kind.to_event(base, fields)
-            entries += 1
-            yield ev
-            if cursor is None:
-                continue
-            where = f"{kind.label} in {name} entry {i} ({format_text(ev)}): "
-            facts = {k: v for k, v in ev.items() if k != "type"}
-            for msg in kind.checks(cursor, ev, prev, base):
-                problems += 1
-                yield _problem(kind.problem, path, where + msg, entry=i, **facts)
-            prev = ev
-    finally:
-        if cursor is not None:
-            cursor.close()
-    size = _stat_size(path)
-    if size % kind.entry.size:
-        yield _problem(
-            "index_size",
-            path,
-            f"{name} is {size} bytes, not a multiple of the {kind.entry.size}-byte entry size: "
-            f"the last {size % kind.entry.size} bytes are not an entry",
-        )
-    if cursor is not None:
-        yield {"type": "verify_summary", "path": path, "log": log_path, "entries": entries, "problems": problems}
-
-
-def _stat_size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError as e:
-        raise storage_error("stat", path, e) from None
-
-
 # ----------------------------------------------------------------------------- driver
 
 _DUMPERS: dict[str, Callable[[str, DumpOptions], Iterator[Event]]] = {
     LOG_SUFFIX: _dump_log,
-    INDEX_SUFFIX: lambda path, opts: _dump_index(path, opts, _OFFSET_INDEX),
-    TIME_INDEX_SUFFIX: lambda path, opts: _dump_index(path, opts, _TIME_INDEX),
+    INDEX_SUFFIX: lambda path, opts: dump_index(path, opts, OFFSET_INDEX),
+    TIME_INDEX_SUFFIX: lambda path, opts: dump_index(path, opts, TIME_INDEX),
 }
 
 
-def dump_events(paths: Sequence[str], options: DumpOptions = DumpOptions()) -> Iterator[Event]:
+def dump_events(paths: Sequence[str], options: DumpOptions = DEFAULT_OPTIONS) -> Iterator[Event]:
     """The report for already resolved files (see :func:`resolve_targets`), in order."""
     for path in paths:
         yield from _DUMPERS[_suffix(path)](path, options)
@@ -594,87 +249,3 @@ def run_dump(
         failed = failed or is_failure(ev)
         emit(render(ev))
     return 1 if failed else 0
-
-
-# ----------------------------------------------------------------------------- rendering
-
-# Control characters (C0, DEL, C1) are escaped so that data cannot break the one-line-per-
-# record layout or send escape sequences to a terminal; backslash is escaped to stay unambiguous.
-_ESCAPES: dict[int, str] = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
-_ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", ord("\\"): "\\\\"})
-
-
-def _printable(text: str | None) -> str:
-    return "null" if text is None else text.translate(_ESCAPES)
-
-
-def _v(value: Any) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
-
-
-_BATCH_FIELDS = (
-    "baseOffset",
-    "lastOffset",
-    "count",
-    "baseSequence",
-    "lastSequence",
-    "producerId",
-    "producerEpoch",
-    "partitionLeaderEpoch",
-    "isTransactional",
-    "isControl",
-    "deleteHorizonMs",
-    "position",
-)
-_BATCH_TAIL_FIELDS = ("size", "magic", "compresscodec", "crc", "isvalid")
-
-
-def _format_batch(ev: Event) -> str:
-    parts = [f"{k}: {_v(ev[k])}" for k in _BATCH_FIELDS]
-    parts.append(f"{ev['timestampType']}: {ev['maxTimestamp']}")
-    parts.extend(f"{k}: {_v(ev[k])}" for k in _BATCH_TAIL_FIELDS)
-    return " ".join(parts)
-
-
-def _format_record(ev: Event) -> str:
-    keys = ",".join(_printable(k) for k in ev["headerKeys"])
-    line = (
-        f"| offset: {ev['offset']} {ev['timestampType']}: {ev['timestamp']} keySize: {ev['keySize']} "
-        f"valueSize: {ev['valueSize']} sequence: {ev['sequence']} headerKeys: [{keys}]"
-    )
-    if "endTxnMarker" in ev:
-        line += f" endTxnMarker: {ev['endTxnMarker']} coordinatorEpoch: {ev['coordinatorEpoch']}"
-    elif "controlType" in ev:
-        line += f" controlType: {ev['controlType']}"
-    if "payload" in ev:
-        line += f" key: {_printable(ev['key'])} payload: {_printable(ev['payload'])}"
-    return line
-
-
-_TEXT: dict[str, Callable[[Event], str]] = {
-    "batch": _format_batch,
-    "record": _format_record,
-    "index_entry": lambda ev: f"offset: {ev['offset']} position: {ev['position']}",
-    "time_index_entry": lambda ev: f"timestamp: {ev['timestamp']} offset: {ev['offset']}",
-    "file": lambda ev: (
-        f"Dumping {ev['path']}" + (f"\nLog starting offset: {ev['logStartOffset']}" if ev["kind"] == "log" else "")
-    ),
-    "invalid_bytes": lambda ev: (
-        f"Found {ev['count']} invalid bytes at the end of {ev['file']} (from position {ev['position']}: {ev['reason']})"
-    ),
-    "problem": lambda ev: str(ev["message"]),
-    "verify_summary": lambda ev: (
-        f"Verified {ev['entries']} entries of {os.path.basename(ev['path'])} "
-        f"against {os.path.basename(ev['log'])}: {ev['problems']} problems"
-    ),
-}
-
-
-def format_text(ev: Event) -> str:
-    """One event as kafka-dump-log style text (two lines for a .log file header)."""
-    return _TEXT[ev["type"]](ev)
-
-
-def format_json(ev: Event) -> str:
-    """One event as one line of JSON (keys as in the text form, plus ``type``)."""
-    return json.dumps(ev)
