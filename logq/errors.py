@@ -8,6 +8,8 @@ do. ``str(err)`` is one line: what went wrong, then the hint, so the CLI can pri
 from __future__ import annotations
 
 import errno
+import os
+import resource
 from typing import Any
 
 __all__ = [
@@ -180,6 +182,10 @@ def storage_error(op: str, path: str, cause: OSError) -> StorageError:
     """Wrap an OSError in the right logq leaf."""
     if cause.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFullError(op, path, cause)
+    if cause.errno in (errno.EMFILE, errno.ENFILE):
+        return TooManyOpenFilesError(op, path, cause)
+    if cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StoragePermissionError(op, path, cause)
     return StorageError(op, path, cause)
 
 
@@ -452,3 +458,124 @@ class ConcurrentAccessError(LogqError, RuntimeError):
 
 
 __all__ += ["RecordsFailedError", "ForkedClientError", "ConcurrentAccessError"]
+
+
+# --- partitions, resources, permissions and topic metadata (logq/storage/topics.py, files.py) ---
+
+
+class UnknownPartitionError(InvalidTopicError):
+    """A partition number a topic does not have (or one that is not an int).
+
+    An InvalidTopicError too, so code written when out-of-range partitions raised that keeps
+    working; ``topic``, ``partition`` and ``partitions`` (the topic's count) are set.
+    """
+
+    def __init__(self, topic: str, partition: object, partitions: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.partitions = partitions
+        self.name = topic
+        have = f"0-{partitions - 1}" if partitions > 1 else "0"
+        if isinstance(partition, int) and not isinstance(partition, bool):
+            self.reason = f"it has {partitions} ({have})"
+            message = f"topic {topic!r} has no partition {partition} ({self.reason})"
+        else:
+            self.reason = f"a partition is an int, not {type(partition).__name__}"
+            message = f"invalid partition {partition!r} of topic {topic!r}: {self.reason}"
+        LogqError.__init__(
+            self, message, hint=f"use a partition from {have}; `logq topics describe {topic}` lists them"
+        )
+
+
+class MissingPartitionError(StorageError):
+    """A partition's directory is gone while its topic still lists it (removed by hand).
+
+    ``topic`` and ``partition`` are read from the directory name (None if it is not one).
+    """
+
+    def __init__(self, op: str, path: str, cause: OSError) -> None:
+        super().__init__(op, path, cause)
+        base = os.path.basename(path.rstrip("/"))
+        topic, _, num = base.rpartition("-")
+        self.topic: str | None = topic if topic and num.isdigit() else None
+        self.partition: int | None = int(num) if self.topic else None
+        if self.topic is not None:
+            self.message = f"partition {base!r} has no directory: {path} does not exist"
+            self.hint = (
+                f"if topic {self.topic!r} still exists its partition directory was removed: restore it from a "
+                f"backup, or run `logq topics repair {self.topic}` to recreate it empty"
+            )
+        else:
+            self.message = f"directory {path} does not exist"
+            self.hint = "it was removed, or the path is wrong"
+        self.args = (self.message,)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.op, self.path, self.cause))
+
+
+class TooManyOpenFilesError(StorageError):
+    """The process (EMFILE) or the system (ENFILE) ran out of file descriptors.
+
+    ``limit`` and ``hard_limit`` are this process's RLIMIT_NOFILE when it happened.
+    """
+
+    def __init__(self, op: str, path: str, cause: OSError) -> None:
+        super().__init__(op, path, cause)
+        self.limit, self.hard_limit = resource.getrlimit(resource.RLIMIT_NOFILE)
+        soft = "unlimited" if self.limit == resource.RLIM_INFINITY else str(self.limit)
+        hard = "unlimited" if self.hard_limit == resource.RLIM_INFINITY else str(self.hard_limit)
+        if cause.errno == errno.ENFILE:
+            self.message = f"{op} failed on {path}: the system-wide limit on open files (fs.file-max) is reached"
+            self.hint = "raise fs.file-max (sysctl), or close other programs' files; logq opens fewer partitions"
+        else:
+            self.message = (
+                f"{op} failed on {path}: too many open files (this process's limit RLIMIT_NOFILE "
+                f"is {soft}, hard limit {hard})"
+            )
+            self.hint = (
+                "raise the limit (`ulimit -n <n>` in the shell, LimitNOFILE= in a systemd unit, or "
+                "resource.setrlimit(resource.RLIMIT_NOFILE, ...) up to the hard limit), or open fewer "
+                "partitions at once (fewer partitions per Producer or Consumer, a lower max_open_segments)"
+            )
+        self.args = (self.message,)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.op, self.path, self.cause))
+
+
+class StoragePermissionError(StorageError):
+    """The user running logq may not write (or read) a file of the data directory
+    (EACCES, EPERM, or EROFS: a read-only file system)."""
+
+    hint = (
+        "run as the data directory's owner; reading needs no write access (a Consumer without "
+        "group_id, topics list/describe, offsets, groups describe, dump); to share read access "
+        "with a group see shared_read in docs/durability.md"
+    )
+
+
+class CorruptTopicMetadataError(CorruptMetadataError):
+    """A topic's metadata file (and its backup copy) failed its checksum or parse.
+
+    The topic exists (it is listed and its name is taken) but cannot be used until repaired.
+    """
+
+    def __init__(self, topic: str, path: str, reason: str) -> None:
+        self.topic = topic
+        super().__init__(path, reason)
+        self.message = f"topic {topic!r} has a corrupt metadata file {path}: {reason}"
+        self.hint = (
+            f"`logq topics repair {topic}` (Admin.repair_topic) rewrites it from the partition "
+            f"directories; `logq topics delete {topic}` removes the topic"
+        )
+        self.args = (self.message,)
+
+
+__all__ += [
+    "UnknownPartitionError",
+    "MissingPartitionError",
+    "TooManyOpenFilesError",
+    "StoragePermissionError",
+    "CorruptTopicMetadataError",
+]

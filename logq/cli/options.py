@@ -47,6 +47,7 @@ from typing import IO, Any, NoReturn, TypeVar
 import click
 
 from logq.client.admin import Admin
+from logq.config import SHARED_READ
 from logq.errors import LogqError
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "LogqCommand",
     "pass_state",
     "data_option",
+    "shared_read_option",
     "json_option",
     "warn",
     "routed",
@@ -76,6 +78,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 DEFAULT_DATA_DIR = "./logq-data"
 DATA_ENV = "LOGQ_DATA"
+SHARED_READ_ENV = "LOGQ_SHARED_READ"
 DEBUG_ENV = "LOGQ_DEBUG"  # set to 1 to see the traceback of an unexpected error
 MIB = 1024 * 1024
 
@@ -167,6 +170,7 @@ class CliState:
     """Global options, stored as ``ctx.obj`` by the ``logq`` group for every command."""
 
     data_dir: str = DEFAULT_DATA_DIR
+    shared_read: str | None = None  # --shared-read: applied by the logq group before the command
 
 
 pass_state = click.make_pass_decorator(CliState, ensure=True)
@@ -184,6 +188,22 @@ def data_option(f: F) -> F:
         show_envvar=True,
         type=click.Path(file_okay=False),
         help="Root directory of the log data (holds <topic>-<partition> directories).",
+    )(f)
+
+
+def shared_read_option(f: F) -> F:
+    """``--shared-read private|group``: who besides the owner may read the data directory."""
+    return click.option(
+        "--shared-read",
+        "shared_read",
+        type=click.Choice(SHARED_READ),
+        default=None,
+        envvar=SHARED_READ_ENV,
+        show_envvar=True,
+        help=(
+            "Set who may read the data directory: 'private' (files 0600, directories 0700; a new "
+            "one's default) or 'group' (0640/0750: its group may read); applied to existing files too."
+        ),
     )(f)
 
 

@@ -131,7 +131,7 @@ def _topic_json(desc: TopicDescription, overrides: dict[str, Any]) -> dict[str, 
 
 @click.group("topics")
 def topics_group() -> None:
-    """Create, list, describe and delete topics, like kafka-topics."""
+    """Create, list, describe, delete and repair topics, like kafka-topics."""
 
 
 @topics_group.command("create")
@@ -157,7 +157,7 @@ def topics_create(state: CliState, name: str, partitions: int, configs: tuple[st
     """Create topic NAME (and the data directory if needed)."""
     validate_topic(name)
     overrides = _parse_config(configs)
-    with Admin(state.data_dir) as admin:
+    with Admin(state.data_dir, shared_read=state.shared_read) as admin:
         admin.create_topic(name, partitions, **overrides)
     click.echo(f"Created topic {name} with {partitions} partition(s).")
 
@@ -209,6 +209,42 @@ def topics_delete(state: CliState, name: str) -> None:
     with Admin(existing_root(state)) as admin:
         admin.delete_topic(name)
     click.echo(f"Deleted topic {name}.")
+
+
+@topics_group.command("repair")
+@click.argument("name")
+@click.option(
+    "--partitions",
+    type=click.IntRange(1, MAX_PARTITIONS),
+    default=None,
+    metavar="N",
+    help="Partition count to write (default: the highest partition directory + 1).",
+)
+@click.option(
+    "--config",
+    "configs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A config override to write again (a corrupt file's could not be read); repeatable.",
+)
+@pass_state
+@routed
+def topics_repair(state: CliState, name: str, partitions: int | None, configs: tuple[str, ...]) -> None:
+    """Rewrite topic NAME's corrupt or lost metadata file from its partition directories.
+
+    Missing partition directories are created empty; records are not touched. The topic id
+    is the one committed offsets recorded (so they stay valid) when the groups agree on one.
+    """
+    validate_topic(name)
+    overrides = _parse_config(configs)
+    with Admin(existing_root(state)) as admin:
+        r = admin.repair_topic(name, partitions, **overrides)
+    for problem in r.problems:
+        click.echo(f"{name}: {problem}")
+    if r.rewritten or r.created_partitions:
+        click.echo(f"Repaired topic {name}: {r.partitions} partition(s), topic id {r.topic_id}.")
+    else:
+        click.echo(f"Topic {name} is healthy: {r.partitions} partition(s), topic id {r.topic_id}.")
 
 
 @topics_group.command("delete-records")

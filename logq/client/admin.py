@@ -20,11 +20,26 @@ from logq.config import LogConfig
 from logq.errors import GroupNotEmptyError, OffsetOutOfRangeError
 from logq.groups.member import describe_group as _describe_group
 from logq.groups.member import group_dir, list_groups, live_member_ids
-from logq.groups.offsets import OffsetStore
+from logq.groups.offsets import OffsetStore, recorded_topic_ids
 from logq.storage.log import PartitionLog
-from logq.storage.topics import TopicMeta, TopicRegistry, partition_path, validate_partition
+from logq.storage.topics import (
+    TopicMeta,
+    TopicRegistry,
+    TopicRepair,
+    partition_path,
+    shared_read_of,
+    validate_partition,
+)
 
-__all__ = ["Admin", "PartitionInfo", "TopicDescription", "GroupPartitionInfo", "GroupInfo", "RepairReport"]
+__all__ = [
+    "Admin",
+    "PartitionInfo",
+    "TopicDescription",
+    "GroupPartitionInfo",
+    "GroupInfo",
+    "RepairReport",
+    "TopicRepair",
+]
 
 
 class PartitionInfo(NamedTuple):
@@ -84,9 +99,20 @@ class RepairReport(NamedTuple):
 
 
 class Admin:
-    def __init__(self, data_dir: str) -> None:
-        self.registry = TopicRegistry(data_dir)
+    """``shared_read`` sets who may read the data directory: "private" (the default for a new
+    one: files 0600, directories 0700) or "group" (0640/0750, read access for the
+    directory's group); None keeps what it has. A change applies to the files already there.
+    Everything that only reads (list, describe, offsets, groups) works on data the user
+    cannot write."""
+
+    def __init__(self, data_dir: str, *, shared_read: str | None = None) -> None:
+        self.registry = TopicRegistry(data_dir, shared_read)
         self.root = self.registry.root
+
+    @property
+    def shared_read(self) -> str:
+        """The data directory's setting: "group" if its mode is 0750, else "private"."""
+        return shared_read_of(self.root)
 
     # ------------------------------------------------------------------ topics
     def create_topic(self, name: str, partitions: int = 1, **config: Any) -> TopicMeta:
@@ -94,7 +120,21 @@ class Admin:
         return self.registry.create(name, partitions, **config)
 
     def delete_topic(self, name: str) -> None:
+        """Delete a topic and its data; one whose metadata file is corrupt too."""
         self.registry.delete(name)
+
+    def repair_topic(self, name: str, partitions: int | None = None, **config: Any) -> TopicRepair:
+        """Rewrite a topic's corrupt or lost metadata file from its partition directories,
+        and recreate missing partition directories empty (a healthy topic is left alone).
+
+        The partition count defaults to the highest partition directory + 1; ``config``
+        gives the LogConfig overrides again (the corrupt file's could not be read). The topic
+        id is the one committed offsets recorded for the topic, when every group agrees, so
+        those offsets stay valid; otherwise a new one. No record is touched.
+        """
+        ids = recorded_topic_ids(self.root, name)
+        tid = next(iter(ids)) if len(ids) == 1 else None
+        return self.registry.repair(name, partitions, tid, **config)
 
     def list_topics(self) -> list[str]:
         return self.registry.names()
@@ -171,9 +211,9 @@ class Admin:
 
     def describe_group(self, group: str) -> GroupInfo:
         d = _describe_group(self.root, group)
-        if d.state == "Dead":  # no such group: opening its offset store would create it
+        if d.state == "Dead":  # no such group
             return GroupInfo(group, d.state, d.generation, [], [], tuple(d.problems))
-        store = OffsetStore(group_dir(self.root, group))
+        store = OffsetStore(group_dir(self.root, group), readonly=True)
         try:
             committed = store.all()  # offsets of deleted incarnations of a topic are left out
             problems = tuple(d.problems) + tuple(store.problems)
@@ -193,8 +233,8 @@ class Admin:
 
     def committed_offsets(self, group: str) -> dict[tuple[str, int], int]:
         if not os.path.isdir(group_dir(self.root, group)):
-            return {}  # no such group: opening its offset store would create it
-        store = OffsetStore(group_dir(self.root, group))
+            return {}  # no such group
+        store = OffsetStore(group_dir(self.root, group), readonly=True)
         try:
             return store.all()
         finally:

@@ -70,7 +70,12 @@ class Watcher:
         self._wake_lock = threading.Lock()  # wake() never writes to a pipe close() released
         self._wake_r = self._wake_w = -1
         if self._fd >= 0:
-            self._wake_r, self._wake_w = os.pipe()
+            try:
+                self._wake_r, self._wake_w = os.pipe()
+            except OSError:  # EMFILE: out of descriptors, so poll instead (as without inotify)
+                os.close(self._fd)
+                self._fd = -1
+        if self._fd >= 0:
             os.set_blocking(self._wake_r, False)
             os.set_blocking(self._wake_w, False)
 

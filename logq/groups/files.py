@@ -28,6 +28,7 @@ from logq.errors import (
     InvalidGroupIdError,
     LockTimeoutError,
     LogqError,
+    StorageError,
     storage_error,
 )
 from logq.storage import files as _fs
@@ -110,12 +111,28 @@ def member_path(gdir: str, member_id: str) -> str:
 
 
 class GroupLock:
-    """The group's flock with a bounded wait, shareable by the threads of one process."""
+    """The group's flock with a bounded wait, shareable by the threads of one process.
 
-    def __init__(self, path: str, timeout_ms: float) -> None:
+    ``readonly=True`` (describing a group, reading its offsets) opens the lock file for
+    reading only, so a user who cannot write the data directory can still take the shared
+    lock (flock needs no write access); a group whose lock file was never made has nothing
+    to lock, and its tokens read as empty.
+    """
+
+    def __init__(self, path: str, timeout_ms: float, *, readonly: bool = False) -> None:
         self.path = path
         self.timeout_ms = timeout_ms
-        self._fd: int | None = _fs.open_file(path, os.O_RDWR | os.O_CREAT)
+        self.readonly = readonly
+        self._absent = False
+        if readonly:
+            try:
+                self._fd: int | None = _fs.open_file(path, os.O_RDONLY)
+            except StorageError as e:
+                if not isinstance(e.cause, FileNotFoundError):
+                    raise
+                self._fd, self._absent = None, True
+        else:
+            self._fd = _fs.open_file(path, os.O_RDWR | os.O_CREAT)
         self._threads = threading.Lock()
 
     @contextmanager
@@ -124,6 +141,9 @@ class GroupLock:
         if not self._threads.acquire(timeout=max(0.0, self.timeout_ms / 1000.0)):
             raise LockTimeoutError(self.path, "group lock", self.timeout_ms)
         try:
+            if self._absent:
+                yield  # read-only and never created: no writer ever held it
+                return
             if self._fd is None:
                 raise ClientClosedError("group lock")
             op = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
@@ -151,6 +171,8 @@ class GroupLock:
     OFFSETS, OWNERS = 0, 1
 
     def read_tokens(self) -> tuple[bytes, bytes]:
+        if self._absent:
+            return b"", b""
         assert self._fd is not None
         raw = os.pread(self._fd, 128, 0)
         return raw[:64].rstrip(), raw[64:128].rstrip()
@@ -161,6 +183,7 @@ class GroupLock:
 
     def close(self) -> None:
         with self._threads:
+            self._absent = False
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
@@ -183,6 +206,8 @@ def probe_member(gdir: str, member_id: str, *, remove_dead: bool = False) -> Pro
         fd = os.open(path, os.O_RDONLY | OPEN_FLAGS)
     except FileNotFoundError:
         return Probe(False, None, None, None)
+    except OSError as e:  # EMFILE, EACCES: a logq error naming the file
+        raise storage_error("open", path, e) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -230,6 +255,8 @@ def read_owner(gdir: str, tp: TopicPartition) -> tuple[str | None, int | None, b
         fd = os.open(path, os.O_RDONLY | OPEN_FLAGS)
     except FileNotFoundError:
         return None, None, False
+    except OSError as e:
+        raise storage_error("open", path, e) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -247,10 +274,13 @@ def read_owner(gdir: str, tp: TopicPartition) -> tuple[str | None, int | None, b
 
 def read_owner_record(gdir: str, tp: TopicPartition) -> tuple[str, int]:
     """(member id, acquisition generation) named by an ownership file; ("", -1) if none."""
+    path = owner_path(gdir, tp)
     try:
-        fd = os.open(owner_path(gdir, tp), os.O_RDONLY | OPEN_FLAGS)
+        fd = os.open(path, os.O_RDONLY | OPEN_FLAGS)
     except FileNotFoundError:
         return "", -1
+    except OSError as e:
+        raise storage_error("open", path, e) from None
     try:
         fields = os.pread(fd, 512, 0).split()
     finally:
@@ -429,7 +459,7 @@ def describe_group(root: str, group: str, *, lock_timeout_ms: int = 5000) -> Gro
     gdir = group_dir(root, group)
     if not os.path.isdir(gdir):
         return GroupDescription(group, 0, "Dead", (), {}, {}, ())
-    lock = GroupLock(os.path.join(gdir, "group.lock"), lock_timeout_ms)
+    lock = GroupLock(os.path.join(gdir, "group.lock"), lock_timeout_ms, readonly=True)
     try:
         with lock.hold(shared=True):
             state, problems = load_state(gdir)

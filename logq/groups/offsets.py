@@ -65,6 +65,7 @@ from logq.errors import (
     GroupNotEmptyError,
     InvalidOffsetCommitError,
     OffsetsWarning,
+    ReadOnlyLogError,
     storage_error,
 )
 from logq.groups.files import (
@@ -72,6 +73,7 @@ from logq.groups.files import (
     check_commit_fence,
     ensure_dirs,
     group_dir,
+    list_groups,
     live_member_ids,
     os_errors,
     read_owner_record,
@@ -80,7 +82,7 @@ from logq.storage import files as _fs
 from logq.storage.meta import MAX_META_BYTES, encode_meta, read_meta
 from logq.storage.topics import META_DIR, topic_id_of, validate_topic
 
-__all__ = ["OffsetStore", "ClampReport", "OffsetsWarning", "LogEndFn"]
+__all__ = ["OffsetStore", "ClampReport", "OffsetsWarning", "LogEndFn", "recorded_topic_ids"]
 
 log = logging.getLogger("logq.offsets")
 
@@ -130,16 +132,27 @@ def _is_offset(value: object) -> bool:
 class OffsetStore:
     """Committed offsets of the group whose directory is ``group_dir``."""
 
-    def __init__(self, group_dir: str, *, lock_timeout_ms: int = 10_000, topic_id: TopicIdFn | None = None) -> None:
+    def __init__(
+        self,
+        group_dir: str,
+        *,
+        lock_timeout_ms: int = 10_000,
+        topic_id: TopicIdFn | None = None,
+        readonly: bool = False,
+    ) -> None:
         """``topic_id`` names the current incarnation of a topic; by default it is read from
-        the topic metadata of the data directory that holds ``group_dir``."""
+        the topic metadata of the data directory that holds ``group_dir``. ``readonly=True``
+        only reads (no directory or file is created, commits are refused), so it works on
+        data the user cannot write."""
         self.group_dir = group_dir
         self._topic_id = topic_id if topic_id is not None else _topic_id_fn(group_dir)
         self.group_id = os.path.basename(os.path.normpath(group_dir))
-        ensure_dirs(group_dir)
+        self.readonly = readonly
+        if not readonly:
+            ensure_dirs(group_dir)
         self.path = os.path.join(group_dir, "offsets")
         self.problems: list[str] = []
-        self._lock = GroupLock(os.path.join(group_dir, "group.lock"), lock_timeout_ms)
+        self._lock = GroupLock(os.path.join(group_dir, "group.lock"), lock_timeout_ms, readonly=readonly)
         self._cache: dict[TopicPartition, int] | None = None
         self._ids: dict[str, str | None] = {}  # topic -> id stored with its offsets (cached)
         self._cache_token = b""
@@ -175,6 +188,8 @@ class OffsetStore:
         holding a topic open passes the id it opened); a topic it does not name is stamped
         with its current id.
         """
+        if self.readonly:
+            raise ReadOnlyLogError(self.path)
         items = self._validate(offsets)
         if not items:
             return
@@ -231,6 +246,8 @@ class OffsetStore:
 
         ``log_end_fn`` returns None for a partition it does not know (left as it is).
         """
+        if self.readonly:
+            raise ReadOnlyLogError(self.path)
         with self._lock.hold():
             current = self._load_locked()
             ids = dict(self._ids)
@@ -433,3 +450,18 @@ class OffsetStore:
         if data is not None:
             _fs.atomic_write(self.path + ".corrupt", data)
         self._main_bad = False
+
+
+@os_errors("read offsets")
+def recorded_topic_ids(root: str, topic: str) -> set[str]:
+    """The topic ids that the committed offsets of any group under ``root`` recorded for
+    ``topic``: what a repair of the topic's lost metadata can give it back, so that those
+    offsets stay valid. Only reads (a damaged offsets file is skipped)."""
+    found: set[str] = set()
+    for group in list_groups(root):
+        got = read_meta(os.path.join(group_dir(root, group), "offsets"), OffsetStore._parse)
+        if got.value is not None:
+            tid = got.value[1].get(topic)
+            if isinstance(tid, str) and tid:
+                found.add(tid)
+    return found

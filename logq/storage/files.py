@@ -6,6 +6,11 @@
   their own descriptors exclude each other, and the kernel drops the lock when the holder
   dies (``fcntl.lockf`` is per process and is silently released by closing any descriptor).
 - Files are created 0600 and directories 0700: event data is not other users' business.
+  A data directory shared with its group (``shared_read="group"``: mode 0750) passes its
+  group's read access down: a directory whose mode is exactly ``rwxr-x---`` (setuid, setgid
+  and sticky bits aside) gets new files 0640 and new directories 0750, whatever the umask.
+  Any other parent mode, ``/tmp``'s or a home directory's 0755 included, gives the private
+  modes: only a directory made group-shared on purpose shares what is created in it.
 
 Every OSError is re-raised as a logq StorageError (DiskFullError for ENOSPC).
 """
@@ -17,10 +22,14 @@ import fcntl
 import os
 import stat
 
-from logq.errors import storage_error
+from logq.config import check_shared_read
+from logq.errors import MissingPartitionError, storage_error
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
+SHARED_FILE_MODE = 0o640
+SHARED_DIR_MODE = 0o750
+_SPECIAL = 0o7000  # setuid, setgid, sticky: kept by chmod here (setgid passes the group down)
 
 # Test hook: the name of a site at which to SIGKILL this process (see crash_point()).
 _CRASH_AT = os.environ.get("LOGQ_CRASH_AT", "")
@@ -67,13 +76,33 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def shares_read(directory: str) -> bool:
+    """Whether what is created in ``directory`` is readable by its group (mode exactly 0750)."""
+    try:
+        mode = os.stat(directory).st_mode
+    except OSError:
+        return False
+    return mode & 0o077 == 0o050
+
+
+def modes(shared_read: str) -> tuple[int, int]:
+    """(file mode, directory mode) of a ``shared_read`` setting ("private" or "group")."""
+    check_shared_read(shared_read)
+    return (SHARED_FILE_MODE, SHARED_DIR_MODE) if shared_read == "group" else (FILE_MODE, DIR_MODE)
+
+
 def make_dir(path: str) -> bool:
-    """Create ``path`` (0700) if missing, refusing symlinks. True if it was created."""
+    """Create ``path`` (0700, or 0750 in a group-shared directory) if missing, refusing
+    symlinks. True if it was created."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
+        shared = shares_read(os.path.dirname(path) or ".")
+        mode = SHARED_DIR_MODE if shared else DIR_MODE
         try:
-            os.mkdir(path, DIR_MODE)
+            os.mkdir(path, mode)
+            if shared:  # the umask may have taken the group's bits away
+                os.chmod(path, (os.stat(path).st_mode & _SPECIAL) | mode)
         except FileExistsError:
             return make_dir(path)
         except OSError as e:
@@ -92,6 +121,8 @@ def check_dir(path: str) -> None:
     """Refuse ``path`` unless it is a real directory (a planted symlink could point anywhere)."""
     try:
         st = os.lstat(path)
+    except FileNotFoundError as e:
+        raise MissingPartitionError("open directory", path, e) from None
     except OSError as e:
         raise storage_error("open directory", path, e) from None
     if not stat.S_ISDIR(st.st_mode):
@@ -99,11 +130,59 @@ def check_dir(path: str) -> None:
 
 
 def open_file(path: str, flags: int) -> int:
-    """os.open that never follows a symlink and creates files 0600."""
+    """os.open that never follows a symlink and creates files 0600 (0640 in a group-shared
+    directory)."""
+    shared = bool(flags & os.O_CREAT) and shares_read(os.path.dirname(path) or ".")
     try:
-        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, SHARED_FILE_MODE if shared else FILE_MODE)
     except OSError as e:
         raise storage_error("open", path, e) from None
+    if shared:  # the umask may have taken the group's read bit away
+        try:
+            st = os.fstat(fd)
+            if not st.st_mode & stat.S_IRGRP and st.st_uid == os.geteuid():
+                os.fchmod(fd, SHARED_FILE_MODE)
+        except OSError as e:
+            os.close(fd)
+            raise storage_error("chmod", path, e) from None
+    return fd
+
+
+def set_tree_mode(root: str, shared_read: str) -> int:
+    """Give every directory and regular file under ``root`` (itself included) the modes of
+    ``shared_read``; symlinks are left alone. Returns how many entries changed.
+
+    Entries of other owners are skipped (only their owner may change them). Used when a
+    data directory's sharing changes, so files made before follow files made after.
+    """
+    file_mode, dir_mode = modes(shared_read)
+    me = os.geteuid()
+    changed = 0
+
+    def fix(path: str, want: int, is_dir: bool) -> None:
+        nonlocal changed
+        try:
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode) != is_dir or stat.S_ISLNK(st.st_mode):
+                return
+            if st.st_uid != me:
+                return
+            special = st.st_mode & _SPECIAL if is_dir else 0
+            if st.st_mode & 0o7777 != special | want:
+                os.chmod(path, special | want, follow_symlinks=False)
+                changed += 1
+        except FileNotFoundError:
+            return  # deleted meanwhile (a topic delete, a rolled tmp file)
+        except OSError as e:
+            raise storage_error("chmod", path, e) from None
+
+    fix(root, dir_mode, True)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for d in dirnames:
+            fix(os.path.join(dirpath, d), dir_mode, True)
+        for f in filenames:
+            fix(os.path.join(dirpath, f), file_mode, False)
+    return changed
 
 
 def pwrite_all(fd: int, data: bytes | bytearray | memoryview, pos: int, path: str) -> None:

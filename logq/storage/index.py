@@ -32,7 +32,7 @@ import struct
 
 import numpy as np
 
-from logq.errors import CorruptIndexError
+from logq.errors import CorruptIndexError, storage_error
 from logq.storage import files as _fs
 
 __all__ = ["OffsetIndex", "TimeIndex", "OFFSET_ENTRY", "TIME_ENTRY", "OFFSET_ENTRY_BYTES", "TIME_ENTRY_BYTES"]
@@ -81,7 +81,10 @@ class _Index:
         if n == 0:
             self._set(np.empty(0, np.int64), np.empty(0, np.int64))
             return
-        m = np.memmap(self.path, dtype=self.dtype, mode="r", shape=(n,))
+        try:
+            m = np.memmap(self.path, dtype=self.dtype, mode="r", shape=(n,))
+        except OSError as e:  # EMFILE (mapping duplicates the descriptor), EACCES: a logq error
+            raise storage_error("map index", self.path, e) from None
         a, b = self._columns(m)
         del m
         self._set(a.astype(np.int64), b.astype(np.int64))
@@ -111,9 +114,12 @@ class _Index:
     def _load_tail(self, n: int) -> None:
         """Append entries [self.entries, n) read from the file: an index only grows."""
         start = self.entries * self.entry_bytes
-        with open(self.path, "rb") as f:
-            f.seek(start)
-            raw = f.read((n - self.entries) * self.entry_bytes)
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(start)
+                raw = f.read((n - self.entries) * self.entry_bytes)
+        except OSError as e:
+            raise storage_error("read index", self.path, e) from None
         new = np.frombuffer(raw, dtype=self.dtype, count=len(raw) // self.entry_bytes)
         a, b = self._columns(new)
         a, b = a.astype(np.int64), b.astype(np.int64)

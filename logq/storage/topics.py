@@ -25,6 +25,7 @@ again, by any version, gets another.
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import re
 import shutil
@@ -36,7 +37,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logq.config import LogConfig
-from logq.errors import InvalidTopicError, TopicExistsError, UnknownTopicError, storage_error
+from logq.errors import (
+    CorruptTopicMetadataError,
+    InvalidTopicError,
+    StoragePermissionError,
+    TopicExistsError,
+    UnknownPartitionError,
+    UnknownTopicError,
+    storage_error,
+)
 from logq.storage import files as _fs
 from logq.storage import meta as _meta
 
@@ -44,6 +53,7 @@ __all__ = [
     "validate_topic",
     "TopicMeta",
     "TopicRegistry",
+    "TopicRepair",
     "partition_path",
     "topic_id_of",
     "new_topic_id",
@@ -71,9 +81,33 @@ def validate_topic(name: object) -> str:
 
 
 def validate_partition(topic: str, partition: object, partitions: int) -> int:
+    """``partition`` if topic ``topic`` (with ``partitions`` partitions) has it, else UnknownPartitionError."""
     if not isinstance(partition, int) or isinstance(partition, bool) or not 0 <= partition < partitions:
-        raise InvalidTopicError(f"{topic}-{partition}", f"partition must be an int in [0, {partitions})")
+        raise UnknownPartitionError(topic, partition, partitions)
     return partition
+
+
+def partition_dirs(root: str, topic: str) -> list[int]:
+    """The partition numbers that have a directory ``<root>/<topic>-<p>`` (sorted).
+
+    Unambiguous: a topic whose name ends in ``-<digits>`` has directories with one more
+    ``-<p>`` (``a-1``'s partition 0 is ``a-1-0``), so ``a-1`` can only be ``a``'s partition 1.
+    """
+    validate_topic(topic)
+    prefix = topic + "-"
+    out = []
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise storage_error("list", root, e) from None
+    for fname in names:
+        num = fname[len(prefix) :]
+        if fname.startswith(prefix) and num.isdigit() and num.isascii() and str(int(num)) == num:
+            if os.path.isdir(os.path.join(root, fname)) and not os.path.islink(os.path.join(root, fname)):
+                out.append(int(num))
+    return sorted(out)
 
 
 def partition_path(root: str, topic: str, partition: int) -> str:
@@ -131,15 +165,30 @@ def topic_id_of(root: str, name: str) -> str | None:
     hit = _ID_CACHE.get(path)
     if hit is not None and hit[0] == sig:
         return hit[1]
-    got = _meta.read_meta(path)
-    if got.value is None:
-        return None
-    try:
-        tid = _parse_meta(got.value).topic_id
-    except (KeyError, TypeError, ValueError):
-        return None
+    tid = _read_meta_file(name, path).topic_id
     _ID_CACHE[path] = (sig, tid)
     return tid
+
+
+def _read_meta_file(name: str, path: str) -> TopicMeta:
+    """The metadata of topic ``name`` in ``path`` (or its ``.bak``).
+
+    UnknownTopicError when neither copy exists; CorruptTopicMetadataError when a copy exists
+    but none is good: the topic is there (its name is taken) but unusable until repaired.
+    """
+    got = _meta.read_meta(path)
+    if got.value is None:
+        if got.problems:
+            raise CorruptTopicMetadataError(name, path, "; ".join(got.problems))
+        raise UnknownTopicError(name)
+    try:
+        meta = _parse_meta(got.value)
+        if meta.name != name or not 1 <= meta.partitions <= MAX_PARTITIONS:
+            raise ValueError(f"names topic {meta.name!r} with {meta.partitions} partitions")
+        LogConfig.from_dict(meta.overrides)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CorruptTopicMetadataError(name, path, f"checksum ok but content invalid: {e}") from None
+    return meta
 
 
 @dataclass(frozen=True)
@@ -159,28 +208,76 @@ class TopicMeta:
         return cfg
 
 
-def prepare_root(root: str) -> str:
-    """Create the data directory (0700) and its metadata folder; warn if others can write it."""
+def prepare_root(root: str, shared_read: str | None = None) -> str:
+    """Create the data directory and its metadata folder; warn if others can write it.
+
+    ``shared_read`` ("private": 0700/0600, "group": 0750/0640; None: keep what the
+    directory has, private when it is created) sets who may read the data: a change is
+    applied to every directory and file already there, and files created later follow the
+    mode of their directory (logq/storage/files.py). A data directory the user cannot write
+    is fine for reading: the metadata folder is then not created, only looked for.
+    """
     root = os.path.abspath(root)
-    if not os.path.isdir(root):
+    if shared_read is not None:
+        _fs.modes(shared_read)  # a bad value is refused before anything is created
+    try:
+        mode = os.stat(root).st_mode
+    except FileNotFoundError:
+        _, dir_mode = _fs.modes(shared_read or "private")
         try:
-            os.makedirs(root, mode=_fs.DIR_MODE, exist_ok=True)
+            os.makedirs(root, mode=dir_mode, exist_ok=True)
+            os.chmod(root, dir_mode)  # the umask may have taken the group's bits away
+            mode = os.stat(root).st_mode
         except OSError as e:
             raise storage_error("create data directory", root, e) from None
-    mode = os.stat(root).st_mode
+    except OSError as e:  # EACCES: another user's private data directory
+        raise storage_error("open data directory", root, e) from None
+    if not stat.S_ISDIR(mode):
+        raise storage_error("open data directory", root, OSError(errno.ENOTDIR, "not a directory"))
     if mode & stat.S_IWOTH:
         warnings.warn(f"data directory {root} is world-writable", stacklevel=3)
-    _fs.make_dir(os.path.join(root, META_DIR))
-    _fs.make_dir(os.path.join(root, META_DIR, "topics"))
+    if shared_read is not None and _fs.shares_read(root) != (shared_read == "group"):
+        _fs.set_tree_mode(root, shared_read)
+    try:
+        _fs.make_dir(os.path.join(root, META_DIR))
+        _fs.make_dir(os.path.join(root, META_DIR, "topics"))
+    except StoragePermissionError:
+        pass  # read-only data: create() will need it and says so; readers see no topics
     return root
 
 
+def shared_read_of(root: str) -> str:
+    """The ``shared_read`` setting a data directory has: "group" if its mode is 0750."""
+    return "group" if _fs.shares_read(root) else "private"
+
+
+@dataclass(frozen=True)
+class TopicRepair:
+    """What :meth:`TopicRegistry.repair` found and did for one topic."""
+
+    name: str
+    partitions: int
+    topic_id: str
+    rewritten: bool  # the metadata file was written again (it was corrupt or missing)
+    created_partitions: tuple[int, ...]  # partition directories that were missing, made empty
+    problems: tuple[str, ...]  # what was wrong, and what could not be recovered
+
+
 class TopicRegistry:
-    def __init__(self, root: str) -> None:
-        self.root = prepare_root(root)
+    def __init__(self, root: str, shared_read: str | None = None) -> None:
+        self.root = prepare_root(root, shared_read)
         self._dir = os.path.join(self.root, META_DIR, "topics")
-        self._lock = _fs.FileLock(os.path.join(self.root, META_DIR, "topics.lock"))
+        self._lock_path = os.path.join(self.root, META_DIR, "topics.lock")
+        self._lock_file: _fs.FileLock | None = None  # opened by the first create or delete
         self._cache: dict[str, TopicMeta] = {}
+
+    @property
+    def _lock(self) -> _fs.FileLock:
+        # Only create and delete take the lock, so a reader never needs write access to
+        # the data directory (a backup, another user's data, a read-only mount).
+        if self._lock_file is None:
+            self._lock_file = _fs.FileLock(self._lock_path)
+        return self._lock_file
 
     def _path(self, name: str) -> str:
         return _meta_path(self.root, name)
@@ -192,9 +289,10 @@ class TopicRegistry:
         LogConfig.from_dict(overrides)  # validate before anything is written
         meta = TopicMeta(name, partitions, dict(overrides), int(time.time() * 1000), new_topic_id())
         with self._lock:
-            if os.path.exists(self._path(name)):
+            if self._has_meta_file(name):
+                _read_meta_file(name, self._path(name))  # a corrupt one says so: repair or delete
                 raise TopicExistsError(name)
-            _fs.make_dir(os.path.dirname(self._path(name)))
+            self._make_meta_dirs(name)
             for p in range(partitions):
                 _fs.make_dir(partition_path(self.root, name, p))
             _fs.fsync_dir(self.root)
@@ -227,38 +325,124 @@ class TopicRegistry:
                 raise UnknownTopicError(name)
             if meta is not None and meta.topic_id == tid:
                 return meta
-        got = _meta.read_meta(self._path(name))
-        if got.value is None:
-            raise UnknownTopicError(name)
-        meta = _parse_meta(got.value)
+        meta = _read_meta_file(name, self._path(name))
         self._cache[name] = meta
         return meta
 
     def exists(self, name: str) -> bool:
+        """Whether topic ``name`` exists; True for one whose metadata is corrupt (its name is taken)."""
         try:
             self.get(name)
             return True
         except UnknownTopicError:
             return False
+        except CorruptTopicMetadataError:
+            return True
 
     def names(self) -> list[str]:
-        out = []
-        for fname in os.listdir(self._dir):
-            if os.path.exists(os.path.join(self._dir, fname, "meta")):
-                out.append(fname)
-        return sorted(out)
+        """Every topic, including those whose metadata is corrupt (describe says which)."""
+        try:
+            entries = os.listdir(self._dir)
+        except FileNotFoundError:
+            return []  # read-only data without a metadata folder: no topics
+        except OSError as e:
+            raise storage_error("list", self._dir, e) from None
+        return sorted(fname for fname in entries if self._has_meta_file(fname))
+
+    def _has_meta_file(self, name: str) -> bool:
+        path = os.path.join(self._dir, name, "meta")
+        return os.path.lexists(path) or os.path.lexists(path + ".bak")
+
+    def _make_meta_dirs(self, name: str) -> None:
+        _fs.make_dir(os.path.join(self.root, META_DIR))
+        _fs.make_dir(self._dir)
+        _fs.make_dir(os.path.dirname(self._path(name)))
+
+    def repair(
+        self, name: str, partitions: int | None = None, topic_id: str | None = None, **overrides: Any
+    ) -> TopicRepair:
+        """Make topic ``name`` usable again from what its partition directories show.
+
+        A corrupt (or lost) metadata file is set aside as ``meta.corrupt`` and written again:
+        ``partitions`` defaults to the highest partition directory + 1, ``topic_id`` to a new
+        id (:class:`logq.client.admin.Admin` passes the one committed offsets recorded),
+        ``overrides`` (LogConfig settings) to none, as they could not be read. Partition
+        directories the metadata lists but the disk lacks are created empty. A healthy topic
+        is left as it is. No record is touched.
+        """
+        validate_topic(name)
+        if overrides:
+            LogConfig.from_dict(overrides)
+        problems: list[str] = []
+        path = self._path(name)
+        with self._lock:
+            self._cache.pop(name, None)
+            on_disk = partition_dirs(self.root, name)
+            try:
+                meta: TopicMeta | None = _read_meta_file(name, path)
+            except CorruptTopicMetadataError as e:
+                meta = None
+                problems.append(e.message)
+            except UnknownTopicError:
+                if not on_disk:
+                    raise
+                meta = None
+                problems.append(f"topic {name!r} has partition directories but no metadata file {path}")
+            rewritten = meta is None
+            if meta is None:
+                count = partitions if partitions is not None else (max(on_disk) + 1 if on_disk else 0)
+                if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_PARTITIONS:
+                    raise InvalidTopicError(name, f"partitions must be an int in [1, {MAX_PARTITIONS}]")
+                if count <= max(on_disk, default=-1):
+                    raise InvalidTopicError(
+                        name, f"partitions={count} leaves out the partition directory {name}-{max(on_disk)}"
+                    )
+                meta = TopicMeta(name, count, dict(overrides), int(time.time() * 1000), topic_id or new_topic_id())
+                if topic_id is None:
+                    problems.append(f"a new topic id {meta.topic_id}: committed offsets of the old one read as none")
+                if not overrides:
+                    problems.append("config overrides could not be read: the defaults apply until set again")
+                self._make_meta_dirs(name)
+                for suffix in ("", ".bak"):
+                    if os.path.lexists(path + suffix):
+                        os.replace(path + suffix, path + suffix + ".corrupt")
+            created = tuple(p for p in range(meta.partitions) if p not in on_disk)
+            for p in created:
+                _fs.make_dir(partition_path(self.root, name, p))
+                problems.append(f"partition {name}-{p} had no directory: created empty")
+            if created:
+                _fs.fsync_dir(self.root)
+            if rewritten:
+                _meta.write_meta(
+                    path,
+                    {
+                        "name": name,
+                        "partitions": meta.partitions,
+                        "overrides": meta.overrides,
+                        "created_ms": meta.created_ms,
+                        "topic_id": meta.topic_id,
+                    },
+                )
+        _ID_CACHE.pop(path, None)
+        return TopicRepair(name, meta.partitions, meta.topic_id, rewritten, created, tuple(problems))
 
     def delete(self, name: str) -> None:
-        meta = self.get(name)
+        """Delete topic ``name`` and its partitions; one whose metadata is corrupt too (every
+        ``<name>-<p>`` directory goes)."""
+        try:
+            count = self.get(name).partitions
+        except CorruptTopicMetadataError:
+            count = 0
         with self._lock:
             _fs.unlink_if_exists(self._path(name))
             _fs.unlink_if_exists(self._path(name) + ".bak")
+            _ID_CACHE.pop(self._path(name), None)
             shutil.rmtree(os.path.dirname(self._path(name)), ignore_errors=True)
             _fs.fsync_dir(self._dir)
             trash = os.path.join(self.root, META_DIR, "trash")
             _fs.make_dir(trash)
             # Rename first (atomic), then remove: readers with open maps keep working.
-            for p in range(meta.partitions):
+            for p in sorted(set(range(count)) | set(partition_dirs(self.root, name))):
                 src = partition_path(self.root, name, p)
                 if os.path.isdir(src) and not os.path.islink(src):
                     dst = os.path.join(trash, uuid.uuid4().hex)
@@ -268,4 +452,5 @@ class TopicRegistry:
         self._cache.pop(name, None)
 
     def close(self) -> None:
-        self._lock.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
