@@ -99,9 +99,10 @@ from click.testing import CliRunner
 import encodings.idna, encodings.ascii, encodings.latin_1  # loaded before the drop: root's files
 
 root, uid, gid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-os.setgroups([])
-os.setgid(gid)
-os.setuid(uid)
+if uid >= 0:  # else: stay root, on a read-only mount
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
 
 def run(name, fn):
     try:
@@ -146,14 +147,24 @@ for args in (["topics", "list"], ["topics", "describe", "t"], ["offsets", "t"], 
 
 def run_as(root: str, uid: int = NOBODY, gid: int = NOBODY) -> dict[str, dict]:
     """Run the readers over ``root`` as ``uid``/``gid``; {name: result}."""
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_READERS), root, str(uid), str(gid)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return _results([sys.executable, "-c", textwrap.dedent(_READERS), root, str(uid), str(gid)])
+
+
+def _results(argv: list[str]) -> dict[str, dict]:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return {r["name"]: r for r in map(json.loads, proc.stdout.splitlines())}
+
+
+def read_only_mount_works() -> bool:
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    d = tempfile.mkdtemp()
+    try:
+        probe = f"mount --bind {d} {d} && mount -o remount,ro,bind {d} {d} && ! touch {d}/x 2>/dev/null"
+        return subprocess.run(["unshare", "--mount", "sh", "-c", probe], capture_output=True).returncode == 0
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def chmod_tree(root: str, file_mode: int, dir_mode: int) -> None:
@@ -205,6 +216,20 @@ def test_readers_work_on_data_the_user_cannot_write(shared_tmp):
     results = run_as(root)
     assert_readers_work(results)
     assert tree(root) == before  # reading changed nothing: no file, mode, size or mtime
+
+
+@pytest.mark.skipif(not read_only_mount_works(), reason="needs root, unshare and a read-only bind mount")
+def test_readers_work_on_a_read_only_mount_even_as_root(shared_tmp):
+    """Root ignores modes but not EROFS: a backup mounted read-only."""
+    root = os.path.join(shared_tmp, "data")
+    make_data(root)
+    before = tree(root)
+    script = 'mount --bind "$2" "$2" && mount -o remount,ro,bind "$2" "$2" && exec "$0" -c "$1" "$2" -1 -1'
+    results = _results(["unshare", "--mount", "sh", "-c", script, sys.executable, textwrap.dedent(_READERS), root])
+    assert_readers_work(results)
+    r = results["group_consume"]  # a group member must write: refused, saying why
+    assert not r["ok"] and r["error"] == "StoragePermissionError" and "Read-only file system" in r["message"]
+    assert tree(root) == before
 
 
 @needs_root
