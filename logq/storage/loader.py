@@ -13,11 +13,14 @@ Recovery rules (Kafka's LogLoader, hardened by reliability.md section 3):
    last segment can have a torn tail and only it is scanned. After a reboot every segment
    from the one holding the recovery point is scanned.
 4. At the first invalid batch at offset X: if X >= the recovery point (data that was never
-   known durable) the tail is cut there and any later segments are deleted, and the dropped
-   bytes are reported. If X < the recovery point the bytes were once durable, so this is
+   known durable) the tail is cut there and any later segments are set aside (renamed
+   ``<name>.stray``, never deleted: past a break a file may be a stray as well as an unsynced
+   tail), and the cut bytes are reported. If X < the recovery point the bytes were once durable, so this is
    damage, not a torn write: nothing is deleted, reads stop there with CorruptRecordError,
    and ``repair=True`` (``logq repair``) is needed to cut it.
-5. A clean open skips the scan: the last segment's tail after its last index entry is
+5. Before any of this, ``screen`` sets aside files named like segments that logq did not
+   write (see its docstring and docs/durability.md, "Files logq did not write").
+6. A clean open skips the scan: the last segment's tail after its last index entry is
    checked, the indexes are sanity-checked, and anything suspect is rebuilt from the log.
 
 Shape (Kafka's LogLoader): a :class:`Loader` works on the partition directory, a
@@ -105,6 +108,8 @@ class Loader:
         self.repair = repair
         self._oplock = oplock
         self.report = RecoveryReport()
+        # A break between two segments below the recovery point, found by ``screen``.
+        self.screen_damage: CorruptRecordError | None = None
 
     def may_write(self) -> bool:
         """Only a writer holding the partition's op lock may change files."""
@@ -142,6 +147,9 @@ class Loader:
         else:
             corruption = self._load_last()
         active = segs.active
+        if corruption is None and self.screen_damage is not None:
+            corruption = self.screen_damage
+            self.report.corruption = str(corruption)
         if (
             writer
             and bases
@@ -304,9 +312,13 @@ class Loader:
     def _cut_and_drop_later(self, i: int, res: ScanResult) -> None:
         seg = self.segments[i]
         later = self.segments.cut_after(i)
-        dropped = res.file_bytes - res.valid_bytes + sum(os.path.getsize(s.log_path) for s in later)
+        reason = res.error.reason if res.error else "offset gap to the next segment"
+        dropped = res.file_bytes - res.valid_bytes
         for s in later:
-            s.delete_files()
+            # Set aside, not deleted: past a cut a file may be a stray as well as an unsynced
+            # tail, and either way its bytes are kept for the user (docs/durability.md).
+            s.close_files()
+            self._set_aside(s.base_offset, f"after the log was cut at offset {res.next_offset}: {reason}")
         seg.truncate_to(res.valid_bytes, in_place=not later)
         _fs.crash_point("recovery-after-truncate")
         seg.sealed = False
@@ -315,52 +327,73 @@ class Loader:
         seg.write_indexes()
         _fs.crash_point("recovery-after-index-rebuild")
         self.report.indexes_rebuilt += 1
-        if later:
-            _fs.fsync_dir(self.directory)
         self.report.bytes_truncated += dropped
-        self.report.segments_deleted += len(later)
-        reason = res.error.reason if res.error else "offset gap to the next segment"
         self.report.notes.append(f"cut {dropped} bytes from {seg.log_path}:{res.valid_bytes} on: {reason}")
 
     # ------------------------------------------------------------------ stray segment files
     def screen(self, bases: list[int], before: tuple[int, int] | None = None) -> list[int]:
         """The base offsets of files that are segments logq wrote; the others are reported
-        and, by a writer, set aside. ``before`` is (base, end offset) of a known segment that
-        precedes ``bases``.
+        and, by a writer, set aside (renamed, never deleted). ``before`` is (base, end
+        offset) of a known segment that precedes ``bases``.
 
-        Only the last file is screened, because only its name sets the log end: it is set
-        aside when its name does not continue the segment before it (an empty file, no
-        RecordBatch, or batches from elsewhere). Recovery would cut such a file anyway,
-        since the log breaks before it; setting it aside keeps its bytes for the user. A file in the middle is left to recovery, which cuts the log at the first
-        damage: after a power cut in a mode that does not fsync, a real segment can come
-        back empty or short, and keeping the segments after it would leave a hole below the
-        log end (tests/storage/test_power_cut.py's negative control catches that). When the
-        earlier segment cannot be walked (damage), the file is kept.
+        Each file is judged by where the segment before it really ends (``e``, found by
+        walking that segment's batch headers, contiguous offsets) against its name ``b``
+        (docs/durability.md, "Files logq did not write"):
+
+        - ``e > b``: the name lies inside the data of the segment before it. No segment logq
+          wrote starts inside another, and neither a crash nor a power cut makes a
+          segment's valid data longer, so this is a stray wherever it lies.
+        - ``e == b``: it continues the log; recovery judges its bytes.
+        - ``e < b``, a gap. When ``e`` is at or above the recovery point, nothing below ``e``
+          was lost and nothing from ``e`` on was ever known durable: the log ends at ``e``
+          (what a power cut may leave when fsync is off, and what stray files past the end
+          look like), and this file and every later one are set aside, kept for the user,
+          so no hole is left below the log end. Below the recovery point durable data is
+          missing: that is damage (``screen_damage``), every file is kept, and reads stop
+          at the break until an explicit repair.
+
+        When the segment before cannot be walked (damage or a torn tail), the file is kept
+        and left to recovery.
         """
         kept: list[int] = []
-        prev_end: dict[int, int | None] = {before[0]: before[1]} if before else {}
+        ends: dict[int, int | None] = {before[0]: before[1]} if before else {}
         for i, base in enumerate(bases):
-            last = i == len(bases) - 1
-            size, first_base = _first_batch_base(os.path.join(self.directory, segment_name(base) + LOG_SUFFIX))
             prev = kept[-1] if kept else (before[0] if before else None)
-            reason = None
-            if prev is not None and last:
-                if prev not in prev_end:
-                    prev_end[prev] = self._end_of(prev)
-                end = prev_end[prev]
-                if end is not None and end != base:
-                    if size == 0:
-                        what = "empty"
-                    elif first_base is None:
-                        what = "no RecordBatch at its start"
-                    else:
-                        what = f"its first batch has offset {first_base}"
-                    reason = f"{what}, but the segment before it ends at offset {end}"
-            if reason is None:
+            if prev is None:
                 kept.append(base)
+                continue
+            if prev not in ends:
+                ends[prev] = self._end_of(prev)
+            end = ends[prev]
+            if end is None or end == base:
+                kept.append(base)
+            elif end > base:
+                self._set_aside(
+                    base, f"{self._looks(base)}; its name lies inside segment {prev}, which holds offsets up to {end}"
+                )
+            elif end < self.state.recovery_point:
+                # Durable data is missing before it: damage, kept and reported, never cut here.
+                kept.append(base)
+                self.screen_damage = self.screen_damage or CorruptRecordError(
+                    f"segment {prev} ends at offset {end}, the next file starts at {base}, "
+                    f"below the recovery point {self.state.recovery_point}",
+                    path=os.path.join(self.directory, segment_name(prev) + LOG_SUFFIX),
+                )
             else:
-                self._set_aside(base, reason)
+                gap = f"the segment before ends at offset {end} (not known durable: recovery point {self.state.recovery_point})"
+                for later in bases[i:]:
+                    after = "" if later == base else f"; it follows {segment_name(base)}{LOG_SUFFIX}"
+                    self._set_aside(later, f"{self._looks(later)}; {gap}{after}")
+                break
         return kept
+
+    def _looks(self, base: int) -> str:
+        size, first_base = _first_batch_base(os.path.join(self.directory, segment_name(base) + LOG_SUFFIX))
+        if size == 0:
+            return "empty"
+        if first_base is None:
+            return f"{size} bytes, no RecordBatch at its start"
+        return f"{size} bytes, its first batch has offset {first_base}"
 
     def _end_of(self, base: int) -> int | None:
         """Next offset after the last batch of the sealed segment at ``base`` (walking its
@@ -395,16 +428,19 @@ class Loader:
         self.report.stray_segments.append(f"{name}: {reason}")
         if not self.may_write():
             return
+        log_path = os.path.join(self.directory, name)
+        aside = _free_name(log_path)
         for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
             path = os.path.join(self.directory, segment_name(base) + suffix)
             try:
-                os.replace(path, path + QUARANTINE_SUFFIX)
+                # Never over an earlier stray of the same name: that one is the user's too.
+                os.rename(path, _free_name(path) if suffix != LOG_SUFFIX else aside)
             except FileNotFoundError:
                 pass
             except OSError as e:
                 raise storage_error("rename", path, e) from None
         _fs.fsync_dir(self.directory)
-        self.report.notes.append(f"set aside {name} as {name}{QUARANTINE_SUFFIX}: {reason}")
+        self.report.notes.append(f"set aside {name} as {os.path.basename(aside)}: {reason}")
 
     # ------------------------------------------------------------------ indexes on first use
     def ensure_indexes(self, seg: Segment) -> None:
@@ -504,6 +540,8 @@ def _first_batch_base(path: str) -> tuple[int, int | None]:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return 0, None
+    except OSError as e:  # EMFILE, EACCES: a logq error naming the file
+        raise storage_error("open", path, e) from None
     try:
         size = os.fstat(fd).st_size
         head = os.pread(fd, BATCH_OVERHEAD, 0)
@@ -515,6 +553,15 @@ def _first_batch_base(path: str) -> tuple[int, int | None]:
     if h.magic != 2 or h.batch_length < BATCH_OVERHEAD - 12:
         return size, None
     return size, h.base_offset
+
+
+def _free_name(path: str) -> str:
+    """``<path>.stray``, or ``<path>.<n>.stray`` with the first n not taken."""
+    candidate, n = path + QUARANTINE_SUFFIX, 0
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = f"{path}.{n}{QUARANTINE_SUFFIX}"
+    return candidate
 
 
 def _sealed_size(path: str, default: int) -> int:

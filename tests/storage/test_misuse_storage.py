@@ -210,12 +210,6 @@ def test_a_stray_file_named_like_a_segment_never_moves_the_log_end(tmp_path, con
         assert lg.report.quarantined == [STRAY + ".stray"] and lg.log_end_offset == 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: only the last file is screened. A middle file that breaks the log cannot be told "
-    "from a real segment a power cut emptied (the fdatasync-disabled power-cut control), and setting "
-    "it aside while keeping the later segments leaves a hole below the log end",
-)
 def test_an_empty_stray_file_between_two_segments_is_set_aside(tmp_path):
     d = str(tmp_path / "t-0")
     with PartitionLog(d, LogConfig(retention_ms=-1)) as lg:
@@ -229,6 +223,146 @@ def test_an_empty_stray_file_between_two_segments_is_set_aside(tmp_path):
     with PartitionLog(d, LogConfig(retention_ms=-1)) as lg:
         assert [s.split(":")[0] for s in lg.report.stray_segments] == ["00000000000000000001.log"]
         assert [r.value for r in read_all(lg, 1 << 20)] == [b"v%d" % i for i in range(6)]
+
+
+def _three_segments(d: str) -> None:
+    """Segments 0 (v0-v2), 3 (v3-v5) and 6 (v6-v8), closed cleanly."""
+    with PartitionLog(d, LogConfig(retention_ms=-1)) as lg:
+        for i in range(9):
+            lg.append_values([b"v%d" % i], T0)
+            if i in (2, 5):
+                lg.roll()
+
+
+def _segment_files(d: str) -> list[str]:
+    return sorted(n for n in os.listdir(d) if n.endswith(".log"))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"not a kafka segment at all " * 4, encode_values([b"from another log"], T0, 4), _KAFKA_LIKE],
+    ids=["foreign", "a-batch-from-another-log-named-to-fit", "a-batch-from-another-log"],
+)
+@pytest.mark.parametrize("shutdown", ["clean", "after-a-reboot"])
+def test_a_non_empty_foreign_file_between_two_segments_is_set_aside_and_changes_no_offset(tmp_path, content, shutdown):
+    """A file named 00000000000000000004.log lies inside segment 3 (offsets 3-5): no segment
+    logq wrote can start there, whatever it holds and wherever the recovery point is."""
+    from tests.support.logs import force_full_recovery
+
+    d = str(tmp_path / "t-0")
+    _three_segments(d)
+    name = "00000000000000000004.log"
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(content)
+    if shutdown == "after-a-reboot":
+        force_full_recovery(d)
+    with PartitionLog(d, LogConfig(), readonly=True) as reader:
+        assert [r.value for r in read_all(reader, 1 << 20)] == [b"v%d" % i for i in range(9)]
+        assert [s.split(":")[0] for s in reader.report.stray_segments] == [name]
+    with PartitionLog(d, LogConfig(retention_ms=-1)) as lg:
+        assert [s.split(":")[0] for s in lg.report.stray_segments] == [name]
+        assert lg.report.corruption is None and lg.log_end_offset == 9
+        assert [r.value for r in read_all(lg, 1 << 20)] == [b"v%d" % i for i in range(9)]
+    with open(os.path.join(d, name + ".stray"), "rb") as f:
+        assert f.read() == content
+    assert _segment_files(d) == [f"{b:020d}.log" for b in (0, 3, 6)]
+
+
+def test_two_stray_files_past_the_log_end_never_move_it(tmp_path):
+    """Regression of the last-file-only screen: the file before the last stray was kept and
+    its name became the log end."""
+    d = str(tmp_path / "t-0")
+    _three_segments(d)
+    for base in (99998, 99999):
+        with open(os.path.join(d, f"{base:020d}.log"), "wb"):
+            pass
+    with PartitionLog(d, LogConfig(), readonly=True) as reader:
+        assert reader.log_end_offset == 9
+    with PartitionLog(d, LogConfig(retention_ms=-1)) as lg:
+        assert lg.log_end_offset == 9
+        assert len(lg.report.stray_segments) == 2
+        lg.append_values([b"v9"], T0)
+        assert [r.value for r in read_all(lg, 1 << 20)] == [b"v%d" % i for i in range(10)]
+    assert sorted(n for n in os.listdir(d) if n.endswith(".stray")) == [
+        "00000000000000099998.log.stray",
+        "00000000000000099999.log.stray",
+    ]
+
+
+def test_a_segment_a_power_cut_emptied_ends_the_log_there_and_later_segments_are_set_aside_not_deleted(tmp_path):
+    """Above the recovery point a break in the log is an unsynced tail a power cut may lose
+    (fsync="never"): the log ends at the break, with no hole below its end, and the later
+    segments, which a hostile file could also have caused, are kept as .stray files."""
+    from tests.support.logs import force_full_recovery
+
+    d = str(tmp_path / "t-0")
+    _three_segments(d)
+    with PartitionLog(d, LogConfig(retention_ms=-1)) as lg:
+        lg.roll()
+        lg.append_values([b"v9"], T0)
+    later = {}
+    for base in (6, 9):
+        with open(os.path.join(d, f"{base:020d}.log"), "rb") as f:
+            later[base] = f.read()
+    os.truncate(os.path.join(d, "00000000000000000003.log"), 0)  # what the power cut kept of it
+    force_full_recovery(d)
+    with PartitionLog(d, LogConfig(retention_ms=-1)) as lg:
+        assert lg.log_end_offset == 3 and lg.report.corruption is None
+        assert [s.split(":")[0] for s in lg.report.stray_segments] == [f"{b:020d}.log" for b in (6, 9)]
+        assert [r.value for r in read_all(lg, 1 << 20)] == [b"v0", b"v1", b"v2"]
+        lg.append_values([b"new"], T0)
+    for base, data in later.items():
+        with open(os.path.join(d, f"{base:020d}.log.stray"), "rb") as f:
+            assert f.read() == data
+
+
+def test_a_break_below_the_recovery_point_is_damage_and_no_segment_is_set_aside(tmp_path):
+    """Below the recovery point the missing bytes were durable once: report the damage, keep
+    every file, and leave the cut to an explicit repair."""
+    d = str(tmp_path / "t-0")
+    _three_segments(d)
+    os.truncate(os.path.join(d, "00000000000000000003.log"), 0)
+    with PartitionLog(d, LogConfig(retention_ms=-1)) as lg:  # clean: recovery point 9
+        assert lg.report.stray_segments == []
+        assert lg.report.corruption is not None
+    assert _segment_files(d) == [f"{b:020d}.log" for b in (0, 3, 6)]
+
+
+def test_recovery_sets_later_segments_aside_instead_of_deleting_them_when_it_cuts_a_torn_segment(tmp_path):
+    from tests.support.logs import force_full_recovery
+
+    d = str(tmp_path / "t-0")
+    _three_segments(d)
+    path = os.path.join(d, "00000000000000000003.log")
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:  # a CRC-covered byte of the last batch
+        f.seek(size - 2)
+        f.write(b"\xff")
+    with open(os.path.join(d, "00000000000000000006.log"), "rb") as f:
+        kept = f.read()
+    force_full_recovery(d)
+    with PartitionLog(d, LogConfig(retention_ms=-1)) as lg:
+        assert lg.log_end_offset == 5
+        assert [s.split(":")[0] for s in lg.report.stray_segments] == ["00000000000000000006.log"]
+        assert lg.report.segments_deleted == 0
+    with open(os.path.join(d, "00000000000000000006.log.stray"), "rb") as f:
+        assert f.read() == kept
+
+
+def test_setting_aside_never_overwrites_an_earlier_stray_of_the_same_name(tmp_path):
+    d = str(tmp_path / "t-0")
+    _three_segments(d)
+    for content in (b"first", b"second"):
+        with open(os.path.join(d, STRAY), "wb") as f:
+            f.write(content)
+        with PartitionLog(d, LogConfig(retention_ms=-1)) as lg:
+            assert lg.log_end_offset == 9
+    got = {}
+    for n in os.listdir(d):
+        if n.startswith(STRAY) and n.endswith(".stray"):
+            with open(os.path.join(d, n), "rb") as f:
+                got[n] = f.read()
+    assert got == {STRAY + ".stray": b"first", STRAY + ".1.stray": b"second"}
 
 
 def test_a_real_segment_whose_first_header_is_damaged_is_damage_not_a_stray(tmp_path):
