@@ -47,6 +47,7 @@ from logq.errors import (
     StorageError,
     StoragePermissionError,
     TooManyOpenFilesError,
+    TopicDeletedError,
     TopicExistsError,
     UnknownPartitionError,
     UnknownTopicError,
@@ -120,4 +121,5 @@ __all__ = [
     "StoragePermissionError",
     "TooManyOpenFilesError",
     "UnknownPartitionError",
+    "TopicDeletedError",
 ]

@@ -94,12 +94,22 @@ class TopicExistsError(LogqError):
 class RecordTooLargeError(LogqError, ValueError):
     """A batch is larger than the log accepts; nothing was written."""
 
-    def __init__(self, size: int, limit: int, what: str = "batch") -> None:
+    def __init__(
+        self,
+        size: int,
+        limit: int,
+        what: str = "batch",
+        *,
+        setting: str = "max_batch_bytes",
+        where: str = "",
+        hint: str | None = None,
+    ) -> None:
         self.size = size
         self.limit = limit
+        self.setting = setting  # the configured limit that refused it: max_batch_bytes or buffer_bytes
         super().__init__(
-            f"{what} of {size} bytes exceeds max_batch_bytes={limit}",
-            hint="send smaller records or raise max_batch_bytes",
+            f"{what} of {size} bytes exceeds {setting}={limit}{where}",
+            hint=hint or "send smaller records or raise max_batch_bytes",
         )
 
 
@@ -309,6 +319,21 @@ class DeserializationError(SerializationError, ValueError):
     """Stored bytes could not be turned back into a value by the configured deserializer."""
 
     hint = "read the record with the bytes deserializer to inspect it, or fix value_deserializer"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        # where the record is, when a consumer raised it: ``seek((topic, partition), offset + 1)`` skips it
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        super().__init__(message, hint=hint)
 
 
 class InvalidGroupIdError(GroupError, ValueError):
@@ -579,3 +604,57 @@ __all__ += [
     "StoragePermissionError",
     "CorruptTopicMetadataError",
 ]
+
+
+# --- topics deleted under a live client (logq/client/producer.py, consumer.py) ---
+
+
+class TopicDeletedError(UnknownTopicError):
+    """A topic was deleted, or deleted and created again, while a client was using it.
+
+    ``topic_id`` is the incarnation the client used; ``new_topic_id`` the one that exists now
+    (None: the topic is gone); ``partition`` the partition concerned, if one is. An
+    UnknownTopicError too: the topic the client knew no longer exists.
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        topic_id: str,
+        new_topic_id: str | None = None,
+        *,
+        partition: int | None = None,
+        what: str = "",
+        hint: str | None = None,
+    ) -> None:
+        self.topic = topic
+        self.topic_id = topic_id
+        self.new_topic_id = new_topic_id
+        self.partition = partition
+        self.what = what
+        if new_topic_id is None:
+            message = f"topic {topic!r} (topic id {topic_id}) was deleted"
+        else:
+            message = f"topic {topic!r} was deleted and created again (topic id {topic_id} -> {new_topic_id})"
+        if what:
+            message += f": {what}"
+        LogqError.__init__(
+            self,
+            message,
+            hint=hint or f"create it again with `logq topics create {topic}`, or stop using it",
+        )
+
+    def __reduce__(self) -> Any:
+        return (
+            _rebuild_topic_deleted,
+            (self.topic, self.topic_id, self.new_topic_id, self.partition, self.what, self.hint),
+        )
+
+
+def _rebuild_topic_deleted(
+    topic: str, topic_id: str, new_topic_id: str | None, partition: int | None, what: str, hint: str
+) -> TopicDeletedError:
+    return TopicDeletedError(topic, topic_id, new_topic_id, partition=partition, what=what, hint=hint)
+
+
+__all__ += ["TopicDeletedError"]

@@ -22,6 +22,19 @@ Modelled on Kafka's consumer (kafka-python / confluent-kafka names):
 - Timestamps (``replay_from``, ``offsets_for_times``) follow logq/client/timestamps.py:
   int milliseconds or an aware datetime; a float, a naive datetime or an int that looks
   like seconds is refused with a hint.
+- Topic incarnations (logq/client/handles.py): each poll checks, with one stat per topic,
+  that the topics it reads are still the incarnations it opened. A topic deleted under a
+  subscription drops its partitions (the group rebalances); under ``assign`` the poll raises
+  TopicDeletedError naming it. A topic deleted and created again is read from the new
+  incarnation, from its committed offsets or ``auto_offset_reset`` (never the old
+  positions), and commits name the incarnation their positions were read from, so old
+  positions are never stored for the new topic.
+- At most ``max_open_partitions`` partition logs are open at once; the least recently used
+  is closed and reopened when it has new data (one stat tells), positions are kept.
+- A record the deserializer refuses raises DeserializationError carrying ``topic``,
+  ``partition`` and ``offset`` once the records before it were returned; the position stays
+  on it, so ``consumer.seek(TopicPartition(err.topic, err.partition), err.offset + 1)``
+  skips it.
 """
 
 from __future__ import annotations
@@ -33,10 +46,12 @@ import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from re import Pattern
 from typing import Any, ParamSpec, TypeVar
 
+from logq.client.handles import DEFAULT_MAX_OPEN_PARTITIONS, Incarnation, check_max_open_partitions
 from logq.client.notify import Watcher
 from logq.client.serde import get_deserializer
 from logq.client.timestamps import to_millis
@@ -50,10 +65,13 @@ from logq.errors import (
     LogqError,
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
+    TopicDeletedError,
+    UnknownTopicError,
 )
 from logq.groups.member import GroupMember, group_dir
 from logq.groups.offsets import OffsetStore
 from logq.storage.log import PartitionLog
+from logq.storage.segment import LOG_SUFFIX, segment_name
 from logq.storage.topics import TopicRegistry, partition_path, validate_partition, validate_topic
 from logq.types import OffsetAndTimestamp, Record, TopicPartition
 
@@ -151,6 +169,7 @@ class Consumer:
         fsync_commits: bool = False,
         consumer_timeout_ms: int | None = None,
         member_id: str | None = None,
+        max_open_partitions: int = DEFAULT_MAX_OPEN_PARTITIONS,
     ) -> None:
         self._closed = True  # until built
         if not isinstance(data_dir, (str, os.PathLike)):
@@ -182,8 +201,10 @@ class Consumer:
             or not consumer_timeout_ms >= 0
         ):
             raise ConfigError(f"consumer_timeout_ms={consumer_timeout_ms!r} is invalid: must be None or a number >= 0")
+        check_max_open_partitions(max_open_partitions)
         self.registry = TopicRegistry(data_dir)
         self.root = self.registry.root
+        self.max_open_partitions = max_open_partitions
         self.group_id = group_id
         self.auto_offset_reset = auto_offset_reset
         self.enable_auto_commit = enable_auto_commit and group_id is not None
@@ -206,7 +227,11 @@ class Consumer:
         self._positions: dict[TopicPartition, int] = {}
         self._buffers: dict[TopicPartition, tuple] = {}  # (fetch, header i, byte pos, records, i)
         self._paused: set[TopicPartition] = set()
-        self._logs: dict[TopicPartition, PartitionLog] = {}
+        self._logs: OrderedDict[TopicPartition, PartitionLog] = OrderedDict()  # least recently used first
+        # a closed log read to its end: (end offset, active segment file, its size, next segment file)
+        self._parked: dict[TopicPartition, tuple[int, str | None, int, str]] = {}
+        self._incarnations: dict[str, Incarnation] = {}  # topic -> the incarnation positions refer to
+        self._pending_error: DeserializationError | None = None  # raised by the next poll
         self._watcher = Watcher()
         self._rr = 0
         self._next_commit = time.monotonic() + auto_commit_interval_ms / 1000
@@ -257,8 +282,10 @@ class Consumer:
         names = [t for t in self.registry.names() if sub.fullmatch(t)] if isinstance(sub, re.Pattern) else list(sub)
         out = {}
         for t in names:
-            if self.registry.exists(t):
-                out[t] = self.registry.get(t).partitions
+            try:  # fresh: a topic deleted (or created again) elsewhere changes the subscription
+                out[t] = self.registry.get(t, fresh=True).partitions
+            except UnknownTopicError:
+                pass
         return out
 
     @_one_thread
@@ -313,23 +340,120 @@ class Consumer:
         self._positions.pop(tp, None)
         self._buffers.pop(tp, None)
         self._paused.discard(tp)
+        self._parked.pop(tp, None)
+        self._watcher.unwatch(partition_path(self.root, tp.topic, tp.partition))
         lg = self._logs.pop(tp, None)
         if lg is not None:
-            self._watcher.unwatch(lg.path)
+            self._close_log(lg)
+        if not any(t.topic == tp.topic for t in self._positions):
+            self._incarnations.pop(tp.topic, None)
+
+    @staticmethod
+    def _close_log(lg: PartitionLog) -> None:
+        try:
             lg.close()
+        except (LogqError, OSError) as e:  # a reader writes nothing: nothing is lost
+            log.debug("closing %s: %s", lg.path, e)
 
     # ------------------------------------------------------------------ positions
     def _log(self, tp: TopicPartition) -> PartitionLog:
         lg = self._logs.get(tp)
-        if lg is None:
-            cfg = self.registry.get(tp.topic).config
-            lg = PartitionLog(partition_path(self.root, tp.topic, tp.partition), cfg, readonly=True)
-            self._logs[tp] = lg
-            self._watcher.watch(lg.path)
+        if lg is not None:
+            self._logs.move_to_end(tp)
+            return lg
+        inc = self._incarnation(tp.topic)
+        try:
+            lg = PartitionLog(
+                partition_path(self.root, tp.topic, tp.partition), self.registry.get(tp.topic).config, readonly=True
+            )
+        except (LogqError, OSError):
+            now = inc.current_id()
+            if now != inc.topic_id:  # deleted under us: say so, not "no such file"
+                raise TopicDeletedError(tp.topic, inc.topic_id, now, partition=tp.partition) from None
+            raise
+        self._logs[tp] = lg
+        self._parked.pop(tp, None)
+        while len(self._logs) > self.max_open_partitions:
+            old_tp, old = self._logs.popitem(last=False)
+            self._park(old_tp, old)
         return lg
+
+    def _park(self, tp: TopicPartition, lg: PartitionLog) -> None:
+        """Close the log of ``tp``; remember enough to tell, by one stat, that it has nothing new."""
+        try:
+            if lg.num_segments:
+                seg = lg.active
+                end, path, size = seg.next_offset, seg.log_path, seg.size
+            else:
+                end, path, size = lg.log_start_offset, None, 0
+            self._parked[tp] = (end, path, size, os.path.join(lg.path, segment_name(end) + LOG_SUFFIX))
+        except (LogqError, OSError):
+            pass
+        self._close_log(lg)
+
+    def _nothing_new(self, tp: TopicPartition) -> bool:
+        """Whether closed partition ``tp`` is read to its end and nothing was appended since."""
+        park = self._parked.get(tp)
+        if park is None or park[0] != self._positions[tp]:
+            return False
+        end, path, size, next_path = park
+        try:
+            if path is not None and os.stat(path).st_size != size:
+                return False
+        except OSError:
+            return False
+        return not os.path.exists(next_path)  # a roll starts the segment at the end
+
+    def _incarnation(self, topic: str) -> Incarnation:
+        """The incarnation of ``topic`` this consumer's positions refer to (the current one at first use)."""
+        inc = self._incarnations.get(topic)
+        if inc is None:
+            meta = self.registry.get(topic, fresh=True)
+            inc = self._incarnations[topic] = Incarnation(self.root, topic, meta.topic_id)
+        return inc
+
+    def _check_incarnations(self, topics: Iterable[str]) -> None:
+        """Follow topics deleted or created again since positions were taken (see the module docstring)."""
+        for topic in set(topics):
+            inc = self._incarnations.get(topic)
+            if inc is None:
+                continue
+            now = inc.current_id()
+            if now == inc.topic_id:
+                continue
+            tps = sorted(tp for tp in self._positions if tp.topic == topic)
+            for tp in tps:
+                self._forget(tp)
+            self._incarnations.pop(topic, None)
+            if now is None:
+                log.warning("topic %r (topic id %s) was deleted; its partitions are dropped", topic, inc.topic_id)
+                if self._member is None:
+                    self._manual = [tp for tp in self._manual if tp.topic != topic]
+                    raise TopicDeletedError(
+                        topic,
+                        inc.topic_id,
+                        None,
+                        what=f"partitions {', '.join(str(tp.partition) for tp in tps)} were assigned to this consumer",
+                        hint="they are no longer assigned; assign() partitions that exist, or create the topic again",
+                    )
+                continue
+            count = self.registry.get(topic, fresh=True).partitions
+            keep = [tp for tp in tps if tp.partition < count]
+            log.warning(
+                "topic %r was deleted and created again (topic id %s -> %s); reading the new one from its "
+                "committed offsets or auto_offset_reset=%s",
+                topic,
+                inc.topic_id,
+                now,
+                self.auto_offset_reset,
+            )
+            if self._member is None:
+                self._manual = [tp for tp in self._manual if tp.topic != topic or tp in keep]
+            self._init_positions(keep)
 
     def _init_positions(self, tps: Sequence[TopicPartition]) -> None:
         for tp in tps:
+            self._watcher.watch(partition_path(self.root, tp.topic, tp.partition))
             committed = self._store.committed(tp.topic, tp.partition) if self._store else None
             lg = self._log(tp)
             if committed is None:
@@ -416,7 +540,7 @@ class Consumer:
                 rec = lg.read_records(off, 1)
                 out[tp] = OffsetAndTimestamp(off, rec[0].timestamp if rec else -1)
             if tp not in self._logs:
-                lg.close()
+                self._close_log(lg)
         return out
 
     @_one_thread
@@ -525,10 +649,30 @@ class Consumer:
     def _fetchable(self) -> list[TopicPartition]:
         if self._member is not None:
             owned = self._member.owned()
+            missing = [TopicPartition(*tp) for tp in owned if tp not in self._positions]
+            if missing:  # dropped when their topic was deleted: read them if it exists again
+                live = [tp for tp in missing if self.registry.exists(tp.topic) and self._has(tp)]
+                self._init_positions(sorted(live))
             return [tp for tp in self._positions if tp in owned and tp not in self._paused]
         return [tp for tp in self._positions if tp not in self._paused]
 
+    def _has(self, tp: TopicPartition) -> bool:
+        try:
+            return tp.partition < self.registry.get(tp.topic, fresh=True).partitions
+        except UnknownTopicError:
+            return False
+
     def _fetch(self, limit: int) -> list[Record]:
+        err = self._pending_error
+        if err is not None and err.topic is not None and err.partition is not None:
+            self._pending_error = None
+            tp = TopicPartition(err.topic, err.partition)
+            if self._positions.get(tp) == err.offset and tp not in self._paused:
+                raise err
+        tps = self._fetchable()
+        if not tps:
+            return []
+        self._check_incarnations(tp.topic for tp in tps)
         tps = self._fetchable()
         if not tps:
             return []
@@ -538,7 +682,13 @@ class Consumer:
         self._rr += 1
         for i in range(n):
             tp = tps[(start + i) % n]
-            got = self._take(tp, limit - len(out))
+            try:
+                got = self._take(tp, limit - len(out))
+            except DeserializationError as e:
+                if not out:
+                    raise
+                self._pending_error = e  # return what was read first; the next poll raises it
+                break
             out.extend(got)
             if len(out) >= limit:
                 break
@@ -562,7 +712,17 @@ class Consumer:
                 if hi >= len(res.headers):
                     break
                 h = res.headers[hi]
-                recs, ri = self._decode(tp, res, h, pos), 0
+                try:
+                    recs, ri = self._decode(tp, res, h, pos), 0
+                except DeserializationError as e:
+                    # the records before the bad one are returned first; the position stays on it
+                    good = getattr(e, "_good", [])
+                    out.extend(good[: want - len(out)])
+                    self._buffers.pop(tp, None)
+                    if out:
+                        self._positions[tp] = out[-1].offset + 1
+                        return out
+                    raise
                 pos += h.size
                 hi += 1
                 continue
@@ -578,6 +738,8 @@ class Consumer:
         return out
 
     def _fetch_batches(self, tp: TopicPartition) -> tuple | None:
+        if tp not in self._logs and self._nothing_new(tp):
+            return None
         lg = self._log(tp)
         pos = self._positions[tp]
         try:
@@ -596,21 +758,35 @@ class Consumer:
             res.data,
             h,
             pos,
-            max_decompressed_bytes=self._logs[tp].config.max_decompressed_bytes,
+            max_decompressed_bytes=self.registry.get(tp.topic).config.max_decompressed_bytes,
             min_offset=res.offset,
             origin=(Record, tp.topic, tp.partition),
         )
         kd, vd = self._kdes, self._vdes
         if kd is None and vd is None:
             return recs
-        try:
-            return [r._replace(key=kd(r.key) if kd else r.key, value=vd(r.value) if vd else r.value) for r in recs]
-        except LogqError:
-            raise
-        except Exception as e:  # a user deserializer failed: say where, keep its error as the cause
-            raise DeserializationError(
-                f"the deserializer failed on a record of {tp.topic}-{tp.partition} at or after offset {h.base_offset}: {e!r}"
-            ) from e
+        out: list[Record] = []
+        for r in recs:
+            what = "key"
+            try:
+                k = kd(r.key) if kd else r.key
+                what = "value"
+                v = vd(r.value) if vd else r.value
+            except Exception as e:  # say where, keep the deserializer's error as the cause
+                reason = e.message if isinstance(e, LogqError) else repr(e)
+                err = DeserializationError(
+                    f"the {what} deserializer failed on the record at offset {r.offset} of "
+                    f"{tp.topic}-{tp.partition}: {reason}",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=r.offset,
+                    hint=f"skip it with consumer.seek(TopicPartition({tp.topic!r}, {tp.partition}), {r.offset + 1}), "
+                    "or fix the deserializer",
+                )
+                err._good = out  # type: ignore[attr-defined]  # records before it, returned first
+                raise err from e
+            out.append(r._replace(key=k, value=v))
+        return out
 
     def _reset_high(self, tp: TopicPartition, pos: int, end: int) -> int:
         if self.auto_offset_reset == "error":
@@ -660,6 +836,22 @@ class Consumer:
         self._next_commit = time.monotonic() + self.auto_commit_interval_ms / 1000
         if not items:
             return
+        ids: dict[str, str | None] = {}
+        for topic in {tp.topic for tp in items}:
+            inc = self._incarnations.get(topic)
+            if inc is None:
+                continue  # not read by this consumer: the store stamps the current id
+            if not inc.holds():  # positions of a deleted incarnation: never stored for a new one
+                log.warning(
+                    "offsets of topic %r not committed: it was deleted since they were read (topic id %s)",
+                    topic,
+                    inc.topic_id,
+                )
+                items = {tp: off for tp, off in items.items() if tp.topic != topic}
+                continue
+            ids[topic] = inc.topic_id  # a delete racing this commit leaves them under the old id
+        if not items:
+            return
         m = self._member
         self._store.commit(
             items,
@@ -667,6 +859,7 @@ class Consumer:
             member_id=m.member_id if m else None,
             sync=self.fsync_commits,
             log_end=lambda t, p: self._log(TopicPartition(t, p)).log_end_offset,
+            topic_ids=ids,
         )
 
     @_one_thread

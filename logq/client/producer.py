@@ -12,22 +12,32 @@ records without a key stick to one partition per ``batch_size`` bytes (KIP-794).
 Every buffer is bounded: at most ``buffer_bytes`` of records wait unwritten; past that,
 ``send`` writes batches itself, and waits at most ``max_block_ms`` for other threads'
 writes before raising ProducerBufferFullError.
+
+Partition logs stay open between writes, at most ``max_open_partitions`` at once (the
+least recently used is closed, under its partition's write lock, and reopened on its next
+write: nothing queued is lost or reordered). Each write checks that the topic is still the
+incarnation its batch was made for (logq/client/handles.py): a batch for a topic deleted
+meanwhile fails with TopicDeletedError, never an offset in unlinked files; a topic deleted
+and created again with the same partition count receives the batch, one with another
+count fails it (its partitioning no longer holds) and later sends use the new topic.
 """
 
 from __future__ import annotations
 
 import atexit
 import bisect
+import functools
 import itertools
 import logging
 import os
 import threading
 import time
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from logq.client.handles import DEFAULT_MAX_OPEN_PARTITIONS, Incarnation, check_max_open_partitions
 from logq.client.partitioner import StickyPartitioner, partition_for_key
 from logq.client.serde import get_serializer
 from logq.client.timestamps import to_millis
@@ -43,6 +53,8 @@ from logq.errors import (
     RecordsFailedError,
     RecordTooLargeError,
     SerializationError,
+    TopicDeletedError,
+    UnknownTopicError,
 )
 from logq.storage.log import PartitionLog
 from logq.storage.topics import TopicRegistry, partition_path, validate_partition, validate_topic
@@ -96,10 +108,11 @@ class BatchMetadata(NamedTuple):
 
 
 class _Batch:
-    __slots__ = ("tp", "records", "bytes", "created", "base_offset", "error", "_event", "done")
+    __slots__ = ("tp", "tid", "records", "bytes", "created", "base_offset", "error", "_event", "done")
 
-    def __init__(self, tp: TP) -> None:
+    def __init__(self, tp: TP, tid: str = "") -> None:
         self.tp = tp
+        self.tid = tid  # the topic incarnation it was partitioned for
         self.records: list[tuple] = []
         self.bytes = 0
         self.created = time.monotonic()
@@ -158,6 +171,11 @@ class RecordFuture(tuple):
         return f"RecordFuture({b.tp[0]}-{b.tp[1]}#{i}, {state})"
 
 
+class _Handle(NamedTuple):
+    log: PartitionLog
+    inc: Incarnation
+
+
 class Producer:
     def __init__(
         self,
@@ -170,6 +188,7 @@ class Producer:
         key_serializer: Any = None,
         value_serializer: Any = None,
         fsync: str | None = None,
+        max_open_partitions: int = DEFAULT_MAX_OPEN_PARTITIONS,
     ) -> None:
         self._closed = True  # until built: __del__ of a half-built Producer does nothing
         if not isinstance(data_dir, (str, os.PathLike)):
@@ -186,8 +205,10 @@ class Producer:
         ):
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ConfigError(f"{name}={v!r} is invalid: must be an int >= {lo}")
+        check_max_open_partitions(max_open_partitions)
         self.registry = TopicRegistry(data_dir)
         self.root = self.registry.root
+        self.max_open_partitions = max_open_partitions
         self.linger_ms = linger_ms
         self.batch_size = batch_size
         self.buffer_bytes = buffer_bytes
@@ -201,7 +222,9 @@ class Producer:
         self._ready: dict[TP, deque[_Batch]] = {}
         self._drain_locks: dict[TP, threading.Lock] = {}
         self._pending_bytes = 0
-        self._logs: dict[TP, PartitionLog] = {}
+        self._logs: OrderedDict[TP, _Handle] = OrderedDict()  # open partition logs, least recently used first
+        self._logs_lock = threading.Lock()
+        self._tid_partitions: dict[str, int] = {}  # topic id -> its partition count
         self._sticky: dict[str, StickyPartitioner] = {}
         self._topics: dict[str, list] = {}
         self._key_cache: dict[tuple[bytes, int], int] = {}
@@ -256,7 +279,7 @@ class Producer:
         elif headers is not None and not isinstance(headers, (dict, list, tuple)):
             raise SerializationError(f"headers must be a dict or a list of (str, bytes) pairs, got {headers!r}")
         if size > info[1]:
-            raise RecordTooLargeError(size, info[1], "record")
+            raise self._too_large(topic, size)
         ts = int(time.time() * 1000) if timestamp_ms is None else to_millis(timestamp_ms, "timestamp_ms")
         drain = False
         with self._lock:
@@ -265,11 +288,11 @@ class Producer:
                 self._make_room(size)
             b = self._open.get(tp)
             cap = info[4]  # batch_size, capped so a batch also fits the topic's max_batch_bytes
-            if b is None or (b.bytes + size > cap and b.records):
+            if b is None or (b.bytes + size > cap and b.records) or b.tid != info[5]:
                 if b is not None:
                     self._close_batch(tp, b)
                     drain = True
-                b = self._open[tp] = _Batch(tp)
+                b = self._open[tp] = _Batch(tp, info[5])
             recs = b.records
             recs.append((k, v, headers, ts))
             b.bytes += size
@@ -284,13 +307,38 @@ class Producer:
         return fut
 
     def _topic_info(self, topic: str) -> list:
-        """[partitions, largest record bytes, sticky partition, bytes sent to it, batch cap]."""
-        meta = self.registry.get(validate_topic(topic))
+        """[partitions, largest record bytes, sticky partition, bytes sent to it, batch cap, topic id]."""
+        meta = self.registry.get(validate_topic(topic), fresh=True)
         sticky = self._sticky_for(topic).partition(None, meta.partitions, self.batch_size)
         limit = meta.config.max_batch_bytes - BATCH_OVERHEAD
-        info = [meta.partitions, limit, sticky, 0, min(self.batch_size, limit)]
+        if limit + _RECORD_OVERHEAD_BYTES > self.buffer_bytes:
+            limit = self.buffer_bytes - _RECORD_OVERHEAD_BYTES  # a record must fit the buffer too
+        info = [meta.partitions, limit, sticky, 0, min(self.batch_size, limit), meta.topic_id]
+        self._tid_partitions[meta.topic_id] = meta.partitions
         self._topics[topic] = info
         return info
+
+    def _too_large(self, topic: str, size: int) -> RecordTooLargeError:
+        """A record of ``size`` bytes (as send() counts them) that cannot be sent: quote the
+        configured limit it broke, the topic's max_batch_bytes or this producer's buffer_bytes."""
+        max_batch = self.registry.get(topic).config.max_batch_bytes
+        if size + BATCH_OVERHEAD > max_batch:
+            return RecordTooLargeError(
+                size + BATCH_OVERHEAD,
+                max_batch,
+                "record (in a batch of its own)",
+                where=f" of topic {topic!r}",
+                hint=f"send smaller records, or raise the topic's max_batch_bytes "
+                f"(`logq topics alter {topic} --config max_batch_bytes=...`)",
+            )
+        return RecordTooLargeError(
+            size,
+            self.buffer_bytes,
+            "record",
+            setting="buffer_bytes",
+            where=" of this Producer",
+            hint="raise the Producer's buffer_bytes above the largest record, or send smaller records",
+        )
 
     def _choose_partition(self, topic: str, info: list, partition: object, key: bytes | None, size: int) -> int:
         """Under self._lock: the one partition rule of ``send`` and ``send_batch``.
@@ -364,13 +412,14 @@ class Producer:
         while start < len(values):
             stop = max(start + 1, bisect.bisect_right(ends, used + limit))
             if stop - start == 1 and ends[start] - used > record_limit:
-                raise RecordTooLargeError(ends[start] - used, record_limit, "record")
+                raise self._too_large(topic, ends[start] - used)
             with self._lock:
                 tp = (topic, self._choose_partition(topic, info, partition, k, ends[stop - 1] - used))
             p = tp[1]
             self._flush_tp(tp)
+            chunk = values[start:stop]
             with self._drain_lock(tp):
-                res = self._log(tp).append_values(values[start:stop], ts, key=k)
+                res = self._append(tp, info[5], stop - start, functools.partial(_append_values, chunk, ts, k))
             out.append(BatchMetadata(topic, p, res.base_offset, stop - start, ts))
             used = ends[stop - 1]
             start = stop
@@ -421,7 +470,8 @@ class Producer:
 
     def _write(self, b: _Batch) -> None:
         try:
-            res = self._log(b.tp).append(b.records)
+            recs = b.records
+            res = self._append(b.tp, b.tid, len(recs), lambda lg: lg.append(recs))
             b.base_offset = res.base_offset
         except Exception as e:
             # send() checked every record, so this is the system (no space, too many open
@@ -512,16 +562,126 @@ class Producer:
                 pass
 
     # ------------------------------------------------------------------ logs
-    def _log(self, tp: TP) -> PartitionLog:
-        log = self._logs.get(tp)
-        if log is None:
-            meta = self.registry.get(tp[0])
-            cfg: LogConfig = meta.config
-            if self.fsync is not None:
-                cfg = cfg.with_(fsync=self.fsync)
-            log = PartitionLog(partition_path(self.root, tp[0], tp[1]), cfg, create=False)
-            self._logs[tp] = log
-        return log
+    def _append(self, tp: TP, tid: str, count: int, do: Callable[[PartitionLog], Any]) -> Any:
+        """Under the partition's write lock: ``do(log)`` on the partition's log of incarnation
+        ``tid``, checked before and after (see the module docstring): an append that a
+        delete overtook is reported as failed, never acknowledged."""
+        h = self._handle(tp, tid, count)
+        if not h.inc.holds():
+            raise self._gone(tp, h, count)
+        try:
+            res = do(h.log)
+        except (LogqError, OSError) as e:
+            if not h.inc.holds():  # the files went away under the append
+                raise self._gone(tp, h, count) from e
+            raise
+        if not h.inc.holds():
+            raise self._gone(tp, h, count)
+        return res
+
+    def _handle(self, tp: TP, tid: str, count: int) -> _Handle:
+        """The open log of ``tp`` for incarnation ``tid``, opening it (and closing the least
+        recently used one past ``max_open_partitions``). A topic created again with the same
+        partition count takes the batch; otherwise TopicDeletedError."""
+        with self._logs_lock:
+            h = self._logs.get(tp)
+            if h is not None:
+                self._logs.move_to_end(tp)
+        if h is not None:
+            if h.inc.topic_id == tid or self._same_partitioning(tid, h.inc.topic_id):
+                return h
+            self._drop(tp, h)
+        topic = tp[0]
+        try:
+            meta = self.registry.get(topic, fresh=True)
+        except UnknownTopicError:
+            raise self._gone_error(tp, tid, None, count) from None
+        if meta.topic_id != tid:
+            self._tid_partitions[meta.topic_id] = meta.partitions
+            if not self._same_partitioning(tid, meta.topic_id):
+                raise self._gone_error(tp, tid, meta.topic_id, count)
+            with self._lock:  # created again alike: this batch goes to it, later sends too
+                info = self._topics.get(topic)
+                if info is not None and info[5] == tid:
+                    del self._topics[topic]
+        inc = Incarnation(self.root, topic, meta.topic_id)
+        cfg: LogConfig = meta.config
+        if self.fsync is not None:
+            cfg = cfg.with_(fsync=self.fsync)
+        try:
+            lg = PartitionLog(partition_path(self.root, topic, tp[1]), cfg, create=False)
+        except (LogqError, OSError):
+            if not inc.holds():  # deleted while opening
+                raise self._gone_error(tp, tid, inc.current_id(), count) from None
+            raise
+        h = _Handle(lg, inc)
+        with self._logs_lock:
+            self._logs[tp] = h
+        self._evict(tp)
+        return h
+
+    def _same_partitioning(self, tid: str, new_tid: str) -> bool:
+        """Whether records partitioned for incarnation ``tid`` may go to ``new_tid`` (same count)."""
+        n = self._tid_partitions.get(tid)
+        return n is not None and n == self._tid_partitions.get(new_tid)
+
+    def _evict(self, keep: TP) -> None:
+        """Close least recently used logs while more than ``max_open_partitions`` are open.
+
+        A log is closed only under its partition's write lock, taken without waiting: a
+        partition being written is skipped (the limit is exceeded until it is free).
+        """
+        while True:
+            with self._logs_lock:
+                if len(self._logs) <= self.max_open_partitions:
+                    return
+                victim, held = None, None
+                for vtp in self._logs:  # least recently used first
+                    lk = self._drain_locks.get(vtp)
+                    if vtp != keep and lk is not None and lk.acquire(blocking=False):
+                        victim, held = vtp, lk
+                        break
+                if victim is None or held is None:
+                    return
+                h = self._logs.pop(victim)
+            try:
+                self._close_handle(victim, h)
+            finally:
+                held.release()
+
+    def _drop(self, tp: TP, h: _Handle) -> None:
+        """Under the partition's write lock: forget and close a handle of an old incarnation."""
+        with self._logs_lock:
+            if self._logs.get(tp) is h:
+                del self._logs[tp]
+        self._close_handle(tp, h)
+
+    def _close_handle(self, tp: TP, h: _Handle) -> None:
+        try:
+            h.log.close()
+        except (LogqError, OSError) as e:
+            if h.inc.holds():  # the records are in the log; only the clean-close bookkeeping failed
+                log.warning("closing %s-%d: %s", tp[0], tp[1], e)
+
+    def _gone(self, tp: TP, h: _Handle, count: int) -> TopicDeletedError:
+        """The incarnation of ``h`` is gone: drop the handle; the error for ``count`` records."""
+        self._drop(tp, h)
+        return self._gone_error(tp, h.inc.topic_id, h.inc.current_id(), count)
+
+    def _gone_error(self, tp: TP, tid: str, now: str | None, count: int) -> TopicDeletedError:
+        with self._lock:
+            info = self._topics.get(tp[0])
+            if info is not None and info[5] != now:
+                del self._topics[tp[0]]  # the next send reads the topic again
+        what = f"{count} record(s) for {tp[0]}-{tp[1]} were not written"
+        if now is None:
+            hint = f"the records went with the topic; create {tp[0]!r} again to send to it"
+        else:
+            hint = (
+                "the new topic has another partition count, so records partitioned for the old one "
+                "were not written to it; send them again: later sends go to the new topic"
+            )
+        return TopicDeletedError(tp[0], tid, now, partition=tp[1], what=what, hint=hint)
 
     def close(self, timeout: float | None = None) -> None:
         """Write every waiting record (as ``flush``), then release the partitions.
@@ -541,9 +701,11 @@ class Producer:
             self._linger_stop.set()
             if self._linger is not None and self._linger is not threading.current_thread():
                 self._linger.join(5)
-            for lg in self._logs.values():
-                lg.close()
-            self._logs.clear()
+            with self._logs_lock:
+                handles = list(self._logs.items())
+                self._logs.clear()
+            for tp, h in handles:
+                self._close_handle(tp, h)
             self.registry.close()
 
     def _unwritten(self) -> int:
@@ -615,6 +777,10 @@ def _as_bytes(x: Any, what: str) -> bytes | None:
     if isinstance(x, (bytearray, memoryview)):
         return bytes(x)
     raise SerializationError(f"{what} must be bytes or None, got {type(x).__name__}")
+
+
+def _append_values(values: Sequence[bytes], ts: int, key: bytes | None, lg: PartitionLog) -> Any:
+    return lg.append_values(values, ts, key=key)
 
 
 def _linger_main(ref: weakref.ref[Producer], stop: threading.Event, period: float) -> None:
