@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check lint types bench compare soak plots clean
+.PHONY: demo test check lint types misuse bench compare soak plots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory check
 
 check: lint types
+
+# The misuse tier of the reliability battery on its own (docs/durability.md).
+misuse: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests/storage/test_misuse_storage.py tests/storage/test_misuse_readonly.py \
+		tests/storage/test_log_memory.py tests/client/test_misuse_client.py tests/client/test_misuse_topics.py \
+		tests/client/test_misuse_lifecycle.py tests/cli/test_cli_interrupt.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check logq tests benchmarks tools
