@@ -32,10 +32,12 @@ Record layout (varint = zigzag + LEB128, as in protobuf's sint32/sint64)::
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from collections.abc import Iterator, Sequence
 from enum import IntEnum
+from types import ModuleType
 from typing import Any, NamedTuple
 
 from crc32c import crc32c
@@ -62,6 +64,11 @@ __all__ = [
     "stamp_base_offset",
     "encode_varint",
     "decode_varint",
+    "walk_records",
+    "IMPLEMENTATION",
+    "implementations",
+    "use_implementation",
+    "describe_implementation",
 ]
 
 MAGIC = 2
@@ -236,7 +243,7 @@ def _encode_headers(headers: HeaderInput | None) -> bytes:
 RecordInput = tuple[bytes | None, bytes | None, HeaderInput | None, int]
 
 
-def _encode_records(records: Sequence[RecordInput], base_ts: int) -> bytes:
+def _encode_records_py(records: Sequence[RecordInput], base_ts: int) -> bytes:
     parts: list = []
     app = parts.append
     V = _V
@@ -317,7 +324,7 @@ def encode_batch(
     try:
         base_ts = records[0][3]
         max_ts = max(r[3] for r in records)
-        blob = _encode_records(records, base_ts)
+        blob: bytes = _encode_records(records, base_ts)
         attributes = 0
         if compression == Compression.GZIP:
             blob = zlib.compress(blob, 6, wbits=31)
@@ -351,13 +358,14 @@ def encode_values(
     if not values:
         raise InvalidRecordError("a batch holds at least one record")
     try:
-        return _encode_values(values, timestamp, base_offset, key, partition_leader_epoch)
+        out: bytes = _encode_values(values, timestamp, base_offset, key, partition_leader_epoch)
+        return out
     except (TypeError, ValueError, OverflowError, struct.error) as e:
         # Only the input can cause these here: a value that is not bytes, or out of range.
         raise InvalidRecordError(f"values cannot be encoded: {e}") from None
 
 
-def _encode_values(
+def _encode_values_py(
     values: Sequence[bytes], timestamp: int, base_offset: int, key: bytes | None, partition_leader_epoch: int
 ) -> bytes:
     V = _V
@@ -417,6 +425,17 @@ def validate_batch(
     magic, a length inside the buffer and the limit, a sane count, and optionally the
     expected base offset.
     """
+    h: BatchHeader = _validate_batch(buf, pos, end, max_batch_bytes, expected_offset)
+    return h
+
+
+def _validate_batch_py(
+    buf: Buffer,
+    pos: int = 0,
+    end: int | None = None,
+    max_batch_bytes: int | None = None,
+    expected_offset: int | None = None,
+) -> BatchHeader:
     if end is None:
         end = len(buf)
     if end - pos < LOG_OVERHEAD:
@@ -527,24 +546,59 @@ def decode_records(
     ``cls(topic, partition, offset, timestamp, key, value, headers)`` in one step, which
     saves the consumer a second object per record.
     """
-    data = bytes(memoryview(buf)[pos + BATCH_OVERHEAD : pos + header.size])
-    codec = header.attributes & ATTR_CODEC_MASK
-    if codec:
-        try:
-            data = _decompress(codec, data, max_decompressed_bytes)
-        except CorruptRecordError as e:
-            raise CorruptRecordError(e.reason, position=pos) from None
+    data = _records_section(buf, header, pos, max_decompressed_bytes)
     try:
-        return _decode_records(data, header, min_offset, origin)
+        out: list = _decode_records(data, header, min_offset, origin)
+        return out
     except CorruptRecordError as e:
         raise CorruptRecordError(e.reason, position=pos) from None
     except (IndexError, UnicodeDecodeError) as e:
         raise CorruptRecordError(f"malformed record: {e}", position=pos) from None
 
 
-def _decode_records(
-    data: bytes, h: BatchHeader, min_offset: int = 0, origin: tuple[type, str, int] | None = None
+def walk_records(
+    buf: Buffer,
+    header: BatchHeader,
+    pos: int = 0,
+    *,
+    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
+    min_offset: int = 0,
+) -> int:
+    """Check every record of a batch exactly as :func:`decode_records` does, without building
+    them; return how many are at or above ``min_offset``. For batches that arrive from
+    outside (a server checking a produce request) and any caller that only needs to know
+    that the records parse."""
+    data = _records_section(buf, header, pos, max_decompressed_bytes)
+    try:
+        n: int = _walk_records(data, header, min_offset)
+        return n
+    except CorruptRecordError as e:
+        raise CorruptRecordError(e.reason, position=pos) from None
+    except (IndexError, UnicodeDecodeError) as e:
+        raise CorruptRecordError(f"malformed record: {e}", position=pos) from None
+
+
+def _records_section(buf: Buffer, header: BatchHeader, pos: int, max_decompressed_bytes: int) -> Buffer:
+    """The records of the batch at ``pos``: a view into ``buf`` or, compressed, the inflated bytes."""
+    data = memoryview(buf)[pos + BATCH_OVERHEAD : pos + header.size]
+    codec = header.attributes & ATTR_CODEC_MASK
+    if codec:
+        try:
+            return _decompress(codec, bytes(data), max_decompressed_bytes)
+        except CorruptRecordError as e:
+            raise CorruptRecordError(e.reason, position=pos) from None
+    return data
+
+
+def _walk_records_py(data: Buffer, h: BatchHeader, min_offset: int = 0) -> int:
+    return len(_decode_records_py(data, h, min_offset, None))
+
+
+def _decode_records_py(
+    data: Buffer, h: BatchHeader, min_offset: int = 0, origin: tuple[type, str, int] | None = None
 ) -> list:
+    if not isinstance(data, bytes):
+        data = bytes(data)
     count = h.records_count
     limit = len(data)
     if count * MIN_RECORD_BYTES > limit:
@@ -680,3 +734,93 @@ def decode_batch(
     """Validate and decode the batch at ``pos``: (header, records)."""
     h = validate_batch(buf, pos)
     return h, decode_records(buf, h, pos, max_decompressed_bytes=max_decompressed_bytes)
+
+
+# --------------------------------------------------------------------------- implementations
+#
+# The functions above are the one public seam. Each hands its per-record work to one of the
+# module globals below, which hold either this module's pure-Python functions or their
+# compiled twins from logq/codec/compiled.pyx (built by ``pip install`` when a C compiler is
+# there). Twins take the same arguments, accept the same input and raise the same errors
+# with the same messages; tests/codec runs its whole suite against each.
+
+PURE_ENV = "LOGQ_PURE_PYTHON"
+
+_PURE: dict[str, Any] = {
+    "_validate_batch": _validate_batch_py,
+    "_decode_records": _decode_records_py,
+    "_walk_records": _walk_records_py,
+    "_encode_records": _encode_records_py,
+    "_encode_values": _encode_values_py,
+}
+_compiled_error: str | None = None
+_compiled_module: ModuleType | None = None
+
+
+def _load_compiled() -> ModuleType | None:
+    global _compiled_error, _compiled_module
+    if _compiled_module is None and _compiled_error is None:
+        try:
+            from logq.codec import compiled
+        except ImportError as e:
+            _compiled_error = f"the compiled codec is not built: {e}"
+            return None
+        compiled.bind(BatchHeader, BatchRecord, CorruptRecordError, crc32c, _validate_batch_py)
+        _compiled_module = compiled
+    return _compiled_module
+
+
+def _functions(name: str) -> dict[str, Any]:
+    if name == "pure":
+        return _PURE
+    if name == "compiled":
+        mod = _load_compiled()
+        if mod is None:
+            raise RuntimeError(_compiled_error)
+        return {
+            "_validate_batch": mod.validate_batch,
+            "_decode_records": mod.decode_records,
+            "_walk_records": mod.walk_records,
+            "_encode_records": mod.encode_records,
+            "_encode_values": mod.encode_values,
+        }
+    raise ValueError(f"unknown codec implementation {name!r}: 'pure' or 'compiled'")
+
+
+def implementations() -> dict[str, str | None]:
+    """Each implementation's name and why it cannot be used here (None when it can)."""
+    _load_compiled()
+    return {"pure": None, "compiled": _compiled_error}
+
+
+def use_implementation(name: str) -> str:
+    """Switch this process to the ``"pure"`` or ``"compiled"`` codec and return the previous
+    one; RuntimeError when the compiled codec is not built. For tests and measurements: the
+    choice made at import is the right one otherwise."""
+    global IMPLEMENTATION
+    previous = IMPLEMENTATION
+    globals().update(_functions(name))
+    IMPLEMENTATION = name
+    return previous
+
+
+def describe_implementation() -> str:
+    """The codec in use, and why when it is the pure one (``logq --version``, ``logq perf``)."""
+    if IMPLEMENTATION == "compiled":
+        return "compiled (Cython)"
+    if os.environ.get(PURE_ENV) == "1":
+        return f"pure Python ({PURE_ENV}=1)"
+    _load_compiled()
+    return f"pure Python ({_compiled_error})" if _compiled_error else "pure Python"
+
+
+#: "compiled" or "pure": the codec this process uses. The compiled one when it is built
+#: and LOGQ_PURE_PYTHON is not 1.
+IMPLEMENTATION = "pure"
+_validate_batch: Any = _validate_batch_py
+_decode_records: Any = _decode_records_py
+_walk_records: Any = _walk_records_py
+_encode_records: Any = _encode_records_py
+_encode_values: Any = _encode_values_py
+if os.environ.get(PURE_ENV) != "1" and _load_compiled() is not None:
+    use_implementation("compiled")
