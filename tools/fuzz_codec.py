@@ -15,7 +15,8 @@ cramjam is installed, snappy (raw and xerial-framed), lz4 and zstd.
 Targets, chosen by the low bits of the first input byte (the rest is the input):
 
 * ``decode_batch`` with a 1 MiB decompression cap, ``iter_batches``, ``validate_batch``,
-  ``decode_varint`` (5- and 10-byte forms);
+  ``decode_varint`` (5- and 10-byte forms), and ``decode_records`` as the consumer calls it
+  (``origin``, ``min_offset``) next to ``walk_records``;
 * the same with the batch length and CRC repaired first, so mutations get past the CRC and
   reach the record parser and the decompressors.
 
@@ -23,6 +24,14 @@ Contract checked: each call returns or raises ``CorruptRecordError``. Any other 
 (``IndexError``, ``struct.error``, ``MemoryError``, ``OverflowError``, ...) is reported by
 libFuzzer as a crash and the input is saved as ``crash-*``; turn it into a regression test
 in ``tests/codec/test_codec.py``. Exits 2 with a message when atheris is not installed.
+
+``python tools/fuzz_codec.py --loop SECONDS [SEED]`` needs no atheris: it mutates the seeds
+at random (bit flips, cuts, inserts, extreme header fields and varints, appended batches)
+without coverage feedback, for sanitizer runs.
+
+The codec fuzzed is the one ``logq.codec.batch`` uses (the compiled one when built, unless
+``LOGQ_PURE_PYTHON=1``); the first line on stderr names it. ``tools/fuzz_sanitized.sh`` runs
+this harness against a compiled codec built with AddressSanitizer and UBSan.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 MIB = 1024 * 1024
 HEADER_BYTES = 61
@@ -101,10 +111,17 @@ def make_target(codec: ModuleType, corrupt: type) -> Callable[[bytes], None]:
             buf = repair(buf)
         which = mode & 0x07
         try:
-            if which in (0, 4, 5):
+            if which in (0, 5):
                 h, records = codec.decode_batch(buf, max_decompressed_bytes=MIB)
                 if len(records) != h.records_count:
                     raise AssertionError("decoded record count differs from the header")
+            elif which == 4:
+                # The consumer's path (records built as another class, some skipped) and the
+                # walk that builds nothing; both must agree on what they keep.
+                h = codec.validate_batch(buf, max_batch_bytes=MIB)
+                kept = codec.decode_records(buf, h, origin=(tuple, "t", 0), min_offset=h.base_offset + 1)
+                if codec.walk_records(buf, h, min_offset=h.base_offset + 1) != len(kept):
+                    raise AssertionError("walk_records and decode_records disagree")
             elif which == 1:
                 total = sum(h.size for _, h in codec.iter_batches(buf))
                 if total != len(buf):
@@ -131,8 +148,100 @@ def write_seeds(corpus: Path, seeds: list[bytes]) -> None:
         (corpus / f"seed-{i:02d}-repair").write_bytes(bytes([0x08]) + seed)
 
 
+EXTREMES = [0, 1, -1, 6, 7, 64, 2**31 - 1, -(2**31), 2**32, 2**63 - 1, -(2**63)]
+FIELDS = [
+    (0, 8),
+    (8, 4),
+    (12, 4),
+    (16, 1),
+    (17, 4),
+    (21, 2),
+    (23, 4),
+    (27, 8),
+    (35, 8),
+    (43, 8),
+    (51, 2),
+    (53, 4),
+    (57, 4),
+]
+
+
+def zigzag_varint(n: int) -> bytes:
+    u = ((n << 1) ^ (n >> 63)) & 0xFFFFFFFFFFFFFFFF
+    out = bytearray()
+    while u >= 0x80:
+        out.append(0x80 | (u & 0x7F))
+        u >>= 7
+    out.append(u)
+    return bytes(out)
+
+
+def mutate(rng: Any, seeds: list[bytes]) -> bytes:
+    """One input for the target: a mode byte and a seed batch with 1-4 random mutations."""
+    buf = bytearray(rng.choice(seeds))
+    for _ in range(rng.randint(1, 4)):
+        kind = rng.randrange(8)
+        n = len(buf)
+        if kind == 0 and n:
+            buf[rng.randrange(n)] ^= 1 << rng.randrange(8)
+        elif kind == 1 and n:
+            buf[rng.randrange(n)] = rng.randrange(256)
+        elif kind == 2 and n:
+            del buf[rng.randrange(n) :]
+        elif kind == 3:
+            at = rng.randint(0, n)
+            buf[at:at] = rng.randbytes(rng.randint(1, 8))
+        elif kind == 4 and n:
+            at = rng.randrange(n)
+            del buf[at : at + rng.randint(1, 8)]
+        elif kind == 5:
+            off, width = rng.choice(FIELDS)
+            if off + width <= n:
+                value = rng.choice(EXTREMES) & ((1 << (8 * width)) - 1)
+                buf[off : off + width] = value.to_bytes(width, "big")
+        elif kind == 6 and n > HEADER_BYTES:
+            at = rng.randrange(HEADER_BYTES, n)
+            buf[at : at + rng.randint(0, 5)] = zigzag_varint(rng.choice(EXTREMES + [rng.randint(-300, 300)]))
+        elif kind == 7:
+            buf += rng.choice(seeds)[: rng.randint(0, 200)]  # a second batch, maybe cut short
+    mode = rng.randrange(16) | (0x08 if rng.random() < 0.6 else 0)  # mostly past the CRC
+    return bytes([mode]) + bytes(buf)
+
+
+def loop(seconds: float, seed: int) -> int:
+    """Random mutation without coverage feedback: for sanitizer builds, where atheris's
+    libFuzzer cannot see coverage (gcc's ASan runtime provides the coverage hooks) or cannot
+    be combined with the runtime. Returns the number of executions."""
+    import random
+    import time
+
+    from logq.codec import batch as codec
+    from logq.errors import CorruptRecordError
+
+    print(f"fuzz_codec: codec {codec.describe_implementation()} from {Path(codec.__file__).parent}", file=sys.stderr)
+    rng = random.Random(seed)
+    seeds = seed_batches(codec)
+    target = make_target(codec, CorruptRecordError)
+    deadline = time.monotonic() + seconds
+    runs = 0
+    while time.monotonic() < deadline:
+        for _ in range(1000):
+            data = mutate(rng, seeds) if rng.random() < 0.97 else rng.randbytes(rng.randint(0, 200))
+            try:
+                target(data)
+            except Exception:
+                print(f"fuzz_codec: contract broken after {runs} runs by input {data.hex()}", file=sys.stderr)
+                raise
+            runs += 1
+    print(f"fuzz_codec: Done {runs} runs in {seconds:.0f} second(s), seed {seed}", file=sys.stderr)
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
+    if len(argv) > 1 and argv[1] == "--loop":
+        loop(float(argv[2]) if len(argv) > 2 else 60.0, int(argv[3]) if len(argv) > 3 else 0)
+        return 0
     try:
         import atheris
     except ImportError:
@@ -143,12 +252,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
 
+    import importlib.util
+
     root = Path(__file__).resolve().parent.parent
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
+    if importlib.util.find_spec("logq") is None and str(root) not in sys.path:
+        sys.path.insert(0, str(root))  # else keep the logq on the path (fuzz_sanitized.sh puts its build first)
     with atheris.instrument_imports():
         from logq.codec import batch as codec  # noqa: F401  (compression: instrument the decompressors)
         from logq.errors import CorruptRecordError
+    print(f"fuzz_codec: codec {codec.describe_implementation()} from {Path(codec.__file__).parent}", file=sys.stderr)
 
     corpora = [a for a in argv[1:] if not a.startswith("-")]
     if not corpora:

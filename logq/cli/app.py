@@ -29,7 +29,7 @@ from logq.cli.options import (
 from logq.cli.perf import perf_group
 from logq.cli.topics import COMMANDS as _TOPIC_COMMANDS
 from logq.client.admin import Admin
-from logq.codec.batch import BATCH_OVERHEAD
+from logq.codec.batch import BATCH_OVERHEAD, describe_implementation
 from logq.errors import DumpArgumentError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
@@ -38,7 +38,11 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 @click.group(cls=LogqGroup, context_settings=CONTEXT_SETTINGS)
 @data_option
 @shared_read_option
-@click.version_option(package_name="logq", prog_name="logq")
+@click.version_option(
+    package_name="logq",
+    prog_name="logq",
+    message="%(prog)s, version %(version)s\ncodec: " + describe_implementation().replace("%", "%%"),
+)
 @click.pass_context
 def main(ctx: click.Context, data_dir: str, shared_read: str | None) -> None:
     """logq: an embedded, Kafka-format append-only event log."""

@@ -19,6 +19,7 @@ import click
 
 from logq.cli.options import CliState, TerminalProgress, json_option, pass_state
 from logq.cli.perf_workloads import MIB, run_consume, run_latency, run_produce, run_seek
+from logq.codec import batch as codec
 
 __all__ = [
     "producer_line",
@@ -81,6 +82,12 @@ def seek_line(s: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- commands
 def _emit(obj: dict[str, Any]) -> None:
     click.echo(json.dumps(obj, sort_keys=False))
+
+
+def _codec_note(s: dict[str, Any]) -> None:
+    """Which codec the figures are for: a "codec" field in the JSON total, a stderr line otherwise."""
+    s["codec"] = codec.IMPLEMENTATION
+    click.echo(f"codec: {codec.describe_implementation()}", err=True)
 
 
 @click.group("perf")
@@ -171,6 +178,7 @@ def produce_command(
         on_window=on_window,
         progress=TerminalProgress.counting("produce", num_records),
     )
+    _codec_note(s)
     _emit({"type": "total", **s}) if as_json else click.echo(producer_line(s, final=True))
 
 
@@ -230,6 +238,7 @@ def consume_command(
         max_poll_records=max_poll_records,
         progress=TerminalProgress.counting("consume", messages),
     )
+    _codec_note(s)
     if s["timed_out"]:
         click.echo(
             f"WARNING: Exiting before consuming the expected number of messages: timeout ({timeout} ms) "

@@ -325,3 +325,61 @@ def test_use_implementation_refuses_the_compiled_codec_when_it_is_not_built() ->
         pytest.skip("the compiled codec is built here")
     with pytest.raises(RuntimeError, match="not built"):
         batch.use_implementation("compiled")
+
+
+# --------------------------------------------------------------------------- where it is shown
+
+
+def _logq(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, **(env or {})}
+    code = "import sys; from logq.cli import main; sys.exit(main())"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=full, cwd=support.REPO, timeout=120
+    )
+
+
+def test_logq_version_names_the_codec() -> None:
+    out = _logq("--version", env={"LOGQ_PURE_PYTHON": "1"})
+    assert out.returncode == 0 and "codec: pure Python (LOGQ_PURE_PYTHON=1)" in out.stdout
+    out = _logq("--version", env={"LOGQ_PURE_PYTHON": "0"})
+    assert out.returncode == 0
+    assert ("codec: compiled (Cython)" if WHY_NOT_COMPILED is None else "codec: pure Python (") in out.stdout
+
+
+def test_logq_perf_produce_and_consume_name_the_codec(tmp_path: Any) -> None:
+    import json
+
+    data = str(tmp_path / "data")
+    for env in ({"LOGQ_PURE_PYTHON": "1"}, {"LOGQ_PURE_PYTHON": "0"}):
+        produced = _logq(
+            "--data",
+            data,
+            "perf",
+            "produce",
+            "--topic",
+            "t",
+            "--num-records",
+            "50",
+            "--record-size",
+            "10",
+            "--throughput",
+            "-1",
+            env=env,
+        )
+        assert produced.returncode == 0, produced.stderr
+        assert "codec: " in produced.stderr
+        consumed = _logq("--data", data, "perf", "consume", "--topic", "t", "--messages", "50", "--json", env=env)
+        assert consumed.returncode == 0, consumed.stderr
+        total = json.loads(consumed.stdout.strip().splitlines()[-1])
+        want = "pure" if env["LOGQ_PURE_PYTHON"] == "1" or WHY_NOT_COMPILED else "compiled"
+        assert total["codec"] == want
+
+
+def test_the_mutation_loop_keeps_the_contract_on_the_codec_in_use() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fuzz_codec_loop", support.REPO / "tools" / "fuzz_codec.py")
+    assert spec is not None and spec.loader is not None
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+    assert harness.loop(0.01, 7) >= 1000  # one round of 1,000 inputs at least, whatever the clock says
