@@ -212,13 +212,31 @@ class OffsetStore:
             stored = self._load_locked()
             ids = self._stamped_ids(stored)
             merged = dict(stored)
-            for topic in {t for t, _ in items}:
-                tid = topic_ids[topic] if topic_ids is not None and topic in topic_ids else self._topic_id(topic)
+            for topic in sorted({t for t, _ in items}):
+                tid = self._topic_id(topic)
+                self._refuse_stale(topic, topic_ids, tid, items)
                 if topic in ids and ids[topic] != tid:  # offsets of another incarnation: drop them
                     merged = {tp: off for tp, off in merged.items() if tp[0] != topic}
                 ids[topic] = tid
             merged.update(items)
             self._write_locked(merged, sync, ids)
+
+    @staticmethod
+    def _refuse_stale(
+        topic: str, topic_ids: Mapping[str, str | None] | None, now: str | None, items: Mapping[TP, int]
+    ) -> None:
+        """Offsets read from an incarnation that is no longer the topic's are refused whole:
+        stamping them with the old id would drop the current incarnation's offsets."""
+        if topic_ids is None or topic not in topic_ids or topic_ids[topic] == now:
+            return
+        tp = min(tp for tp in items if tp[0] == topic)
+        raise InvalidOffsetCommitError(
+            topic,
+            tp[1],
+            items[tp],
+            f"read from topic id {topic_ids[topic]}, but {topic!r} is now "
+            f"{'deleted' if now is None else f'topic id {now}'} (deleted or created again since)",
+        )
 
     @os_errors("read offsets")
     def committed(self, topic: str, partition: int) -> int | None:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from logq import Admin, Consumer, Producer
+from logq import Admin, Consumer, InvalidOffsetCommitError, Producer
 from logq.groups.member import group_dir
 from logq.groups.offsets import OffsetStore
 from logq.storage.meta import decode_meta, write_meta
@@ -82,6 +82,31 @@ def test_a_commit_for_the_new_incarnation_replaces_the_old_offsets_of_the_topic(
     assert [(r.committed, r.log_end_offset, r.lag) for r in info.partitions] == [(2, 3, 1)]
     body = decode_meta(Path(group_dir(str(tmp_path), "g"), "offsets").read_bytes())
     assert body["offsets"] == {"t": {"0": 2}}
+
+
+def test_a_late_commit_naming_the_old_incarnation_is_refused_and_keeps_the_new_offsets(tmp_path: Path) -> None:
+    """Bug: a commit that raced past the consumer's incarnation check, naming the old topic id,
+    dropped every offset already committed for the new incarnation and stamped the old id."""
+    with Admin(str(tmp_path)) as admin:
+        admin.create_topic("t", partitions=2)
+    old_id = TopicRegistry(str(tmp_path)).get("t").topic_id
+    _produce(tmp_path, "t", 5)
+    with Admin(str(tmp_path)) as admin:
+        admin.delete_topic("t")
+        admin.create_topic("t", partitions=2)
+    _produce(tmp_path, "t", 3)
+    with Admin(str(tmp_path)) as admin:
+        admin.reset_offsets("g", {("t", 0): 2, ("t", 1): 0})
+    store = OffsetStore(group_dir(str(tmp_path), "g"))
+    try:
+        store.commit({("t", 1): 4}, topic_ids={"t": old_id})
+    except InvalidOffsetCommitError as e:
+        assert (e.topic, e.partition, e.offset) == ("t", 1, 4)
+        assert old_id in e.reason
+    else:
+        raise AssertionError("a commit for the deleted incarnation was accepted")
+    with Admin(str(tmp_path)) as admin:
+        assert admin.committed_offsets("g") == {("t", 0): 2, ("t", 1): 0}
 
 
 def test_every_topic_gets_an_id_at_creation_and_a_recreated_topic_a_new_one(tmp_path: Path) -> None:
