@@ -80,6 +80,9 @@ __all__ = ["Consumer", "Record", "TopicPartition", "OffsetAndTimestamp"]
 log = logging.getLogger("logq.consumer")
 _RESETS = ("earliest", "latest", "error")
 _GROUP_CHECK_S = 0.05  # how often a waiting poll re-checks the group for rebalances
+# The first fetch after a seek (or of a new partition) reads this much (at least one whole
+# batch); each fetch that continues where the last one ended doubles it, up to fetch_max_bytes.
+FIRST_FETCH_BYTES = 16 << 10
 
 
 Timestamp = int | _dt.datetime
@@ -226,6 +229,9 @@ class Consumer:
         self._manual: list[TopicPartition] = []
         self._positions: dict[TopicPartition, int] = {}
         self._buffers: dict[TopicPartition, tuple] = {}  # (fetch, header i, byte pos, records, i)
+        self._fetch_sizes: dict[TopicPartition, int] = {}  # bytes of the next fetch (grows while reading on)
+        self._record_bytes: dict[TopicPartition, float] = {}  # bytes per record of the last batch decoded
+        self._stats = {"fetches": 0, "bytes_read": 0, "batches_decoded": 0, "records_decoded": 0}
         self._paused: set[TopicPartition] = set()
         self._logs: OrderedDict[TopicPartition, PartitionLog] = OrderedDict()  # least recently used first
         # a closed log read to its end: (end offset, active segment file, its size, next segment file)
@@ -338,7 +344,8 @@ class Consumer:
 
     def _forget(self, tp: TopicPartition) -> None:
         self._positions.pop(tp, None)
-        self._buffers.pop(tp, None)
+        self._drop_buffer(tp)
+        self._record_bytes.pop(tp, None)
         self._paused.discard(tp)
         self._parked.pop(tp, None)
         self._watcher.unwatch(partition_path(self.root, tp.topic, tp.partition))
@@ -460,7 +467,7 @@ class Consumer:
                 self._positions[tp] = self._reset(tp, "no committed offset")
             else:
                 self._positions[tp] = self._clamp(tp, committed, lg)
-            self._buffers.pop(tp, None)
+            self._drop_buffer(tp)
 
     def _reset(self, tp: TopicPartition, why: str) -> int:
         lg = self._log(tp)
@@ -506,7 +513,21 @@ class Consumer:
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise ConfigError(f"offset must be an int >= 0, got {offset!r}")
         self._positions[tp] = offset
+        self._drop_buffer(tp)
+
+    def _drop_buffer(self, tp: TopicPartition) -> None:
+        """Forget what was fetched for ``tp``: the position moved, the next fetch starts small."""
         self._buffers.pop(tp, None)
+        self._fetch_sizes.pop(tp, None)
+
+    def read_stats(self) -> dict[str, int]:
+        """What polls read so far: ``fetches`` (reads of a partition log), ``bytes_read`` (bytes
+        those reads took from segment files), ``batches_decoded`` and ``records_decoded``.
+
+        A poll reads and decodes only what it returns, plus the rest of the last batch it
+        needed: a fetch after a seek starts at ``FIRST_FETCH_BYTES`` (at least one batch) and
+        each fetch that continues the last one doubles, up to ``fetch_max_bytes``."""
+        return dict(self._stats)
 
     @_one_thread
     def seek_to_beginning(self, *tps: Any) -> None:
@@ -697,20 +718,30 @@ class Consumer:
     def _take(self, tp: TopicPartition, want: int) -> list[Record]:
         """Up to ``want`` records of one partition, decoding fetched batches one at a time.
 
-        A fetch brings up to ``fetch_max_bytes`` of whole batches; only as many batches are
-        decoded as this poll needs, so a poll after a seek does not pay for the whole fetch.
+        A fetch brings whole batches, sized to what the poll wants (see ``_fetch_batches``);
+        only as many batches are decoded as this poll needs, so a poll after a seek does not
+        pay for a whole fetch, and the rest stays buffered, undecoded, for the next poll.
         """
         st = self._buffers.get(tp)
         if st is None:
-            st = self._fetch_batches(tp)
+            st = self._fetch_batches(tp, want)
             if st is None:
                 return []
         res, hi, pos, recs, ri = st
         out: list[Record] = []
+        budget = self.fetch_max_bytes - len(res.data)  # bytes this poll may still fetch
         while len(out) < want:
             if ri >= len(recs):
                 if hi >= len(res.headers):
-                    break
+                    # this fetch is used up: read on (a larger fetch) while the poll wants more
+                    if budget <= 0:
+                        break
+                    st = self._fetch_batches(tp, want - len(out), res.next_offset)
+                    if st is None:
+                        break
+                    res, hi, pos, recs, ri = st
+                    budget -= len(res.data)
+                    continue
                 h = res.headers[hi]
                 try:
                     recs, ri = self._decode(tp, res, h, pos), 0
@@ -737,20 +768,30 @@ class Consumer:
             self._positions[tp] = out[-1].offset + 1
         return out
 
-    def _fetch_batches(self, tp: TopicPartition) -> tuple | None:
+    def _fetch_batches(self, tp: TopicPartition, want: int, offset: int | None = None) -> tuple | None:
+        """Fetch from the position (or ``offset``): whole batches, about as many bytes as ``want``
+        records need (see read_stats), never more than fetch_max_bytes unless one batch is larger."""
         if tp not in self._logs and self._nothing_new(tp):
             return None
         lg = self._log(tp)
-        pos = self._positions[tp]
+        pos = self._positions[tp] if offset is None else offset
+        size = self._fetch_sizes.get(tp, FIRST_FETCH_BYTES)
+        per_record = self._record_bytes.get(tp)
+        if per_record is not None:
+            size = max(size, int(want * per_record))
+        size = min(size, self.fetch_max_bytes)
         try:
-            res = lg.read(pos, self.fetch_max_bytes)
+            res = lg.read(pos, size)
         except OffsetOutOfRangeError as e:
             self._positions[tp] = (
                 self._clamp(tp, pos, lg) if pos < e.log_start else self._reset_high(tp, pos, e.log_end)
             )
             return None
+        self._stats["fetches"] += 1
+        self._stats["bytes_read"] += res.bytes_read
         if not res.headers:
             return None
+        self._fetch_sizes[tp] = min(self.fetch_max_bytes, 2 * size)  # reading on: the next fetch is larger
         return (res, 0, 0, [], 0)
 
     def _decode(self, tp: TopicPartition, res: Any, h: Any, pos: int) -> list[Record]:
@@ -762,6 +803,7 @@ class Consumer:
             min_offset=res.offset,
             origin=(Record, tp.topic, tp.partition),
         )
+        self._note_decoded(tp, h, len(recs))
         kd, vd = self._kdes, self._vdes
         if kd is None and vd is None:
             return recs
@@ -787,6 +829,13 @@ class Consumer:
                 raise err from e
             out.append(r._replace(key=k, value=v))
         return out
+
+    def _note_decoded(self, tp: TopicPartition, h: Any, n: int) -> None:
+        st = self._stats
+        st["batches_decoded"] += 1
+        st["records_decoded"] += n
+        if h.records_count:
+            self._record_bytes[tp] = h.size / h.records_count
 
     def _reset_high(self, tp: TopicPartition, pos: int, end: int) -> int:
         if self.auto_offset_reset == "error":

@@ -94,6 +94,7 @@ class FetchResult:
     data: bytes
     headers: list[BatchHeader]
     next_offset: int  # first offset after the returned batches (== offset when empty)
+    bytes_read: int = 0  # bytes this fetch read from the segment (a cut-off last batch included)
 
     def records(self, max_decompressed_bytes: int = 16 << 20, origin: tuple | None = None) -> list[Any]:
         """Decoded records from ``offset`` on (earlier records of the first batch skipped)."""
@@ -502,14 +503,16 @@ class PartitionLog:
             and BATCH_OVERHEAD <= first <= self.config.max_batch_bytes
             and pos + first <= seg.size
         ):
-            data = seg.read(pos, first)  # min-one-batch: a first batch larger than max_bytes
+            # min-one-batch: a first batch larger than max_bytes; read only the rest of it
+            data += seg.read(pos + len(data), first - len(data))
+        nread = len(data)
         headers = self._whole_batches(data, offset, seg, pos)
         if not headers:
-            return FetchResult(offset, b"", [], offset)
+            return FetchResult(offset, b"", [], offset, nread)
         p = sum(h.size for h in headers)
         nxt_offset = headers[-1].next_offset
         self._note_cursor(nxt_offset, seg.base_offset, pos + p)
-        return FetchResult(offset, data[:p], headers, nxt_offset)
+        return FetchResult(offset, data if p == len(data) else data[:p], headers, nxt_offset, nread)
 
     def _whole_batches(self, data: bytes, offset: int, seg: Segment, pos: int) -> list[BatchHeader]:
         """The valid batches at the start of ``data`` (read at ``pos`` of ``seg``): the first
