@@ -66,6 +66,9 @@ class OptionalBuildExt(build_ext):
 
 
 setup(
-    ext_modules=[Extension("logq.codec.compiled", ["logq/codec/compiled.pyx"], optional=True)],
+    ext_modules=[
+        Extension("logq.codec.compiled", ["logq/codec/compiled.pyx"], optional=True),
+        Extension("logq.codec.columns", ["logq/codec/columns.pyx"], optional=True),
+    ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

@@ -7,6 +7,7 @@ from logq.client.admin import Admin, GroupInfo, GroupPartitionInfo, PartitionInf
 from logq.client.consumer import Consumer
 from logq.client.producer import BatchMetadata, Producer, RecordFuture, RecordMetadata
 from logq.codec.batch import Compression
+from logq.codec.columnar import RecordColumns
 from logq.config import LogConfig
 from logq.errors import (
     ClientClosedError,
@@ -104,6 +105,7 @@ __all__ = [
     "Record",
     "RecordFuture",
     "RecordMetadata",
+    "RecordColumns",
     "RecordTooLargeError",
     "RecordsFailedError",
     "RecoveryReport",

@@ -56,6 +56,7 @@ from logq.client.notify import Watcher
 from logq.client.serde import get_deserializer
 from logq.client.timestamps import to_millis
 from logq.codec.batch import decode_records
+from logq.codec.columnar import RecordColumns, columns_from_records, decode_columns
 from logq.errors import (
     ClientClosedError,
     ConcurrentAccessError,
@@ -83,11 +84,13 @@ _GROUP_CHECK_S = 0.05  # how often a waiting poll re-checks the group for rebala
 # The first fetch after a seek (or of a new partition) reads this much (at least one whole
 # batch); each fetch that continues where the last one ended doubles it, up to fetch_max_bytes.
 FIRST_FETCH_BYTES = 16 << 10
+_COLUMN_BYTES = 1 << 30  # a poll_columns stops adding partitions past this many key and value bytes
 
 
 Timestamp = int | _dt.datetime
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+_Out = TypeVar("_Out", list[Record], RecordColumns)
 
 
 def _one_thread(method: Callable[_P, _R]) -> Callable[_P, _R]:
@@ -620,24 +623,46 @@ class Consumer:
         another thread) ends the wait: then it returns an empty list. ``max_records``
         (default ``max_poll_records``) is an int >= 1.
         """
+        limit = self._poll_args(timeout, max_records)
+        return self._poll(timeout, limit, self._fetch, list)
+
+    @_one_thread
+    def poll_columns(self, timeout: float | None = 1.0, max_records: int | None = None) -> RecordColumns:
+        """``poll``, with the records as columns: a RecordColumns of numpy arrays (offsets,
+        timestamps, partitions) and Arrow-style key and value columns, built without a Python
+        object per record when the compiled codec is in use (see logq/codec/columnar.py).
+
+        Positions, commits, waiting and ``max_records`` behave as with ``poll``; the two can
+        be mixed. Keys and values are the raw bytes: a consumer with a key or value
+        deserializer refuses this call (ConfigError). An empty RecordColumns when nothing
+        arrived in time.
+        """
+        limit = self._poll_args(timeout, max_records)
+        if self._kdes is not None or self._vdes is not None:
+            raise ConfigError(
+                "poll_columns() returns raw bytes and this consumer has a key or value deserializer",
+                hint="use poll(), or a Consumer without key_deserializer/value_deserializer",
+            )
+        return self._poll(timeout, limit, self._fetch_columns, RecordColumns.empty)
+
+    def _poll_args(self, timeout: Any, max_records: Any) -> int:
         self._check_open()
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout < float("inf")
         ):
             raise ConfigError(f"timeout={timeout!r} is invalid: None (wait for records) or a number of seconds >= 0")
-        limit = self.max_poll_records if max_records is None else _int_at_least("max_records", max_records, 1)
-        return self._poll(timeout, limit)
+        return self.max_poll_records if max_records is None else _int_at_least("max_records", max_records, 1)
 
-    def _poll(self, timeout: float | None, limit: int) -> list[Record]:
+    def _poll(self, timeout: float | None, limit: int, fetch: Callable[[int], _Out], empty: Callable[[], _Out]) -> _Out:
         deadline = None if timeout is None else time.monotonic() + timeout
         self._sync_group()
         if self.enable_auto_commit and time.monotonic() >= self._next_commit:
             self.commit()
         while True:
             if self._interrupted():
-                return []
+                return empty()
             self._watcher.drain()
-            out = self._fetch(limit)
+            out = fetch(limit)
             if out:
                 self._watcher.reset_backoff()  # data flows: the next wait starts short again
                 return out
@@ -728,6 +753,8 @@ class Consumer:
             if st is None:
                 return []
         res, hi, pos, recs, ri = st
+        if isinstance(recs, RecordColumns):  # the rest of a batch poll_columns decoded
+            recs = list(recs)
         out: list[Record] = []
         budget = self.fetch_max_bytes - len(res.data)  # bytes this poll may still fetch
         while len(out) < want:
@@ -767,6 +794,85 @@ class Consumer:
         if out:
             self._positions[tp] = out[-1].offset + 1
         return out
+
+    def _fetch_columns(self, limit: int) -> RecordColumns:
+        """_fetch, as columns (no deserializers here: poll_columns refuses them)."""
+        tps = self._fetchable()
+        if not tps:
+            return RecordColumns.empty()
+        self._check_incarnations(tp.topic for tp in tps)
+        tps = self._fetchable()
+        if not tps:
+            return RecordColumns.empty()
+        parts: list[RecordColumns] = []
+        got = nbytes = 0
+        n = len(tps)
+        start = self._rr % n
+        self._rr += 1
+        for i in range(n):
+            cols = self._take_columns(tps[(start + i) % n], limit - got)
+            parts.append(cols)
+            got += len(cols)
+            nbytes += cols.nbytes
+            if got >= limit or nbytes >= _COLUMN_BYTES:
+                break
+        return RecordColumns.concat(parts)
+
+    def _take_columns(self, tp: TopicPartition, want: int) -> RecordColumns:
+        """_take, as columns: batches are decoded into columns, the rest kept for the next poll."""
+        st = self._buffers.get(tp)
+        if st is None:
+            st = self._fetch_batches(tp, want)
+            if st is None:
+                return RecordColumns.empty()
+        res, hi, pos, pending, ri = st
+        parts: list[RecordColumns] = []
+        got = 0
+        budget = self.fetch_max_bytes - len(res.data)
+        while got < want:
+            if ri >= len(pending):
+                if hi >= len(res.headers):
+                    if budget <= 0:
+                        break
+                    st = self._fetch_batches(tp, want - got, res.next_offset)
+                    if st is None:
+                        break
+                    res, hi, pos, pending, ri = st
+                    budget -= len(res.data)
+                    continue
+                h = res.headers[hi]
+                pending, ri = self._decode_columns(tp, res, h, pos), 0
+                pos += h.size
+                hi += 1
+                continue
+            k = min(len(pending) - ri, want - got)
+            if isinstance(pending, list):  # the rest of a batch poll decoded
+                parts.append(columns_from_records(pending[ri : ri + k]))
+            else:
+                parts.append(pending if ri == 0 and k == len(pending) else pending.slice(ri, ri + k))
+            got += k
+            ri += k
+        if ri < len(pending) or hi < len(res.headers):
+            self._buffers[tp] = (res, hi, pos, pending, ri)
+        else:
+            self._buffers.pop(tp, None)
+        out = RecordColumns.concat(parts)
+        if len(out):
+            self._positions[tp] = int(out.offsets[-1]) + 1
+        return out
+
+    def _decode_columns(self, tp: TopicPartition, res: Any, h: Any, pos: int) -> RecordColumns:
+        cols = decode_columns(
+            res.data,
+            h,
+            pos,
+            topic=tp.topic,
+            partition=tp.partition,
+            max_decompressed_bytes=self.registry.get(tp.topic).config.max_decompressed_bytes,
+            min_offset=res.offset,
+        )
+        self._note_decoded(tp, h, len(cols))
+        return cols
 
     def _fetch_batches(self, tp: TopicPartition, want: int, offset: int | None = None) -> tuple | None:
         """Fetch from the position (or ``offset``): whole batches, about as many bytes as ``want``

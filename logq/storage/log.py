@@ -50,6 +50,7 @@ from logq.codec.batch import (
     stamp_base_offset,
     validate_batch,
 )
+from logq.codec.columnar import RecordColumns, decode_columns
 from logq.config import LogConfig
 from logq.errors import (
     CorruptRecordError,
@@ -113,6 +114,36 @@ class FetchResult:
             )
             pos += h.size
         return out
+
+    def columns(
+        self,
+        max_decompressed_bytes: int = 16 << 20,
+        *,
+        topic: str = "",
+        partition: int = 0,
+        max_records: int | None = None,
+    ) -> RecordColumns:
+        """The records from ``offset`` on as columns (see logq/codec/columnar.py), labelled
+        ``topic`` and ``partition``; batches past ``max_records`` records stay undecoded."""
+        parts: list[RecordColumns] = []
+        n = pos = 0
+        for h in self.headers:
+            if max_records is not None and n >= max_records:
+                break
+            cols = decode_columns(
+                self.data,
+                h,
+                pos,
+                topic=topic,
+                partition=partition,
+                max_decompressed_bytes=max_decompressed_bytes,
+                min_offset=self.offset,
+            )
+            parts.append(cols)
+            n += len(cols)
+            pos += h.size
+        out = RecordColumns.concat(parts)
+        return out if max_records is None or len(out) <= max_records else out.slice(0, max_records)
 
 
 class PartitionLog:
@@ -536,6 +567,20 @@ class PartitionLog:
 
     def read_records(self, offset: int, max_bytes: int = DEFAULT_FETCH_BYTES) -> list[BatchRecord]:
         return self.read(offset, max_bytes).records(self.config.max_decompressed_bytes)
+
+    def read_columns(
+        self, offset: int, max_bytes: int = DEFAULT_FETCH_BYTES, *, max_records: int | None = None
+    ) -> RecordColumns:
+        """``read``, decoded as a RecordColumns (numpy and Arrow-style columns, see
+        logq/codec/columnar.py) of at most ``max_records`` records from ``offset`` on. The
+        topic and partition come from the directory name ``<topic>-<partition>``."""
+        name = os.path.basename(self.path)
+        topic, _, p = name.rpartition("-")
+        if not (topic and p.isdigit()):
+            topic, p = name, "0"
+        return self.read(offset, max_bytes).columns(
+            self.config.max_decompressed_bytes, topic=topic, partition=int(p), max_records=max_records
+        )
 
     def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
         """First offset whose record timestamp >= ``timestamp_ms`` (Kafka's rule), else None."""
