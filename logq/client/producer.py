@@ -29,6 +29,7 @@ import bisect
 import functools
 import itertools
 import logging
+import operator
 import os
 import threading
 import time
@@ -228,7 +229,7 @@ class Producer:
         self._sticky: dict[str, StickyPartitioner] = {}
         self._topics: dict[str, list] = {}
         self._key_cache: dict[tuple[bytes, int], int] = {}
-        self._writing: dict[TP, _Batch] = {}  # the batch each partition's writer is writing
+        self._writing: dict[TP, list[_Batch]] = {}  # the batches each partition's writer is writing
         self._failed = 0  # records that could not be written since the last flush()
         self._first_error: BaseException | None = None
         self._pid = os.getpid()
@@ -406,8 +407,10 @@ class Producer:
         record_limit = info[1]
         ts = int(time.time() * 1000) if timestamp_ms is None else to_millis(timestamp_ms, "timestamp_ms")
         limit = min(_BULK_BATCH_BYTES, record_limit + BATCH_OVERHEAD - 1024)
-        ends = list(itertools.accumulate(len(v) + _RECORD_OVERHEAD_BYTES + (len(k) if k else 0) for v in values))
+        extra = _RECORD_OVERHEAD_BYTES + (len(k) if k else 0)
+        ends = list(itertools.accumulate(map(operator.add, map(len, values), itertools.repeat(extra, len(values)))))
         out: list[BatchMetadata] = []
+        logs: list[PartitionLog] = []  # written with the fdatasync deferred (fsync="always"): synced once below
         start, used = 0, 0
         while start < len(values):
             stop = max(start + 1, bisect.bisect_right(ends, used + limit))
@@ -419,10 +422,14 @@ class Producer:
             self._flush_tp(tp)
             chunk = values[start:stop]
             with self._drain_lock(tp):
-                res = self._append(tp, info[5], stop - start, functools.partial(_append_values, chunk, ts, k))
+                res, lg = self._append(tp, info[5], stop - start, functools.partial(_append_values, chunk, ts, k))
+            if all(lg is not x for x in logs):
+                logs.append(lg)
             out.append(BatchMetadata(topic, p, res.base_offset, stop - start, ts))
             used = ends[stop - 1]
             start = stop
+        for lg in logs:  # group commit: one fdatasync per partition, before any batch is acknowledged
+            lg.sync_deferred()
         return out
 
     def _sticky_for(self, topic: str) -> StickyPartitioner:
@@ -461,35 +468,72 @@ class Producer:
                     q = self._ready.get(tp)
                     if not q:
                         return
-                    b = q.popleft()
-                    self._writing[tp] = b
-                self._write(b)
+                    group = list(q)  # every batch queued meanwhile: written together (group commit)
+                    q.clear()
+                    self._writing[tp] = group
+                self._write(tp, group)
         finally:
             self._writing.pop(tp, None)
             lk.release()
 
-    def _write(self, b: _Batch) -> None:
+    def _write(self, tp: TP, group: list[_Batch]) -> None:
+        """Write queued batches of one partition in order, then acknowledge them.
+
+        With fsync="always" each append defers its fdatasync and one fdatasync after the
+        last covers them all (group commit): no batch is acknowledged before it is durable.
+        """
+        written: list[_Batch] = []
+        logs: list[PartitionLog] = []
+        bug: BaseException | None = None
         try:
-            recs = b.records
-            res = self._append(b.tp, b.tid, len(recs), lambda lg: lg.append(recs))
-            b.base_offset = res.base_offset
-        except Exception as e:
-            # send() checked every record, so this is the system (no space, too many open
-            # files, a deleted topic) or a logq bug. Never silent: the futures raise it, it is
-            # logged once here, and the next flush() raises RecordsFailedError counting it.
-            b.error = e
-            with self._lock:
-                self._failed += len(b.records)
-                if self._first_error is None:
-                    self._first_error = e
-            log.error("%d record(s) for %s-%d could not be written: %s", len(b.records), b.tp[0], b.tp[1], e)
-            if not isinstance(e, LogqError):
-                raise  # a logq bug: the writing thread sees it too
+            for i, b in enumerate(group):
+                recs = b.records
+                try:
+                    res, lg = self._append(b.tp, b.tid, len(recs), functools.partial(_append_records, recs))
+                except Exception as e:
+                    self._failed_batch(b, e)
+                    if not isinstance(e, LogqError):  # a logq bug: the writing thread sees it too
+                        bug = e
+                        with self._lock:  # the rest stay queued, in order, for the next writer
+                            self._ready.setdefault(tp, deque()).extendleft(reversed(group[i + 1 :]))
+                        group = group[: i + 1]
+                        break
+                    continue
+                b.base_offset = res.base_offset
+                written.append(b)
+                if all(lg is not x for x in logs):
+                    logs.append(lg)
+            for lg in logs:
+                try:
+                    lg.sync_deferred()
+                except Exception as e:
+                    for b in written:
+                        if b.error is None:
+                            self._failed_batch(b, e)
+                    if not isinstance(e, LogqError):
+                        bug = bug or e
         finally:
             with self._lock:
-                self._pending_bytes -= b.bytes
+                self._pending_bytes -= sum(b.bytes for b in group)
                 self._space.notify_all()
-            b.finish()
+            for b in group:
+                b.finish()
+        if bug is not None:
+            raise bug
+
+    def _failed_batch(self, b: _Batch, e: BaseException) -> None:
+        """A batch could not be written (or synced): its futures raise ``e``, and it is counted and logged.
+
+        send() checked every record, so this is the system (no space, too many open files,
+        a deleted topic) or a logq bug. Never silent: the next flush() raises
+        RecordsFailedError counting it.
+        """
+        b.error = e
+        with self._lock:
+            self._failed += len(b.records)
+            if self._first_error is None:
+                self._first_error = e
+        log.error("%d record(s) for %s-%d could not be written: %s", len(b.records), b.tp[0], b.tp[1], e)
 
     def _make_room(self, size: int) -> None:
         """Under self._lock: the buffer is full; write batches, then wait for others'."""
@@ -610,6 +654,7 @@ class Producer:
             cfg = cfg.with_(fsync=self.fsync)
         try:
             lg = PartitionLog(partition_path(self.root, topic, tp[1]), cfg, create=False)
+            lg.defer_sync = True  # fsync="always": _write and send_batch sync before they acknowledge
         except (LogqError, OSError):
             if not inc.holds():  # deleted while opening
                 raise self._gone_error(tp, tid, inc.current_id(), count) from None
@@ -712,7 +757,7 @@ class Producer:
         """Records accepted and not (yet) in the log, failed ones included."""
         n = self._failed + sum(len(b.records) for b in self._open.values())
         n += sum(len(b.records) for q in self._ready.values() for b in q)
-        return n + sum(len(b.records) for b in self._writing.values() if not b.done)
+        return n + sum(len(b.records) for g in self._writing.values() for b in g if not b.done)
 
     def _close_unattended(self, why: str) -> None:
         """Close at interpreter exit or garbage collection: bounded, never raises, warns of losses."""
@@ -745,7 +790,7 @@ class Producer:
         self._closed = True  # send() refuses at once (and names the fork); exit and GC leave it alone
         err = ForkedClientError("producer", self._pid)
         batches = list(self._open.values()) + [b for q in self._ready.values() for b in q]
-        for b in batches + list(self._writing.values()):
+        for b in batches + [b for g in self._writing.values() for b in g]:
             if not b.done:
                 b.error = err
                 b._event = None  # the parent's Event (and its lock) stays behind
@@ -780,7 +825,11 @@ def _as_bytes(x: Any, what: str) -> bytes | None:
 
 
 def _append_values(values: Sequence[bytes], ts: int, key: bytes | None, lg: PartitionLog) -> Any:
-    return lg.append_values(values, ts, key=key)
+    return lg.append_values(values, ts, key=key), lg
+
+
+def _append_records(records: Sequence[Any], lg: PartitionLog) -> Any:
+    return lg.append(records), lg
 
 
 def _linger_main(ref: weakref.ref[Producer], stop: threading.Event, period: float) -> None:
@@ -809,7 +858,7 @@ def _bulk_values(values: Any) -> Sequence[bytes]:
             values = list(values)
         except TypeError:
             raise SerializationError(f"values must be a sequence of bytes, got {type(values).__name__}") from None
-    if all(type(v) is bytes for v in values):
+    if not values or set(map(type, values)) == {bytes}:  # C loops: no bytecode per record
         return values
     out: list[bytes] = []
     for v in values:

@@ -172,6 +172,11 @@ class PartitionLog:
         self._oplock: _fs.FileLock | None = None
         self._writers: _fs.FileLock | None = None
         self._flusher: SealedSegmentFlush | None = None
+        # Group commit (fsync="always"): with defer_sync an append returns before its
+        # fdatasync, and the owner calls sync_deferred() before acknowledging anything (a
+        # Producer does). _deferred is the segment such appends went to, not yet synced.
+        self.defer_sync = False
+        self._deferred: Segment | None = None
         if create and not readonly:
             _fs.make_dir(self.path)
         _fs.check_dir(self.path)
@@ -278,6 +283,11 @@ class PartitionLog:
         A batch from outside is decoded once before it is accepted: every record must parse
         and carry offset delta i for its index i (a CRC only proves the bytes were not
         damaged, not that the client wrote them right). Batches logq encodes itself skip this.
+
+        With fsync="always" the fdatasync runs after the partition's op lock is released
+        (other writers append meanwhile; the sync covers whatever reached the file before
+        it). With ``defer_sync`` set it is left to ``sync_deferred()`` (group commit: a
+        producer writes several batches, then syncs once before acknowledging any of them).
         """
         h = self._check_batch(batch, _trusted)
         with self._mutex:
@@ -299,13 +309,55 @@ class PartitionLog:
                 stamp_base_offset(stamped, base)
                 try:
                     pos = seg.append(stamped, h)
-                    if self.config.fsync == "always":
-                        self._sync(seg, data_only=True)
                 except StorageError:
                     self._after_failed_write(seg)
                     raise
                 self._note_cursor(h.next_offset, seg.base_offset, pos + h.size)
+            if self.config.fsync == "always":
+                if not self.defer_sync:
+                    self._sync_deferred()
+                    self._sync(seg, data_only=True)
+                elif self._deferred is not seg:
+                    self._sync_deferred()  # an earlier segment's deferred appends first
+                    self._deferred = seg
         return AppendResult(base, h.last_offset, pos, seg.base_offset, h.max_timestamp)
+
+    def sync_deferred(self) -> None:
+        """Make the appends made under ``defer_sync`` durable (one fdatasync for all of them).
+
+        A log closed meanwhile synced them in ``close()``; a failed one raises LogFailedError.
+        """
+        with self._mutex:
+            if self._closed and self._failed is None:
+                return
+            self._check_usable()
+            self._sync_deferred()
+
+    def _sync_deferred(self) -> None:
+        """Under the mutex: fdatasync the segment holding deferred appends, if any."""
+        seg = self._deferred
+        if seg is None:
+            return
+        self._deferred = None
+        if self._segments and seg is self.active:
+            self._sync(seg, data_only=True)
+            return
+        # Sealed since (a roll here or adopted from another writer, which may have closed
+        # our descriptor): sync the file by its name, as the background flusher does.
+        try:
+            fd = os.open(seg.log_path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return  # retention removed it: nothing of it is readable anyway
+        except OSError as e:
+            self._failed = e
+            raise LogFailedError(self.path, e) from None
+        try:
+            os.fdatasync(fd)
+        except OSError as e:
+            self._failed = e  # never retry a failed fsync
+            raise LogFailedError(self.path, e) from None
+        finally:
+            os.close(fd)
 
     def _check_batch(self, batch: bytes, trusted: bool) -> BatchHeader:
         if len(batch) > self.config.max_batch_bytes:
@@ -347,6 +399,7 @@ class PartitionLog:
             self._check_usable()
             if self.readonly or not self._segments:
                 return
+            self._sync_deferred()
             self._sync(self.active)
 
     def roll(self) -> None:
@@ -364,6 +417,8 @@ class PartitionLog:
         _fs.crash_point("roll-after-seal")
         if self.config.fsync != "never":
             self._sync(old)
+            if self._deferred is old:
+                self._deferred = None
         new = self._segments.create_active(old.next_offset)
         self._flush_sealed_in_background(old)
         self.enforce_retention(_locked=True)
@@ -617,6 +672,7 @@ class PartitionLog:
         """Seal the time index; the last writer out records a clean shutdown."""
         if self._flusher is not None:
             self._flusher.wait_synced()
+        self._sync_deferred()  # appends made under defer_sync are durable once close returns
         assert self._oplock is not None and self._writers is not None
         with self._oplock:
             self._catch_up()
