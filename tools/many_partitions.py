@@ -4,8 +4,10 @@
 
 Creates one topic with N partitions in a temporary directory, then in a child process
 limited to ``--nofile`` descriptors (RLIMIT_NOFILE) sends one record to every partition and
-reads every one back with a group-less Consumer. Prints the open descriptors (counted in
-/proc/self/fd) after producing and after consuming, and the time each phase took.
+reads every one back with a group-less Consumer, then again with a group consumer (one
+member owning all N partitions, committing its offsets). Prints the open descriptors
+(counted in /proc/self/fd) after producing and after each consume, and the time each phase
+took. A phase that fails (too many open files) is reported with its error instead.
 """
 
 from __future__ import annotations
@@ -24,6 +26,24 @@ root, n, nofile, max_open = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int
 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 fds = lambda: len(os.listdir("/proc/self/fd"))
 out = {"fds_start": fds()}
+
+def consume(key, **kw):
+    t = time.perf_counter()
+    got = {}
+    try:
+        with Consumer(root, "t", auto_offset_reset="earliest", max_open_partitions=max_open, **kw) as c:
+            while len(got) < n:
+                for r in c.poll(5):
+                    got[r.partition] = r.value
+            out[f"fds_{key}_open"] = fds()
+            out[f"{key}_owned"] = len(c.assignment())
+            if kw.get("group_id"):
+                c.commit()
+    except Exception as e:
+        out[f"{key}_error"] = f"{type(e).__name__}: {e}"[:300]
+    out[f"{key}_s"] = round(time.perf_counter() - t, 2)
+    out[f"{key}_all_read"] = all(got.get(i) == b"%d" % i for i in range(n))
+
 t = time.perf_counter()
 p = Producer(root, max_open_partitions=max_open)
 for i in range(n):
@@ -32,15 +52,8 @@ p.flush()
 out["fds_producer_open"] = fds()
 p.close()
 out["produce_s"] = round(time.perf_counter() - t, 2)
-t = time.perf_counter()
-got = {}
-with Consumer(root, "t", auto_offset_reset="earliest", max_open_partitions=max_open) as c:
-    while len(got) < n:
-        for r in c.poll(5):
-            got[r.partition] = r.value
-    out["fds_consumer_open"] = fds()
-out["consume_s"] = round(time.perf_counter() - t, 2)
-out["all_read"] = all(got.get(i) == b"%d" % i for i in range(n))
+consume("consumer")
+consume("group_consumer", group_id="g")
 print(json.dumps(out))
 """
 

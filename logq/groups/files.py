@@ -166,8 +166,10 @@ class GroupLock:
             self._threads.release()
 
     # The lock file's content: two 64-byte change tokens, written with the lock held.
-    # Slot 0 changes with every offsets write, slot 1 before every ownership-file change.
-    # A process whose cached token still matches can skip re-reading those files.
+    # Slot 0 changes with every offsets write, slot 1 before every ownership-record change
+    # (once per lock hold that changes any). A process whose cached token still matches can
+    # skip re-reading those files; a member reads slot 1 without the lock to learn that its
+    # ownership records are unchanged (a bump is written before the records it announces).
     OFFSETS, OWNERS = 0, 1
 
     def read_tokens(self) -> tuple[bytes, bytes]:
@@ -248,32 +250,16 @@ def live_member_ids(gdir: str) -> list[str]:
     return sorted(m for m in ids if probe_member(gdir, m).alive)
 
 
-def read_owner(gdir: str, tp: TopicPartition) -> tuple[str | None, int | None, bool]:
-    """(holder member id, generation, busy) of one ownership file."""
-    path = owner_path(gdir, tp)
-    try:
-        fd = os.open(path, os.O_RDONLY | OPEN_FLAGS)
-    except FileNotFoundError:
-        return None, None, False
-    except OSError as e:
-        raise storage_error("open", path, e) from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            busy = False
-        except BlockingIOError:
-            busy = True
-        fields = os.pread(fd, 512, 0).split()
-    finally:
-        os.close(fd)
+def parse_owner(raw: bytes) -> tuple[str, int] | None:
+    """(member id, generation) of an ownership record's content; None if blank or unreadable."""
+    fields = raw.split()
     if len(fields) == 2 and fields[1].isdigit():
-        return fields[0].decode("ascii", "replace"), int(fields[1]), busy
-    return None, None, busy
+        return fields[0].decode("ascii", "replace"), int(fields[1])
+    return None
 
 
 def read_owner_record(gdir: str, tp: TopicPartition) -> tuple[str, int]:
-    """(member id, acquisition generation) named by an ownership file; ("", -1) if none."""
+    """(member id, acquisition generation) named by an ownership record; ("", -1) if none."""
     path = owner_path(gdir, tp)
     try:
         fd = os.open(path, os.O_RDONLY | OPEN_FLAGS)
@@ -282,17 +268,118 @@ def read_owner_record(gdir: str, tp: TopicPartition) -> tuple[str, int]:
     except OSError as e:
         raise storage_error("open", path, e) from None
     try:
-        fields = os.pread(fd, 512, 0).split()
+        rec = parse_owner(os.pread(fd, 512, 0))
     finally:
         os.close(fd)
-    if len(fields) == 2 and fields[1].isdigit():
-        return fields[0].decode("ascii", "replace"), int(fields[1])
-    return "", -1
+    return rec if rec is not None else ("", -1)
 
 
-def bump_owners_token(lock: GroupLock) -> None:
-    """Call with the group lock held, *before* changing any ownership file."""
-    lock.write_token(GroupLock.OWNERS, secrets.token_hex(16).encode("ascii"))
+class Liveness:
+    """Whether members are alive (their member file is locked), each probed once.
+
+    A holder that is dead stays dead (a member id taken again joins with the group lock
+    held and first clears the records naming it), so one answer per member is enough for
+    the span of one group-lock hold, or of one inspection.
+    """
+
+    def __init__(self, gdir: str) -> None:
+        self.gdir = gdir
+        self._seen: dict[str, bool] = {}
+
+    def __call__(self, member_id: str) -> bool:
+        alive = self._seen.get(member_id)
+        if alive is None:
+            alive = self._seen[member_id] = probe_member(self.gdir, member_id).alive
+        return alive
+
+
+def read_owner(
+    gdir: str, tp: TopicPartition, alive: Callable[[str], bool] | None = None
+) -> tuple[str | None, int | None, bool]:
+    """(holder member id, generation, busy) of one ownership record.
+
+    Busy: the record names a member whose member file is locked, i.e. a live process.
+    """
+    holder, gen = read_owner_record(gdir, tp)
+    if not holder:
+        return None, None, False
+    return holder, gen, (alive or Liveness(gdir))(holder)
+
+
+def owner_records(gdir: str) -> Iterator[tuple[TopicPartition, str, int]]:
+    """(partition, member id, generation) of every non-blank ownership record."""
+    owners = os.path.join(gdir, "owners")
+    try:
+        names = sorted(os.listdir(owners))
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name.startswith(".") or not name.endswith(".lock"):
+            continue
+        topic, _, part = name[: -len(".lock")].rpartition("-")
+        if not (topic and part.isdigit() and part.isascii()):
+            continue
+        tp = (topic, int(part))
+        holder, gen = read_owner_record(gdir, tp)
+        if holder:
+            yield tp, holder, gen
+
+
+def claim_owner(
+    gdir: str,
+    tp: TopicPartition,
+    member_id: str,
+    generation: int,
+    busy: Callable[[str, int], bool],
+    before_write: Callable[[], object],
+) -> bool:
+    """With the group lock held: write "<member_id> <generation>" into ``tp``'s ownership
+    record unless it names another member for which ``busy(holder, generation)`` is true.
+    ``before_write()`` runs first (it bumps the owners token)."""
+    path = owner_path(gdir, tp)
+    fd = _fs.open_file(path, os.O_RDWR | os.O_CREAT)
+    try:
+        rec = parse_owner(os.pread(fd, 512, 0))
+        if rec is not None and rec[0] != member_id and busy(*rec):
+            return False
+        before_write()
+        content = f"{member_id} {generation}\n".encode("ascii")
+        os.ftruncate(fd, 0)
+        _fs.pwrite_all(fd, content, 0, path)
+        return True
+    finally:
+        os.close(fd)
+
+
+def clear_owner(
+    gdir: str, tp: TopicPartition, member_id: str, generation: int, before_write: Callable[[], object]
+) -> bool:
+    """With the group lock held: empty ``tp``'s ownership record if it names ``member_id``
+    with ``generation`` (``before_write()`` first). False when it names someone else (a
+    fence emptied it, another member took it)."""
+    path = owner_path(gdir, tp)
+    try:
+        fd = _fs.open_file(path, os.O_RDWR)
+    except StorageError as e:
+        if isinstance(e.cause, FileNotFoundError):
+            return False
+        raise
+    try:
+        rec = parse_owner(os.pread(fd, 512, 0))
+        if rec != (member_id, generation):
+            return False
+        before_write()
+        os.ftruncate(fd, 0)
+        return True
+    finally:
+        os.close(fd)
+
+
+def bump_owners_token(lock: GroupLock) -> bytes:
+    """Call with the group lock held, *before* changing any ownership record; returns the token."""
+    token = secrets.token_hex(16).encode("ascii")
+    lock.write_token(GroupLock.OWNERS, token)
+    return token
 
 
 def check_commit_fence(
@@ -375,13 +462,6 @@ def stat_sig(path: str) -> tuple[int, int, int, int] | None:
 # ----------------------------------------------------------------------------- files
 
 
-def stat_ino(gdir: str, tp: TopicPartition) -> int | None:
-    try:
-        return os.stat(owner_path(gdir, tp)).st_ino
-    except FileNotFoundError:
-        return None
-
-
 def new_locked_file(path: str, content: bytes | None = None) -> int:
     """Create a file beside ``path``, flock it, write ``content``, rename it to ``path``."""
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
@@ -399,14 +479,7 @@ def new_locked_file(path: str, content: bytes | None = None) -> int:
 
 
 def max_owner_generation(gdir: str) -> int:
-    best = 0
-    owners = os.path.join(gdir, "owners")
-    for name in os.listdir(owners) if os.path.isdir(owners) else ():
-        topic, _, part = name[: -len(".lock")].rpartition("-")
-        if name.endswith(".lock") and part.isdigit():
-            gen = read_owner(gdir, (topic, int(part)))[1]
-            best = max(best, gen or 0)
-    return best
+    return max((gen for _, _, gen in owner_records(gdir)), default=0)
 
 
 # ----------------------------------------------------------------------------- inspection
@@ -430,7 +503,7 @@ class GroupDescription:
     state: str  # "Dead" (no such group), "Empty", "Stable" or "Rebalancing"
     members: tuple[MemberDescription, ...]
     assignment: dict[TopicPartition, str]
-    owners: dict[TopicPartition, str | None]  # who holds each assigned partition's flock
+    owners: dict[TopicPartition, str | None]  # the live member each assigned partition's record names
     problems: tuple[str, ...]
 
     @property
@@ -487,8 +560,9 @@ def describe_group(root: str, group: str, *, lock_timeout_ms: int = 5000) -> Gro
         )
     assignment = {tp: m for m, tps in state.assignment.items() for tp in tps}
     owners: dict[TopicPartition, str | None] = {}
+    alive = Liveness(gdir)
     for tp in sorted(assignment):
-        holder, _, busy = read_owner(gdir, tp)
+        holder, _, busy = read_owner(gdir, tp, alive)
         owners[tp] = holder if busy else None
     live = any(m.alive for m in members)
     if not live:

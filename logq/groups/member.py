@@ -3,21 +3,27 @@
 Members of a group may live in any threads and processes of one machine. There is no
 coordinator process: every member follows the same rules on shared files, with ``flock``
 doing the hard parts (the kernel drops a flock when its holder dies, even by kill -9).
+A member holds two descriptors whatever the number of partitions it owns: its member file
+(whose flock says it is alive) and ``group.lock``.
 
 On-disk layout (all under ``<root>/__logq/groups/<group>/``)::
 
     group.lock             flock of the group: held (exclusive) to change ``state``, to take,
-                           release or break an ownership lock, and to commit offsets; shared to
-                           read them. Content: two change tokens (offsets, ownership files)
-                           that let a process skip re-reading files nobody changed.
+                           release or break (fence) an ownership record, and to commit
+                           offsets; shared to read them. Content: two change tokens (offsets,
+                           ownership records) that let a process skip re-reading files nobody
+                           changed.
     state, state.bak       metadata file (logq/storage/meta.py): {"format", "generation",
                            "members": {id: {"topics": {topic: partitions}, "session_ms",
                            "max_poll_ms", "pid"}}, "assignment": {id: [[topic, p], ...]}}
     members/<id>.lock      one per member, flocked exclusively for the member's lifetime.
                            Content: "<heartbeat ns> <last poll ns> <pid>" (CLOCK_MONOTONIC,
                            which all processes of one host share).
-    owners/<topic>-<p>.lock  ownership of one partition: flocked exclusively by the member
-                           reading it; content "<member id> <generation>" names the holder.
+    owners/<topic>-<p>.lock  ownership record of one partition: "<member id> <generation>"
+                           (the holder, and the generation it took the partition in), or
+                           empty when nobody holds it. Written only with the group lock held.
+                           Not locked itself (earlier versions flocked it, one descriptor per
+                           owned partition): the holder's member-file flock makes it count.
     offsets, offsets.bak   committed offsets, two copies (logq/groups/offsets.py)
     .*.tmp                 a file being created locked (then renamed into place)
 
@@ -36,30 +42,36 @@ Rules:
   the least loaded member, then partitions move from the most to the least loaded until
   counts differ by at most one (floor or ceil of partitions / members when all members
   subscribe to the same topics).
-- Exclusivity: a member reads a partition only while it holds the partition's ownership
-  flock. The new owner can take it only after the old owner released it (after its
-  ``on_revoke`` callback and final commit) or died. The one exception is fencing: when a
-  member is evicted as hung, its ownership files are replaced by fresh files (new inodes), so
-  the hung process keeps a lock on a file nobody else uses, its commits fail with
-  :class:`CommitFailedError`, and it finds itself evicted at its next poll.
+- Exclusivity: a member reads a partition only while the partition's ownership record names
+  it. A record that names a member that is alive (its member file is flocked) and in the
+  current generation's members is held: nobody else may write it. The new owner writes its
+  own name only into a record that is empty (the old owner released it, after its
+  ``on_revoke`` callback and final commit), names a dead member (kill -9: the kernel dropped
+  its member flock at once) or names a member no longer in the group. The one exception is
+  fencing: when a member is evicted as hung, the rebalance empties its records, so its
+  commits fail with :class:`CommitFailedError`, :meth:`GroupMember.owned` stops listing
+  them, and it finds itself evicted at its next poll. A member that joins empties the
+  records that name its own id (left by a dead process that had the same id), so a reused
+  id never inherits them. Two members in one process are distinct owners: each has its own
+  member id and member file, and flocks belong to open file descriptions.
 - Every wait is bounded: flock waits by ``lock_timeout_ms`` (then LogLockedError), waits for
   an assignment by the caller's ``timeout_ms``.
 
 Limits: local file systems only (flock over NFS is unreliable); do not fork while a member
 is open (a forked child shares its flocks); a process frozen while it holds ``group.lock``
-(microseconds per operation) stalls the group's state changes and commits until it resumes.
+(microseconds per operation) stalls the group's state changes and commits until it resumes;
+the members of one group must all run a logq that keeps ownership in records (a member of
+an earlier logq trusts only per-partition flocks, which these members no longer take).
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from logq.errors import ClientClosedError, ConfigError, LogLockedError, LogqError, MemberIdInUseError
@@ -68,10 +80,13 @@ from logq.groups.files import (
     GroupDescription,
     GroupLock,
     GroupState,
+    Liveness,
     MemberDescription,
     TopicPartition,
     bump_owners_token,
     check_name,
+    claim_owner,
+    clear_owner,
     describe_group,
     ensure_dirs,
     group_dir,
@@ -84,10 +99,9 @@ from logq.groups.files import (
     member_path,
     new_locked_file,
     os_errors,
-    owner_path,
+    owner_records,
     probe_member,
-    read_owner,
-    stat_ino,
+    read_owner_record,
     stat_sig,
 )
 from logq.storage import files as _fs
@@ -113,13 +127,20 @@ log = logging.getLogger("logq.group")
 Listener = Callable[[str, TopicPartition, int], None]
 
 
+def _once(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` run at its first call only (the owners token is bumped once per lock hold)."""
+    done = False
+
+    def call() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            fn()
+
+    return call
+
+
 # ----------------------------------------------------------------------------- the member
-
-
-@dataclass
-class _Owned:
-    fd: int
-    ino: int
 
 
 class GroupMember:
@@ -128,7 +149,10 @@ class GroupMember:
     ``topics_partitions_fn()`` returns the subscription as {topic: partition count}; it is
     called when joining and then every heartbeat interval from :meth:`poll_assignment`.
     ``ownership_listener(event, tp, monotonic_ns)`` (for tests and tracing) is called with
-    "acquired" (time taken before the flock attempt) and "released" (time after the unlock).
+    "acquired" (time taken before the record was read) and "released" (time after the record
+    was emptied, or after giving it up when the group lock could not be had: the record then
+    still names this member, so nobody else takes the partition, until it is emptied at the
+    next poll or this member's process ends).
     """
 
     @os_errors("join group")
@@ -167,7 +191,12 @@ class GroupMember:
         self._fn = topics_partitions_fn
         self._listener = ownership_listener
         self._retry_ns = retry_backoff_ms * 1_000_000
-        self._owned: dict[TopicPartition, _Owned] = {}
+        self._owned: dict[TopicPartition, int] = {}  # partition -> generation it was taken in
+        self._unreleased: dict[TopicPartition, int] = {}  # given up, record not yet emptied
+        # Which owned partitions the records still name us for, as of owners token _valid_token
+        # (None: unknown): owned() costs one pread of group.lock while nobody changes a record.
+        self._valid: set[TopicPartition] = set()
+        self._valid_token: bytes | None = None
         self._pending_revoke: set[TopicPartition] = set()
         self._state: GroupState | None = None
         self._state_sig: tuple[int, int, int, int] | None = None
@@ -186,6 +215,7 @@ class GroupMember:
         try:
             with self._lock.hold():
                 self._member_fd = self._create_member_file()
+                self._clear_records_of_my_id()
                 self._rebalance_locked(want_self=True)
                 self._joined = True
         except BaseException:
@@ -222,11 +252,14 @@ class GroupMember:
         self._last_poll_ns = now
         self._beat(now)
         revoked_out: set[TopicPartition] = set()
+        if self._unreleased:
+            with self._lock.hold():
+                self._clear_records(dict(self._unreleased))
         if self._pending_revoke:
             self.release(self._pending_revoke)
-        state, changed = self._current_state()
-        if changed and self._owned:  # fenced partitions: our file was replaced
-            stolen = {tp for tp, o in self._owned.items() if stat_ino(self.group_dir, tp) != o.ino}
+        state, _ = self._current_state()
+        if self._owned:  # fenced partitions: our records were emptied or taken
+            stolen = set(self._owned) - self._verified()
             self._lose(stolen, on_lost)
             revoked_out |= stolen
         if self._joined and (state is None or self.member_id not in state.members):
@@ -289,8 +322,9 @@ class GroupMember:
 
     @os_errors("check ownership")
     def owned(self) -> set[TopicPartition]:
-        """Partitions whose ownership lock this member holds on the current file."""
-        return {tp for tp, o in self._owned.items() if stat_ino(self.group_dir, tp) == o.ino}
+        """Partitions whose ownership record names this member (with the generation it took
+        them in): not fenced. One pread of group.lock while no record changed."""
+        return self._verified()
 
     def assignment(self) -> set[TopicPartition]:
         """What the last seen generation assigns to this member (owned or not yet)."""
@@ -307,8 +341,8 @@ class GroupMember:
         try:
             with self._lock.hold():
                 self._unlock_owned(tps)
-        except LogLockedError:  # closing the descriptors still frees the flocks
-            self._unlock_owned(tps, truncate=False)
+        except LogLockedError:  # emptied at the next poll, or freed when this process ends
+            self._unlock_owned(tps, clear=False)
             raise
 
     @os_errors("leave group")
@@ -327,11 +361,14 @@ class GroupMember:
             try:
                 self.release(set(self._owned))
                 with self._mutex, self._lock.hold():
+                    self._clear_records(dict(self._unreleased))
                     self._rebalance_locked(want_self=False)
             except LogqError as e:  # the others see a dead member and rebalance without us
                 log.warning("member %s left group %s uncleanly: %s", self.member_id, self.group_id, e)
             finally:
-                self._unlock_owned(set(self._owned), truncate=False)
+                # Records not emptied stop counting once our member file is unlocked below.
+                self._unlock_owned(set(self._owned), clear=False)
+                self._unreleased.clear()
                 _fs.unlink_if_exists(member_path(self.group_dir, self.member_id))
                 with self._beat_lock:
                     os.close(self._member_fd)
@@ -457,18 +494,42 @@ class GroupMember:
                 probe_member(self.group_dir, mid, remove_dead=True)
 
     def _fence(self, evicted: set[str]) -> None:
-        """Replace the ownership files still locked by evicted (hung) members."""
-        owners = os.path.join(self.group_dir, "owners")
-        for name in sorted(os.listdir(owners)):
-            if not name.endswith(".lock"):
-                continue
-            topic, _, part = name[: -len(".lock")].rpartition("-")
-            if not part.isdigit():
-                continue
-            holder, _, busy = read_owner(self.group_dir, (topic, int(part)))
-            if busy and holder in evicted:
-                bump_owners_token(self._lock)
-                os.close(new_locked_file(os.path.join(owners, name), content=b""))
+        """Empty the ownership records that name evicted (dead or hung) members."""
+        bump = _once(self._bump)
+        for tp, holder, gen in list(owner_records(self.group_dir)):
+            if holder in evicted:
+                clear_owner(self.group_dir, tp, holder, gen, bump)
+
+    def _bump(self) -> None:
+        """With the group lock held, before changing ownership records (once per hold)."""
+        token = self._lock.read_tokens()[GroupLock.OWNERS]
+        fresh = bool(token) and token == self._valid_token  # nobody changed any since we checked
+        new = bump_owners_token(self._lock)
+        self._valid_token = new if fresh else None
+
+    def _verified(self) -> set[TopicPartition]:
+        """The owned partitions whose records still name us (re-read only after a change)."""
+        if not self._owned:
+            return set()
+        token = self._lock.read_tokens()[GroupLock.OWNERS]
+        if not token or token != self._valid_token:
+            with self._lock.hold(shared=True):
+                token = self._lock.read_tokens()[GroupLock.OWNERS]
+                self._valid = {
+                    tp
+                    for tp, gen in self._owned.items()
+                    if read_owner_record(self.group_dir, tp) == (self.member_id, gen)
+                }
+                self._valid_token = token or None
+        return self._valid & set(self._owned)
+
+    def _clear_records_of_my_id(self) -> None:
+        """With the group lock held, when joining: empty records left under our member id by a
+        dead process (a member id used again must not inherit its partitions)."""
+        bump = _once(self._bump)
+        for tp, holder, gen in list(owner_records(self.group_dir)):
+            if holder == self.member_id:
+                clear_owner(self.group_dir, tp, holder, gen, bump)
 
     def _acquire(self, wanted: set[TopicPartition]) -> set[TopicPartition]:
         got: set[TopicPartition] = set()
@@ -477,47 +538,43 @@ class GroupMember:
             if state is None or self.member_id not in state.members:
                 return got
             mine = set(state.assignment.get(self.member_id, ()))
-            content = f"{self.member_id} {self.generation}\n".encode("ascii")
+            alive = Liveness(self.group_dir)
+            members = state.members
+
+            def busy(holder: str, _gen: int) -> bool:
+                # held by a live member of this generation; not by the dead or the evicted
+                return holder in members and alive(holder)
+
+            bump = _once(self._bump)
             for tp in sorted(wanted & mine):
                 t0 = time.monotonic_ns()
-                path = owner_path(self.group_dir, tp)
-                fd = _fs.open_file(path, os.O_RDWR | os.O_CREAT)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    bump_owners_token(self._lock)
-                    os.ftruncate(fd, 0)
-                    _fs.pwrite_all(fd, content, 0, path)
-                except BaseException as e:
-                    if not isinstance(e, BlockingIOError):
-                        os.close(fd)
-                        raise
-                    holder = os.pread(fd, 512, 0).split()[:1]
-                    os.close(fd)
-                    name = holder[0].decode("ascii", "replace") if holder else None
-                    if name is None or name in state.members:
-                        continue  # the current owner has not let go yet
-                    bump_owners_token(self._lock)
-                    fd = new_locked_file(path, content=content)  # holder was evicted
-                self._owned[tp] = _Owned(fd, os.fstat(fd).st_ino)
+                if not claim_owner(self.group_dir, tp, self.member_id, self.generation, busy, bump):
+                    continue  # the current owner has not let go yet
+                self._owned[tp] = self.generation
+                self._valid.add(tp)
+                self._unreleased.pop(tp, None)
                 got.add(tp)
                 if self._listener:
                     self._listener("acquired", tp, t0)
         return got
 
-    def _unlock_owned(self, tps: set[TopicPartition], truncate: bool = True) -> None:
-        """Blank (with the group lock held) and unlock; truncate=False needs no lock."""
-        if truncate and tps:
-            bump_owners_token(self._lock)
-        for tp in sorted(tps):
-            owned = self._owned.pop(tp, None)
-            if owned is None:
-                continue
-            try:
-                if truncate:
-                    os.ftruncate(owned.fd, 0)
-            finally:
-                os.close(owned.fd)  # drops the flock
-            if self._listener:
+    def _clear_records(self, records: Mapping[TopicPartition, int]) -> None:
+        """With the group lock held: empty the records of partitions we gave up."""
+        bump = _once(self._bump)
+        for tp, gen in sorted(records.items()):
+            clear_owner(self.group_dir, tp, self.member_id, gen, bump)
+            self._unreleased.pop(tp, None)
+
+    def _unlock_owned(self, tps: set[TopicPartition], clear: bool = True) -> None:
+        """Give up ``tps``: empty their records (with the group lock held) or, clear=False
+        (no lock needed), leave that to the next poll or to the end of this process."""
+        gone = {tp: self._owned.pop(tp) for tp in sorted(tps) if tp in self._owned}
+        self._valid -= set(gone)
+        self._unreleased.update(gone)
+        if clear:
+            self._clear_records(gone)
+        if self._listener:
+            for tp in gone:
                 self._listener("released", tp, time.monotonic_ns())
 
     def _lose(self, tps: set[TopicPartition], on_lost: Callable[[set[TopicPartition]], None] | None) -> None:
@@ -525,7 +582,7 @@ class GroupMember:
             return
         if on_lost is not None:
             on_lost(set(tps))
-        self.release(tps)  # blanking a file that was replaced touches only our copy
+        self.release(tps)  # a record a fence emptied or another member took is left alone
 
     def _heartbeat_loop(self) -> None:
         interval = self.heartbeat_interval_ms / 1000.0
