@@ -56,7 +56,7 @@ from logq.client.notify import Watcher
 from logq.client.serde import get_deserializer
 from logq.client.timestamps import to_millis
 from logq.codec.batch import decode_records
-from logq.codec.columnar import RecordColumns, columns_from_records, decode_columns
+from logq.codec.columnar import RecordColumns, builds_records_lazily, columns_from_records, decode_columns
 from logq.errors import (
     ClientClosedError,
     ConcurrentAccessError,
@@ -234,7 +234,7 @@ class Consumer:
         self._buffers: dict[TopicPartition, tuple] = {}  # (fetch, header i, byte pos, records, i)
         self._fetch_sizes: dict[TopicPartition, int] = {}  # bytes of the next fetch (grows while reading on)
         self._record_bytes: dict[TopicPartition, float] = {}  # bytes per record of the last batch decoded
-        self._stats = {"fetches": 0, "bytes_read": 0, "batches_decoded": 0, "records_decoded": 0}
+        self._stats = {"fetches": 0, "bytes_read": 0, "batches_decoded": 0, "records_decoded": 0, "records_built": 0}
         self._paused: set[TopicPartition] = set()
         self._logs: OrderedDict[TopicPartition, PartitionLog] = OrderedDict()  # least recently used first
         # a closed log read to its end: (end offset, active segment file, its size, next segment file)
@@ -525,11 +525,13 @@ class Consumer:
 
     def read_stats(self) -> dict[str, int]:
         """What polls read so far: ``fetches`` (reads of a partition log), ``bytes_read`` (bytes
-        those reads took from segment files), ``batches_decoded`` and ``records_decoded``.
+        those reads took from segment files), ``batches_decoded``, ``records_decoded`` (records
+        parsed out of them, into Records or columns) and ``records_built`` (Record objects built).
 
         A poll reads and decodes only what it returns, plus the rest of the last batch it
-        needed: a fetch after a seek starts at ``FIRST_FETCH_BYTES`` (at least one batch) and
-        each fetch that continues the last one doubles, up to ``fetch_max_bytes``."""
+        needed (with the compiled codec that rest is kept as columns: no Record is built for
+        it until a poll returns it). A fetch after a seek reads ``FIRST_FETCH_BYTES`` (at least
+        one batch) and each fetch that continues the last one doubles, up to ``fetch_max_bytes``."""
         return dict(self._stats)
 
     @_one_thread
@@ -753,8 +755,6 @@ class Consumer:
             if st is None:
                 return []
         res, hi, pos, recs, ri = st
-        if isinstance(recs, RecordColumns):  # the rest of a batch poll_columns decoded
-            recs = list(recs)
         out: list[Record] = []
         budget = self.fetch_max_bytes - len(res.data)  # bytes this poll may still fetch
         while len(out) < want:
@@ -771,7 +771,7 @@ class Consumer:
                     continue
                 h = res.headers[hi]
                 try:
-                    recs, ri = self._decode(tp, res, h, pos), 0
+                    recs, ri = self._decode(tp, res, h, pos, want - len(out)), 0
                 except DeserializationError as e:
                     # the records before the bad one are returned first; the position stays on it
                     good = getattr(e, "_good", [])
@@ -784,9 +784,13 @@ class Consumer:
                 pos += h.size
                 hi += 1
                 continue
-            take = recs if ri == 0 and len(recs) <= want - len(out) else recs[ri : ri + want - len(out)]
-            out.extend(take)
-            ri += len(take)
+            k = min(len(recs) - ri, want - len(out))
+            if isinstance(recs, RecordColumns):  # build only the records returned
+                out.extend(recs.records(ri, ri + k))
+                self._stats["records_built"] += k
+            else:
+                out.extend(recs if ri == 0 and k == len(recs) else recs[ri : ri + k])
+            ri += k
         if ri < len(recs) or hi < len(res.headers):
             self._buffers[tp] = (res, hi, pos, recs, ri)
         else:
@@ -900,7 +904,13 @@ class Consumer:
         self._fetch_sizes[tp] = min(self.fetch_max_bytes, 2 * size)  # reading on: the next fetch is larger
         return (res, 0, 0, [], 0)
 
-    def _decode(self, tp: TopicPartition, res: Any, h: Any, pos: int) -> list[Record]:
+    def _decode(self, tp: TopicPartition, res: Any, h: Any, pos: int, want: int) -> list[Record] | RecordColumns:
+        """The records of batch ``h`` as Records, or, when the poll wants fewer than the batch
+        holds and the compiled codec is in use, as columns from which only the records
+        returned are built (no deserializer: they are applied to Records, record by record)."""
+        kd, vd = self._kdes, self._vdes
+        if kd is None and vd is None and want < h.records_count and builds_records_lazily():
+            return self._decode_columns(tp, res, h, pos)
         recs = decode_records(
             res.data,
             h,
@@ -910,7 +920,7 @@ class Consumer:
             origin=(Record, tp.topic, tp.partition),
         )
         self._note_decoded(tp, h, len(recs))
-        kd, vd = self._kdes, self._vdes
+        self._stats["records_built"] += len(recs)
         if kd is None and vd is None:
             return recs
         out: list[Record] = []

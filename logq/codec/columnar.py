@@ -36,7 +36,14 @@ from logq.codec.batch import ATTR_CODEC_MASK, BATCH_OVERHEAD, BatchHeader, Buffe
 from logq.errors import CorruptRecordError
 from logq.types import Record
 
-__all__ = ["RecordColumns", "decode_columns", "columns_from_records", "compiled_columns", "OUT_OF_RANGE"]
+__all__ = [
+    "RecordColumns",
+    "decode_columns",
+    "columns_from_records",
+    "compiled_columns",
+    "builds_records_lazily",
+    "OUT_OF_RANGE",
+]
 
 OUT_OF_RANGE = "record offset or timestamp does not fit an int64"
 _INT32_MAX = (1 << 31) - 1
@@ -174,15 +181,36 @@ class RecordColumns:
         """Bytes of keys and values held."""
         return len(self.key_data) + len(self.value_data)
 
+    def records(self, start: int = 0, stop: int | None = None) -> list[Record]:
+        """Records ``start`` to ``stop`` (default: to the end) as ``logq.Record`` objects, built
+        by the compiled codec when it is in use (the consumer's lazy path builds only the
+        records a poll returns this way)."""
+        n = len(self)
+        stop = n if stop is None else stop
+        if not 0 <= start <= stop <= n:
+            raise IndexError(f"records {start}..{stop} of {n}")
+        mod = compiled_columns
+        if mod is not None and builds_records_lazily():
+            out: list[Record] = mod.build_records(self, start, stop, Record)
+            return out
+        return list(self._iter(start, stop))
+
     def __iter__(self) -> Iterator[Record]:
+        return self._iter(0, len(self))
+
+    def _iter(self, start: int, stop: int) -> Iterator[Record]:
         names = self.topic_names
-        codes = self.topic_codes.tolist()
-        parts = self.partitions.tolist()
-        offs = self.offsets.tolist()
-        stamps = self.timestamps.tolist()
-        ko, kv, kd = self.key_offsets.tolist(), self.key_valid.tolist(), self.key_data
-        vo, vv, vd = self.value_offsets.tolist(), self.value_valid.tolist(), self.value_data
-        headers = self.headers
+        codes = self.topic_codes[start:stop].tolist()
+        parts = self.partitions[start:stop].tolist()
+        offs = self.offsets[start:stop].tolist()
+        stamps = self.timestamps[start:stop].tolist()
+        ko, kv, kd = self.key_offsets[start : stop + 1].tolist(), self.key_valid[start:stop].tolist(), self.key_data
+        vo, vv, vd = (
+            self.value_offsets[start : stop + 1].tolist(),
+            self.value_valid[start:stop].tolist(),
+            self.value_data,
+        )
+        headers = None if self.headers is None else self.headers[start:stop]
         for i in range(len(offs)):
             yield Record(
                 names[codes[i]],
@@ -200,7 +228,7 @@ class RecordColumns:
             i += n
         if not 0 <= i < n:
             raise IndexError("record index out of range")
-        return next(iter(self.slice(i, i + 1)))
+        return next(self._iter(i, i + 1))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RecordColumns):
@@ -247,6 +275,12 @@ class RecordColumns:
                 "value": binary(self.value_offsets, self.value_data, self.value_valid),
             }
         )
+
+
+def builds_records_lazily() -> bool:
+    """Whether decode_columns and RecordColumns.records are compiled in this process (then a
+    batch decoded into columns costs no object per record until its records are built)."""
+    return compiled_columns is not None and batch.IMPLEMENTATION == "compiled"
 
 
 def _concat_offsets(parts: list[np.ndarray]) -> np.ndarray:

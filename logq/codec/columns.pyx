@@ -15,6 +15,10 @@ allocated in proportion to a count before that count was checked against the byt
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.long cimport PyLong_FromLongLong
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
@@ -27,14 +31,34 @@ cdef extern from *:
     static inline int logq_columns_add_ovf(long long a, long long b, long long *r) {
         return __builtin_add_overflow(a, b, r);
     }
+    static inline Py_ssize_t logq_columns_basicsize(PyObject *t) { return ((PyTypeObject *)t)->tp_basicsize; }
+    static inline int logq_columns_has_alloc(PyObject *t) { return ((PyTypeObject *)t)->tp_alloc != NULL; }
+    static inline PyObject *logq_columns_alloc(PyObject *t, Py_ssize_t n) {
+        return ((PyTypeObject *)t)->tp_alloc((PyTypeObject *)t, n);
+    }
+    /* From 3.14 a tuple caches its hash in a field that tuple_alloc sets and tp_alloc does not. */
+    #if PY_VERSION_HEX >= 0x030E0000
+    #define LOGQ_COLUMNS_DIRECT_TUPLES 0
+    #else
+    #define LOGQ_COLUMNS_DIRECT_TUPLES 1
+    #endif
     """
     bint add_ovf "logq_columns_add_ovf"(long long a, long long b, long long *r) nogil
+    Py_ssize_t basicsize "logq_columns_basicsize"(object t)
+    bint has_alloc "logq_columns_has_alloc"(object t)
+    object alloc_instance "logq_columns_alloc"(object t, Py_ssize_t n)
+    bint DIRECT_TUPLES "LOGQ_COLUMNS_DIRECT_TUPLES"
 
 cdef extern from "Python.h":
     long long PyLong_AsLongLongAndOverflow(object o, int *overflow) except? -1
     char *PyBytes_AS_STRING_MUT "PyBytes_AS_STRING"(object o)
+    # Steals a reference. Also right for tuple subclasses: the item array is the tuple's.
+    void PyTuple_SET_ITEM(object p, Py_ssize_t pos, PyObject *o)
 
-__all__ = ["decode_columns", "OUT_OF_RANGE"]
+__all__ = ["decode_columns", "build_records", "OUT_OF_RANGE"]
+
+cdef Py_ssize_t TUPLE_BASICSIZE = basicsize(tuple)
+cdef object tuple_new = tuple.__new__
 
 #: The reason given when an offset or a timestamp does not fit an int64 column.
 OUT_OF_RANGE = "record offset or timestamp does not fit an int64"
@@ -283,3 +307,80 @@ def decode_columns(data, h, min_offset=0):
         return columns(<const uint8_t *>view.buf, view.len, h, min_offset)
     finally:
         PyBuffer_Release(&view)
+
+
+# --------------------------------------------------------------------------- records from columns
+
+
+cdef bint plain_tuple_subclass(object cls):
+    """True when ``cls`` is a tuple subclass with the tuple's layout (a NamedTuple): its
+    instances can be allocated and filled in place, as ``tuple.__new__`` does."""
+    return (DIRECT_TUPLES and isinstance(cls, type) and issubclass(cls, tuple)
+            and basicsize(cls) == TUPLE_BASICSIZE and has_alloc(cls))
+
+
+cdef inline void set_item(object t, Py_ssize_t i, object o):
+    Py_INCREF(o)
+    PyTuple_SET_ITEM(t, i, <PyObject *>o)
+
+
+cdef enum:
+    OFFSETS, STAMPS, PARTS, CODES, KEY_OFFSETS, KEY_DATA, KEY_VALID, VALUE_OFFSETS, VALUE_DATA, VALUE_VALID, NBUF
+
+cdef object span(const char *data, const int32_t *offs, const uint8_t *valid, Py_ssize_t i, Py_ssize_t size):
+    """Item i of an offsets-plus-data column: bytes, or None where ``valid`` is 0."""
+    if not valid[i]:
+        return None
+    cdef int32_t a = offs[i]
+    cdef int32_t b = offs[i + 1]
+    if a < 0 or b < a or b > size:
+        raise ValueError(f"column offsets {a}..{b} outside its {size} bytes of data")
+    return PyBytes_FromStringAndSize(data + a, b - a)
+
+
+def build_records(cols, Py_ssize_t start, Py_ssize_t stop, cls):
+    """Records ``start`` to ``stop`` of a RecordColumns, each built as
+    ``cls(topic, partition, offset, timestamp, key, value, headers)`` in one step (the
+    consumer's lazy path: a batch is decoded into columns, records are built as returned)."""
+    cdef Py_buffer views[NBUF]
+    cdef int got = 0
+    cdef Py_ssize_t i, n, code
+    cdef object rec, topic, hdr
+    arrays = (cols.offsets, cols.timestamps, cols.partitions, cols.topic_codes, cols.key_offsets, cols.key_data,
+              cols.key_valid, cols.value_offsets, cols.value_data, cols.value_valid)
+    names = cols.topic_names
+    headers = cols.headers
+    cdef bint fast = plain_tuple_subclass(cls)
+    out = []
+    try:
+        for got in range(NBUF):
+            PyObject_GetBuffer(arrays[got], &views[got], PyBUF_SIMPLE)
+        got = NBUF
+        n = views[OFFSETS].len // 8
+        if (views[STAMPS].len < n * 8 or views[PARTS].len < n * 4 or views[CODES].len < n * 4
+                or views[KEY_OFFSETS].len < (n + 1) * 4 or views[VALUE_OFFSETS].len < (n + 1) * 4
+                or views[KEY_VALID].len < n or views[VALUE_VALID].len < n):
+            raise ValueError("the columns of a RecordColumns differ in length")
+        if not 0 <= start <= stop <= n:
+            raise IndexError(f"records {start}..{stop} of {n}")
+        if headers is not None and len(headers) < n:
+            raise ValueError("the headers column is shorter than the others")
+        for i in range(start, stop):
+            code = (<const int32_t *>views[CODES].buf)[i]
+            topic = names[code]
+            rec = alloc_instance(cls, 7) if fast else PyTuple_New(7)
+            set_item(rec, 0, topic)
+            set_item(rec, 1, PyLong_FromLongLong((<const int32_t *>views[PARTS].buf)[i]))
+            set_item(rec, 2, PyLong_FromLongLong((<const int64_t *>views[OFFSETS].buf)[i]))
+            set_item(rec, 3, PyLong_FromLongLong((<const int64_t *>views[STAMPS].buf)[i]))
+            set_item(rec, 4, span(<const char *>views[KEY_DATA].buf, <const int32_t *>views[KEY_OFFSETS].buf,
+                                  <const uint8_t *>views[KEY_VALID].buf, i, views[KEY_DATA].len))
+            set_item(rec, 5, span(<const char *>views[VALUE_DATA].buf, <const int32_t *>views[VALUE_OFFSETS].buf,
+                                  <const uint8_t *>views[VALUE_VALID].buf, i, views[VALUE_DATA].len))
+            hdr = () if headers is None else headers[i]
+            set_item(rec, 6, hdr)
+            out.append(rec if fast else tuple_new(cls, rec))
+    finally:
+        for i in range(got):
+            PyBuffer_Release(&views[i])
+    return out

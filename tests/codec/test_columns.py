@@ -154,3 +154,26 @@ def test_slice_and_concat_give_the_same_records() -> None:
     assert both[-1] == list(cb)[-1] and both[3] == list(ca)[3]
     assert columns_from_records(list(both)) == both
     assert len(RecordColumns.concat([])) == 0 and list(RecordColumns.empty()) == []
+
+
+def test_records_builds_what_iteration_gives() -> None:
+    recs = [
+        (b"k%d" % i if i % 3 else None, None if i == 4 else b"v" * i, [("i", b"%d" % i)] if i % 6 == 1 else None, T + i)
+        for i in range(30)
+    ]
+    a, b = encode_batch(recs, 0), encode_batch(recs[:7], 30)
+    cols = RecordColumns.concat(
+        [
+            decode_columns(a, validate_batch(a), topic="a", partition=2).slice(2, 30),
+            decode_columns(b, validate_batch(b), topic="b", partition=5),
+        ]
+    )
+    everything = list(cols)
+    assert all(type(r) is Record for r in cols.records())
+    assert cols.records() == everything
+    assert cols.records(3, 17) == everything[3:17] and cols.records(5, 5) == []
+    assert cols.records(len(cols) - 1) == everything[-1:]
+    with pytest.raises(IndexError):
+        cols.records(3, 2)
+    with pytest.raises(IndexError):
+        cols.records(0, len(cols) + 1)
