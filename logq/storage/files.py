@@ -21,6 +21,7 @@ import errno
 import fcntl
 import os
 import stat
+import time
 
 from logq.config import check_shared_read
 from logq.errors import MissingPartitionError, storage_error
@@ -264,6 +265,18 @@ class FileLock:
             return False
         except OSError as e:
             raise storage_error("flock", self.path, e) from None
+        return True
+
+    def acquire_within(self, timeout_s: float, shared: bool = False) -> bool:
+        """Try for up to ``timeout_s`` seconds (a bounded wait); False if still held by another."""
+        deadline = time.monotonic() + timeout_s
+        pause = 0.0001
+        while not self.acquire(shared=shared, blocking=False):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.005)
         return True
 
     def release(self) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import logging
 import os
 import re
 import shutil
@@ -33,6 +34,8 @@ import stat
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +43,7 @@ from logq.config import LogConfig
 from logq.errors import (
     CorruptTopicMetadataError,
     InvalidTopicError,
+    StorageError,
     StoragePermissionError,
     TopicExistsError,
     UnknownPartitionError,
@@ -60,6 +64,8 @@ __all__ = [
     "META_DIR",
     "MAX_PARTITIONS",
 ]
+
+log = logging.getLogger("logq.topics")
 
 META_DIR = "__logq"
 MAX_PARTITIONS = 10_000  # per topic: every partition costs a directory, fds and mappings
@@ -263,6 +269,28 @@ class TopicRepair:
     problems: tuple[str, ...]  # what was wrong, and what could not be recovered
 
 
+@contextmanager
+def _writes_stopped(partition_dir: str, timeout_ms: int) -> Iterator[None]:
+    """Hold the write lock (``.lock``) of a partition directory, waiting at most ``timeout_ms``."""
+    try:
+        lock = _fs.FileLock(os.path.join(partition_dir, ".lock"))
+    except StorageError as e:  # a planted symlink, a foreign file: no writer can lock it either
+        log.warning("deleting %s without its write lock: %s", partition_dir, e)
+        yield
+        return
+    try:
+        if not lock.acquire_within(timeout_ms / 1000):
+            log.warning(
+                "deleting %s: a writer held its write lock for %d ms; renaming it anyway "
+                "(that writer's append fails its incarnation check)",
+                partition_dir,
+                timeout_ms,
+            )
+        yield
+    finally:
+        lock.close()
+
+
 class TopicRegistry:
     def __init__(self, root: str, shared_read: str | None = None) -> None:
         self.root = prepare_root(root, shared_read)
@@ -428,11 +456,20 @@ class TopicRegistry:
 
     def delete(self, name: str) -> None:
         """Delete topic ``name`` and its partitions; one whose metadata is corrupt too (every
-        ``<name>-<p>`` directory goes)."""
+        ``<name>-<p>`` directory goes).
+
+        The metadata file goes first, then each partition directory is renamed away while
+        its write lock (``.lock``, logq/storage/log.py) is held: a writer that checked the
+        topic's incarnation under that lock finishes its append in the live directory before
+        the rename, and one that takes the lock later finds the metadata gone. The wait for a
+        writer is bounded by the topic's ``open_timeout_ms``; past it (a frozen writer) the
+        directory is renamed anyway and the writer's own check after its append fails it.
+        """
         try:
-            count = self.get(name).partitions
+            meta = self.get(name)
+            count, timeout_ms = meta.partitions, meta.config.open_timeout_ms
         except CorruptTopicMetadataError:
-            count = 0
+            count, timeout_ms = 0, LogConfig().open_timeout_ms
         with self._lock:
             _fs.unlink_if_exists(self._path(name))
             _fs.unlink_if_exists(self._path(name) + ".bak")
@@ -446,7 +483,8 @@ class TopicRegistry:
                 src = partition_path(self.root, name, p)
                 if os.path.isdir(src) and not os.path.islink(src):
                     dst = os.path.join(trash, uuid.uuid4().hex)
-                    os.rename(src, dst)
+                    with _writes_stopped(src, timeout_ms):
+                        os.rename(src, dst)
                     shutil.rmtree(dst, ignore_errors=True)
             _fs.fsync_dir(self.root)
         self._cache.pop(name, None)
