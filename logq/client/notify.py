@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import math
 import os
 import select
 import sys
@@ -35,6 +36,7 @@ _IN_NONBLOCK = 0o4000
 _IN_CLOEXEC = 0o2000000
 _MASK = _IN_MODIFY | _IN_CREATE | _IN_MOVED_TO
 _DRAIN_BYTES = 64 * 1024
+_MAX_EVENT_BYTES = 16 + 256  # struct inotify_event plus the longest name (NAME_MAX + NUL, padded)
 _MAX_SLEEP_S = 0.01
 
 _libc: ctypes.CDLL | None = None
@@ -75,9 +77,14 @@ class Watcher:
             except OSError:  # EMFILE: out of descriptors, so poll instead (as without inotify)
                 os.close(self._fd)
                 self._fd = -1
+        self._poller: select.poll | None = None
         if self._fd >= 0:
             os.set_blocking(self._wake_r, False)
             os.set_blocking(self._wake_w, False)
+            # poll(2) with both descriptors registered once: no fd lists built per wait
+            self._poller = select.poll()
+            self._poller.register(self._fd, select.POLLIN)
+            self._poller.register(self._wake_r, select.POLLIN)
 
     @property
     def native(self) -> bool:
@@ -103,12 +110,18 @@ class Watcher:
             lib.inotify_rm_watch(self._fd, wd)
 
     def drain(self) -> None:
-        """Discard pending events (called before re-reading the logs)."""
+        """Discard pending events (called before re-reading the logs).
+
+        One read: the kernel hands over as many whole events as fit, and a short read
+        means the queue is empty (an event that arrives after it ends the next wait at
+        once, which is what it is for). Reading again only to meet EAGAIN would cost a
+        system call and an exception on every poll.
+        """
         if self._fd < 0:
             return
         try:
-            while os.read(self._fd, _DRAIN_BYTES):
-                pass
+            while len(os.read(self._fd, _DRAIN_BYTES)) > _DRAIN_BYTES - _MAX_EVENT_BYTES:
+                pass  # the buffer was (nearly) full: more may be queued
         except BlockingIOError:
             pass
 
@@ -129,11 +142,13 @@ class Watcher:
             return True
         if timeout_s is not None and timeout_s <= 0:
             return False
-        if self._fd >= 0:
-            r, _, _ = select.select([self._fd, self._wake_r], [], [], timeout_s)
-            if self._wake_r in r:
-                self._clear_wake()
-            return bool(r)
+        poller = self._poller
+        if self._fd >= 0 and poller is not None:
+            ready = poller.poll(None if timeout_s is None else max(0, math.ceil(timeout_s * 1000)))
+            for fd, _ in ready:
+                if fd == self._wake_r:
+                    self._clear_wake()
+            return bool(ready)
         # Fallback: sleep, backing off so an idle consumer does not spin.
         delay = self._sleep_s if timeout_s is None else min(self._sleep_s, timeout_s)
         if self._woken.wait(delay):
@@ -161,6 +176,7 @@ class Watcher:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        self._poller = None
         with self._wake_lock:
             for fd in (self._wake_r, self._wake_w):
                 if fd >= 0:

@@ -110,6 +110,11 @@ class Loader:
         self.report = RecoveryReport()
         # A break between two segments below the recovery point, found by ``screen``.
         self.screen_damage: CorruptRecordError | None = None
+        # A reader's active segment whose index files grew since they were loaded: reloaded
+        # on their next use (ensure_indexes), not on every catch-up. Reads that continue
+        # where the last one ended follow a cursor and never look at the indexes, and a
+        # sparse index missing its newest entries is still right, only less precise.
+        self._stale_indexes: Segment | None = None
 
     def may_write(self) -> bool:
         """Only a writer holding the partition's op lock may change files."""
@@ -446,6 +451,10 @@ class Loader:
     def ensure_indexes(self, seg: Segment) -> None:
         """Load a segment's indexes on first use; rebuild them if they fail their checks."""
         if seg.indexes_loaded:
+            if seg is self._stale_indexes:
+                self._stale_indexes = None
+                seg.index.reload_if_changed()
+                seg.timeindex.reload_if_changed()
             return
         try:
             seg.load_indexes()
@@ -490,11 +499,16 @@ class Loader:
             else:
                 err = self._settle_tail(last, res)
             if last.indexes_loaded:
-                last.index.reload_if_changed()
-                last.timeindex.reload_if_changed()
+                if self.readonly:
+                    self._stale_indexes = last  # two stats fewer per read that brings new data
+                else:  # a writer appends entries by the interval rule: it needs the others' now
+                    last.index.reload_if_changed()
+                    last.timeindex.reload_if_changed()
             if self.readonly and res.error is None and res.batches:
                 return err  # a reader sees a roll on a later call (one stat less); writers must look now
-        if os.path.exists(os.path.join(self.directory, segment_name(last.next_offset) + LOG_SUFFIX)):
+        # os.access, not os.path.exists: no exception object built when the file is absent
+        # (the usual answer, on every append and every empty read).
+        if os.access(os.path.join(self.directory, segment_name(last.next_offset) + LOG_SUFFIX), os.F_OK):
             err = self._adopt_new_segments() or err
         return err
 
