@@ -556,7 +556,7 @@ def run_seek(
             build_log(os.path.join(tmp, "seek-0"), n, value_size, batch)
             log = PartitionLog(os.path.join(tmp, "seek-0"), LogConfig(retention_ms=-1), readonly=True)
             try:
-                by_off, by_ts = [], []
+                by_off, by_ts, lookups = [], [], []
                 offs = rng.integers(0, n, size=targets)
                 stamps = rng.integers(T0_MS, T0_MS + (n + batch - 1) // batch, size=targets)
                 clock = time.perf_counter_ns
@@ -565,6 +565,7 @@ def run_seek(
                     res = log.read(off, 1)
                     t1 = clock()
                     found = log.offset_for_timestamp(ts)
+                    tl = clock()
                     res2 = log.read(found, 1) if found is not None else None
                     t2 = clock()
                     h = res.headers[0] if res.headers else None
@@ -578,12 +579,13 @@ def run_seek(
                         raise WorkloadError(f"wrong seek result for offset {off} / timestamp {ts} (found {found})")
                     by_off.append(t1 - t0)
                     by_ts.append(t2 - t1)
+                    lookups.append(tl - t1)
                 size_mb, segments = log.size_bytes / MIB, log.num_segments
             finally:
                 log.close()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        o, t = np.asarray(by_off) / 1e3, np.asarray(by_ts) / 1e3
+        o, t, lk = np.asarray(by_off) / 1e3, np.asarray(by_ts) / 1e3, np.asarray(lookups) / 1e3
         out.append(
             {
                 "records": n,
@@ -596,6 +598,10 @@ def run_seek(
                 "timestamp_median_us": float(np.median(t)),
                 "timestamp_min_us": float(t.min()),
                 "timestamp_max_us": float(t.max()),
+                # the time-index lookup alone (offset_for_timestamp), without reading the batch
+                "timestamp_lookup_median_us": float(np.median(lk)),
+                "timestamp_lookup_min_us": float(lk.min()),
+                "timestamp_lookup_max_us": float(lk.max()),
             }
         )
     return out
