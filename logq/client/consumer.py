@@ -763,7 +763,12 @@ class Consumer:
                     # this fetch is used up: read on (a larger fetch) while the poll wants more
                     if budget <= 0:
                         break
-                    st = self._fetch_batches(tp, want - len(out), res.next_offset)
+                    try:
+                        st = self._fetch_batches(tp, want - len(out), res.next_offset)
+                    except LogqError:
+                        if not out:
+                            raise
+                        break  # return what was read; the next poll fetches again and raises
                     if st is None:
                         break
                     res, hi, pos, recs, ri = st
@@ -838,7 +843,12 @@ class Consumer:
                 if hi >= len(res.headers):
                     if budget <= 0:
                         break
-                    st = self._fetch_batches(tp, want - got, res.next_offset)
+                    try:
+                        st = self._fetch_batches(tp, want - got, res.next_offset)
+                    except LogqError:
+                        if not got:
+                            raise
+                        break  # return what was read; the next poll fetches again and raises
                     if st is None:
                         break
                     res, hi, pos, pending, ri = st

@@ -8,11 +8,13 @@ records decoded), never through time. Each test runs with the pure and the compi
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from logq import Admin, Consumer, Record, TopicPartition
+from logq import Admin, Consumer, CorruptRecordError, Record, TopicPartition
 from logq.client.consumer import FIRST_FETCH_BYTES
 from logq.codec import batch
 from logq.storage.log import PartitionLog
@@ -151,3 +153,27 @@ def test_random_seeks_and_polls_return_what_an_eager_read_returns(codec: str, da
                 pos = rng.randrange(0, RECORDS)
                 c.seek(TP, pos)
             assert c.position(TP) == pos
+
+
+@pytest.mark.parametrize("columns", [False, True], ids=["poll", "poll_columns"])
+def test_records_before_damage_are_returned_before_the_error(codec: str, tmp_path: Path, columns: bool) -> None:
+    """A poll that reads on into a damaged batch returns what it read first; the next raises."""
+    root = str(tmp_path / "data")
+    with Admin(root) as admin:
+        admin.create_topic("t", 1, retention_ms=-1)
+    with PartitionLog(partition_path(root, "t", 0)) as log:
+        for b in range(40):
+            log.append_values([b"%05d" % (b * 100 + i) for i in range(100)], timestamp_ms=1_700_000_000_000)
+        size = log.size_bytes
+    path = os.path.join(partition_path(root, "t", 0), "00000000000000000000.log")
+    with open(path, "r+b") as f:  # inside the last batch's records: a CRC-covered byte
+        f.seek(size - 3)
+        byte = f.read(1)
+        f.seek(size - 3)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with consumer(root) as c:
+        got = c.poll_columns(1.0, max_records=10_000) if columns else c.poll(1.0, max_records=10_000)
+        assert [r.offset for r in got] == list(range(3_900))
+        with pytest.raises(CorruptRecordError):
+            c.poll_columns(1.0) if columns else c.poll(1.0)
+        assert c.position(TP) == 3_900
