@@ -106,7 +106,8 @@ class PartitionLogMachine(RuleBasedStateMachine):
         bases = log_bases(self.path)
         sizes = [os.path.getsize(seg_path(self.path, b)) for b in bases]
         total, n = sum(sizes), 0
-        while n + 1 < len(bases) and total - sizes[n] >= limit:  # Kafka's rule, never the active
+        # Kafka's rule; a non-empty active segment goes too (after an empty one is rolled)
+        while n < len(bases) and total - sizes[n] >= limit and (n + 1 < len(bases) or sizes[n] > 0):
             total -= sizes[n]
             n += 1
         self.log.config = CFG.with_(retention_bytes=limit)
@@ -116,7 +117,7 @@ class PartitionLogMachine(RuleBasedStateMachine):
             self.log.config = CFG
         assert deleted == n
         if n:
-            self.start = max(self.start, bases[n])
+            self.start = max(self.start, bases[n] if n < len(bases) else self.end)
 
     @rule(data=st.data())
     def delete_records_before(self, data) -> None:
