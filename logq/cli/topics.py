@@ -18,10 +18,13 @@ Warnings (clamped offsets, Python warnings and ``logq`` log warnings) go to stde
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
@@ -404,6 +407,26 @@ def _record_text(rec: Record, key_separator: str | None) -> str:
     return text
 
 
+@contextlib.contextmanager
+def _ctrl_c_after_block() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives inside the block until the block is done, then raise it.
+
+    Python raises KeyboardInterrupt between any two bytecodes; between printing a record and
+    counting it, the summary line and the commit would disagree with what was shown.
+    """
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread; nothing to hold elsewhere
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def _print_records(
     consumer: Consumer,
     printed: dict[TopicPartition, int],
@@ -426,10 +449,11 @@ def _print_records(
             want = 500 if max_messages is None else min(500, max_messages - total)
             recs = consumer.poll(timeout=_POLL_S, max_records=want)
             if recs:
-                for rec in recs:
-                    click.echo(_record_json(rec) if fmt == "json" else _record_text(rec, key_separator))
-                    printed[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
-                total += len(recs)
+                with _ctrl_c_after_block():  # what is printed is what is counted and committed
+                    for rec in recs:
+                        click.echo(_record_json(rec) if fmt == "json" else _record_text(rec, key_separator))
+                        printed[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
+                    total += len(recs)
                 last_progress = time.monotonic()
                 continue
             if timeout_ms is None and not follow and all(lag <= 0 for lag in consumer.lag().values()):
