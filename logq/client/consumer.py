@@ -760,8 +760,10 @@ class Consumer:
         while len(out) < want:
             if ri >= len(recs):
                 if hi >= len(res.headers):
-                    # this fetch is used up: read on (a larger fetch) while the poll wants more
-                    if budget <= 0:
+                    # this fetch is used up: read on (a larger fetch) while the poll wants more,
+                    # unless it already reached the log end (a read there finds nothing but costs
+                    # a catch-up: the wake-up path of a consumer that follows the end)
+                    if budget <= 0 or res.next_offset == res.log_end_offset:
                         break
                     try:
                         st = self._fetch_batches(tp, want - len(out), res.next_offset)
@@ -841,7 +843,7 @@ class Consumer:
         while got < want:
             if ri >= len(pending):
                 if hi >= len(res.headers):
-                    if budget <= 0:
+                    if budget <= 0 or res.next_offset == res.log_end_offset:
                         break
                     try:
                         st = self._fetch_batches(tp, want - got, res.next_offset)

@@ -96,6 +96,7 @@ class FetchResult:
     headers: list[BatchHeader]
     next_offset: int  # first offset after the returned batches (== offset when empty)
     bytes_read: int = 0  # bytes this fetch read from the segment (a cut-off last batch included)
+    log_end_offset: int = -1  # the log end when it was read (-1: not known); next_offset == it: nothing more
 
     def records(self, max_decompressed_bytes: int = 16 << 20, origin: tuple | None = None) -> list[Any]:
         """Decoded records from ``offset`` on (earlier records of the first batch skipped)."""
@@ -554,11 +555,13 @@ class PartitionLog:
             if offset == end:
                 if self.corruption is not None and self._segments and self.corruption.path == self.active.log_path:
                     raise self.corruption  # the data after this point is damaged, not absent
-                return FetchResult(offset, b"", [], offset)
+                return FetchResult(offset, b"", [], offset, log_end_offset=end)
             if not self.log_start_offset <= offset <= end:
                 raise OffsetOutOfRangeError(offset, self.log_start_offset, end, self.path)
             try:
-                return self._read_locked(offset, max_bytes)
+                res = self._read_locked(offset, max_bytes)
+                res.log_end_offset = end
+                return res
             except OSError as e:  # FileNotFoundError, or the StorageError(ENOENT) of opening it
                 if e.errno != errno.ENOENT:
                     raise

@@ -177,3 +177,20 @@ def test_records_before_damage_are_returned_before_the_error(codec: str, tmp_pat
         with pytest.raises(CorruptRecordError):
             c.poll_columns(1.0) if columns else c.poll(1.0)
         assert c.position(TP) == 3_900
+
+
+def test_a_poll_that_reaches_the_log_end_does_not_read_again(codec: str, tmp_path: Path) -> None:
+    """A consumer following the end: the poll that takes the last records must not fetch a
+    second time (that read finds nothing but pays a catch-up on every wake-up)."""
+    root = str(tmp_path / "data")
+    with Admin(root) as admin:
+        admin.create_topic("t", 1, retention_ms=-1)
+    with PartitionLog(partition_path(root, "t", 0)) as log, Consumer(root) as consumer:
+        consumer.assign([TP])
+        consumer.seek(TP, 0)
+        for n in range(1, 4):
+            log.append_values([b"v%d" % n] * 10)
+            before = consumer.read_stats()["fetches"]
+            got = consumer.poll(timeout=1.0, max_records=500)
+            assert [r.offset for r in got] == list(range((n - 1) * 10, n * 10))
+            assert consumer.read_stats()["fetches"] - before == 1
