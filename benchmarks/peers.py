@@ -6,10 +6,15 @@ Each system has a ``name``, a ``durability`` sentence printed next to every figu
 
 - logq in each fsync mode (never / interval / always), through Producer.send_batch and
   Consumer.poll, plus Producer.send for fsync=never (the workloads of
-  logq/cli/perf_workloads.py, the same as ``logq perf``);
+  logq/cli/perf_workloads.py, the same as ``logq perf``), a consumer group committing
+  after every ``poll`` and every ``poll_columns``, and replays (``replay_from`` then the
+  first record, then the next 1,000); each mode once with the compiled codec and once
+  with the pure-Python one (``logq.codec.batch.use_implementation``, and
+  ``LOGQ_PURE_PYTHON=1`` for the processes of the latency run);
 - a textbook SQLite queue (stdlib sqlite3, WAL, one table ``q(id INTEGER PRIMARY KEY, v
-  BLOB)``, transactions of 1,000 inserts, consumed by rowid ranges), with
-  synchronous=NORMAL and =FULL;
+  BLOB)``, transactions of 1,000 inserts, consumed by rowid ranges, replayed with
+  ``WHERE id >= ? ORDER BY id LIMIT 1`` then ``LIMIT 1000``), with synchronous=NORMAL
+  and =FULL;
 - Redis Streams through redis-py with pipelining, only if the ``redis`` module and a
   ``redis-server`` binary exist: the server is started on 127.0.0.1 on a free port in a
   temporary directory (AOF, appendfsync everysec) and stopped at the end.
@@ -20,14 +25,16 @@ a spawned producer, each value carrying its ``time.monotonic_ns()`` send time.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import shutil
 import socket
 import sqlite3
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import click
@@ -40,8 +47,10 @@ __all__ = [
     "LogqSystem",
     "SqliteSystem",
     "RedisSystem",
+    "compiled_codec_error",
     "make_systems",
     "redis_unavailable",
+    "replay_offsets",
 ]
 
 LATENCY_RATE = 5000.0
@@ -49,9 +58,24 @@ _SQL_BATCH = 1000
 _SQL_IDLE_S = 0.0005  # the textbook polling consumer sleeps this long when it finds nothing
 
 
+REPLAYS = 21  # replays per run, each from a random offset; a run's figure is their median
+
+
 def _middle_count(records: int) -> int:
     """Records read after seeking to the middle: 1,000, or what is left of a small log."""
     return min(1000, records - records // 2)
+
+
+def replay_offsets(records: int, count: int = REPLAYS, seed: int = 11) -> list[int]:
+    """Random offsets in the middle half of a log of ``records``, each with 1,000 records
+    (or what a small log has) after it; the same for every system of a run."""
+    rng = random.Random(seed)
+    lo, hi = records // 4, max(records // 4 + 1, min(3 * records // 4, records - _middle_count(records)))
+    return [rng.randrange(lo, hi) for _ in range(count)]
+
+
+def _median(xs: Sequence[float]) -> float:
+    return float(np.median(np.asarray(xs, dtype=np.float64)))
 
 
 class _TempDirSystem:
@@ -67,10 +91,18 @@ class _TempDirSystem:
 
 
 # --------------------------------------------------------------------------- logq
+def compiled_codec_error() -> str | None:
+    """None when the compiled codec can be used here, else why not."""
+    from logq.codec import batch
+
+    return batch.implementations()["compiled"]
+
+
 class LogqSystem(_TempDirSystem):
-    def __init__(self, fsync: str) -> None:
+    def __init__(self, fsync: str, codec: str = "compiled") -> None:
         self.fsync = fsync
-        self.name = f"logq ({fsync})"
+        self.codec = codec
+        self.name = f"logq ({fsync})" if codec == "compiled" else f"logq ({fsync}, {codec})"
         self.durability = {
             "never": "fsync=never: page cache; survives a process crash, not a power loss",
             "interval": "fsync=interval: fdatasync every 1 s in the background",
@@ -78,7 +110,33 @@ class LogqSystem(_TempDirSystem):
         }[fsync]
         self.dir = ""
 
+    @contextlib.contextmanager
+    def _codec(self) -> Iterator[None]:
+        """This system's codec for the duration: in this process, and (through the
+        environment) in the processes the latency run spawns."""
+        from logq.codec import batch
+        from logq.codec.batch import PURE_ENV
+
+        if self.codec == "compiled" and compiled_codec_error() is not None:
+            yield  # not built: the pure codec runs, and compare.py says so in its notes
+            return
+        previous = batch.use_implementation(self.codec)
+        env = os.environ.get(PURE_ENV)
+        os.environ[PURE_ENV] = "1" if self.codec == "pure" else "0"
+        try:
+            yield
+        finally:
+            batch.use_implementation(previous)
+            if env is None:
+                os.environ.pop(PURE_ENV, None)
+            else:
+                os.environ[PURE_ENV] = env
+
     def run(self, records: int, size: int, seek: bool) -> dict[str, float]:
+        with self._codec():
+            return self._run(records, size, seek)
+
+    def _run(self, records: int, size: int, seek: bool) -> dict[str, float]:
         topic = f"t{size}"
         p = P.run_produce(self.dir, topic, records, size, fsync=self.fsync, mode="send_batch")
         c = P.run_consume(self.dir, topic, records, timeout_ms=10_000)
@@ -90,7 +148,52 @@ class LogqSystem(_TempDirSystem):
         }
         if seek:
             out["seek"] = self._seek_middle(topic, records)
+            out["consume_commit"] = self._consume_committing(topic, records, columns=False)
+            out["consume_columns"] = self._consume_committing(topic, records, columns=True)
+            out["replay_first"], out["replay_next"] = self._replays(topic, records)
         return out
+
+    def _consume_committing(self, topic: str, records: int, columns: bool) -> float:
+        """Records/s of a consumer group that reads the whole log with ``poll`` (or
+        ``poll_columns``) of up to 1,000 records and commits after every one."""
+        from logq.client.consumer import Consumer
+
+        group = "cols" if columns else "recs"
+        with Consumer(self.dir, topic, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False) as c:
+            poll = c.poll_columns if columns else c.poll
+            got = 0
+            t0 = time.perf_counter()
+            deadline = t0 + 60
+            while got < records and time.perf_counter() < deadline:
+                n = len(poll(timeout=1.0, max_records=_SQL_BATCH))
+                if n:
+                    c.commit()
+                    got += n
+            return got / (time.perf_counter() - t0)
+
+    def _replays(self, topic: str, records: int) -> tuple[float, float]:
+        """Median us, over replays from random offsets, of ``replay_from(offset=o)`` +
+        ``poll(max_records=1)``, and of polling the next 1,000 records after that."""
+        from logq.client.consumer import Consumer
+
+        first, nxt = [], []
+        want = _middle_count(records)
+        with Consumer(self.dir, topic, auto_offset_reset="earliest", max_poll_records=1000) as c:
+            c.poll(timeout=1.0, max_records=1)  # assignment and open files, as a running consumer has
+            for off in replay_offsets(records):
+                t0 = time.perf_counter()
+                c.replay_from(offset=off)
+                got = c.poll(timeout=1.0, max_records=1)
+                t1 = time.perf_counter()
+                if not got or got[0].offset != off:
+                    raise click.ClickException(f"replay from offset {off} returned {got[:1]!r}")
+                n = 0
+                while n < want and time.perf_counter() < t1 + 30:
+                    n += len(c.poll(timeout=1.0, max_records=want - n))
+                t2 = time.perf_counter()
+                first.append((t1 - t0) * 1e6)
+                nxt.append((t2 - t1) * 1e6)
+        return _median(first), _median(nxt)
 
     def _seek_middle(self, topic: str, records: int) -> float:
         from logq.client.consumer import Consumer, TopicPartition
@@ -105,10 +208,12 @@ class LogqSystem(_TempDirSystem):
             return (time.perf_counter() - t0) * 1e6
 
     def send_mode(self, records: int) -> float:
-        return P.run_produce(self.dir, "tsend", records, 100, fsync=self.fsync, mode="send")["records_per_sec"]
+        with self._codec():
+            return P.run_produce(self.dir, "tsend", records, 100, fsync=self.fsync, mode="send")["records_per_sec"]
 
     def latency(self, seconds: float, work_dir: str | None) -> dict[str, float]:
-        s = P.run_latency(LATENCY_RATE, seconds, fsync=self.fsync, work_dir=work_dir)
+        with self._codec():
+            s = P.run_latency(LATENCY_RATE, seconds, fsync=self.fsync, work_dir=work_dir)
         return {"p50": s["p50_us"], "p99": s["p99_us"], "sent": s["records_sent"], "received": s["records_received"]}
 
 
@@ -200,9 +305,26 @@ class SqliteSystem(_TempDirSystem):
                     "SELECT id, v FROM q WHERE id > ? ORDER BY id LIMIT ?", (records // 2, _middle_count(records))
                 ).fetchall()
                 out["seek"] = (time.perf_counter() - t0) * 1e6
+                out["replay_first"], out["replay_next"] = self._replays(con, records)
             return out
         finally:
             con.close()
+
+    @staticmethod
+    def _replays(con: sqlite3.Connection, records: int) -> tuple[float, float]:
+        """The queue's replay: ``WHERE id >= ? ORDER BY id LIMIT 1`` from a random offset
+        (rowids start at 1, offsets at 0), then ``WHERE id > ? ... LIMIT 1000``; median us."""
+        first, nxt = [], []
+        want = _middle_count(records)
+        for off in replay_offsets(records):
+            t0 = time.perf_counter()
+            row = con.execute("SELECT id, v FROM q WHERE id >= ? ORDER BY id LIMIT 1", (off + 1,)).fetchall()
+            t1 = time.perf_counter()
+            con.execute("SELECT id, v FROM q WHERE id > ? ORDER BY id LIMIT ?", (row[0][0], want)).fetchall()
+            t2 = time.perf_counter()
+            first.append((t1 - t0) * 1e6)
+            nxt.append((t2 - t1) * 1e6)
+        return _median(first), _median(nxt)
 
     def latency(self, seconds: float, work_dir: str | None) -> dict[str, float]:
         path = os.path.join(self.dir, "latency.db")
@@ -337,6 +459,7 @@ class RedisSystem:
         r.delete(key)
         pool = P.make_payloads(size)
         mid_id = None
+        wanted = {off: None for off in replay_offsets(records)} if seek else {}
         t0 = time.perf_counter()
         for first in range(0, records, _SQL_BATCH):
             pipe = r.pipeline(transaction=False)
@@ -345,6 +468,9 @@ class RedisSystem:
             ids = pipe.execute()
             if first <= records // 2 < first + len(ids):
                 mid_id = ids[records // 2 - first]
+            for off in wanted:
+                if first <= off < first + len(ids):
+                    wanted[off] = ids[off - first]
         t1 = time.perf_counter()
         got = nbytes = 0
         last = "-"
@@ -366,6 +492,16 @@ class RedisSystem:
             t0 = time.perf_counter()
             r.xrange(key, min=mid_id, max="+", count=_middle_count(records))
             out["seek"] = (time.perf_counter() - t0) * 1e6
+            first_us, next_us = [], []
+            for eid in wanted.values():
+                t0 = time.perf_counter()
+                (entry,) = r.xrange(key, min=eid, max="+", count=1)
+                t1 = time.perf_counter()
+                r.xrange(key, min=b"(" + entry[0], max="+", count=_middle_count(records))
+                t2 = time.perf_counter()
+                first_us.append((t1 - t0) * 1e6)
+                next_us.append((t2 - t1) * 1e6)
+            out["replay_first"], out["replay_next"] = _median(first_us), _median(next_us)
         r.delete(key)
         return out
 
@@ -384,7 +520,17 @@ class RedisSystem:
         return {"p50": s["p50"], "p99": s["p99"], "sent": sent, "received": int(lat.size)}
 
 
-SYSTEM_KEYS = ("logq-never", "logq-interval", "logq-always", "sqlite-normal", "sqlite-full", "redis")
+SYSTEM_KEYS = (
+    "logq-never",
+    "logq-interval",
+    "logq-always",
+    "logq-never-pure",
+    "logq-interval-pure",
+    "logq-always-pure",
+    "sqlite-normal",
+    "sqlite-full",
+    "redis",
+)
 
 
 def make_systems(keys: Sequence[str]) -> tuple[list[Any], list[dict[str, str]]]:
@@ -394,7 +540,8 @@ def make_systems(keys: Sequence[str]) -> tuple[list[Any], list[dict[str, str]]]:
     for key in keys:
         kind, _, variant = key.partition("-")
         if kind == "logq":
-            systems.append(LogqSystem(variant))
+            fsync, _, codec = variant.partition("-")
+            systems.append(LogqSystem(fsync, codec or "compiled"))
         elif kind == "sqlite":
             systems.append(SqliteSystem(variant.upper()))
         else:

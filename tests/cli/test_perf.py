@@ -296,6 +296,47 @@ def test_compare_text_without_latency() -> None:
     assert "latency" not in out.split("#### Ratios")[1].split("#### Seek")[0]
 
 
+def test_compare_quick_has_the_replay_columnar_and_pure_codec_rows(tmp_path: Path) -> None:
+    r = compare(
+        "--quick",
+        "--records",
+        "1000",
+        "--runs",
+        "1",
+        "--latency-seconds",
+        "0",
+        "--systems",
+        "logq-never,logq-never-pure,sqlite-normal",
+        "--json",
+        "--work-dir",
+        str(tmp_path),
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    objs = json_lines(r.stdout)
+    figs = {(o["workload"], o["system"]): o for o in objs if o["type"] == "figure"}
+    for system in ("logq (never)", "logq (never, pure)"):
+        for w in (
+            "consume 100 B, poll + commit",
+            "consume 100 B, poll_columns + commit",
+            "produce 100 B, send()",
+            "replay: first record",
+            "replay: next 1,000 records",
+        ):
+            f = figs[(w, system)]
+            assert f["min"] <= f["median"] <= f["max"] and f["median"] > 0
+    for w in ("replay: first record", "replay: next 1,000 records"):
+        assert figs[(w, "SQLite (NORMAL)")]["unit"] == "us"
+    assert ("consume 100 B, poll_columns + commit", "SQLite (NORMAL)") not in figs
+    ratios = {(o["workload"], o["logq"], o["peer"]) for o in objs if o["type"] == "ratio"}
+    for w in ("consume 100 B, poll_columns + commit", "produce 100 B, send()", "replay: first record"):
+        assert {(w, "logq (never)", "SQLite (NORMAL)"), (w, "logq (never, pure)", "SQLite (NORMAL)")} <= ratios
+    targets = {o["target"]: o for o in objs if o["type"] == "target"}
+    issue_rows = [t for name, t in targets.items() if "compiled / pure" in name]
+    assert len(issue_rows) == 6
+    for t in issue_rows:
+        assert "compiled x" in t["measured"] and "pure x" in t["measured"] and t["met"] in (True, False)
+
+
 @pytest.mark.parametrize(
     "args, code, message",
     [
