@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -377,8 +378,11 @@ def write_markdown(path: str, body: str) -> None:
             old = f.read()
     except FileNotFoundError:
         old = ""
-    i, j = old.find(MARK_BEGIN), old.find(MARK_END)
-    if i >= 0 and j > i:
+    # the markers on lines of their own: prose may quote them (docs/benchmarks.md does)
+    begin = re.search(rf"^{re.escape(MARK_BEGIN)}[ \t]*$", old, re.MULTILINE)
+    end = re.search(rf"^{re.escape(MARK_END)}[ \t]*$", old[begin.end() :], re.MULTILINE) if begin else None
+    if begin is not None and end is not None:
+        i, j = begin.start(), begin.end() + end.start()
         new = old[:i] + block + old[j + len(MARK_END) :].lstrip("\n")
     else:
         new = block

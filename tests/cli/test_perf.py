@@ -241,7 +241,8 @@ def test_seek_reports_each_size_and_the_growth(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- compare
 def test_compare_json_markdown_and_skips(tmp_path: Path) -> None:
     md = tmp_path / "page.md"
-    md.write_text("# Page\n\nProse before.\n\n<!-- perf:begin -->\nold figures\n<!-- perf:end -->\n\nProse after.\n")
+    before = "# Page\n\nProse quoting `<!-- perf:begin -->` and `<!-- perf:end -->`.\n\n"
+    md.write_text(before + "<!-- perf:begin -->\nold figures\n<!-- perf:end -->\n\nProse after.\n")
     r = compare(
         "--records",
         "1000",
@@ -281,7 +282,7 @@ def test_compare_json_markdown_and_skips(tmp_path: Path) -> None:
     if redis_skipped:
         assert "redis" in redis_skipped[0]["reason"] and "skipping Redis Streams" in r.stderr
     page = md.read_text()
-    assert page.startswith("# Page\n\nProse before.\n\n<!-- perf:begin -->\n") and page.endswith("Prose after.\n")
+    assert page.startswith(before + "<!-- perf:begin -->\n") and page.endswith("Prose after.\n")
     assert "old figures" not in page and "| workload | system | durability | median | min | max | unit |" in page
     assert "#### Targets" in page and "| logq (never) |" in page
 
