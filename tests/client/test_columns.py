@@ -6,29 +6,14 @@ buffers. Each test runs with the pure and the compiled codec.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 from logq import Admin, ConfigError, Consumer, Producer, Record, RecordColumns, TopicPartition
-from logq.codec import batch
 from logq.storage.log import PartitionLog
 from logq.storage.topics import partition_path
 
 PARTITIONS = 3
 PER_PARTITION = 2_500
-
-
-@pytest.fixture(params=["pure", "compiled"])
-def codec(request: pytest.FixtureRequest) -> Iterator[str]:
-    why_not = batch.implementations()[request.param]
-    if why_not is not None:
-        pytest.skip(why_not)
-    previous = batch.use_implementation(request.param)
-    try:
-        yield request.param
-    finally:
-        batch.use_implementation(previous)
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from logq import Admin, Consumer, CorruptRecordError, Record, TopicPartition
 from logq.client.consumer import FIRST_FETCH_BYTES
-from logq.codec import batch
 from logq.storage.log import PartitionLog
 from logq.storage.topics import partition_path
 
@@ -24,18 +22,6 @@ TP = TopicPartition("t", 0)
 RECORDS = 20_000
 BATCH = 1000
 VALUE = 100
-
-
-@pytest.fixture(params=["pure", "compiled"])
-def codec(request: pytest.FixtureRequest) -> Iterator[str]:
-    why_not = batch.implementations()[request.param]
-    if why_not is not None:
-        pytest.skip(why_not)
-    previous = batch.use_implementation(request.param)
-    try:
-        yield request.param
-    finally:
-        batch.use_implementation(previous)
 
 
 @pytest.fixture(scope="module")
