@@ -20,11 +20,15 @@ incarnation its batch was made for (logq/client/handles.py): a batch for a topic
 meanwhile fails with TopicDeletedError, never an offset in unlinked files; a topic deleted
 and created again with the same partition count receives the batch, one with another
 count fails it (its partitioning no longer holds) and later sends use the new topic.
+
+The pieces live beside this module: the batches and futures in logq/client/futures.py,
+the per-record checks of ``send`` in logq/client/records.py, the open partition logs and
+their incarnation checks in logq/client/producer_logs.py, and what happens at interpreter
+exit, garbage collection and fork (and the linger thread) in logq/client/lifecycle.py.
 """
 
 from __future__ import annotations
 
-import atexit
 import bisect
 import functools
 import itertools
@@ -33,17 +37,26 @@ import operator
 import os
 import threading
 import time
-import weakref
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
-from logq.client.handles import DEFAULT_MAX_OPEN_PARTITIONS, Incarnation, check_max_open_partitions
+from logq.client.futures import TP, Batch, BatchMetadata, RecordFuture, RecordMetadata, new_future
+from logq.client.handles import DEFAULT_MAX_OPEN_PARTITIONS, check_max_open_partitions
+from logq.client.lifecycle import EXIT_FLUSH_S, LiveClients, check_timeout, start_linger
 from logq.client.partitioner import StickyPartitioner, partition_for_key
+from logq.client.producer_logs import OpenLogs, append_records, append_values
+from logq.client.records import (
+    RECORD_OVERHEAD_BYTES,
+    as_bytes,
+    bulk_input,
+    encode_headers,
+    record_too_large,
+)
 from logq.client.serde import get_serializer
 from logq.client.timestamps import to_millis
 from logq.codec.batch import BATCH_OVERHEAD
-from logq.config import FSYNC_MODES, LogConfig
+from logq.config import FSYNC_MODES
 from logq.errors import (
     ClientClosedError,
     ConfigError,
@@ -54,127 +67,16 @@ from logq.errors import (
     RecordsFailedError,
     RecordTooLargeError,
     SerializationError,
-    TopicDeletedError,
-    UnknownTopicError,
 )
 from logq.storage.log import PartitionLog
-from logq.storage.topics import TopicRegistry, partition_path, validate_partition, validate_topic
+from logq.storage.topics import TopicRegistry, validate_partition, validate_topic
 
 __all__ = ["Producer", "RecordMetadata", "BatchMetadata", "RecordFuture"]
 
-TP = tuple[str, int]
-_RECORD_OVERHEAD_BYTES = 24  # varints, attributes and header count of one record, at most
 _BULK_BATCH_BYTES = 512 * 1024  # send_batch target batch size (below max_batch_bytes)
-_EVENT_LOCK = threading.Lock()  # creates a batch's completion Event on its first waiter
 _KEY_CACHE_ENTRIES = 65536  # memoised key -> partition placements
-_new_future = tuple.__new__
-_EXIT_FLUSH_S = 30.0  # how long interpreter exit or garbage collection waits to write what is queued
 
 log = logging.getLogger("logq.producer")
-
-# Every open Producer, so that interpreter exit writes what they accepted and a fork child
-# poisons its copies. Weak: a Producer dropped by its owner is flushed by __del__ instead.
-_LIVE: weakref.WeakSet[Producer] = weakref.WeakSet()
-
-
-def _close_all_at_exit() -> None:
-    for p in list(_LIVE):
-        p._close_unattended("interpreter exit")
-
-
-def _poison_all_after_fork() -> None:
-    for p in list(_LIVE):
-        p._poison_after_fork()
-
-
-atexit.register(_close_all_at_exit)
-os.register_at_fork(after_in_child=_poison_all_after_fork)
-
-
-class RecordMetadata(NamedTuple):
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-
-
-class BatchMetadata(NamedTuple):
-    """Where one batch of a ``send_batch`` call landed: offsets base .. base + count - 1."""
-
-    topic: str
-    partition: int
-    base_offset: int
-    count: int  # type: ignore[assignment]  # the public field name shadows tuple.count, as in 0.1
-    timestamp: int
-
-
-class _Batch:
-    __slots__ = ("tp", "tid", "records", "bytes", "created", "base_offset", "error", "_event", "done")
-
-    def __init__(self, tp: TP, tid: str = "") -> None:
-        self.tp = tp
-        self.tid = tid  # the topic incarnation it was partitioned for
-        self.records: list[tuple] = []
-        self.bytes = 0
-        self.created = time.monotonic()
-        self.base_offset = -1
-        self.error: BaseException | None = None
-        self._event: threading.Event | None = None
-        self.done = False
-
-    def finish(self) -> None:
-        self.done = True
-        ev = self._event
-        if ev is not None:
-            ev.set()
-
-    def wait(self, timeout: float | None) -> bool:
-        if self.done:
-            return True
-        with _EVENT_LOCK:  # one Event per batch, even with several waiting threads
-            ev = self._event
-            if ev is None:
-                ev = self._event = threading.Event()
-        if self.done:  # races with finish() are closed by re-checking done
-            return True
-        return ev.wait(timeout)
-
-
-class RecordFuture(tuple):
-    """The eventual RecordMetadata of one ``send``.
-
-    A (batch, index) tuple: ``send`` builds one per record, and a tuple is built in C.
-    """
-
-    __slots__ = ()
-
-    def __new__(cls, batch: _Batch, index: int) -> RecordFuture:
-        return tuple.__new__(cls, (batch, index))
-
-    def done(self) -> bool:
-        return self[0].done
-
-    def result(self, timeout: float | None = None) -> RecordMetadata:
-        b, i = self
-        if not b.wait(timeout):
-            raise LogqTimeoutError("record write", timeout, hint="call flush() to force it")
-        if b.error is not None:
-            raise b.error
-        return RecordMetadata(b.tp[0], b.tp[1], b.base_offset + i, b.records[i][3])
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        self[0].wait(timeout)
-        return self[0].error
-
-    def __repr__(self) -> str:
-        b, i = self
-        state = "error" if b.error is not None else ("done" if b.done else "pending")
-        return f"RecordFuture({b.tp[0]}-{b.tp[1]}#{i}, {state})"
-
-
-class _Handle(NamedTuple):
-    log: PartitionLog
-    inc: Incarnation
 
 
 class Producer:
@@ -192,20 +94,7 @@ class Producer:
         max_open_partitions: int = DEFAULT_MAX_OPEN_PARTITIONS,
     ) -> None:
         self._closed = True  # until built: __del__ of a half-built Producer does nothing
-        if not isinstance(data_dir, (str, os.PathLike)):
-            raise ConfigError(f"data_dir={data_dir!r} is invalid: must be a path (str or os.PathLike)")
-        if fsync is not None and fsync not in FSYNC_MODES:
-            raise ConfigError(
-                f"fsync={fsync!r} is invalid: None (the topic's setting) or one of {', '.join(FSYNC_MODES)}"
-            )
-        for name, v, lo in (
-            ("linger_ms", linger_ms, 0),
-            ("batch_size", batch_size, 1),
-            ("buffer_bytes", buffer_bytes, 1),
-            ("max_block_ms", max_block_ms, 0),
-        ):
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                raise ConfigError(f"{name}={v!r} is invalid: must be an int >= {lo}")
+        _check_settings(data_dir, fsync, linger_ms, batch_size, buffer_bytes, max_block_ms)
         check_max_open_partitions(max_open_partitions)
         self.registry = TopicRegistry(data_dir)
         self.root = self.registry.root
@@ -219,17 +108,15 @@ class Producer:
         self._value_ser: Callable | None = None if value_serializer is None else get_serializer(value_serializer)
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
-        self._open: dict[TP, _Batch] = {}
-        self._ready: dict[TP, deque[_Batch]] = {}
+        self._open: dict[TP, Batch] = {}
+        self._ready: dict[TP, deque[Batch]] = {}
         self._drain_locks: dict[TP, threading.Lock] = {}
         self._pending_bytes = 0
-        self._logs: OrderedDict[TP, _Handle] = OrderedDict()  # open partition logs, least recently used first
-        self._logs_lock = threading.Lock()
-        self._tid_partitions: dict[str, int] = {}  # topic id -> its partition count
+        self._logs = OpenLogs(self.registry, fsync, max_open_partitions, self._drain_locks, self._forget_topic)
         self._sticky: dict[str, StickyPartitioner] = {}
         self._topics: dict[str, list] = {}
         self._key_cache: dict[tuple[bytes, int], int] = {}
-        self._writing: dict[TP, list[_Batch]] = {}  # the batches each partition's writer is writing
+        self._writing: dict[TP, list[Batch]] = {}  # the batches each partition's writer is writing
         self._failed = 0  # records that could not be written since the last flush()
         self._first_error: BaseException | None = None
         self._pid = os.getpid()
@@ -238,14 +125,7 @@ class Producer:
         self._linger_stop = threading.Event()
         self._linger: threading.Thread | None = None
         if linger_ms > 0:
-            # the thread holds the Producer weakly, so a Producer nobody holds is collected (and flushed)
-            self._linger = threading.Thread(
-                target=_linger_main,
-                args=(weakref.ref(self), self._linger_stop, linger_ms / 1000),
-                name="logq-linger",
-                daemon=True,
-            )
-            self._linger.start()
+            self._linger = start_linger(self, self._linger_stop, linger_ms / 1000, Producer._linger_tick)
         _LIVE.add(self)
 
     # ------------------------------------------------------------------ sending
@@ -268,14 +148,14 @@ class Producer:
         except Exception as e:
             raise SerializationError(f"the serializer failed on {topic!r}: {e!r}") from e
         if (k is not None and type(k) is not bytes) or (v is not None and type(v) is not bytes):
-            k, v = _as_bytes(k, "key"), _as_bytes(v, "value")
+            k, v = as_bytes(k, "key"), as_bytes(v, "value")
         try:
             info = self._topics[topic]
         except (KeyError, TypeError):  # first send to it, or not a topic name at all
             info = self._topic_info(topic)
-        size = _RECORD_OVERHEAD_BYTES + (len(k) if k else 0) + (len(v) if v else 0)
+        size = RECORD_OVERHEAD_BYTES + (len(k) if k else 0) + (len(v) if v else 0)
         if headers:
-            headers, hsize = _headers(headers)
+            headers, hsize = encode_headers(headers)
             size += hsize
         elif headers is not None and not isinstance(headers, (dict, list, tuple)):
             raise SerializationError(f"headers must be a dict or a list of (str, bytes) pairs, got {headers!r}")
@@ -293,12 +173,12 @@ class Producer:
                 if b is not None:
                     self._close_batch(tp, b)
                     drain = True
-                b = self._open[tp] = _Batch(tp, info[5])
+                b = self._open[tp] = Batch(tp, info[5])
             recs = b.records
             recs.append((k, v, headers, ts))
             b.bytes += size
             self._pending_bytes += size
-            fut = _new_future(RecordFuture, (b, len(recs) - 1))
+            fut = new_future(RecordFuture, (b, len(recs) - 1))
             if b.bytes >= cap or not self.linger_ms:  # linger_ms=0: no waiting, as in Kafka
                 self._close_batch(tp, b)
                 del self._open[tp]
@@ -312,34 +192,24 @@ class Producer:
         meta = self.registry.get(validate_topic(topic), fresh=True)
         sticky = self._sticky_for(topic).partition(None, meta.partitions, self.batch_size)
         limit = meta.config.max_batch_bytes - BATCH_OVERHEAD
-        if limit + _RECORD_OVERHEAD_BYTES > self.buffer_bytes:
-            limit = self.buffer_bytes - _RECORD_OVERHEAD_BYTES  # a record must fit the buffer too
+        if limit + RECORD_OVERHEAD_BYTES > self.buffer_bytes:
+            limit = self.buffer_bytes - RECORD_OVERHEAD_BYTES  # a record must fit the buffer too
         info = [meta.partitions, limit, sticky, 0, min(self.batch_size, limit), meta.topic_id]
-        self._tid_partitions[meta.topic_id] = meta.partitions
+        self._logs.tid_partitions[meta.topic_id] = meta.partitions
         self._topics[topic] = info
         return info
 
     def _too_large(self, topic: str, size: int) -> RecordTooLargeError:
-        """A record of ``size`` bytes (as send() counts them) that cannot be sent: quote the
-        configured limit it broke, the topic's max_batch_bytes or this producer's buffer_bytes."""
+        """A record of ``size`` bytes that cannot be sent, with the limit it broke (records.py)."""
         max_batch = self.registry.get(topic).config.max_batch_bytes
-        if size + BATCH_OVERHEAD > max_batch:
-            return RecordTooLargeError(
-                size + BATCH_OVERHEAD,
-                max_batch,
-                "record (in a batch of its own)",
-                where=f" of topic {topic!r}",
-                hint=f"send smaller records, or raise the topic's max_batch_bytes "
-                f"(`logq topics alter {topic} --config max_batch_bytes=...`)",
-            )
-        return RecordTooLargeError(
-            size,
-            self.buffer_bytes,
-            "record",
-            setting="buffer_bytes",
-            where=" of this Producer",
-            hint="raise the Producer's buffer_bytes above the largest record, or send smaller records",
-        )
+        return record_too_large(topic, size, max_batch, self.buffer_bytes)
+
+    def _forget_topic(self, topic: str, stale: Callable[[str], bool]) -> None:
+        """Drop the cached info of ``topic`` if ``stale(its topic id)``: the next send reads it again."""
+        with self._lock:
+            info = self._topics.get(topic)
+            if info is not None and stale(info[5]):
+                del self._topics[topic]
 
     def _choose_partition(self, topic: str, info: list, partition: object, key: bytes | None, size: int) -> int:
         """Under self._lock: the one partition rule of ``send`` and ``send_batch``.
@@ -383,23 +253,7 @@ class Producer:
         """
         if self._closed:
             self._raise_closed()
-        if isinstance(values, (str, bytes, bytearray, memoryview, dict)) or not hasattr(values, "__iter__"):
-            raise SerializationError(
-                f"values must be a list (or any iterable) of values, got {type(values).__name__}",
-                hint="wrap a single value in a list, or use send()",
-            )
-        values = list(values)  # a generator is read once, here
-        try:
-            if self._value_ser is not None:
-                values = [self._value_ser(v) for v in values]
-            k = key if self._key_ser is None else self._key_ser(key)
-        except LogqError:
-            raise
-        except Exception as e:
-            raise SerializationError(f"the serializer failed on {topic!r}: {e!r}") from e
-        if k is not None:
-            k = _as_bytes(k, "key")
-        values = _bulk_values(values)
+        values, k = bulk_input(topic, values, key, self._key_ser, self._value_ser)
         try:
             info = self._topics[topic]
         except (KeyError, TypeError):
@@ -407,7 +261,7 @@ class Producer:
         record_limit = info[1]
         ts = int(time.time() * 1000) if timestamp_ms is None else to_millis(timestamp_ms, "timestamp_ms")
         limit = min(_BULK_BATCH_BYTES, record_limit + BATCH_OVERHEAD - 1024)
-        extra = _RECORD_OVERHEAD_BYTES + (len(k) if k else 0)
+        extra = RECORD_OVERHEAD_BYTES + (len(k) if k else 0)
         ends = list(itertools.accumulate(map(operator.add, map(len, values), itertools.repeat(extra, len(values)))))
         out: list[BatchMetadata] = []
         logs: list[PartitionLog] = []  # written with the fdatasync deferred (fsync="always"): synced once below
@@ -422,7 +276,7 @@ class Producer:
             self._flush_tp(tp)
             chunk = values[start:stop]
             with self._drain_lock(tp):
-                res, lg = self._append(tp, info[5], stop - start, functools.partial(_append_values, chunk, ts, k))
+                res, lg = self._logs.append(tp, info[5], stop - start, functools.partial(append_values, chunk, ts, k))
             if all(lg is not x for x in logs):
                 logs.append(lg)
             out.append(BatchMetadata(topic, p, res.base_offset, stop - start, ts))
@@ -439,7 +293,7 @@ class Producer:
         return s
 
     # ------------------------------------------------------------------ batches
-    def _close_batch(self, tp: TP, b: _Batch) -> None:
+    def _close_batch(self, tp: TP, b: Batch) -> None:
         """Under self._lock: queue an open batch for writing."""
         q = self._ready.get(tp)
         if q is None:
@@ -476,20 +330,20 @@ class Producer:
             self._writing.pop(tp, None)
             lk.release()
 
-    def _write(self, tp: TP, group: list[_Batch]) -> None:
+    def _write(self, tp: TP, group: list[Batch]) -> None:
         """Write queued batches of one partition in order, then acknowledge them.
 
         With fsync="always" each append defers its fdatasync and one fdatasync after the
         last covers them all (group commit): no batch is acknowledged before it is durable.
         """
-        written: list[_Batch] = []
+        written: list[Batch] = []
         logs: list[PartitionLog] = []
         bug: BaseException | None = None
         try:
             for i, b in enumerate(group):
                 recs = b.records
                 try:
-                    res, lg = self._append(b.tp, b.tid, len(recs), functools.partial(_append_records, recs))
+                    res, lg = self._logs.append(b.tp, b.tid, len(recs), functools.partial(append_records, recs))
                 except Exception as e:
                     self._failed_batch(b, e)
                     if not isinstance(e, LogqError):  # a logq bug: the writing thread sees it too
@@ -521,7 +375,7 @@ class Producer:
         if bug is not None:
             raise bug
 
-    def _failed_batch(self, b: _Batch, e: BaseException) -> None:
+    def _failed_batch(self, b: Batch, e: BaseException) -> None:
         """A batch could not be written (or synced): its futures raise ``e``, and it is counted and logged.
 
         send() checked every record, so this is the system (no space, too many open files,
@@ -570,7 +424,7 @@ class Producer:
         """
         if self._forked_from is not None:
             self._raise_closed()
-        timeout = _timeout(timeout)
+        timeout = check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             for tp, b in list(self._open.items()):
@@ -605,129 +459,6 @@ class Producer:
             except Exception:  # the futures carry the error and _write logged it; the thread must not die
                 pass
 
-    # ------------------------------------------------------------------ logs
-    def _append(self, tp: TP, tid: str, count: int, do: Callable[[PartitionLog], Any]) -> Any:
-        """Under the partition's write lock: ``do(log)`` on the partition's log of incarnation
-        ``tid``, checked before and after (see the module docstring): an append that a
-        delete overtook is reported as failed, never acknowledged."""
-        h = self._handle(tp, tid, count)
-        if not h.inc.holds():
-            raise self._gone(tp, h, count)
-        try:
-            res = do(h.log)
-        except (LogqError, OSError) as e:
-            if not h.inc.holds():  # the files went away under the append
-                raise self._gone(tp, h, count) from e
-            raise
-        if not h.inc.holds():
-            raise self._gone(tp, h, count)
-        return res
-
-    def _handle(self, tp: TP, tid: str, count: int) -> _Handle:
-        """The open log of ``tp`` for incarnation ``tid``, opening it (and closing the least
-        recently used one past ``max_open_partitions``). A topic created again with the same
-        partition count takes the batch; otherwise TopicDeletedError."""
-        with self._logs_lock:
-            h = self._logs.get(tp)
-            if h is not None:
-                self._logs.move_to_end(tp)
-        if h is not None:
-            if h.inc.topic_id == tid or self._same_partitioning(tid, h.inc.topic_id):
-                return h
-            self._drop(tp, h)
-        topic = tp[0]
-        try:
-            meta = self.registry.get(topic, fresh=True)
-        except UnknownTopicError:
-            raise self._gone_error(tp, tid, None, count) from None
-        if meta.topic_id != tid:
-            self._tid_partitions[meta.topic_id] = meta.partitions
-            if not self._same_partitioning(tid, meta.topic_id):
-                raise self._gone_error(tp, tid, meta.topic_id, count)
-            with self._lock:  # created again alike: this batch goes to it, later sends too
-                info = self._topics.get(topic)
-                if info is not None and info[5] == tid:
-                    del self._topics[topic]
-        inc = Incarnation(self.root, topic, meta.topic_id)
-        cfg: LogConfig = meta.config
-        if self.fsync is not None:
-            cfg = cfg.with_(fsync=self.fsync)
-        try:
-            lg = PartitionLog(partition_path(self.root, topic, tp[1]), cfg, create=False)
-            lg.defer_sync = True  # fsync="always": _write and send_batch sync before they acknowledge
-        except (LogqError, OSError):
-            if not inc.holds():  # deleted while opening
-                raise self._gone_error(tp, tid, inc.current_id(), count) from None
-            raise
-        h = _Handle(lg, inc)
-        with self._logs_lock:
-            self._logs[tp] = h
-        self._evict(tp)
-        return h
-
-    def _same_partitioning(self, tid: str, new_tid: str) -> bool:
-        """Whether records partitioned for incarnation ``tid`` may go to ``new_tid`` (same count)."""
-        n = self._tid_partitions.get(tid)
-        return n is not None and n == self._tid_partitions.get(new_tid)
-
-    def _evict(self, keep: TP) -> None:
-        """Close least recently used logs while more than ``max_open_partitions`` are open.
-
-        A log is closed only under its partition's write lock, taken without waiting: a
-        partition being written is skipped (the limit is exceeded until it is free).
-        """
-        while True:
-            with self._logs_lock:
-                if len(self._logs) <= self.max_open_partitions:
-                    return
-                victim, held = None, None
-                for vtp in self._logs:  # least recently used first
-                    lk = self._drain_locks.get(vtp)
-                    if vtp != keep and lk is not None and lk.acquire(blocking=False):
-                        victim, held = vtp, lk
-                        break
-                if victim is None or held is None:
-                    return
-                h = self._logs.pop(victim)
-            try:
-                self._close_handle(victim, h)
-            finally:
-                held.release()
-
-    def _drop(self, tp: TP, h: _Handle) -> None:
-        """Under the partition's write lock: forget and close a handle of an old incarnation."""
-        with self._logs_lock:
-            if self._logs.get(tp) is h:
-                del self._logs[tp]
-        self._close_handle(tp, h)
-
-    def _close_handle(self, tp: TP, h: _Handle) -> None:
-        try:
-            h.log.close()
-        except (LogqError, OSError) as e:
-            if h.inc.holds():  # the records are in the log; only the clean-close bookkeeping failed
-                log.warning("closing %s-%d: %s", tp[0], tp[1], e)
-
-    def _gone(self, tp: TP, h: _Handle, count: int) -> TopicDeletedError:
-        """The incarnation of ``h`` is gone: drop the handle; the error for ``count`` records."""
-        self._drop(tp, h)
-        return self._gone_error(tp, h.inc.topic_id, h.inc.current_id(), count)
-
-    def _gone_error(self, tp: TP, tid: str, now: str | None, count: int) -> TopicDeletedError:
-        with self._lock:
-            info = self._topics.get(tp[0])
-            if info is not None and info[5] != now:
-                del self._topics[tp[0]]  # the next send reads the topic again
-        what = f"{count} record(s) for {tp[0]}-{tp[1]} were not written"
-        if now is None:
-            hint = f"the records went with the topic; create {tp[0]!r} again to send to it"
-        else:
-            hint = (
-                "the new topic has another partition count, so records partitioned for the old one "
-                "were not written to it; send them again: later sends go to the new topic"
-            )
-        return TopicDeletedError(tp[0], tid, now, partition=tp[1], what=what, hint=hint)
-
     def close(self, timeout: float | None = None) -> None:
         """Write every waiting record (as ``flush``), then release the partitions.
 
@@ -735,7 +466,7 @@ class Producer:
         In a child process after ``os.fork()`` it only marks this copy closed: the parent
         owns the queued records and the files.
         """
-        timeout = _timeout(timeout)
+        timeout = check_timeout(timeout)
         if self._closed:
             return
         try:
@@ -746,11 +477,7 @@ class Producer:
             self._linger_stop.set()
             if self._linger is not None and self._linger is not threading.current_thread():
                 self._linger.join(5)
-            with self._logs_lock:
-                handles = list(self._logs.items())
-                self._logs.clear()
-            for tp, h in handles:
-                self._close_handle(tp, h)
+            self._logs.close_all()
             self.registry.close()
 
     def _unwritten(self) -> int:
@@ -765,7 +492,7 @@ class Producer:
             return
         lost = 0
         try:
-            self.close(_EXIT_FLUSH_S)
+            self.close(EXIT_FLUSH_S)
         except RecordsFailedError as e:
             lost = e.count
         except Exception:
@@ -792,9 +519,7 @@ class Producer:
         batches = list(self._open.values()) + [b for q in self._ready.values() for b in q]
         for b in batches + [b for g in self._writing.values() for b in g]:
             if not b.done:
-                b.error = err
-                b._event = None  # the parent's Event (and its lock) stays behind
-                b.done = True
+                b.abandon(err)  # the parent's Event (and its lock) stays behind
         self._open, self._ready, self._writing = {}, {}, {}
         self._failed, self._first_error = 0, None
         self._linger = None
@@ -816,87 +541,27 @@ class Producer:
         self.close()
 
 
-def _as_bytes(x: Any, what: str) -> bytes | None:
-    if x is None or type(x) is bytes:
-        return x
-    if isinstance(x, (bytearray, memoryview)):
-        return bytes(x)
-    raise SerializationError(f"{what} must be bytes or None, got {type(x).__name__}")
+# Every open Producer, so that interpreter exit writes what they accepted and a fork child
+# poisons its copies. Weak: a Producer dropped by its owner is flushed by __del__ instead.
+_LIVE: LiveClients[Producer] = LiveClients(
+    at_exit=lambda p: p._close_unattended("interpreter exit"),
+    after_fork=lambda p: p._poison_after_fork(),
+)
 
 
-def _append_values(values: Sequence[bytes], ts: int, key: bytes | None, lg: PartitionLog) -> Any:
-    return lg.append_values(values, ts, key=key), lg
-
-
-def _append_records(records: Sequence[Any], lg: PartitionLog) -> Any:
-    return lg.append(records), lg
-
-
-def _linger_main(ref: weakref.ref[Producer], stop: threading.Event, period: float) -> None:
-    """The linger thread: write batches ``linger_ms`` old; ends when the Producer closes or is collected."""
-    while not stop.wait(period):
-        p = ref()
-        if p is None:
-            return
-        p._linger_tick(period)
-        del p
-
-
-def _timeout(timeout: Any) -> float | None:
-    """None (wait as long as it takes) or a number of seconds >= 0."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
-        raise ConfigError(f"timeout={timeout!r} is invalid: None (no limit) or a number of seconds >= 0")
-    return timeout
-
-
-def _bulk_values(values: Any) -> Sequence[bytes]:
-    """``send_batch`` values as a sequence of bytes; refuses anything else before writing."""
-    if not isinstance(values, (list, tuple)):
-        try:
-            values = list(values)
-        except TypeError:
-            raise SerializationError(f"values must be a sequence of bytes, got {type(values).__name__}") from None
-    if not values or set(map(type, values)) == {bytes}:  # C loops: no bytecode per record
-        return values
-    out: list[bytes] = []
-    for v in values:
-        b = _as_bytes(v, "value")
-        if b is None:
-            raise SerializationError("send_batch values cannot be None", hint="send tombstones with send()")
-        out.append(b)
-    return out
-
-
-def _headers(headers: Any) -> tuple[tuple[tuple[str, bytes | None], ...], int]:
-    """The headers as a tuple of (str, bytes | None) pairs, and the bytes they add.
-
-    Refuses, before anything is queued, what the codec cannot encode or a consumer could not
-    decode: a key that is not str (or UTF-8 bytes), a value that is not bytes or None. A
-    generator is read once, here.
-    """
-    try:
-        if isinstance(headers, (str, bytes, bytearray, memoryview)):
-            raise TypeError(f"got {type(headers).__name__}")
-        items = list(headers.items() if isinstance(headers, dict) else headers)
-        out = []
-        n = 0
-        for item in items:
-            if isinstance(item, (str, bytes)) or len(item) != 2:
-                raise TypeError(f"{item!r} is not a (key, value) pair")
-            hk, hv = item
-            if isinstance(hk, (bytes, bytearray)):
-                hk = bytes(hk).decode("utf-8")  # stored as UTF-8; consumers decode it to str
-            if not isinstance(hk, str):
-                raise TypeError(f"key {hk!r} is a {type(hk).__name__}")
-            kb = hk.encode("utf-8")
-            if hv is not None:
-                if not isinstance(hv, (bytes, bytearray, memoryview)):
-                    raise TypeError(f"value of {hk!r} is a {type(hv).__name__}")
-                hv = bytes(hv)
-            out.append((hk, hv))
-            n += len(kb) + (len(hv) if hv else 0) + 10
-        return tuple(out), n
-    except (TypeError, ValueError, UnicodeError) as e:
-        raise SerializationError(f"headers must be (str key, bytes or None value) pairs: {e}") from None
+def _check_settings(
+    data_dir: object, fsync: object, linger_ms: int, batch_size: int, buffer_bytes: int, max_block_ms: int
+) -> None:
+    """Refuse a Producer setting out of range, before anything is opened."""
+    if not isinstance(data_dir, (str, os.PathLike)):
+        raise ConfigError(f"data_dir={data_dir!r} is invalid: must be a path (str or os.PathLike)")
+    if fsync is not None and fsync not in FSYNC_MODES:
+        raise ConfigError(f"fsync={fsync!r} is invalid: None (the topic's setting) or one of {', '.join(FSYNC_MODES)}")
+    for name, v, lo in (
+        ("linger_ms", linger_ms, 0),
+        ("batch_size", batch_size, 1),
+        ("buffer_bytes", buffer_bytes, 1),
+        ("max_block_ms", max_block_ms, 0),
+    ):
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+            raise ConfigError(f"{name}={v!r} is invalid: must be an int >= {lo}")

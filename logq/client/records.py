@@ -1,0 +1,135 @@
+"""Per-record checks at ``send``: everything a record must be before it is queued.
+
+The producer refuses a bad record in the caller's thread, before anything is queued, so
+that a batch written later never fails for its contents: serializers run here (a user
+serializer's failure is wrapped in SerializationError, logq's own errors pass as they
+are), keys and values must end up bytes or None, headers must be (str, bytes | None)
+pairs, and a record too large for its topic's ``max_batch_bytes`` or the producer's
+``buffer_bytes`` is refused with the limit it broke. ``RECORD_OVERHEAD_BYTES`` is what
+``send`` counts for a record beyond its key, value and headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from logq.codec.batch import BATCH_OVERHEAD
+from logq.errors import LogqError, RecordTooLargeError, SerializationError
+
+__all__ = [
+    "RECORD_OVERHEAD_BYTES",
+    "as_bytes",
+    "bulk_input",
+    "bulk_values",
+    "encode_headers",
+    "record_too_large",
+]
+
+RECORD_OVERHEAD_BYTES = 24  # varints, attributes and header count of one record, at most
+
+Serializer = Callable[[Any], Any] | None
+
+
+def as_bytes(x: Any, what: str) -> bytes | None:
+    if x is None or type(x) is bytes:
+        return x
+    if isinstance(x, (bytearray, memoryview)):
+        return bytes(x)
+    raise SerializationError(f"{what} must be bytes or None, got {type(x).__name__}")
+
+
+def bulk_input(
+    topic: str, values: Any, key: Any, key_ser: Serializer, value_ser: Serializer
+) -> tuple[Sequence[bytes], bytes | None]:
+    """``send_batch``'s values and key as bytes, through the serializers if any."""
+    if isinstance(values, (str, bytes, bytearray, memoryview, dict)) or not hasattr(values, "__iter__"):
+        raise SerializationError(
+            f"values must be a list (or any iterable) of values, got {type(values).__name__}",
+            hint="wrap a single value in a list, or use send()",
+        )
+    values = list(values)  # a generator is read once, here
+    try:
+        if value_ser is not None:
+            values = [value_ser(v) for v in values]
+        k = key if key_ser is None else key_ser(key)
+    except LogqError:
+        raise
+    except Exception as e:
+        raise SerializationError(f"the serializer failed on {topic!r}: {e!r}") from e
+    if k is not None:
+        k = as_bytes(k, "key")
+    return bulk_values(values), k
+
+
+def bulk_values(values: Any) -> Sequence[bytes]:
+    """``send_batch`` values as a sequence of bytes; refuses anything else before writing."""
+    if not isinstance(values, (list, tuple)):
+        try:
+            values = list(values)
+        except TypeError:
+            raise SerializationError(f"values must be a sequence of bytes, got {type(values).__name__}") from None
+    if not values or set(map(type, values)) == {bytes}:  # C loops: no bytecode per record
+        return values
+    out: list[bytes] = []
+    for v in values:
+        b = as_bytes(v, "value")
+        if b is None:
+            raise SerializationError("send_batch values cannot be None", hint="send tombstones with send()")
+        out.append(b)
+    return out
+
+
+def encode_headers(headers: Any) -> tuple[tuple[tuple[str, bytes | None], ...], int]:
+    """The headers as a tuple of (str, bytes | None) pairs, and the bytes they add.
+
+    Refuses, before anything is queued, what the codec cannot encode or a consumer could not
+    decode: a key that is not str (or UTF-8 bytes), a value that is not bytes or None. A
+    generator is read once, here.
+    """
+    try:
+        if isinstance(headers, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"got {type(headers).__name__}")
+        items = list(headers.items() if isinstance(headers, dict) else headers)
+        out = []
+        n = 0
+        for item in items:
+            if isinstance(item, (str, bytes)) or len(item) != 2:
+                raise TypeError(f"{item!r} is not a (key, value) pair")
+            hk, hv = item
+            if isinstance(hk, (bytes, bytearray)):
+                hk = bytes(hk).decode("utf-8")  # stored as UTF-8; consumers decode it to str
+            if not isinstance(hk, str):
+                raise TypeError(f"key {hk!r} is a {type(hk).__name__}")
+            kb = hk.encode("utf-8")
+            if hv is not None:
+                if not isinstance(hv, (bytes, bytearray, memoryview)):
+                    raise TypeError(f"value of {hk!r} is a {type(hv).__name__}")
+                hv = bytes(hv)
+            out.append((hk, hv))
+            n += len(kb) + (len(hv) if hv else 0) + 10
+        return tuple(out), n
+    except (TypeError, ValueError, UnicodeError) as e:
+        raise SerializationError(f"headers must be (str key, bytes or None value) pairs: {e}") from None
+
+
+def record_too_large(topic: str, size: int, max_batch: int, buffer_bytes: int) -> RecordTooLargeError:
+    """A record of ``size`` bytes (as send() counts them) that cannot be sent: quote the
+    configured limit it broke, the topic's max_batch_bytes or the producer's buffer_bytes."""
+    if size + BATCH_OVERHEAD > max_batch:
+        return RecordTooLargeError(
+            size + BATCH_OVERHEAD,
+            max_batch,
+            "record (in a batch of its own)",
+            where=f" of topic {topic!r}",
+            hint=f"send smaller records, or raise the topic's max_batch_bytes "
+            f"(`logq topics alter {topic} --config max_batch_bytes=...`)",
+        )
+    return RecordTooLargeError(
+        size,
+        buffer_bytes,
+        "record",
+        setting="buffer_bytes",
+        where=" of this Producer",
+        hint="raise the Producer's buffer_bytes above the largest record, or send smaller records",
+    )
