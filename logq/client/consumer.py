@@ -35,127 +35,56 @@ Modelled on Kafka's consumer (kafka-python / confluent-kafka names):
   ``partition`` and ``offset`` once the records before it were returned; the position stays
   on it, so ``consumer.seek(TopicPartition(err.topic, err.partition), err.offset + 1)``
   skips it.
+
+The consumer's parts: argument checks in consumer_config.py, the one-thread rule in
+consumer_access.py, positions and the calls that move them in consumer_positions.py, the open
+(and parked) partition logs and topic incarnations in consumer_logs.py, fetching and decoding
+in fetcher.py; this module holds membership, polling, commits and closing.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import functools
 import logging
-import os
 import re
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from re import Pattern
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
-from logq.client.handles import DEFAULT_MAX_OPEN_PARTITIONS, Incarnation, check_max_open_partitions
+from logq.client.consumer_access import one_thread
+from logq.client.consumer_config import as_tp as as_tp
+from logq.client.consumer_config import check_consumer_args, flag, int_at_least, iterable, mapping
+from logq.client.consumer_logs import PartitionLogs
+from logq.client.consumer_positions import ConsumerPositions
+from logq.client.consumer_positions import Timestamp as Timestamp
+from logq.client.fetcher import FIRST_FETCH_BYTES as FIRST_FETCH_BYTES
+from logq.client.fetcher import Fetcher
+from logq.client.handles import DEFAULT_MAX_OPEN_PARTITIONS
 from logq.client.notify import Watcher
 from logq.client.serde import get_deserializer
-from logq.client.timestamps import to_millis
-from logq.codec.batch import decode_records
-from logq.codec.columnar import RecordColumns, builds_records_lazily, columns_from_records, decode_columns
+from logq.client.timestamps import to_millis as to_millis
+from logq.codec.columnar import RecordColumns
 from logq.errors import (
-    ClientClosedError,
-    ConcurrentAccessError,
     ConfigError,
-    DeserializationError,
-    InvalidTopicError,
-    LogqError,
-    NoOffsetForPartitionError,
-    OffsetOutOfRangeError,
     TopicDeletedError,
     UnknownTopicError,
 )
 from logq.groups.member import GroupMember, group_dir
 from logq.groups.offsets import OffsetStore
-from logq.storage.log import PartitionLog
-from logq.storage.segment import LOG_SUFFIX, segment_name
-from logq.storage.topics import TopicRegistry, partition_path, validate_partition, validate_topic
+from logq.storage.topics import TopicRegistry, partition_path, validate_partition
 from logq.types import OffsetAndTimestamp, Record, TopicPartition
 
 __all__ = ["Consumer", "Record", "TopicPartition", "OffsetAndTimestamp"]
 
 log = logging.getLogger("logq.consumer")
-_RESETS = ("earliest", "latest", "error")
 _GROUP_CHECK_S = 0.05  # how often a waiting poll re-checks the group for rebalances
-# The first fetch after a seek (or of a new partition) reads this much (at least one whole
-# batch); each fetch that continues where the last one ended doubles it, up to fetch_max_bytes.
-FIRST_FETCH_BYTES = 16 << 10
-_COLUMN_BYTES = 1 << 30  # a poll_columns stops adding partitions past this many key and value bytes
 
 
-Timestamp = int | _dt.datetime
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
 _Out = TypeVar("_Out", list[Record], RecordColumns)
 
 
-def _one_thread(method: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Run a Consumer method only if no other thread is inside one (Kafka's light lock)."""
-
-    @functools.wraps(method)
-    def guarded(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        self = args[0]
-        assert isinstance(self, Consumer)
-        if not self._access.acquire(blocking=False):  # reentrant for the thread inside
-            if self._closing:
-                raise ClientClosedError("consumer")
-            raise ConcurrentAccessError(
-                f"Consumer is not safe for multi-threaded access: {method.__name__}() was called while "
-                f"thread {self._owner} is inside a call"
-            )
-        self._owner = threading.get_ident()
-        try:
-            return method(*args, **kwargs)
-        finally:
-            self._access.release()
-
-    return guarded
-
-
-def as_tp(tp: Any) -> TopicPartition:
-    """A (topic, partition) pair given by the caller as a TopicPartition; InvalidTopicError if it is not one."""
-    try:
-        topic, partition = tp
-    except (TypeError, ValueError):
-        raise InvalidTopicError(tp, "expected a (topic, partition) pair") from None
-    validate_topic(topic)
-    if isinstance(partition, bool) or not isinstance(partition, int) or partition < 0:
-        raise InvalidTopicError(f"{topic}-{partition}", "the partition must be an int >= 0")
-    return TopicPartition(topic, partition)
-
-
-def _iterable(items: Any, what: str) -> list[Any]:
-    if isinstance(items, (str, bytes)):
-        raise ConfigError(f"{what} must be an iterable of them, got the single {type(items).__name__} {items!r}")
-    try:
-        return list(items)
-    except TypeError:
-        raise ConfigError(f"{what} must be an iterable, got {type(items).__name__}") from None
-
-
-def _mapping(items: Any, what: str) -> Mapping[Any, Any]:
-    if not isinstance(items, Mapping):
-        raise ConfigError(f"{what} must be a dict {{TopicPartition: ...}}, got {type(items).__name__}")
-    return items
-
-
-def _int_at_least(name: str, v: Any, lo: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise ConfigError(f"{name}={v!r} is invalid: must be an int >= {lo}")
-    return v
-
-
-def _flag(name: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ConfigError(f"{name}={v!r} is invalid: must be True or False")
-    return v
-
-
-class Consumer:
+class Consumer(ConsumerPositions):
     def __init__(
         self,
         data_dir: str,
@@ -178,36 +107,23 @@ class Consumer:
         max_open_partitions: int = DEFAULT_MAX_OPEN_PARTITIONS,
     ) -> None:
         self._closed = True  # until built
-        if not isinstance(data_dir, (str, os.PathLike)):
-            raise ConfigError(f"data_dir={data_dir!r} is invalid: must be a path (str or os.PathLike)")
-        if not isinstance(auto_offset_reset, str) or auto_offset_reset not in _RESETS:
-            raise ConfigError(f"auto_offset_reset={auto_offset_reset!r} is invalid: one of {', '.join(_RESETS)}")
-        for name, v in (
-            ("max_poll_records", max_poll_records),
-            ("fetch_max_bytes", fetch_max_bytes),
-            ("auto_commit_interval_ms", auto_commit_interval_ms),
-            ("session_timeout_ms", session_timeout_ms),
-            ("max_poll_interval_ms", max_poll_interval_ms),
-        ):
-            _int_at_least(name, v, 1)
-        _flag("enable_auto_commit", enable_auto_commit)
-        _flag("fsync_commits", fsync_commits)
-        for name, fn in (("on_assign", on_assign), ("on_revoke", on_revoke)):
-            if fn is not None and not callable(fn):
-                raise ConfigError(f"{name}={fn!r} is invalid: must be None or a callable taking a set of partitions")
-        for name, ident in (("group_id", group_id), ("member_id", member_id)):
-            if ident is not None and not isinstance(ident, str):
-                raise ConfigError(f"{name}={ident!r} is invalid: must be None or a str")
-        for t in topics:
-            if not isinstance(t, str):
-                raise InvalidTopicError(t, "topics are passed as separate str arguments: Consumer(data_dir, 'a', 'b')")
-        if consumer_timeout_ms is not None and (
-            isinstance(consumer_timeout_ms, bool)
-            or not isinstance(consumer_timeout_ms, (int, float))
-            or not consumer_timeout_ms >= 0
-        ):
-            raise ConfigError(f"consumer_timeout_ms={consumer_timeout_ms!r} is invalid: must be None or a number >= 0")
-        check_max_open_partitions(max_open_partitions)
+        check_consumer_args(
+            data_dir,
+            topics,
+            auto_offset_reset=auto_offset_reset,
+            positive_ints={
+                "max_poll_records": max_poll_records,
+                "fetch_max_bytes": fetch_max_bytes,
+                "auto_commit_interval_ms": auto_commit_interval_ms,
+                "session_timeout_ms": session_timeout_ms,
+                "max_poll_interval_ms": max_poll_interval_ms,
+            },
+            flags={"enable_auto_commit": enable_auto_commit, "fsync_commits": fsync_commits},
+            callbacks={"on_assign": on_assign, "on_revoke": on_revoke},
+            idents={"group_id": group_id, "member_id": member_id},
+            consumer_timeout_ms=consumer_timeout_ms,
+            max_open_partitions=max_open_partitions,
+        )
         self.registry = TopicRegistry(data_dir)
         self.root = self.registry.root
         self.max_open_partitions = max_open_partitions
@@ -216,48 +132,76 @@ class Consumer:
         self.enable_auto_commit = enable_auto_commit and group_id is not None
         self.auto_commit_interval_ms = auto_commit_interval_ms
         self.max_poll_records = max_poll_records
-        self.fetch_max_bytes = fetch_max_bytes
         self.session_timeout_ms = session_timeout_ms
         self.max_poll_interval_ms = max_poll_interval_ms
         self.fsync_commits = fsync_commits
         self.consumer_timeout_ms = consumer_timeout_ms
+        self._init_group(member_id, on_assign, on_revoke)
+        self._init_fetch(fetch_max_bytes, key_deserializer, value_deserializer)
+        self._logs = PartitionLogs(self.registry, max_open_partitions)
+        self._init_runtime()
+        self._start(topics)
+
+    def _init_group(
+        self,
+        member_id: str | None,
+        on_assign: Callable[[set[TopicPartition]], None] | None,
+        on_revoke: Callable[[set[TopicPartition]], None] | None,
+    ) -> None:
+        """The group side: membership (on subscribe), committed offsets, the assignment."""
         self._member_id = member_id
-        self._kdes = None if key_deserializer is None else get_deserializer(key_deserializer)
-        self._vdes = None if value_deserializer is None else get_deserializer(value_deserializer)
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._member: GroupMember | None = None
+        group_id = self.group_id
         self._store: OffsetStore | None = OffsetStore(group_dir(self.root, group_id)) if group_id else None
         self._subscription: list[str] | Pattern[str] | None = None
         self._manual: list[TopicPartition] = []
+
+    def _init_fetch(self, fetch_max_bytes: int, key_deserializer: Any, value_deserializer: Any) -> None:
+        """Positions, and the Fetcher that reads from them (logq/client/fetcher.py)."""
         self._positions: dict[TopicPartition, int] = {}
-        self._buffers: dict[TopicPartition, tuple] = {}  # (fetch, header i, byte pos, records, i)
-        self._fetch_sizes: dict[TopicPartition, int] = {}  # bytes of the next fetch (grows while reading on)
-        self._record_bytes: dict[TopicPartition, float] = {}  # bytes per record of the last batch decoded
-        self._stats = {"fetches": 0, "bytes_read": 0, "batches_decoded": 0, "records_decoded": 0, "records_built": 0}
         self._paused: set[TopicPartition] = set()
-        self._logs: OrderedDict[TopicPartition, PartitionLog] = OrderedDict()  # least recently used first
-        # a closed log read to its end: (end offset, active segment file, its size, next segment file)
-        self._parked: dict[TopicPartition, tuple[int, str | None, int, str]] = {}
-        self._incarnations: dict[str, Incarnation] = {}  # topic -> the incarnation positions refer to
-        self._pending_error: DeserializationError | None = None  # raised by the next poll
+        self._fetcher = Fetcher(
+            self.registry,
+            self._positions,
+            fetch_max_bytes=fetch_max_bytes,
+            key_deserializer=None if key_deserializer is None else get_deserializer(key_deserializer),
+            value_deserializer=None if value_deserializer is None else get_deserializer(value_deserializer),
+            open_log=self._readable_log,
+            out_of_range=self._out_of_range,
+        )
+
+    def _start(self, topics: Sequence[str]) -> None:
+        """Read the topics given to the constructor: as the group assigns them, or all their partitions."""
+        if topics:
+            if self.group_id is not None:
+                self.subscribe(list(topics))
+            else:
+                self.assign([TopicPartition(t, p) for t in topics for p in range(self.registry.get(t).partitions)])
+
+    def _init_runtime(self) -> None:
+        """The state of polls and of the calls in progress (set last: the consumer is then open)."""
         self._watcher = Watcher()
-        self._rr = 0
-        self._next_commit = time.monotonic() + auto_commit_interval_ms / 1000
-        self._access = threading.RLock()  # held by the thread inside a call (see _one_thread)
+        self._next_commit = time.monotonic() + self.auto_commit_interval_ms / 1000
+        self._access = threading.RLock()  # held by the thread inside a call (see logq/client/consumer_access.py)
         self._owner = 0
         self._wakeup = False  # wakeup() called: the poll in progress (or the next) returns []
         self._closing = False  # close() called from another thread: the poll in progress returns []
         self._was_woken = False  # the last poll ended on a wakeup()
         self._closed = False
-        if topics:
-            if group_id is not None:
-                self.subscribe(list(topics))
-            else:
-                self.assign([TopicPartition(t, p) for t in topics for p in range(self.registry.get(t).partitions)])
+
+    @property
+    def fetch_max_bytes(self) -> int:
+        """The most bytes one poll fetches from a partition (unless one batch is larger)."""
+        return self._fetcher.fetch_max_bytes
+
+    @fetch_max_bytes.setter
+    def fetch_max_bytes(self, v: int) -> None:
+        self._fetcher.fetch_max_bytes = v
 
     # ------------------------------------------------------------------ membership
-    @_one_thread
+    @one_thread
     def subscribe(self, topics: Sequence[str] | str | Pattern[str]) -> None:
         """Join the group for these topics (a list, or a regex matched against topic names)."""
         self._check_open()
@@ -268,7 +212,7 @@ class Consumer:
         if isinstance(topics, re.Pattern):
             self._subscription = topics
         else:
-            topics = _iterable(topics, "topics")
+            topics = iterable(topics, "topics")
             for t in topics:
                 self.registry.get(t)  # UnknownTopicError now, not in the background
             self._subscription = list(topics)
@@ -297,7 +241,7 @@ class Consumer:
                 pass
         return out
 
-    @_one_thread
+    @one_thread
     def assign(self, partitions: Iterable[Any]) -> None:
         """Read exactly these partitions, without group coordination."""
         self._check_open()
@@ -306,7 +250,7 @@ class Consumer:
                 "this consumer is subscribed to a group", hint="use a second Consumer for manual assignment"
             )
         tps = []
-        for tp in _iterable(partitions, "partitions"):
+        for tp in iterable(partitions, "partitions"):
             t, p = as_tp(tp)
             validate_partition(t, p, self.registry.get(t).partitions)
             tps.append(TopicPartition(t, p))
@@ -315,7 +259,7 @@ class Consumer:
         self._manual = tps
         self._init_positions(tps)
 
-    @_one_thread
+    @one_thread
     def assignment(self) -> set[TopicPartition]:
         if self._member is not None:
             return {TopicPartition(*tp) for tp in self._member.owned()}
@@ -347,94 +291,25 @@ class Consumer:
 
     def _forget(self, tp: TopicPartition) -> None:
         self._positions.pop(tp, None)
-        self._drop_buffer(tp)
-        self._record_bytes.pop(tp, None)
+        self._fetcher.forget(tp)
         self._paused.discard(tp)
-        self._parked.pop(tp, None)
         self._watcher.unwatch(partition_path(self.root, tp.topic, tp.partition))
-        lg = self._logs.pop(tp, None)
-        if lg is not None:
-            self._close_log(lg)
+        self._logs.close(tp)
         if not any(t.topic == tp.topic for t in self._positions):
-            self._incarnations.pop(tp.topic, None)
-
-    @staticmethod
-    def _close_log(lg: PartitionLog) -> None:
-        try:
-            lg.close()
-        except (LogqError, OSError) as e:  # a reader writes nothing: nothing is lost
-            log.debug("closing %s: %s", lg.path, e)
+            self._logs.incarnations.pop(tp.topic, None)
 
     # ------------------------------------------------------------------ positions
-    def _log(self, tp: TopicPartition) -> PartitionLog:
-        lg = self._logs.get(tp)
-        if lg is not None:
-            self._logs.move_to_end(tp)
-            return lg
-        inc = self._incarnation(tp.topic)
-        try:
-            lg = PartitionLog(
-                partition_path(self.root, tp.topic, tp.partition), self.registry.get(tp.topic).config, readonly=True
-            )
-        except (LogqError, OSError):
-            now = inc.current_id()
-            if now != inc.topic_id:  # deleted under us: say so, not "no such file"
-                raise TopicDeletedError(tp.topic, inc.topic_id, now, partition=tp.partition) from None
-            raise
-        self._logs[tp] = lg
-        self._parked.pop(tp, None)
-        while len(self._logs) > self.max_open_partitions:
-            old_tp, old = self._logs.popitem(last=False)
-            self._park(old_tp, old)
-        return lg
-
-    def _park(self, tp: TopicPartition, lg: PartitionLog) -> None:
-        """Close the log of ``tp``; remember enough to tell, by one stat, that it has nothing new."""
-        try:
-            if lg.num_segments:
-                seg = lg.active
-                end, path, size = seg.next_offset, seg.log_path, seg.size
-            else:
-                end, path, size = lg.log_start_offset, None, 0
-            self._parked[tp] = (end, path, size, os.path.join(lg.path, segment_name(end) + LOG_SUFFIX))
-        except (LogqError, OSError):
-            pass
-        self._close_log(lg)
-
-    def _nothing_new(self, tp: TopicPartition) -> bool:
-        """Whether closed partition ``tp`` is read to its end and nothing was appended since."""
-        park = self._parked.get(tp)
-        if park is None or park[0] != self._positions[tp]:
-            return False
-        end, path, size, next_path = park
-        try:
-            if path is not None and os.stat(path).st_size != size:
-                return False
-        except OSError:
-            return False
-        return not os.path.exists(next_path)  # a roll starts the segment at the end
-
-    def _incarnation(self, topic: str) -> Incarnation:
-        """The incarnation of ``topic`` this consumer's positions refer to (the current one at first use)."""
-        inc = self._incarnations.get(topic)
-        if inc is None:
-            meta = self.registry.get(topic, fresh=True)
-            inc = self._incarnations[topic] = Incarnation(self.root, topic, meta.topic_id)
-        return inc
-
     def _check_incarnations(self, topics: Iterable[str]) -> None:
         """Follow topics deleted or created again since positions were taken (see the module docstring)."""
         for topic in set(topics):
-            inc = self._incarnations.get(topic)
-            if inc is None:
+            changed = self._logs.changed(topic)
+            if changed is None:
                 continue
-            now = inc.current_id()
-            if now == inc.topic_id:
-                continue
+            inc, now = changed
             tps = sorted(tp for tp in self._positions if tp.topic == topic)
             for tp in tps:
                 self._forget(tp)
-            self._incarnations.pop(topic, None)
+            self._logs.incarnations.pop(topic, None)
             if now is None:
                 log.warning("topic %r (topic id %s) was deleted; its partitions are dropped", topic, inc.topic_id)
                 if self._member is None:
@@ -461,163 +336,8 @@ class Consumer:
                 self._manual = [tp for tp in self._manual if tp.topic != topic or tp in keep]
             self._init_positions(keep)
 
-    def _init_positions(self, tps: Sequence[TopicPartition]) -> None:
-        for tp in tps:
-            self._watcher.watch(partition_path(self.root, tp.topic, tp.partition))
-            committed = self._store.committed(tp.topic, tp.partition) if self._store else None
-            lg = self._log(tp)
-            if committed is None:
-                self._positions[tp] = self._reset(tp, "no committed offset")
-            else:
-                self._positions[tp] = self._clamp(tp, committed, lg)
-            self._drop_buffer(tp)
-
-    def _reset(self, tp: TopicPartition, why: str) -> int:
-        lg = self._log(tp)
-        if self.auto_offset_reset == "error":
-            raise NoOffsetForPartitionError(tp.topic, tp.partition, why)
-        return lg.log_start_offset if self.auto_offset_reset == "earliest" else lg.log_end_offset
-
-    def _clamp(self, tp: TopicPartition, offset: int, lg: PartitionLog) -> int:
-        start, end = lg.log_start_offset, lg.log_end_offset
-        if offset < start:
-            if self.auto_offset_reset == "error":
-                raise NoOffsetForPartitionError(
-                    tp.topic, tp.partition, f"offset {offset} was deleted; log starts at {start}"
-                )
-            log.warning(
-                "%s-%d: offset %d was deleted by retention; resuming at log start %d",
-                tp.topic,
-                tp.partition,
-                offset,
-                start,
-            )
-            return start
-        if offset > end:
-            log.warning(
-                "%s-%d: offset %d is past the log end %d; resuming at the log end", tp.topic, tp.partition, offset, end
-            )
-            return end
-        return offset
-
-    def _tp(self, tp: Any) -> TopicPartition:
-        tp = as_tp(tp)
-        if tp not in self._positions:
-            raise ConfigError(f"{tp.topic}-{tp.partition} is not assigned to this consumer")
-        return tp
-
-    @_one_thread
-    def position(self, tp: Any) -> int:
-        return self._positions[self._tp(tp)]
-
-    @_one_thread
-    def seek(self, tp: Any, offset: int) -> None:
-        tp = self._tp(tp)
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise ConfigError(f"offset must be an int >= 0, got {offset!r}")
-        self._positions[tp] = offset
-        self._drop_buffer(tp)
-
-    def _drop_buffer(self, tp: TopicPartition) -> None:
-        """Forget what was fetched for ``tp``: the position moved, the next fetch starts small."""
-        self._buffers.pop(tp, None)
-        self._fetch_sizes.pop(tp, None)
-
-    def read_stats(self) -> dict[str, int]:
-        """What polls read so far: ``fetches`` (reads of a partition log), ``bytes_read`` (bytes
-        those reads took from segment files), ``batches_decoded``, ``records_decoded`` (records
-        parsed out of them, into Records or columns) and ``records_built`` (Record objects built).
-
-        A poll reads and decodes only what it returns, plus the rest of the last batch it
-        needed (with the compiled codec that rest is kept as columns: no Record is built for
-        it until a poll returns it). A fetch after a seek reads ``FIRST_FETCH_BYTES`` (at least
-        one batch) and each fetch that continues the last one doubles, up to ``fetch_max_bytes``."""
-        return dict(self._stats)
-
-    @_one_thread
-    def seek_to_beginning(self, *tps: Any) -> None:
-        for tp in tps or tuple(self._positions):
-            self.seek(tp, self._log(self._tp(tp)).log_start_offset)
-
-    @_one_thread
-    def seek_to_end(self, *tps: Any) -> None:
-        for tp in tps or tuple(self._positions):
-            self.seek(tp, self._log(self._tp(tp)).log_end_offset)
-
-    @_one_thread
-    def offsets_for_times(self, timestamps: dict[Any, Timestamp]) -> dict[TopicPartition, OffsetAndTimestamp | None]:
-        """Per partition, the first offset whose timestamp >= T (Kafka's rule), else None.
-
-        T is int milliseconds since the epoch or an aware datetime (see logq/client/timestamps.py).
-        """
-        self._check_open()
-        wanted = {as_tp(tp): to_millis(ts) for tp, ts in _mapping(timestamps, "timestamps").items()}
-        out: dict[TopicPartition, OffsetAndTimestamp | None] = {}
-        for tp, ms in wanted.items():
-            lg = self._logs.get(tp)
-            if lg is None:
-                meta = self.registry.get(tp.topic)
-                validate_partition(tp.topic, tp.partition, meta.partitions)
-                lg = PartitionLog(partition_path(self.root, tp.topic, tp.partition), meta.config, readonly=True)
-            off = lg.offset_for_timestamp(ms)
-            if off is None:
-                out[tp] = None
-            else:
-                rec = lg.read_records(off, 1)
-                out[tp] = OffsetAndTimestamp(off, rec[0].timestamp if rec else -1)
-            if tp not in self._logs:
-                self._close_log(lg)
-        return out
-
-    @_one_thread
-    def replay_from(
-        self, *, offset: int | None = None, timestamp: Timestamp | None = None, partitions: Iterable[Any] | None = None
-    ) -> dict[TopicPartition, int]:
-        """Seek the given (default: all assigned) partitions to an offset or a time.
-
-        ``timestamp`` is int milliseconds since the epoch or an aware datetime; a partition
-        with no record at or after it moves to its end.
-        """
-        self._check_open()
-        if (offset is None) == (timestamp is None):
-            raise ConfigError("replay_from needs exactly one of offset= or timestamp=")
-        if offset is not None:
-            _int_at_least("offset", offset, 0)
-        ms = None if timestamp is None else to_millis(timestamp)
-        tps = (
-            [self._tp(tp) for tp in _iterable(partitions, "partitions")]
-            if partitions is not None
-            else list(self._positions)
-        )
-        out = {}
-        for tp in tps:
-            if ms is None:
-                target = offset or 0  # offset is set: exactly one of the two is, checked above
-            else:
-                found = self.offsets_for_times({tp: ms})[tp]
-                target = found.offset if found else self._log(tp).log_end_offset
-            self.seek(tp, target)
-            out[tp] = target
-        return out
-
-    @_one_thread
-    def pause(self, *tps: Any) -> None:
-        self._paused.update(self._tp(tp) for tp in tps)
-
-    @_one_thread
-    def resume(self, *tps: Any) -> None:
-        self._paused.difference_update(as_tp(tp) for tp in tps)
-
-    @_one_thread
-    def paused(self) -> set[TopicPartition]:
-        return set(self._paused)
-
-    @_one_thread
-    def lag(self) -> dict[TopicPartition, int]:
-        return {tp: self._log(tp).log_end_offset - pos for tp, pos in self._positions.items()}
-
     # ------------------------------------------------------------------ polling
-    @_one_thread
+    @one_thread
     def poll(self, timeout: float | None = 1.0, max_records: int | None = None) -> list[Record]:
         """Records from the assigned partitions; waits up to ``timeout`` seconds for some.
 
@@ -628,7 +348,7 @@ class Consumer:
         limit = self._poll_args(timeout, max_records)
         return self._poll(timeout, limit, self._fetch, list)
 
-    @_one_thread
+    @one_thread
     def poll_columns(self, timeout: float | None = 1.0, max_records: int | None = None) -> RecordColumns:
         """``poll``, with the records as columns: a RecordColumns of numpy arrays (offsets,
         timestamps, partitions) and Arrow-style key and value columns, built without a Python
@@ -640,7 +360,7 @@ class Consumer:
         arrived in time.
         """
         limit = self._poll_args(timeout, max_records)
-        if self._kdes is not None or self._vdes is not None:
+        if self._fetcher.deserializes:
             raise ConfigError(
                 "poll_columns() returns raw bytes and this consumer has a key or value deserializer",
                 hint="use poll(), or a Consumer without key_deserializer/value_deserializer",
@@ -653,7 +373,7 @@ class Consumer:
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout < float("inf")
         ):
             raise ConfigError(f"timeout={timeout!r} is invalid: None (wait for records) or a number of seconds >= 0")
-        return self.max_poll_records if max_records is None else _int_at_least("max_records", max_records, 1)
+        return self.max_poll_records if max_records is None else int_at_least("max_records", max_records, 1)
 
     def _poll(self, timeout: float | None, limit: int, fetch: Callable[[int], _Out], empty: Callable[[], _Out]) -> _Out:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -710,266 +430,22 @@ class Consumer:
         except UnknownTopicError:
             return False
 
-    def _fetch(self, limit: int) -> list[Record]:
-        err = self._pending_error
-        if err is not None and err.topic is not None and err.partition is not None:
-            self._pending_error = None
-            tp = TopicPartition(err.topic, err.partition)
-            if self._positions.get(tp) == err.offset and tp not in self._paused:
-                raise err
+    def _readable(self) -> list[TopicPartition]:
+        """The partitions a poll reads, once topics deleted or created again are followed."""
         tps = self._fetchable()
         if not tps:
             return []
         self._check_incarnations(tp.topic for tp in tps)
-        tps = self._fetchable()
-        if not tps:
-            return []
-        out: list[Record] = []
-        n = len(tps)
-        start = self._rr % n
-        self._rr += 1
-        for i in range(n):
-            tp = tps[(start + i) % n]
-            try:
-                got = self._take(tp, limit - len(out))
-            except DeserializationError as e:
-                if not out:
-                    raise
-                self._pending_error = e  # return what was read first; the next poll raises it
-                break
-            out.extend(got)
-            if len(out) >= limit:
-                break
-        return out
+        return self._fetchable()
 
-    def _take(self, tp: TopicPartition, want: int) -> list[Record]:
-        """Up to ``want`` records of one partition, decoding fetched batches one at a time.
-
-        A fetch brings whole batches, sized to what the poll wants (see ``_fetch_batches``);
-        only as many batches are decoded as this poll needs, so a poll after a seek does not
-        pay for a whole fetch, and the rest stays buffered, undecoded, for the next poll.
-        """
-        st = self._buffers.get(tp)
-        if st is None:
-            st = self._fetch_batches(tp, want)
-            if st is None:
-                return []
-        res, hi, pos, recs, ri = st
-        out: list[Record] = []
-        budget = self.fetch_max_bytes - len(res.data)  # bytes this poll may still fetch
-        while len(out) < want:
-            if ri >= len(recs):
-                if hi >= len(res.headers):
-                    # this fetch is used up: read on (a larger fetch) while the poll wants more,
-                    # unless it already reached the log end (a read there finds nothing but costs
-                    # a catch-up: the wake-up path of a consumer that follows the end)
-                    if budget <= 0 or res.next_offset == res.log_end_offset:
-                        break
-                    try:
-                        st = self._fetch_batches(tp, want - len(out), res.next_offset)
-                    except LogqError:
-                        if not out:
-                            raise
-                        break  # return what was read; the next poll fetches again and raises
-                    if st is None:
-                        break
-                    res, hi, pos, recs, ri = st
-                    budget -= len(res.data)
-                    continue
-                h = res.headers[hi]
-                try:
-                    recs, ri = self._decode(tp, res, h, pos, want - len(out)), 0
-                except DeserializationError as e:
-                    # the records before the bad one are returned first; the position stays on it
-                    good = getattr(e, "_good", [])
-                    out.extend(good[: want - len(out)])
-                    self._buffers.pop(tp, None)
-                    if out:
-                        self._positions[tp] = out[-1].offset + 1
-                        return out
-                    raise
-                pos += h.size
-                hi += 1
-                continue
-            k = min(len(recs) - ri, want - len(out))
-            if isinstance(recs, RecordColumns):  # build only the records returned
-                out.extend(recs.records(ri, ri + k))
-                self._stats["records_built"] += k
-            else:
-                out.extend(recs if ri == 0 and k == len(recs) else recs[ri : ri + k])
-            ri += k
-        if ri < len(recs) or hi < len(res.headers):
-            self._buffers[tp] = (res, hi, pos, recs, ri)
-        else:
-            self._buffers.pop(tp, None)
-        if out:
-            self._positions[tp] = out[-1].offset + 1
-        return out
+    def _fetch(self, limit: int) -> list[Record]:
+        self._fetcher.raise_pending(self._paused)
+        tps = self._readable()
+        return self._fetcher.fetch(tps, limit) if tps else []
 
     def _fetch_columns(self, limit: int) -> RecordColumns:
-        """_fetch, as columns (no deserializers here: poll_columns refuses them)."""
-        tps = self._fetchable()
-        if not tps:
-            return RecordColumns.empty()
-        self._check_incarnations(tp.topic for tp in tps)
-        tps = self._fetchable()
-        if not tps:
-            return RecordColumns.empty()
-        parts: list[RecordColumns] = []
-        got = nbytes = 0
-        n = len(tps)
-        start = self._rr % n
-        self._rr += 1
-        for i in range(n):
-            cols = self._take_columns(tps[(start + i) % n], limit - got)
-            parts.append(cols)
-            got += len(cols)
-            nbytes += cols.nbytes
-            if got >= limit or nbytes >= _COLUMN_BYTES:
-                break
-        return RecordColumns.concat(parts)
-
-    def _take_columns(self, tp: TopicPartition, want: int) -> RecordColumns:
-        """_take, as columns: batches are decoded into columns, the rest kept for the next poll."""
-        st = self._buffers.get(tp)
-        if st is None:
-            st = self._fetch_batches(tp, want)
-            if st is None:
-                return RecordColumns.empty()
-        res, hi, pos, pending, ri = st
-        parts: list[RecordColumns] = []
-        got = 0
-        budget = self.fetch_max_bytes - len(res.data)
-        while got < want:
-            if ri >= len(pending):
-                if hi >= len(res.headers):
-                    if budget <= 0 or res.next_offset == res.log_end_offset:
-                        break
-                    try:
-                        st = self._fetch_batches(tp, want - got, res.next_offset)
-                    except LogqError:
-                        if not got:
-                            raise
-                        break  # return what was read; the next poll fetches again and raises
-                    if st is None:
-                        break
-                    res, hi, pos, pending, ri = st
-                    budget -= len(res.data)
-                    continue
-                h = res.headers[hi]
-                pending, ri = self._decode_columns(tp, res, h, pos), 0
-                pos += h.size
-                hi += 1
-                continue
-            k = min(len(pending) - ri, want - got)
-            if isinstance(pending, list):  # the rest of a batch poll decoded
-                parts.append(columns_from_records(pending[ri : ri + k]))
-            else:
-                parts.append(pending if ri == 0 and k == len(pending) else pending.slice(ri, ri + k))
-            got += k
-            ri += k
-        if ri < len(pending) or hi < len(res.headers):
-            self._buffers[tp] = (res, hi, pos, pending, ri)
-        else:
-            self._buffers.pop(tp, None)
-        out = RecordColumns.concat(parts)
-        if len(out):
-            self._positions[tp] = int(out.offsets[-1]) + 1
-        return out
-
-    def _decode_columns(self, tp: TopicPartition, res: Any, h: Any, pos: int) -> RecordColumns:
-        cols = decode_columns(
-            res.data,
-            h,
-            pos,
-            topic=tp.topic,
-            partition=tp.partition,
-            max_decompressed_bytes=self.registry.get(tp.topic).config.max_decompressed_bytes,
-            min_offset=res.offset,
-        )
-        self._note_decoded(tp, h, len(cols))
-        return cols
-
-    def _fetch_batches(self, tp: TopicPartition, want: int, offset: int | None = None) -> tuple | None:
-        """Fetch from the position (or ``offset``): whole batches, about as many bytes as ``want``
-        records need (see read_stats), never more than fetch_max_bytes unless one batch is larger."""
-        if tp not in self._logs and self._nothing_new(tp):
-            return None
-        lg = self._log(tp)
-        pos = self._positions[tp] if offset is None else offset
-        size = self._fetch_sizes.get(tp, FIRST_FETCH_BYTES)
-        per_record = self._record_bytes.get(tp)
-        if per_record is not None:
-            size = max(size, int(want * per_record))
-        size = min(size, self.fetch_max_bytes)
-        try:
-            res = lg.read(pos, size)
-        except OffsetOutOfRangeError as e:
-            self._positions[tp] = (
-                self._clamp(tp, pos, lg) if pos < e.log_start else self._reset_high(tp, pos, e.log_end)
-            )
-            return None
-        self._stats["fetches"] += 1
-        self._stats["bytes_read"] += res.bytes_read
-        if not res.headers:
-            return None
-        self._fetch_sizes[tp] = min(self.fetch_max_bytes, 2 * size)  # reading on: the next fetch is larger
-        return (res, 0, 0, [], 0)
-
-    def _decode(self, tp: TopicPartition, res: Any, h: Any, pos: int, want: int) -> list[Record] | RecordColumns:
-        """The records of batch ``h`` as Records, or, when the poll wants fewer than the batch
-        holds and the compiled codec is in use, as columns from which only the records
-        returned are built (no deserializer: they are applied to Records, record by record)."""
-        kd, vd = self._kdes, self._vdes
-        if kd is None and vd is None and want < h.records_count and builds_records_lazily():
-            return self._decode_columns(tp, res, h, pos)
-        recs = decode_records(
-            res.data,
-            h,
-            pos,
-            max_decompressed_bytes=self.registry.get(tp.topic).config.max_decompressed_bytes,
-            min_offset=res.offset,
-            origin=(Record, tp.topic, tp.partition),
-        )
-        self._note_decoded(tp, h, len(recs))
-        self._stats["records_built"] += len(recs)
-        if kd is None and vd is None:
-            return recs
-        out: list[Record] = []
-        for r in recs:
-            what = "key"
-            try:
-                k = kd(r.key) if kd else r.key
-                what = "value"
-                v = vd(r.value) if vd else r.value
-            except Exception as e:  # say where, keep the deserializer's error as the cause
-                reason = e.message if isinstance(e, LogqError) else repr(e)
-                err = DeserializationError(
-                    f"the {what} deserializer failed on the record at offset {r.offset} of "
-                    f"{tp.topic}-{tp.partition}: {reason}",
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    offset=r.offset,
-                    hint=f"skip it with consumer.seek(TopicPartition({tp.topic!r}, {tp.partition}), {r.offset + 1}), "
-                    "or fix the deserializer",
-                )
-                err._good = out  # type: ignore[attr-defined]  # records before it, returned first
-                raise err from e
-            out.append(r._replace(key=k, value=v))
-        return out
-
-    def _note_decoded(self, tp: TopicPartition, h: Any, n: int) -> None:
-        st = self._stats
-        st["batches_decoded"] += 1
-        st["records_decoded"] += n
-        if h.records_count:
-            self._record_bytes[tp] = h.size / h.records_count
-
-    def _reset_high(self, tp: TopicPartition, pos: int, end: int) -> int:
-        if self.auto_offset_reset == "error":
-            raise NoOffsetForPartitionError(tp.topic, tp.partition, f"offset {pos} is past the log end {end}")
-        log.warning("%s-%d: position %d is past the log end %d; moving to the end", tp.topic, tp.partition, pos, end)
-        return end
+        tps = self._readable()
+        return self._fetcher.fetch_columns(tps, limit) if tps else RecordColumns.empty()
 
     def __iter__(self) -> Iterator[Record]:
         idle_since = time.monotonic()
@@ -991,14 +467,14 @@ class Consumer:
                 return
 
     # ------------------------------------------------------------------ commits
-    @_one_thread
+    @one_thread
     def commit(self, offsets: dict[Any, int] | None = None) -> None:
         """Commit positions (default) or the given {TopicPartition: next offset} map."""
         self._check_open()
         if self._store is None:
             raise ConfigError("commit() needs a group_id")
         items = (
-            {as_tp(tp): off for tp, off in _mapping(offsets, "offsets").items()}
+            {as_tp(tp): off for tp, off in mapping(offsets, "offsets").items()}
             if offsets is not None
             else {tp: self._positions[tp] for tp in self._positions}
         )
@@ -1013,20 +489,7 @@ class Consumer:
         self._next_commit = time.monotonic() + self.auto_commit_interval_ms / 1000
         if not items:
             return
-        ids: dict[str, str | None] = {}
-        for topic in {tp.topic for tp in items}:
-            inc = self._incarnations.get(topic)
-            if inc is None:
-                continue  # not read by this consumer: the store stamps the current id
-            if not inc.holds():  # positions of a deleted incarnation: never stored for a new one
-                log.warning(
-                    "offsets of topic %r not committed: it was deleted since they were read (topic id %s)",
-                    topic,
-                    inc.topic_id,
-                )
-                items = {tp: off for tp, off in items.items() if tp.topic != topic}
-                continue
-            ids[topic] = inc.topic_id  # a delete racing this commit leaves them under the old id
+        items, ids = self._logs.stamp(items)
         if not items:
             return
         m = self._member
@@ -1039,7 +502,7 @@ class Consumer:
             topic_ids=ids,
         )
 
-    @_one_thread
+    @one_thread
     def committed(self, tp: Any) -> int | None:
         if self._store is None:
             raise ConfigError("committed() needs a group_id")
@@ -1047,17 +510,13 @@ class Consumer:
         return self._store.committed(t, p)
 
     # ------------------------------------------------------------------ closing
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClientClosedError("consumer")
-
     def close(self, autocommit: bool = True) -> None:
         """Leave the group (committing first if ``autocommit`` and auto-commit are on) and release everything.
 
         Safe from another thread: a ``poll`` blocking there returns an empty list, then the
         close proceeds; the next call on the consumer raises ClientClosedError.
         """
-        _flag("autocommit", autocommit)
+        flag("autocommit", autocommit)
         if self._closed:
             return
         self._closing = True
@@ -1079,7 +538,7 @@ class Consumer:
                 self.commit()
         finally:
             self._closed = True
-            for tp in list(self._logs):
+            for tp in list(self._logs.logs):
                 self._forget(tp)
             self._watcher.close()
             if self._store is not None:
