@@ -358,12 +358,9 @@ def clear_owner(
     with ``generation`` (``before_write()`` first). False when it names someone else (a
     fence emptied it, another member took it)."""
     path = owner_path(gdir, tp)
-    try:
-        fd = _fs.open_file(path, os.O_RDWR)
-    except StorageError as e:
-        if isinstance(e.cause, FileNotFoundError):
-            return False
-        raise
+    fd = _fs.open_existing(path, os.O_RDWR)
+    if fd is None:
+        return False
     try:
         rec = parse_owner(os.pread(fd, 512, 0))
         if rec != (member_id, generation):

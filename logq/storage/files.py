@@ -24,7 +24,7 @@ import stat
 import time
 
 from logq.config import check_shared_read
-from logq.errors import MissingPartitionError, storage_error
+from logq.errors import MissingPartitionError, StorageError, storage_error
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -147,6 +147,16 @@ def open_file(path: str, flags: int) -> int:
             os.close(fd)
             raise storage_error("chmod", path, e) from None
     return fd
+
+
+def open_existing(path: str, flags: int) -> int | None:
+    """:func:`open_file`, or None when ``path`` does not exist (any other failure raises)."""
+    try:
+        return open_file(path, flags)
+    except StorageError as e:
+        if isinstance(e.cause, FileNotFoundError):
+            return None
+        raise
 
 
 def set_tree_mode(root: str, shared_read: str) -> int:

@@ -28,7 +28,7 @@ from typing import Any
 
 from crc32c import crc32c
 
-from logq.errors import CorruptMetadataError, StorageError, storage_error
+from logq.errors import CorruptMetadataError, storage_error
 from logq.storage import files as _fs
 
 MAGIC = "logq-meta"
@@ -94,12 +94,9 @@ class MetaRead:
 
 
 def _read_file(path: str) -> bytes | None:
-    try:
-        fd = _fs.open_file(path, os.O_RDONLY)
-    except StorageError as e:
-        if isinstance(e.cause, FileNotFoundError):
-            return None
-        raise
+    fd = _fs.open_existing(path, os.O_RDONLY)
+    if fd is None:
+        return None
     try:
         size = os.fstat(fd).st_size
         if size > MAX_META_BYTES:
