@@ -1,7 +1,7 @@
 """The package's shape is part of its specification (docs/architecture.md).
 
 - Layers: every import inside ``logq`` points down the stack
-  ``errors/types -> codec -> config -> storage -> groups -> client -> cli -> logq``.
+  ``errors/types -> codec -> config -> storage -> groups -> client -> aio -> server -> cli -> logq``.
 - No import cycle between modules, counting imports inside functions too (a lazy import
   that only hides a cycle is still a cycle).
 - No module imports a private name (``_x``) of another module.
@@ -33,8 +33,10 @@ RANKS = {
     "logq.storage": 3,
     "logq.groups": 4,
     "logq.client": 5,
-    "logq.cli": 6,
-    "logq": 7,  # logq/__init__.py and logq/__main__.py re-export the public surface
+    "logq.aio": 6,  # asyncio clients over the sync clients' core
+    "logq.server": 7,  # the Kafka-protocol broker (logq serve)
+    "logq.cli": 8,
+    "logq": 9,  # logq/__init__.py and logq/__main__.py re-export the public surface
 }
 
 
