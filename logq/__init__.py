@@ -26,6 +26,7 @@ from logq.errors import (
     GroupNotEmptyError,
     InvalidGroupIdError,
     InvalidOffsetCommitError,
+    InvalidPartitionsError,
     InvalidRecordError,
     InvalidTopicError,
     LockTimeoutError,
@@ -123,5 +124,6 @@ __all__ = [
     "StoragePermissionError",
     "TooManyOpenFilesError",
     "UnknownPartitionError",
+    "InvalidPartitionsError",
     "TopicDeletedError",
 ]

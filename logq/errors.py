@@ -512,6 +512,26 @@ class UnknownPartitionError(InvalidTopicError):
         )
 
 
+class InvalidPartitionsError(InvalidTopicError):
+    """A new partition count a topic cannot take (Kafka's InvalidPartitionsException).
+
+    Partitions can only be added; ``topic``, ``partitions`` (the count it has) and
+    ``requested`` are set.
+    """
+
+    def __init__(self, topic: str, partitions: int, requested: object, limit: int) -> None:
+        self.topic = topic
+        self.name = topic
+        self.partitions = partitions
+        self.requested = requested
+        self.reason = f"it has {partitions} partition(s); partitions can only be added, up to {limit} per topic"
+        LogqError.__init__(
+            self,
+            f"cannot give topic {topic!r} {requested!r} partitions: {self.reason}",
+            hint="ask for an int above the current count, or create a new topic to have fewer",
+        )
+
+
 class MissingPartitionError(StorageError):
     """A partition's directory is gone while its topic still lists it (removed by hand).
 
