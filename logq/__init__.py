@@ -51,6 +51,7 @@ from logq.errors import (
     TooManyOpenFilesError,
     TopicDeletedError,
     TopicExistsError,
+    UnknownGroupError,
     UnknownPartitionError,
     UnknownTopicError,
     WorkloadError,
@@ -125,5 +126,6 @@ __all__ = [
     "TooManyOpenFilesError",
     "UnknownPartitionError",
     "InvalidPartitionsError",
+    "UnknownGroupError",
     "TopicDeletedError",
 ]

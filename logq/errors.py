@@ -293,10 +293,23 @@ class GroupError(LogqError):
 class GroupNotEmptyError(GroupError):
     hint = "stop the group's consumers first (offsets can only be reset while it is empty)"
 
-    def __init__(self, group: str, members: int) -> None:
+    def __init__(self, group: str, members: int, *, hint: str | None = None) -> None:
         self.group = group
         self.members = members
-        super().__init__(f"group {group!r} has {members} live member(s)")
+        super().__init__(f"group {group!r} has {members} live member(s)", hint=hint)
+
+
+class UnknownGroupError(GroupError, KeyError):
+    """A consumer group that does not exist (Kafka's GroupIdNotFoundException)."""
+
+    hint = "`logq groups list` lists the groups"
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        super().__init__(f"consumer group {group!r} does not exist")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return LogqError.__str__(self)
 
 
 class CommitFailedError(GroupError):
