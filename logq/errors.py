@@ -691,3 +691,25 @@ def _rebuild_topic_deleted(
 
 
 __all__ += ["TopicDeletedError"]
+
+
+class ProtocolError(LogqError):
+    """A Kafka-protocol peer sent bytes `logq serve` cannot accept (a bad frame size, an
+    undecodable request, an unknown API or version); the server closes that connection."""
+
+    def __init__(
+        self, reason: str, *, peer: str = "", api_key: int | None = None, api_version: int | None = None
+    ) -> None:
+        self.reason = reason
+        self.peer = peer
+        self.api_key = api_key
+        self.api_version = api_version
+        where = f" from {peer}" if peer else ""
+        LogqError.__init__(
+            self,
+            f"protocol error{where}: {reason}",
+            hint="the connection is closed; check the client's version and its configured broker address",
+        )
+
+
+__all__ += ["ProtocolError"]
