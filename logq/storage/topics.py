@@ -41,7 +41,9 @@ from typing import Any
 
 from logq.config import LogConfig
 from logq.errors import (
+    ConfigError,
     CorruptTopicMetadataError,
+    InvalidPartitionsError,
     InvalidTopicError,
     StorageError,
     StoragePermissionError,
@@ -143,6 +145,17 @@ def _stat_sig(path: str) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _meta_body(meta: TopicMeta) -> dict[str, Any]:
+    """The JSON object a topic's metadata file holds."""
+    return {
+        "name": meta.name,
+        "partitions": meta.partitions,
+        "overrides": meta.overrides,
+        "created_ms": meta.created_ms,
+        "topic_id": meta.topic_id,
+    }
 
 
 def _parse_meta(v: Any) -> TopicMeta:
@@ -257,6 +270,61 @@ def shared_read_of(root: str) -> str:
     return "group" if _fs.shares_read(root) else "private"
 
 
+_RAISE_ONLY = ("max_batch_bytes", "max_decompressed_bytes")  # lower: written batches become unreadable
+_FIXED = ("segment_index_bytes",)  # sizes the index files already preallocated
+
+
+def _grown_count(old: TopicMeta, partitions: object) -> int:
+    """``partitions`` if it is a valid larger count for ``old``; InvalidTopicError otherwise."""
+    if (
+        not isinstance(partitions, int)
+        or isinstance(partitions, bool)
+        or not old.partitions < partitions <= MAX_PARTITIONS
+    ):
+        raise InvalidPartitionsError(old.name, old.partitions, partitions, MAX_PARTITIONS)
+    return partitions
+
+
+def _altered_overrides(old: TopicMeta, config: dict[str, Any], delete_config: tuple[str, ...]) -> dict[str, Any]:
+    """``old``'s overrides with ``delete_config`` removed and ``config`` set, checked."""
+    known = set(LogConfig().to_dict())
+    for key in list(config) + list(delete_config):
+        if key not in known:
+            raise ConfigError(f"unknown topic setting {key!r} (known: {', '.join(sorted(known))})")
+    overrides = {k: v for k, v in old.overrides.items() if k not in delete_config}
+    overrides.update(config)
+    new_cfg = LogConfig.from_dict(overrides)  # ConfigError on a bad value
+    old_cfg = old.config
+    for key in _RAISE_ONLY:
+        if getattr(new_cfg, key) < getattr(old_cfg, key):
+            raise ConfigError(
+                f"{key} of topic {old.name!r} can only be raised ({getattr(old_cfg, key)} -> "
+                f"{getattr(new_cfg, key)}): batches already written up to the old limit must stay readable"
+            )
+    for key in _FIXED:
+        if getattr(new_cfg, key) != getattr(old_cfg, key):
+            raise ConfigError(f"{key} of topic {old.name!r} is fixed at creation (the index files are sized by it)")
+    return overrides
+
+
+def _replace_meta(path: str, old_body: dict[str, Any], new_body: dict[str, Any]) -> None:
+    """Rewrite a live metadata file so that ``path`` is never missing.
+
+    ``meta.write_meta`` renames NAME to NAME.bak before NAME.tmp to NAME, which leaves a
+    moment without NAME: a reader then takes the topic for deleted. Here NAME.bak gets the
+    old content from its own tmp file, then NAME.tmp replaces NAME in one rename.
+    """
+    bak_tmp = _fs.write_tmp(path + ".bak", _meta.encode_meta(old_body))
+    tmp = _fs.write_tmp(path, _meta.encode_meta(new_body))
+    try:
+        os.replace(bak_tmp, path + ".bak")
+        _fs.crash_point("topic-alter-before-rename")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise storage_error("rename", path, e) from None
+    _fs.fsync_dir(os.path.dirname(path))
+
+
 @dataclass(frozen=True)
 class TopicRepair:
     """What :meth:`TopicRegistry.repair` found and did for one topic."""
@@ -298,6 +366,7 @@ class TopicRegistry:
         self._lock_path = os.path.join(self.root, META_DIR, "topics.lock")
         self._lock_file: _fs.FileLock | None = None  # opened by the first create or delete
         self._cache: dict[str, TopicMeta] = {}
+        self._sigs: dict[str, tuple[int, int, int] | None] = {}  # stat signature each cached meta was read at
 
     @property
     def _lock(self) -> _fs.FileLock:
@@ -346,15 +415,16 @@ class TopicRegistry:
         meta = self._cache.get(name)
         if meta is not None and not fresh:
             return meta
+        sig = _stat_sig(self._path(name))
         if fresh:
-            tid = topic_id_of(self.root, name)
-            if tid is None:
+            if sig is None or topic_id_of(self.root, name) is None:
                 self._cache.pop(name, None)
                 raise UnknownTopicError(name)
-            if meta is not None and meta.topic_id == tid:
-                return meta
+            if meta is not None and self._sigs.get(name) == sig:
+                return meta  # the file was not rewritten since (alter rewrites it in place)
         meta = _read_meta_file(name, self._path(name))
         self._cache[name] = meta
+        self._sigs[name] = sig
         return meta
 
     def exists(self, name: str) -> bool:
@@ -453,6 +523,46 @@ class TopicRegistry:
                 )
         _ID_CACHE.pop(path, None)
         return TopicRepair(name, meta.partitions, meta.topic_id, rewritten, created, tuple(problems))
+
+    def alter(
+        self,
+        name: str,
+        *,
+        partitions: int | None = None,
+        config: dict[str, Any] | None = None,
+        delete_config: tuple[str, ...] = (),
+    ) -> TopicMeta:
+        """Grow topic ``name`` to ``partitions`` partitions and/or change its config overrides.
+
+        Partitions can only be added, as in Kafka: keyed records then go to
+        ``murmur2(key) % partitions``, so a key's new records may land in another partition
+        than its old ones. ``config`` sets LogConfig overrides, ``delete_config`` removes
+        some (back to the default). Settings whose change would make records already
+        written unreadable are refused: lowering ``max_batch_bytes`` or
+        ``max_decompressed_bytes``, changing ``segment_index_bytes``.
+
+        Crash safety: the new partition directories are created (and the data directory
+        fsynced) before the metadata file naming them is written, and that file is replaced
+        by a rename while its previous content is kept as ``meta.bak``, so the file is never
+        missing: a crash leaves the old topic (and at worst empty directories the next
+        alter reuses) or the new one. Readers notice through ``get(fresh=True)``, which
+        re-reads a metadata file that was rewritten.
+        """
+        validate_topic(name)
+        with self._lock:
+            self._cache.pop(name, None)
+            old = _read_meta_file(name, self._path(name))
+            count = old.partitions if partitions is None else _grown_count(old, partitions)
+            overrides = _altered_overrides(old, config or {}, delete_config)
+            for p in range(old.partitions, count):
+                _fs.make_dir(partition_path(self.root, name, p))
+            if count > old.partitions:
+                _fs.fsync_dir(self.root)
+            _fs.crash_point("topic-alter-before-meta")
+            meta = TopicMeta(name, count, overrides, old.created_ms, old.topic_id)
+            _replace_meta(self._path(name), _meta_body(old), _meta_body(meta))
+        _ID_CACHE.pop(self._path(name), None)
+        return meta
 
     def delete(self, name: str) -> None:
         """Delete topic ``name`` and its partitions; one whose metadata is corrupt too (every
