@@ -6,15 +6,19 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from logq.codec.batch import BATCH_OVERHEAD
+from logq.codec.compression import CODECS
 from logq.errors import ConfigError
 
-__all__ = ["LogConfig", "FSYNC_MODES", "SHARED_READ", "check_shared_read"]
+__all__ = ["LogConfig", "FSYNC_MODES", "SHARED_READ", "TOPIC_COMPRESSION_TYPES", "check_shared_read"]
 
 FSYNC_MODES = ("never", "always", "interval")
 # Who besides its owner may read a data directory (a data-directory setting, not a topic's:
 # group and offsets files belong to no topic). "private": files 0600, directories 0700;
 # "group": 0640 and 0750, read access for the directory's group (docs/durability.md).
 SHARED_READ = ("private", "group")
+# A topic's compression_type: Kafka's values. "producer" (the default) and "uncompressed"
+# are Kafka's topic-level names; logq producers use a topic's codec when they set none.
+TOPIC_COMPRESSION_TYPES = ("producer", "uncompressed", *CODECS)
 _DAY_MS = 24 * 3600 * 1000
 
 
@@ -33,6 +37,7 @@ class LogConfig:
     max_open_segments: int = 64  # sealed segments kept open at once (fds)
     max_decompressed_bytes: int = 16 << 20  # cap on one compressed batch's records
     open_timeout_ms: int = 60_000  # how long opening waits for another writer's recovery
+    compression_type: str = "producer"  # codec of producers that set none (docs/guide.md, Producer)
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, rule: str) -> None:
@@ -40,7 +45,7 @@ class LogConfig:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is invalid: {rule}")
 
         for f in fields(self):
-            if f.name != "fsync":
+            if f.name not in ("fsync", "compression_type"):
                 v = getattr(self, f.name)
                 need(isinstance(v, int) and not isinstance(v, bool), f.name, "must be an integer")
         need(
@@ -60,6 +65,11 @@ class LogConfig:
         need(self.max_open_segments >= 1, "max_open_segments", "must be >= 1")
         need(self.max_decompressed_bytes >= 1024, "max_decompressed_bytes", "must be >= 1024")
         need(self.open_timeout_ms >= 0, "open_timeout_ms", "must be >= 0")
+        need(
+            self.compression_type in TOPIC_COMPRESSION_TYPES,
+            "compression_type",
+            f"one of {', '.join(TOPIC_COMPRESSION_TYPES)}",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
