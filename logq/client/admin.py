@@ -13,16 +13,21 @@ the partition at the first bad batch only when asked with ``execute=True``.
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from logq.config import LogConfig
-from logq.errors import GroupNotEmptyError, OffsetOutOfRangeError
+from logq.errors import GroupNotEmptyError, OffsetOutOfRangeError, UnknownGroupError, storage_error
+from logq.groups.files import GroupLock
 from logq.groups.member import describe_group as _describe_group
 from logq.groups.member import group_dir, list_groups, live_member_ids
 from logq.groups.offsets import OffsetStore, recorded_topic_ids
+from logq.storage import files as _fs
 from logq.storage.log import PartitionLog
 from logq.storage.topics import (
+    META_DIR,
     TopicMeta,
     TopicRegistry,
     TopicRepair,
@@ -37,9 +42,13 @@ __all__ = [
     "TopicDescription",
     "GroupPartitionInfo",
     "GroupInfo",
+    "GroupMemberInfo",
     "RepairReport",
     "TopicRepair",
 ]
+
+
+LOCK_TIMEOUT_MS = 10_000  # how long delete_group waits for the group's lock
 
 
 class PartitionInfo(NamedTuple):
@@ -74,6 +83,14 @@ class GroupPartitionInfo(NamedTuple):
     consumer_id: str | None
 
 
+class GroupMemberInfo(NamedTuple):
+    """One live member of a group, as ``kafka-consumer-groups --describe --members`` shows it."""
+
+    member_id: str
+    pid: int | None  # the process it lives in (every member is on this host)
+    assignment: tuple[tuple[str, int], ...]  # the (topic, partition) pairs assigned to it
+
+
 class GroupInfo(NamedTuple):
     group: str
     state: str  # Dead, Empty, Stable, Rebalancing
@@ -81,6 +98,8 @@ class GroupInfo(NamedTuple):
     members: list[str]  # live member ids
     partitions: list[GroupPartitionInfo]
     problems: tuple[str, ...]
+    member_details: tuple[GroupMemberInfo, ...] = ()  # the live members, with pid and assignment
+    assignor: str = "sticky"  # logq's one assignor (logq/groups/assignor.py), Kafka's cooperative-sticky rules
 
 
 class RepairReport(NamedTuple):
@@ -135,6 +154,27 @@ class Admin:
         ids = recorded_topic_ids(self.root, name)
         tid = next(iter(ids)) if len(ids) == 1 else None
         return self.registry.repair(name, partitions, tid, **config)
+
+    def create_partitions(self, name: str, total: int) -> TopicMeta:
+        """Grow topic ``name`` to ``total`` partitions, like Kafka's createPartitions.
+
+        Partitions can only be added (InvalidPartitionsError otherwise). Keyed records then
+        map to ``murmur2(key) % total``: as in Kafka, a key's new records may go to another
+        partition than its earlier ones. Subscribed consumers pick the new partitions up at
+        their next group check; see TopicRegistry.alter for the crash safety.
+        """
+        return self.registry.alter(name, partitions=total)
+
+    def alter_topic_config(self, name: str, *, delete: tuple[str, ...] = (), **config: Any) -> TopicMeta:
+        """Set LogConfig overrides of topic ``name`` (``retention_ms=...``) and remove those named
+        in ``delete`` (back to the default), like Kafka's incrementalAlterConfigs.
+
+        Partition logs opened after the change use it (an open writer keeps the config it
+        was opened with until it reopens); ``enforce_retention`` applies new retention now.
+        """
+        if isinstance(delete, str):
+            delete = (delete,)
+        return self.registry.alter(name, config=dict(config), delete_config=tuple(delete))
 
     def list_topics(self) -> list[str]:
         return self.registry.names()
@@ -229,7 +269,42 @@ class Admin:
             owner = d.owners.get((topic, p)) or d.assignment.get((topic, p))
             rows.append(GroupPartitionInfo(topic, p, c, end, None if c is None else end - c, owner))
         live = [m.member_id for m in d.members if m.alive]
-        return GroupInfo(group, d.state, d.generation, live, rows, problems)
+        details = tuple(
+            GroupMemberInfo(m.member_id, m.pid, tuple(sorted((t, p) for t, p in m.assignment)))
+            for m in d.members
+            if m.alive
+        )
+        return GroupInfo(group, d.state, d.generation, live, rows, problems, details)
+
+    def delete_group(self, group: str) -> None:
+        """Delete consumer group ``group`` and its committed offsets, like Kafka's deleteConsumerGroups.
+
+        Refused with GroupNotEmptyError while a live process is a member (checked under the
+        group's lock, which every join takes); UnknownGroupError if there is no such group.
+        The group's directory is renamed away under that lock, then removed.
+        """
+        gdir = group_dir(self.root, group)
+        if not os.path.isdir(gdir):
+            raise UnknownGroupError(group)
+        lock = GroupLock(os.path.join(gdir, "group.lock"), LOCK_TIMEOUT_MS)
+        try:
+            with lock.hold():
+                live = live_member_ids(gdir)
+                if live:
+                    raise GroupNotEmptyError(
+                        group, len(live), hint="stop the group's consumers first: only an empty group can be deleted"
+                    )
+                trash = os.path.join(self.root, META_DIR, "trash")
+                _fs.make_dir(trash)
+                dst = os.path.join(trash, uuid.uuid4().hex)
+                try:
+                    os.rename(gdir, dst)
+                except OSError as e:
+                    raise storage_error("delete group", gdir, e) from None
+                _fs.fsync_dir(os.path.dirname(gdir))
+        finally:
+            lock.close()
+        shutil.rmtree(dst, ignore_errors=True)
 
     def committed_offsets(self, group: str) -> dict[tuple[str, int], int]:
         if not os.path.isdir(group_dir(self.root, group)):
