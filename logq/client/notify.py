@@ -8,6 +8,11 @@ reached), waiting falls back to short sleeps that back off up to ``_MAX_SLEEP_S`
 nothing arrives; the consumer calls ``reset_backoff()`` when a read returns records, so a
 partition that is busy again is polled at the shortest sleep, not at the idle one.
 
+An event loop waits without a thread: ``fileno()`` is the inotify descriptor (-1 without
+inotify), readable once a watched directory changed; register it with
+``loop.add_reader``, and ``drain()`` (never blocking) before re-reading the logs, so a
+write after the drain leaves it readable (logq/aio/consumer.py does this).
+
 ``wake()`` (from any thread) ends the current or next wait at once: a byte on a pipe the
 wait also selects on, or an Event in the fallback. ``Consumer.wakeup()`` and a ``close()``
 from another thread use it.
@@ -89,6 +94,23 @@ class Watcher:
     @property
     def native(self) -> bool:
         return self._fd >= 0
+
+    def fileno(self) -> int:
+        """The inotify descriptor (non-blocking), readable when a watched directory changed; -1 without inotify.
+
+        For an event loop's ``add_reader``: it stays readable until ``drain()``; it does not
+        report ``wake()``, which is for threads blocked in ``wait``.
+        """
+        return self._fd
+
+    def watched(self) -> set[str]:
+        """The directories watched now."""
+        return set(self._watches)
+
+    def fileno(self) -> int:
+        """The inotify descriptor (readable when a watched directory changed; -1 without
+        inotify), for an event loop to watch; call ``drain()`` when it is readable."""
+        return self._fd
 
     def watch(self, directory: str) -> None:
         if self._fd < 0 or directory in self._watches:
