@@ -107,11 +107,6 @@ class Watcher:
         """The directories watched now."""
         return set(self._watches)
 
-    def fileno(self) -> int:
-        """The inotify descriptor (readable when a watched directory changed; -1 without
-        inotify), for an event loop to watch; call ``drain()`` when it is readable."""
-        return self._fd
-
     def watch(self, directory: str) -> None:
         if self._fd < 0 or directory in self._watches:
             return
