@@ -1,0 +1,204 @@
+"""The asyncio transport of `logq serve`: sockets in, frames to the dispatcher, replies out.
+
+Kept thin: framing, decoding and handling are sans-IO (framing.py, apis.py, handlers/).
+Per connection, requests are handled one at a time in arrival order (as Kafka does), so
+pipelined requests are answered in order; at most ``max_in_flight_requests`` complete
+requests wait (reading pauses beyond that), at most one partial request is buffered
+(``max_request_bytes``), and reading also pauses while more than
+``max_buffered_response_bytes`` of replies wait to be sent. A sweep every second closes
+connections idle for ``idle_timeout_ms`` and those whose request stays incomplete for
+``partial_request_timeout_ms``. A bad frame, an undecodable request or a failing handler
+closes that connection with one log line; every other connection keeps going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+
+from logq.errors import LogqError, ProtocolError
+from logq.server.apis import Dispatcher
+from logq.server.context import Broker, Session
+from logq.server.framing import FrameDecoder, frame
+
+__all__ = ["Connection", "Connections"]
+
+log = logging.getLogger("logq.server")
+
+_SWEEP_S = 1.0
+
+
+class Connections:
+    """Every open connection of one server, the limits they share, and the sweep timer."""
+
+    def __init__(self, broker: Broker, dispatcher: Dispatcher, tls: bool) -> None:
+        self.broker = broker
+        self.dispatcher = dispatcher
+        self.tls = tls
+        self.open: set[Connection] = set()
+        self.accepted = 0
+        self._sweep: asyncio.TimerHandle | None = None
+
+    def factory(self) -> Connection:
+        return Connection(self)
+
+    def start_sweeping(self) -> None:
+        self._sweep = self.broker.loop.call_later(_SWEEP_S, self._sweep_once)
+
+    def _sweep_once(self) -> None:
+        now = time.monotonic()
+        cfg = self.broker.config
+        for conn in list(self.open):
+            conn.check_timeouts(now, cfg.idle_timeout_ms / 1000, cfg.partial_request_timeout_ms / 1000)
+        self.start_sweeping()
+
+    async def close_all(self, grace_s: float) -> None:
+        """Let each connection finish the request it is handling (up to ``grace_s``), then close."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+        for conn in list(self.open):
+            conn.stop_reading()
+        workers = [c.worker for c in self.open if c.worker is not None and not c.worker.done()]
+        if workers:
+            await asyncio.wait(workers, timeout=grace_s)
+        for conn in list(self.open):
+            conn.close("server shutting down")
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: its decoder, queue of complete requests and worker task."""
+
+    def __init__(self, owner: Connections) -> None:
+        self.owner = owner
+        self.broker = owner.broker
+        cfg = owner.broker.config
+        self.decoder = FrameDecoder(cfg.max_request_bytes)
+        self.queue: deque[bytes] = deque()
+        self.worker: asyncio.Task[None] | None = None
+        self.transport: asyncio.Transport | None = None
+        self.session = Session(peer="?")
+        self.requests = 0
+        self.last_activity = time.monotonic()
+        self.frame_started: float | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self._stopping = False
+        self._closed = False
+
+    # ------------------------------------------------------------------ asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.session.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.session.tls = self.owner.tls
+        self.session.authenticated = self.broker.auth is None
+        cfg = self.broker.config
+        if len(self.owner.open) >= cfg.max_connections:
+            log.warning(
+                "refused connection from %s: max_connections=%d reached", self.session.peer, cfg.max_connections
+            )
+            self._closed = True
+            transport.abort()
+            return
+        transport.set_write_buffer_limits(high=cfg.max_buffered_response_bytes)
+        self.owner.open.add(self)
+        self.owner.accepted += 1
+        log.info("connection from %s", self.session.peer)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed or self._stopping:
+            return
+        self.last_activity = time.monotonic()
+        try:
+            frames = self.decoder.feed(data)
+        except ProtocolError as e:
+            self.close(e.reason, level=logging.WARNING)
+            return
+        self.frame_started = (self.frame_started or self.last_activity) if self.decoder.in_frame else None
+        if frames:
+            self.queue.extend(frames)
+            if self.worker is None or self.worker.done():
+                self.worker = self.broker.loop.create_task(self._work())
+        self._update_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._can_write.set()
+        if self in self.owner.open:
+            self.owner.open.discard(self)
+            log.info("connection from %s closed (%d requests)", self.session.peer, self.requests)
+        if self.worker is not None and not self.worker.done():
+            self.worker.cancel()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        self._can_write.clear()
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._can_write.set()
+        self._update_reading()
+
+    # ------------------------------------------------------------------ work
+    async def _work(self) -> None:
+        while self.queue and not self._closed:
+            request = self.queue.popleft()
+            self._update_reading()
+            try:
+                reply = await self.owner.dispatcher.handle(self.broker, self.session, request)
+            except ProtocolError as e:
+                self.close(e.reason, level=logging.WARNING)
+                return
+            except (LogqError, Exception) as e:  # a handler bug: this connection only
+                log.error("closing %s: request failed: %s: %s", self.session.peer, type(e).__name__, e)
+                self.close(None)
+                return
+            self.requests += 1
+            self.last_activity = time.monotonic()
+            if reply.payload is not None and self.transport is not None and not self._closed:
+                self.transport.write(frame(reply.payload))
+            if self.session.close_after_response:
+                self.close("closed after the response, as its handler asked", level=logging.INFO)
+                return
+            if self._writing_paused:
+                await self._can_write.wait()
+
+    def _update_reading(self) -> None:
+        if self.transport is None or self._closed:
+            return
+        full = len(self.queue) >= self.broker.config.max_in_flight_requests or self._writing_paused
+        if full and not self._reading_paused:
+            self.transport.pause_reading()
+            self._reading_paused = True
+        elif not full and self._reading_paused and not self._stopping:
+            self.transport.resume_reading()
+            self._reading_paused = False
+
+    def check_timeouts(self, now: float, idle_s: float, partial_s: float) -> None:
+        if self.frame_started is not None and now - self.frame_started > partial_s:
+            self.close(f"request incomplete after partial_request_timeout_ms={int(partial_s * 1000)}")
+        elif not self.queue and (self.worker is None or self.worker.done()) and now - self.last_activity > idle_s:
+            self.close(f"idle for idle_timeout_ms={int(idle_s * 1000)}", level=logging.INFO)
+
+    def stop_reading(self) -> None:
+        self._stopping = True
+        self.queue.clear()
+        if self.transport is not None and not self._closed and not self._reading_paused:
+            self.transport.pause_reading()
+            self._reading_paused = True
+
+    def close(self, reason: str | None, level: int = logging.WARNING) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if reason is not None:
+            log.log(level, "closing %s: %s", self.session.peer, reason)
+        self.queue.clear()
+        if self.transport is not None:
+            self.transport.close()
