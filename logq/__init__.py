@@ -57,6 +57,7 @@ from logq.errors import (
     UnknownTopicError,
     WorkloadError,
 )
+from logq.server.server import Server
 from logq.storage.log import AppendResult, FetchResult, PartitionLog, RecoveryReport
 from logq.types import OffsetAndTimestamp, Record, TopicPartition
 
@@ -115,6 +116,7 @@ __all__ = [
     "RecoveryReport",
     "SeekError",
     "SerializationError",
+    "Server",
     "StorageError",
     "TopicDescription",
     "TopicExistsError",
