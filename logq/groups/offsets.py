@@ -5,7 +5,14 @@ A committed offset is the **next offset to read** (last processed + 1), as in Ka
 (logq/storage/meta.py) whose body is::
 
     {"format": 1, "offsets": {"<topic>": {"<partition>": <offset>, ...}, ...},
-     "topic_ids": {"<topic>": "<topic id>" | null, ...}}
+     "topic_ids": {"<topic>": "<topic id>" | null, ...},
+     "metadata": {"<topic>": {"<partition>": "<string>", ...}, ...}}
+
+- Metadata: the string a Kafka client commits with an offset (OffsetCommit's
+  ``committed_metadata``, returned by OffsetFetch). Each commit replaces it (a commit without
+  one clears it, as in Kafka); only non-empty strings are stored. ``metadata`` was added
+  without changing ``format``: an older logq reads the offsets and ignores it (and drops it
+  when it next commits); a file without it reads as empty strings.
 
 - Topic identity (KIP-516): a commit stores, per topic, the id of the incarnation it was
   made for (logq/storage/topics.py; ``null``: no such topic existed then). Offsets whose id
@@ -31,6 +38,9 @@ A committed offset is the **next offset to read** (last processed + 1), as in Ka
   ownership file names that member with an acquisition generation <= ``generation``
   (logq/groups/member.py); otherwise CommitFailedError. A commit without ``member_id`` (manual
   assignment, admin tools) is refused while the group has live members (GroupNotEmptyError).
+  ``coordinated=True`` is `logq serve`'s commit for a network member: its coordinator, which
+  serves the group alone (logq/groups/served.py), has already fenced it by Kafka's
+  generation rules, so neither check applies.
 - Offsets beyond the log end are refused at commit (``log_end``) and clamped, with a report,
   by :meth:`OffsetStore.clamp_to` (reliability rule 9: committed <= log end). For a
   ``sync=True`` commit pass the *durable* log end, so that no offset is durable ahead of the
@@ -106,7 +116,8 @@ def _outside_logq() -> int:
     return level
 
 
-_Stored = tuple[dict[TopicPartition, int], dict[str, str | None]]  # offsets, topic ids
+_Stored = tuple[dict[TopicPartition, int], dict[str, str | None], dict[TopicPartition, str]]  # offsets, ids, metadata
+MAX_METADATA_CHARS = 4096  # per committed offset, as Kafka's offset.metadata.max.bytes
 
 
 def _topic_id_fn(gdir: str) -> TopicIdFn:
@@ -155,6 +166,7 @@ class OffsetStore:
         self._lock = GroupLock(os.path.join(group_dir, "group.lock"), lock_timeout_ms, readonly=readonly)
         self._cache: dict[TopicPartition, int] | None = None
         self._ids: dict[str, str | None] = {}  # topic -> id stored with its offsets (cached)
+        self._meta: dict[TopicPartition, str] = {}  # non-empty metadata strings (cached)
         self._cache_token = b""
         self._main_bad = False
         self._token_prefix = secrets.token_hex(8)
@@ -179,6 +191,8 @@ class OffsetStore:
         sync: bool = False,
         log_end: LogEndFn | None = None,
         topic_ids: Mapping[str, str | None] | None = None,
+        metadata: Mapping[TP, str] | None = None,
+        coordinated: bool = False,
     ) -> None:
         """Merge ``offsets`` into the stored map, all of them or none.
 
@@ -186,13 +200,15 @@ class OffsetStore:
         ``log_end(topic, partition)`` (optional) refuses offsets beyond the log end.
         ``topic_ids`` names the incarnation each topic's offsets were read from (a client
         holding a topic open passes the id it opened); a topic it does not name is stamped
-        with its current id.
+        with its current id. ``metadata`` gives a string per committed partition (default
+        ""); ``coordinated`` skips the membership checks (see the module docstring).
         """
         if self.readonly:
             raise ReadOnlyLogError(self.path)
         items = self._validate(offsets)
         if not items:
             return
+        notes = self._validate_metadata(items, metadata or {})
         if log_end is not None:
             for (topic, p), off in items.items():
                 end = log_end(topic, p)
@@ -203,7 +219,9 @@ class OffsetStore:
         if member_id is not None and (isinstance(generation, bool) or not isinstance(generation, int)):
             raise ConfigError(f"a commit by member {member_id!r} needs its generation (an int)")
         with self._lock.hold():
-            if member_id is None or generation is None:
+            if coordinated:
+                pass
+            elif member_id is None or generation is None:
                 live = live_member_ids(self.group_dir)
                 if live:
                     raise GroupNotEmptyError(self.group_id, len(live))
@@ -212,14 +230,37 @@ class OffsetStore:
             stored = self._load_locked()
             ids = self._stamped_ids(stored)
             merged = dict(stored)
+            meta = dict(self._meta)
             for topic in sorted({t for t, _ in items}):
                 tid = self._topic_id(topic)
                 self._refuse_stale(topic, topic_ids, tid, items)
                 if topic in ids and ids[topic] != tid:  # offsets of another incarnation: drop them
                     merged = {tp: off for tp, off in merged.items() if tp[0] != topic}
+                    meta = {tp: m for tp, m in meta.items() if tp[0] != topic}
                 ids[topic] = tid
             merged.update(items)
-            self._write_locked(merged, sync, ids)
+            for tp in items:
+                if notes.get(tp):
+                    meta[tp] = notes[tp]
+                else:
+                    meta.pop(tp, None)
+            self._write_locked(merged, sync, ids, meta)
+
+    @staticmethod
+    def _validate_metadata(
+        items: Mapping[TopicPartition, int], metadata: Mapping[TP, str]
+    ) -> dict[TopicPartition, str]:
+        notes: dict[TopicPartition, str] = {}
+        for tp, text in metadata.items():
+            key = (tp[0], tp[1])
+            if key not in items:
+                raise ConfigError(f"metadata given for {key[0]}-{key[1]}, which this commit does not include")
+            if not isinstance(text, str) or len(text) > MAX_METADATA_CHARS:
+                raise InvalidOffsetCommitError(
+                    key[0], key[1], items[key], f"its metadata must be a str of at most {MAX_METADATA_CHARS} characters"
+                )
+            notes[key] = text
+        return notes
 
     @staticmethod
     def _refuse_stale(
@@ -258,6 +299,15 @@ class OffsetStore:
         current = {t: self._current(t, ids) for t in {t for t, _ in stored}}
         return {tp: off for tp, off in stored.items() if current[tp[0]]}
 
+    @os_errors("read offsets")
+    def all_with_metadata(self) -> dict[TopicPartition, tuple[int, str]]:
+        """Like :meth:`all`, each offset with its metadata string ("" when none)."""
+        with self._lock.hold(shared=True):
+            stored = dict(self._load_locked())
+            ids, meta = dict(self._ids), dict(self._meta)
+        current = {t: self._current(t, ids) for t in {t for t, _ in stored}}
+        return {tp: (off, meta.get(tp, "")) for tp, off in stored.items() if current[tp[0]]}
+
     @os_errors("clamp offsets")
     def clamp_to(self, log_end_fn: LogEndFn) -> list[ClampReport]:
         """Lower every committed offset above its log end to the log end, durably; report each.
@@ -284,7 +334,7 @@ class OffsetStore:
                     )
                 merged = dict(current)
                 merged.update({(r.topic, r.partition): r.log_end for r in reports})
-                self._write_locked(merged, True, self._stamped_ids(current))
+                self._write_locked(merged, True, self._stamped_ids(current), dict(self._meta))
             return reports
 
     def close(self) -> None:
@@ -363,7 +413,7 @@ class OffsetStore:
         if self._cache is not None and token and token == self._cache_token:
             return self._cache
         self._copy_len = None
-        (offsets, self._ids), source, problems, self._main_bad = self._read_copies()
+        (offsets, self._ids, self._meta), source, problems, self._main_bad = self._read_copies()
         for p in problems:
             self._report(p)
         if source == "backup":
@@ -383,7 +433,7 @@ class OffsetStore:
         """((offsets, topic ids), copy used, problems, main copy damaged or missing)."""
         got = read_meta(self.path, self._parse)
         main_bad = got.source != "main" and bool(got.problems)
-        return got.value or ({}, {}), got.source, got.problems, main_bad
+        return got.value or ({}, {}, {}), got.source, got.problems, main_bad
 
     @staticmethod
     def _read_file_raw(path: str) -> bytes | None:
@@ -420,9 +470,26 @@ class OffsetStore:
             isinstance(t, str) and (v is None or isinstance(v, str)) for t, v in raw_ids.items()
         ):
             raise CorruptMetadataError(name, "bad topic_ids map")
-        return out, dict(raw_ids)
+        raw_meta = obj.get("metadata", {})
+        if not isinstance(raw_meta, dict) or not all(
+            isinstance(parts, dict) and all(isinstance(m, str) for m in parts.values()) for parts in raw_meta.values()
+        ):
+            raise CorruptMetadataError(name, "bad metadata map")
+        meta = {
+            (t, int(p)): m
+            for t, parts in raw_meta.items()
+            for p, m in parts.items()
+            if isinstance(p, str) and _PARTITION.fullmatch(p) and (t, int(p)) in out and m
+        }
+        return out, dict(raw_ids), meta
 
-    def _write_locked(self, merged: dict[TopicPartition, int], sync: bool, ids: dict[str, str | None]) -> None:
+    def _write_locked(
+        self,
+        merged: dict[TopicPartition, int],
+        sync: bool,
+        ids: dict[str, str | None],
+        meta: dict[TopicPartition, str],
+    ) -> None:
         """Rewrite ``offsets.bak`` then ``offsets`` in place (A/B copies; see the docstring)."""
         self._cache = None  # until both copies and the token are written
         if self._main_bad:
@@ -431,7 +498,14 @@ class OffsetStore:
         for (topic, p), off in sorted(merged.items()):
             body.setdefault(topic, {})[str(p)] = off
         ids = {t: ids.get(t) for t in body}
-        data = encode_meta({"format": FORMAT, "offsets": body, "topic_ids": ids})
+        doc: dict[str, object] = {"format": FORMAT, "offsets": body, "topic_ids": ids}
+        notes: dict[str, dict[str, str]] = {}
+        for (topic, p), text in sorted(meta.items()):
+            if (topic, p) in merged and text:
+                notes.setdefault(topic, {})[str(p)] = text
+        if notes:
+            doc["metadata"] = notes
+        data = encode_meta(doc)
         created = False
         shrink = self._copy_len is None or len(data) < self._copy_len
         for path in (self.path + ".bak", self.path):
@@ -444,6 +518,7 @@ class OffsetStore:
         token = f"{self._token_prefix}-{self._writes}".encode("ascii")
         self._lock.write_token(GroupLock.OFFSETS, token)
         self._cache, self._cache_token, self._ids = merged, token, ids
+        self._meta = {tp: m for tp, m in meta.items() if tp in merged and m}
 
     @staticmethod
     def _overwrite(path: str, data: bytes, sync: bool, shrink: bool) -> bool:
