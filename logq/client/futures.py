@@ -6,20 +6,44 @@ writer ``finish``es the batch once it is in the log (or failed), which wakes eve
 waiter. The completion Event is created lazily by the first waiter, so a batch nobody
 waits on never allocates one. ``RecordMetadata`` and ``BatchMetadata`` are where records
 landed: one record of ``send``, one batch of ``send_batch``.
+
+Delivery callbacks (``send(on_delivery=...)``, ``add_callback``, ``add_errback``,
+``add_both``) are kept on the batch as (index, function, kind) entries. ``finish`` marks the
+batch done and takes its callbacks under one lock, so each callback runs exactly once: by
+the writer after the write (``run_callbacks``, outside every producer lock), or at once by
+``add_*`` on a future that is already done. A callback that raises is logged and ignored.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
 import time
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
-from logq.errors import LogqTimeoutError
+from logq.errors import ConfigError, LogqTimeoutError
 
-__all__ = ["TP", "Batch", "BatchMetadata", "RecordFuture", "RecordMetadata", "new_future"]
+__all__ = [
+    "TP",
+    "Batch",
+    "BatchMetadata",
+    "RecordFuture",
+    "RecordMetadata",
+    "Callback",
+    "ON_DELIVERY",
+    "new_future",
+    "run_callbacks",
+]
+
+log = logging.getLogger("logq.producer")
 
 TP = tuple[str, int]
 _EVENT_LOCK = threading.Lock()  # creates a batch's completion Event on its first waiter
+_CALLBACK_LOCK = threading.Lock()  # orders add_* against finish: each callback runs once
+ON_DELIVERY, ON_SUCCESS, ON_ERROR, ON_BOTH = 0, 1, 2, 3
+Callback = tuple[int, Callable[..., Any], int]  # (record index, function, kind)
 new_future = tuple.__new__  # RecordFuture without the Python-level __new__: send's hot path
 
 
@@ -41,7 +65,7 @@ class BatchMetadata(NamedTuple):
 
 
 class Batch:
-    __slots__ = ("tp", "tid", "records", "bytes", "created", "base_offset", "error", "_event", "done")
+    __slots__ = ("tp", "tid", "records", "bytes", "created", "base_offset", "error", "_event", "done", "callbacks")
 
     def __init__(self, tp: TP, tid: str = "") -> None:
         self.tp = tp
@@ -53,17 +77,26 @@ class Batch:
         self.error: BaseException | None = None
         self._event: threading.Event | None = None
         self.done = False
+        self.callbacks: list[Callback] | None = None
 
-    def finish(self) -> None:
-        self.done = True
+    def finish(self) -> list[Callback] | None:
+        """Mark the batch written (or failed), wake its waiters; return the callbacks to run."""
+        with _CALLBACK_LOCK:
+            self.done = True
+            cbs, self.callbacks = self.callbacks, None
         ev = self._event
         if ev is not None:
             ev.set()
+        return cbs
 
     def abandon(self, error: BaseException) -> None:
-        """In a fork child: fail the batch without touching the parent's Event (and its lock)."""
+        """In a fork child: fail the batch without touching the parent's Event (and its lock).
+
+        Its callbacks are dropped: the parent runs them when it writes the batch.
+        """
         self.error = error
         self._event = None
+        self.callbacks = None
         self.done = True
 
     def wait(self, timeout: float | None) -> bool:
@@ -92,7 +125,17 @@ class RecordFuture(tuple):
     def done(self) -> bool:
         return self[0].done
 
+    def succeeded(self) -> bool:
+        """Done and written (kafka-python's name)."""
+        return self[0].done and self[0].error is None
+
+    def failed(self) -> bool:
+        """Done and not written (kafka-python's name)."""
+        return self[0].done and self[0].error is not None
+
     def result(self, timeout: float | None = None) -> RecordMetadata:
+        """Where the record landed; waits at most ``timeout`` seconds (LogqTimeoutError), raises
+        the batch's error if it could not be written."""
         b, i = self
         if not b.wait(timeout):
             raise LogqTimeoutError("record write", timeout, hint="call flush() to force it")
@@ -100,11 +143,76 @@ class RecordFuture(tuple):
             raise b.error
         return RecordMetadata(b.tp[0], b.tp[1], b.base_offset + i, b.records[i][3])
 
+    def get(self, timeout: float | None = None) -> RecordMetadata:
+        """``result(timeout)`` under kafka-python's name (``timeout`` in seconds)."""
+        return self.result(timeout)
+
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        self[0].wait(timeout)
+        """The error the record failed with, None if it was written; LogqTimeoutError if it is
+        not done within ``timeout`` seconds."""
+        if not self[0].wait(timeout):
+            raise LogqTimeoutError("record write", timeout, hint="call flush() to force it")
         return self[0].error
+
+    def add_callback(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> RecordFuture:
+        """Call ``fn(*args, metadata, **kwargs)`` once the record is written (not if it fails).
+
+        On a future already done it runs at once, in this thread. Returns the future.
+        """
+        return self._add(ON_SUCCESS, fn, args, kwargs)
+
+    def add_errback(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> RecordFuture:
+        """Call ``fn(*args, error, **kwargs)`` if the record could not be written."""
+        return self._add(ON_ERROR, fn, args, kwargs)
+
+    def add_both(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> RecordFuture:
+        """``fn`` as both callback (with the metadata) and errback (with the error)."""
+        return self._add(ON_BOTH, fn, args, kwargs)
+
+    def add_delivery_callback(self, fn: Callable[[BaseException | None, RecordMetadata | None], Any]) -> RecordFuture:
+        """Call ``fn(error, metadata)`` once (confluent-kafka's ``on_delivery`` order): error None
+        when the record was written, metadata None when it failed."""
+        return self._add(ON_DELIVERY, fn, (), {})
+
+    def _add(self, kind: int, fn: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> RecordFuture:
+        if not callable(fn):
+            raise ConfigError(f"a delivery callback must be callable, got {fn!r}")
+        if args or kwargs:
+            fn = functools.partial(fn, *args, **kwargs)
+        b, i = self
+        with _CALLBACK_LOCK:
+            if not b.done:
+                if b.callbacks is None:
+                    b.callbacks = []
+                b.callbacks.append((i, fn, kind))
+                return self
+        run_callbacks(b, [(i, fn, kind)])
+        return self
 
     def __repr__(self) -> str:
         b, i = self
         state = "error" if b.error is not None else ("done" if b.done else "pending")
         return f"RecordFuture({b.tp[0]}-{b.tp[1]}#{i}, {state})"
+
+
+def run_callbacks(b: Batch, callbacks: Sequence[Callback]) -> None:
+    """Run the callbacks a finished batch returned, in the order they were added.
+
+    ``ON_DELIVERY`` is confluent-kafka's ``on_delivery(error, metadata)``: one of the two is
+    None. A callback that raises is logged (with its traceback) and the others still run.
+    """
+    for i, fn, kind in callbacks:
+        err = b.error
+        try:
+            if err is None:
+                md = RecordMetadata(b.tp[0], b.tp[1], b.base_offset + i, b.records[i][3])
+                if kind == ON_DELIVERY:
+                    fn(None, md)
+                elif kind != ON_ERROR:
+                    fn(md)
+            elif kind == ON_DELIVERY:
+                fn(err, None)
+            elif kind != ON_SUCCESS:
+                fn(err)
+        except Exception:
+            log.exception("a delivery callback for %s-%d raised; ignored", b.tp[0], b.tp[1])

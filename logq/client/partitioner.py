@@ -8,16 +8,33 @@
 - Null keys: :class:`StickyPartitioner` (KIP-794 "uniform sticky"): keep sending to one
   partition until at least ``batch_size`` bytes went to it, then move to another partition
   chosen at random. Batches fill up, and load still spreads evenly over time.
+- A user's partitioner: a callable ``partitioner(key_bytes, all_partitions,
+  available_partitions) -> int`` as kafka-python's ``partitioner`` setting took it (key
+  after serialization, possibly None; both lists sorted; every partition is available in
+  logq). :func:`call_partitioner` checks what it returns.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
+from typing import Any
 
-from logq.errors import ConfigError, SerializationError
+from logq.errors import ConfigError, LogqError, SerializationError, UnknownPartitionError
 
-__all__ = ["murmur2", "to_positive", "partition_for_key", "StickyPartitioner"]
+__all__ = [
+    "murmur2",
+    "to_positive",
+    "partition_for_key",
+    "StickyPartitioner",
+    "Partitioner",
+    "KeyPlacements",
+    "check_partitioner",
+    "call_partitioner",
+]
+
+Partitioner = Callable[[bytes | None, list[int], list[int]], int]
 
 _SEED = 0x9747B28C
 _M = 0x5BD1E995
@@ -78,6 +95,26 @@ def partition_for_key(key: BytesLike, num_partitions: int) -> int:
     return to_positive(murmur2(key)) % n
 
 
+class KeyPlacements:
+    """:func:`partition_for_key`, memoised: hashing in Python costs microseconds per key.
+
+    At most ``entries`` (key, partition count) pairs are kept; past that the memo starts over.
+    """
+
+    def __init__(self, entries: int = 65536) -> None:
+        self.entries = entries
+        self._memo: dict[tuple[bytes, int], int] = {}
+
+    def partition(self, key: bytes, num_partitions: int) -> int:
+        ck = (key, num_partitions)
+        p = self._memo.get(ck)
+        if p is None:
+            if len(self._memo) >= self.entries:
+                self._memo.clear()
+            p = self._memo[ck] = partition_for_key(key, num_partitions)
+        return p
+
+
 class StickyPartitioner:
     """Partition choice for records with and without keys (KIP-794 uniform sticky).
 
@@ -126,3 +163,36 @@ class StickyPartitioner:
     def current(self) -> int | None:
         """The partition null-key records currently stick to (None before the first one)."""
         return self._current
+
+
+def check_partitioner(partitioner: object) -> Partitioner | None:
+    """``partitioner`` if it is None or callable, else ConfigError (at Producer construction)."""
+    if partitioner is not None and not callable(partitioner):
+        raise ConfigError(
+            f"partitioner={partitioner!r} is invalid: must be a callable "
+            "partitioner(key_bytes, all_partitions, available_partitions) -> int, or None"
+        )
+    return partitioner
+
+
+def call_partitioner(partitioner: Partitioner, topic: str, key: bytes | None, num_partitions: int) -> int:
+    """The partition ``partitioner`` picks for ``key`` among ``num_partitions``, checked.
+
+    Its own exception is wrapped in ConfigError (``__cause__``); a result that is not an int
+    in [0, num_partitions) raises UnknownPartitionError naming the partitioner.
+    """
+    every = list(range(num_partitions))
+    try:
+        p: Any = partitioner(key, every, list(every))
+    except LogqError:
+        raise
+    except Exception as e:
+        raise ConfigError(
+            f"the partitioner {partitioner!r} failed for topic {topic!r}: {e!r}",
+            hint="it is called as partitioner(key_bytes, all_partitions, available_partitions)",
+        ) from e
+    if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p < num_partitions:
+        err = UnknownPartitionError(topic, p, num_partitions)
+        err.hint = f"the partitioner {partitioner!r} returned {p!r}; it must return one of all_partitions"
+        raise err
+    return p

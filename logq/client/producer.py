@@ -21,6 +21,11 @@ meanwhile fails with TopicDeletedError, never an offset in unlinked files; a top
 and created again with the same partition count receives the batch, one with another
 count fails it (its partitioning no longer holds) and later sends use the new topic.
 
+Kafka-client parity (docs/guide.md, "Producer"): ``compression_type`` (codec per batch,
+producer_config.py), delivery callbacks run by the writing thread after the write and
+outside every lock (futures.py), a ``partitioner`` callable, ``partitions_for`` and
+``metrics()`` (producer_metrics.py).
+
 The pieces live beside this module: the batches and futures in logq/client/futures.py,
 the per-record checks of ``send`` in logq/client/records.py, the open partition logs and
 their incarnation checks in logq/client/producer_logs.py, and what happens at interpreter
@@ -41,22 +46,32 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from logq.client.futures import TP, Batch, BatchMetadata, RecordFuture, RecordMetadata, new_future
+from logq.client.futures import (
+    TP,
+    Batch,
+    BatchMetadata,
+    Callback,
+    RecordFuture,
+    RecordMetadata,
+    new_future,
+    run_callbacks,
+)
 from logq.client.handles import DEFAULT_MAX_OPEN_PARTITIONS, check_max_open_partitions
 from logq.client.lifecycle import EXIT_FLUSH_S, LiveClients, check_timeout, start_linger
-from logq.client.partitioner import StickyPartitioner, partition_for_key
+from logq.client.partitioner import KeyPlacements, StickyPartitioner, call_partitioner, check_partitioner
+from logq.client.producer_config import check_settings, producer_codec, topic_codec
 from logq.client.producer_logs import OpenLogs, append_records, append_values
+from logq.client.producer_metrics import ProducerMetrics
 from logq.client.records import (
     RECORD_OVERHEAD_BYTES,
-    as_bytes,
     bulk_input,
     encode_headers,
     record_too_large,
+    serialize,
 )
 from logq.client.serde import get_serializer
 from logq.client.timestamps import to_millis
 from logq.codec.batch import BATCH_OVERHEAD
-from logq.config import FSYNC_MODES
 from logq.errors import (
     ClientClosedError,
     ConfigError,
@@ -74,7 +89,6 @@ from logq.storage.topics import TopicRegistry, validate_partition, validate_topi
 __all__ = ["Producer", "RecordMetadata", "BatchMetadata", "RecordFuture"]
 
 _BULK_BATCH_BYTES = 512 * 1024  # send_batch target batch size (below max_batch_bytes)
-_KEY_CACHE_ENTRIES = 65536  # memoised key -> partition placements
 
 log = logging.getLogger("logq.producer")
 
@@ -92,10 +106,16 @@ class Producer:
         value_serializer: Any = None,
         fsync: str | None = None,
         max_open_partitions: int = DEFAULT_MAX_OPEN_PARTITIONS,
+        compression_type: str | None = None,
+        partitioner: Callable[[bytes | None, list[int], list[int]], int] | None = None,
     ) -> None:
         self._closed = True  # until built: __del__ of a half-built Producer does nothing
-        _check_settings(data_dir, fsync, linger_ms, batch_size, buffer_bytes, max_block_ms)
+        check_settings(data_dir, fsync, linger_ms, batch_size, buffer_bytes, max_block_ms)
         check_max_open_partitions(max_open_partitions)
+        self._codec = producer_codec(compression_type)  # None: each topic's compression_type
+        self.compression_type = compression_type
+        self._partitioner = check_partitioner(partitioner)
+        self._metrics = ProducerMetrics()
         self.registry = TopicRegistry(data_dir)
         self.root = self.registry.root
         self.max_open_partitions = max_open_partitions
@@ -115,7 +135,7 @@ class Producer:
         self._logs = OpenLogs(self.registry, fsync, max_open_partitions, self._drain_locks, self._forget_topic)
         self._sticky: dict[str, StickyPartitioner] = {}
         self._topics: dict[str, list] = {}
-        self._key_cache: dict[tuple[bytes, int], int] = {}
+        self._keys = KeyPlacements()
         self._writing: dict[TP, list[Batch]] = {}  # the batches each partition's writer is writing
         self._failed = 0  # records that could not be written since the last flush()
         self._first_error: BaseException | None = None
@@ -137,18 +157,16 @@ class Producer:
         headers: Any = None,
         partition: int | None = None,
         timestamp_ms: int | None = None,
+        on_delivery: Callable[[BaseException | None, RecordMetadata | None], Any] | None = None,
     ) -> RecordFuture:
+        """Queue one record; the future gives where it landed (docs/guide.md, Producer).
+
+        ``on_delivery(error, metadata)`` (confluent-kafka's order; one of the two is None)
+        runs once the record is written or failed, on the thread that wrote its batch.
+        """
         if self._closed:
             self._raise_closed()
-        try:  # a user serializer's failure is the caller's, wrapped; ours pass as they are
-            k = key if self._key_ser is None else self._key_ser(key)
-            v = value if self._value_ser is None else self._value_ser(value)
-        except LogqError:
-            raise
-        except Exception as e:
-            raise SerializationError(f"the serializer failed on {topic!r}: {e!r}") from e
-        if (k is not None and type(k) is not bytes) or (v is not None and type(v) is not bytes):
-            k, v = as_bytes(k, "key"), as_bytes(v, "value")
+        k, v = serialize(topic, key, value, self._key_ser, self._value_ser)
         try:
             info = self._topics[topic]
         except (KeyError, TypeError):  # first send to it, or not a topic name at all
@@ -162,6 +180,10 @@ class Producer:
         if size > info[1]:
             raise self._too_large(topic, size)
         ts = int(time.time() * 1000) if timestamp_ms is None else to_millis(timestamp_ms, "timestamp_ms")
+        if on_delivery is not None and not callable(on_delivery):
+            raise ConfigError(f"on_delivery must be callable, got {on_delivery!r}")
+        if partition is None and self._partitioner is not None:
+            partition = call_partitioner(self._partitioner, topic, k, info[0])
         drain = False
         with self._lock:
             tp = (topic, self._choose_partition(topic, info, partition, k, size))
@@ -183,6 +205,8 @@ class Producer:
                 self._close_batch(tp, b)
                 del self._open[tp]
                 drain = True
+        if on_delivery is not None:
+            fut.add_delivery_callback(on_delivery)
         if drain:
             self._drain(tp)
         return fut
@@ -194,6 +218,8 @@ class Producer:
         limit = meta.config.max_batch_bytes - BATCH_OVERHEAD
         if limit + RECORD_OVERHEAD_BYTES > self.buffer_bytes:
             limit = self.buffer_bytes - RECORD_OVERHEAD_BYTES  # a record must fit the buffer too
+        if self._codec is None:
+            topic_codec(meta.config)  # a topic codec whose library is missing fails this send
         info = [meta.partitions, limit, sticky, 0, min(self.batch_size, limit), meta.topic_id]
         self._logs.tid_partitions[meta.topic_id] = meta.partitions
         self._topics[topic] = info
@@ -220,22 +246,12 @@ class Producer:
         if partition is not None:
             return validate_partition(topic, partition, info[0])
         if key is not None:
-            return self._key_partition(key, info[0])
+            return self._keys.partition(key, info[0])
         if info[3] >= self.batch_size:
             info[2] = self._sticky_for(topic).partition(None, info[0], self.batch_size)
             info[3] = 0
         info[3] += size
         return info[2]
-
-    def _key_partition(self, key: bytes, n: int) -> int:
-        """murmur2 placement, memoised: hashing in Python costs microseconds per key."""
-        ck = (key, n)
-        p = self._key_cache.get(ck)
-        if p is None:
-            if len(self._key_cache) >= _KEY_CACHE_ENTRIES:
-                self._key_cache.clear()
-            p = self._key_cache[ck] = partition_for_key(key, n)
-        return p
 
     def send_batch(
         self,
@@ -258,6 +274,8 @@ class Producer:
             info = self._topics[topic]
         except (KeyError, TypeError):
             info = self._topic_info(topic)
+        if partition is None and self._partitioner is not None:
+            partition = call_partitioner(self._partitioner, topic, k, info[0])
         record_limit = info[1]
         ts = int(time.time() * 1000) if timestamp_ms is None else to_millis(timestamp_ms, "timestamp_ms")
         limit = min(_BULK_BATCH_BYTES, record_limit + BATCH_OVERHEAD - 1024)
@@ -276,7 +294,11 @@ class Producer:
             self._flush_tp(tp)
             chunk = values[start:stop]
             with self._drain_lock(tp):
-                res, lg = self._logs.append(tp, info[5], stop - start, functools.partial(append_values, chunk, ts, k))
+                do = functools.partial(append_values, chunk, ts, k, self._codec)
+                res, lg, stored, raw = self._logs.append(tp, info[5], stop - start, do)
+            with self._lock:
+                size = ends[stop - 1] - used + BATCH_OVERHEAD  # send()'s accounting, when uncompressed
+                self._metrics.written(stop - start, stored or size, raw or size, None)
             if all(lg is not x for x in logs):
                 logs.append(lg)
             out.append(BatchMetadata(topic, p, res.base_offset, stop - start, ts))
@@ -311,13 +333,16 @@ class Producer:
         """Write the ready batches of one partition, oldest first, one writer at a time.
 
         With a ``deadline`` (monotonic s), give up waiting for another writer of the
-        partition then; that writer writes the queued batches itself.
+        partition then; that writer writes the queued batches itself. Delivery callbacks
+        run here after each group, once the partition's write lock is released: a callback
+        may send, even to this partition.
         """
         lk = self._drain_lock(tp)
-        if not lk.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
-            return
-        try:
-            while True:
+        while True:
+            if not lk.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
+                return
+            ran: list[tuple[Batch, list[Callback]]] = []
+            try:
                 with self._lock:
                     q = self._ready.get(tp)
                     if not q:
@@ -325,25 +350,30 @@ class Producer:
                     group = list(q)  # every batch queued meanwhile: written together (group commit)
                     q.clear()
                     self._writing[tp] = group
-                self._write(tp, group)
-        finally:
-            self._writing.pop(tp, None)
-            lk.release()
+                self._write(tp, group, ran)
+            finally:
+                self._writing.pop(tp, None)
+                lk.release()
+                for b, cbs in ran:
+                    run_callbacks(b, cbs)
 
-    def _write(self, tp: TP, group: list[Batch]) -> None:
-        """Write queued batches of one partition in order, then acknowledge them.
+    def _write(self, tp: TP, group: list[Batch], ran: list[tuple[Batch, list[Callback]]]) -> None:
+        """Write queued batches of one partition in order, then acknowledge them (their
+        callbacks go to ``ran``: the caller runs them once it holds no lock).
 
         With fsync="always" each append defers its fdatasync and one fdatasync after the
         last covers them all (group commit): no batch is acknowledged before it is durable.
         """
         written: list[Batch] = []
+        sizes: list[tuple[int, int]] = []  # (stored, uncompressed) bytes of each written batch
         logs: list[PartitionLog] = []
         bug: BaseException | None = None
         try:
             for i, b in enumerate(group):
                 recs = b.records
                 try:
-                    res, lg = self._logs.append(b.tp, b.tid, len(recs), functools.partial(append_records, recs))
+                    do = functools.partial(append_records, recs, self._codec)
+                    res, lg, stored, raw = self._logs.append(b.tp, b.tid, len(recs), do)
                 except Exception as e:
                     self._failed_batch(b, e)
                     if not isinstance(e, LogqError):  # a logq bug: the writing thread sees it too
@@ -355,6 +385,7 @@ class Producer:
                     continue
                 b.base_offset = res.base_offset
                 written.append(b)
+                sizes.append((stored, raw))
                 if all(lg is not x for x in logs):
                     logs.append(lg)
             for lg in logs:
@@ -367,11 +398,18 @@ class Producer:
                     if not isinstance(e, LogqError):
                         bug = bug or e
         finally:
+            now = time.monotonic()
             with self._lock:
                 self._pending_bytes -= sum(b.bytes for b in group)
                 self._space.notify_all()
+                for b, (stored, raw) in zip(written, sizes, strict=True):
+                    if b.error is None:
+                        size = b.bytes + BATCH_OVERHEAD  # send()'s accounting, when uncompressed
+                        self._metrics.written(len(b.records), stored or size, raw or size, (now - b.created) * 1000)
             for b in group:
-                b.finish()
+                cbs = b.finish()
+                if cbs:
+                    ran.append((b, cbs))
         if bug is not None:
             raise bug
 
@@ -385,6 +423,7 @@ class Producer:
         b.error = e
         with self._lock:
             self._failed += len(b.records)
+            self._metrics.failed(len(b.records))
             if self._first_error is None:
                 self._first_error = e
         log.error("%d record(s) for %s-%d could not be written: %s", len(b.records), b.tp[0], b.tp[1], e)
@@ -446,6 +485,17 @@ class Producer:
                 f"{left} batch(es) wait behind another thread's write",
                 hint="they stay queued and are written; call flush() again to wait for them",
             )
+
+    def partitions_for(self, topic: str) -> set[int]:
+        """The partition numbers of ``topic``, read fresh (UnknownTopicError if it does not exist)."""
+        if self._closed:
+            self._raise_closed()
+        return set(range(self.registry.get(validate_topic(topic), fresh=True).partitions))
+
+    def metrics(self) -> dict[str, float]:
+        """Counters since the producer was built, under Kafka's names (producer_metrics.py)."""
+        with self._lock:
+            return self._metrics.snapshot(self.buffer_bytes, self._pending_bytes)
 
     def _linger_tick(self, period: float) -> None:
         now = time.monotonic()
@@ -547,21 +597,3 @@ _LIVE: LiveClients[Producer] = LiveClients(
     at_exit=lambda p: p._close_unattended("interpreter exit"),
     after_fork=lambda p: p._poison_after_fork(),
 )
-
-
-def _check_settings(
-    data_dir: object, fsync: object, linger_ms: int, batch_size: int, buffer_bytes: int, max_block_ms: int
-) -> None:
-    """Refuse a Producer setting out of range, before anything is opened."""
-    if not isinstance(data_dir, (str, os.PathLike)):
-        raise ConfigError(f"data_dir={data_dir!r} is invalid: must be a path (str or os.PathLike)")
-    if fsync is not None and fsync not in FSYNC_MODES:
-        raise ConfigError(f"fsync={fsync!r} is invalid: None (the topic's setting) or one of {', '.join(FSYNC_MODES)}")
-    for name, v, lo in (
-        ("linger_ms", linger_ms, 0),
-        ("batch_size", batch_size, 1),
-        ("buffer_bytes", buffer_bytes, 1),
-        ("max_block_ms", max_block_ms, 0),
-    ):
-        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-            raise ConfigError(f"{name}={v!r} is invalid: must be an int >= {lo}")

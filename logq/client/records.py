@@ -24,6 +24,7 @@ __all__ = [
     "bulk_values",
     "encode_headers",
     "record_too_large",
+    "serialize",
 ]
 
 RECORD_OVERHEAD_BYTES = 24  # varints, attributes and header count of one record, at most
@@ -37,6 +38,24 @@ def as_bytes(x: Any, what: str) -> bytes | None:
     if isinstance(x, (bytearray, memoryview)):
         return bytes(x)
     raise SerializationError(f"{what} must be bytes or None, got {type(x).__name__}")
+
+
+def serialize(topic: str, key: Any, value: Any, key_ser: Serializer, value_ser: Serializer) -> tuple[Any, Any]:
+    """``send``'s key and value as bytes or None, through the serializers if any.
+
+    A user serializer's failure is the caller's, wrapped in SerializationError; logq's own
+    errors pass as they are.
+    """
+    try:
+        k = key if key_ser is None else key_ser(key)
+        v = value if value_ser is None else value_ser(value)
+    except LogqError:
+        raise
+    except Exception as e:
+        raise SerializationError(f"the serializer failed on {topic!r}: {e!r}") from e
+    if (k is not None and type(k) is not bytes) or (v is not None and type(v) is not bytes):
+        return as_bytes(k, "key"), as_bytes(v, "value")
+    return k, v
 
 
 def bulk_input(

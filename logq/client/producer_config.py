@@ -1,0 +1,63 @@
+"""The Producer's argument checks, and the codec it writes to each topic.
+
+Every setting is refused, with ConfigError, when the Producer is built, before anything is
+opened: a ``send`` never fails for a setting. ``compression_type`` is Kafka's
+``none|gzip|snappy|lz4|zstd``; the codecs but gzip need the optional cramjam package
+(``pip install logq[compression]``), checked here too.
+
+The codec of a batch: the producer's ``compression_type`` when set; else its topic's
+``compression_type`` config (``producer`` and ``uncompressed`` mean none: a logq producer
+that sets nothing writes uncompressed batches). logq never recompresses a batch: a batch from
+a producer that set its own codec, or from a Kafka client, is stored as it was sent.
+"""
+
+from __future__ import annotations
+
+import os
+
+from logq.codec.compression import CODECS, EXTRA_HINT, codec_id, missing_library
+from logq.config import FSYNC_MODES, LogConfig
+from logq.errors import ConfigError
+
+__all__ = ["check_settings", "producer_codec", "topic_codec"]
+
+
+def check_settings(
+    data_dir: object, fsync: object, linger_ms: int, batch_size: int, buffer_bytes: int, max_block_ms: int
+) -> None:
+    """Refuse a Producer setting out of range, before anything is opened."""
+    if not isinstance(data_dir, (str, os.PathLike)):
+        raise ConfigError(f"data_dir={data_dir!r} is invalid: must be a path (str or os.PathLike)")
+    if fsync is not None and fsync not in FSYNC_MODES:
+        raise ConfigError(f"fsync={fsync!r} is invalid: None (the topic's setting) or one of {', '.join(FSYNC_MODES)}")
+    for name, v, lo in (
+        ("linger_ms", linger_ms, 0),
+        ("batch_size", batch_size, 1),
+        ("buffer_bytes", buffer_bytes, 1),
+        ("max_block_ms", max_block_ms, 0),
+    ):
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+            raise ConfigError(f"{name}={v!r} is invalid: must be an int >= {lo}")
+
+
+def _usable(codec: int) -> int:
+    why = missing_library(codec)
+    if why is not None:
+        raise ConfigError(why, hint=EXTRA_HINT)
+    return codec
+
+
+def producer_codec(compression_type: object) -> int | None:
+    """The codec id of a Producer's ``compression_type`` (None: its topics' setting).
+
+    ConfigError for a name that is not a codec, or one whose library is not installed.
+    """
+    if compression_type is None:
+        return None
+    return _usable(codec_id(compression_type))
+
+
+def topic_codec(config: LogConfig) -> int:
+    """The codec a producer that set none writes to a topic with ``config`` (see above)."""
+    name = config.compression_type
+    return _usable(CODECS[name]) if name in CODECS else 0
