@@ -371,6 +371,19 @@ class MemberIdInUseError(GroupError):
         super().__init__(f"member id {member_id!r} is already in use in group {group!r}")
 
 
+class GroupServedError(GroupError):
+    """The group is coordinated by `logq serve` for network (Kafka-client) members, or has
+    live embedded members when a second coordinator wants it: one group is either embedded
+    or served at a time (docs/server.md, "Consumer groups")."""
+
+    hint = "use another group id, or stop the group's network consumers (or the other server) first"
+
+    def __init__(self, group: str, reason: str) -> None:
+        self.group = group
+        self.reason = reason
+        super().__init__(f"group {group!r} cannot be joined here: {reason}")
+
+
 class InvalidOffsetCommitError(GroupError, ValueError):
     """A commit names an offset that can not be right (negative, or beyond the log end)."""
 
@@ -414,6 +427,7 @@ __all__ += [
     "DeserializationError",
     "InvalidGroupIdError",
     "MemberIdInUseError",
+    "GroupServedError",
     "InvalidOffsetCommitError",
     "OffsetsWarning",
     "SeekError",
