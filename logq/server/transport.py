@@ -64,7 +64,7 @@ class Connections:
         if workers:
             await asyncio.wait(workers, timeout=grace_s)
         for conn in list(self.open):
-            conn.close("server shutting down")
+            conn.close("server shutting down", level=logging.INFO)
 
 
 class Connection(asyncio.Protocol):
