@@ -1,8 +1,9 @@
 """The ``logq`` command line: a thin click layer over the library.
 
 Each command parses its options and calls one function of the module that implements it;
-errors and exit codes are handled once, in :class:`logq.cli.options.LogqGroup`. The
-command families: topics, produce and consume (cli/topics.py); groups, offsets, seek and
+errors and exit codes are handled once, in :class:`logq.cli.options.LogqGroup` (whose
+subclass KafkaAliasGroup first rewrites Kafka's tool spellings, cli/kafka_aliases.py). The
+command families: topics (cli/topics.py); produce and consume (cli/console.py); groups, offsets, seek and
 repair (cli/groups.py); dump (here, over cli/dump.py); perf (cli/perf.py). Every command
 and option is documented in docs/cli.md (tests/cli/test_cli_docs.py checks it).
 """
@@ -14,11 +15,12 @@ import os
 import click
 
 from logq.cli import dump as _dump
+from logq.cli.console import COMMANDS as _CONSOLE_COMMANDS
 from logq.cli.groups import COMMANDS as _GROUP_COMMANDS
+from logq.cli.kafka_aliases import KafkaAliasGroup
 from logq.cli.options import (
     EXIT_USAGE,
     CliState,
-    LogqGroup,
     TerminalProgress,
     data_option,
     fail,
@@ -35,7 +37,7 @@ from logq.errors import DumpArgumentError
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 
-@click.group(cls=LogqGroup, context_settings=CONTEXT_SETTINGS)
+@click.group(cls=KafkaAliasGroup, context_settings=CONTEXT_SETTINGS)
 @data_option
 @shared_read_option
 @click.version_option(
@@ -104,7 +106,7 @@ def dump_command(
     click.get_current_context().exit(status)
 
 
-for _command in _TOPIC_COMMANDS + _GROUP_COMMANDS:
+for _command in _TOPIC_COMMANDS + _CONSOLE_COMMANDS + _GROUP_COMMANDS:
     main.add_command(_command)
 
 

@@ -3,7 +3,7 @@
 =====================  ==============================================================
 command                Kafka counterpart
 =====================  ==============================================================
-``logq groups ...``    kafka-consumer-groups --list / --describe
+``logq groups ...``    kafka-consumer-groups --list / --describe / --delete
 ``logq offsets``       kafka-get-offsets
 ``logq seek``          kafka-consumer-groups --reset-offsets (planning: logq/cli/seek.py)
 ``logq repair``        (none: Kafka cuts damage itself; logq asks first)
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from collections.abc import Callable
 
@@ -38,7 +39,7 @@ from logq.cli.options import (
     table,
     warn,
 )
-from logq.client.admin import Admin
+from logq.client.admin import Admin, GroupInfo
 from logq.errors import SeekError
 
 __all__ = ["COMMANDS"]
@@ -49,7 +50,7 @@ __all__ = ["COMMANDS"]
 
 @click.group("groups")
 def groups_group() -> None:
-    """List and describe consumer groups, like kafka-consumer-groups."""
+    """List, describe and delete consumer groups, like kafka-consumer-groups."""
 
 
 @groups_group.command("list")
@@ -63,23 +64,19 @@ def groups_list(state: CliState) -> None:
 
 
 GROUP_COLUMNS = ("GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID")
+MEMBER_COLUMNS = ("GROUP", "CONSUMER-ID", "HOST", "PID", "#PARTITIONS", "ASSIGNMENT")
+STATE_COLUMNS = ("GROUP", "ASSIGNMENT-STRATEGY", "STATE", "GENERATION", "#MEMBERS")
 
 
-@groups_group.command("describe")
-@click.argument("group")
-@json_option
-@pass_state
-@routed
-def groups_describe(state: CliState, group: str, as_json: bool) -> None:
-    """Committed offset, log end offset, lag and owner of each partition of GROUP."""
-    with Admin(existing_root(state)) as admin:
-        info = admin.describe_group(group)
-    if info.state == "Dead":
-        fail(f"consumer group {group!r} does not exist")
-    for problem in info.problems:
-        warn(problem)
-    if not info.members:
-        warn(f"consumer group {group!r} has no active members")
+def _assignment_text(tps: tuple[tuple[str, int], ...]) -> str:
+    """``orders(0,2),other(0)``: kafka-consumer-groups' ASSIGNMENT column; ``-`` for none."""
+    by_topic: dict[str, list[int]] = {}
+    for topic, p in tps:
+        by_topic.setdefault(topic, []).append(p)
+    return ",".join(f"{t}({','.join(map(str, sorted(ps)))})" for t, ps in sorted(by_topic.items())) or "-"
+
+
+def _offsets_view(group: str, info: GroupInfo, as_json: bool) -> None:
     if as_json:
         for r in info.partitions:
             click.echo(
@@ -99,6 +96,75 @@ def groups_describe(state: CliState, group: str, as_json: bool) -> None:
     rows = [(group, r.topic, r.partition, r.committed, r.log_end_offset, r.lag, r.consumer_id) for r in info.partitions]
     for line in table(GROUP_COLUMNS, rows):
         click.echo(line)
+
+
+def _members_view(group: str, info: GroupInfo, as_json: bool) -> None:
+    host = socket.gethostname()  # every member of a logq group runs on this host
+    if as_json:
+        for m in info.member_details:
+            obj = {
+                "group": group,
+                "consumerId": m.member_id,
+                "host": host,
+                "pid": m.pid,
+                "partitions": len(m.assignment),
+                "assignment": [[t, p] for t, p in m.assignment],
+            }
+            click.echo(json.dumps(obj))
+        return
+    rows = [
+        (group, m.member_id, host, m.pid, len(m.assignment), _assignment_text(m.assignment))
+        for m in info.member_details
+    ]
+    for line in table(MEMBER_COLUMNS, rows):
+        click.echo(line)
+
+
+def _state_view(group: str, info: GroupInfo, as_json: bool) -> None:
+    if as_json:
+        obj = {
+            "group": group,
+            "assignmentStrategy": info.assignor,
+            "state": info.state,
+            "generation": info.generation,
+            "members": len(info.members),
+        }
+        click.echo(json.dumps(obj))
+        return
+    for line in table(STATE_COLUMNS, [(group, info.assignor, info.state, info.generation, len(info.members))]):
+        click.echo(line)
+
+
+@groups_group.command("describe")
+@click.argument("group")
+@click.option("--offsets", "view", flag_value="offsets", default=True, help="Per partition: offsets, lag, owner.")
+@click.option("--members", "view", flag_value="members", help="Per live member: pid and assigned partitions.")
+@click.option("--state", "view", flag_value="state", help="The group: state, assignor, generation, member count.")
+@json_option
+@pass_state
+@routed
+def groups_describe(state: CliState, group: str, view: str, as_json: bool) -> None:
+    """Describe GROUP like kafka-consumer-groups --describe: its offsets (default), members or state."""
+    with Admin(existing_root(state)) as admin:
+        info = admin.describe_group(group)
+    if info.state == "Dead":
+        fail(f"consumer group {group!r} does not exist")
+    for problem in info.problems:
+        warn(problem)
+    if not info.members and view != "state":
+        warn(f"consumer group {group!r} has no active members")
+    {"offsets": _offsets_view, "members": _members_view, "state": _state_view}[view](group, info, as_json)
+
+
+@groups_group.command("delete")
+@click.argument("group")
+@pass_state
+@routed
+def groups_delete(state: CliState, group: str) -> None:
+    """Delete GROUP and its committed offsets; refused while it has live members."""
+    with Admin(existing_root(state)) as admin:
+        admin.delete_group(group)
+    click.echo(f"Deleted consumer group {group}.")
 
 
 # ----------------------------------------------------------------------------- offsets

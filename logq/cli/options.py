@@ -26,7 +26,8 @@ A command reads the global options through :data:`pass_state`::
 
 The helpers every command family shares live here too: :func:`routed` (Python and
 ``logq`` log warnings become ``logq: warning: ...`` lines), :func:`existing_root`,
-:func:`partition_count`, :func:`check_partitions`, :func:`table`, and the one progress
+:func:`partition_count`, :func:`check_partitions`, :func:`bad_parameter`,
+:func:`parse_key_values`, :func:`table`, and the one progress
 line, :class:`TerminalProgress`.
 """
 
@@ -68,6 +69,8 @@ __all__ = [
     "existing_root",
     "partition_count",
     "check_partitions",
+    "bad_parameter",
+    "parse_key_values",
     "table",
     "TerminalProgress",
 ]
@@ -287,6 +290,22 @@ def check_partitions(topic: str, count: int, partitions: Sequence[int]) -> None:
     for p in partitions:
         if not 0 <= p < count:
             fail(f"topic {topic!r} has no partition {p} (it has {count}: 0-{count - 1})", EXIT_USAGE)
+
+
+def bad_parameter(param: str, message: str) -> click.BadParameter:
+    """A usage error (exit 2) about option ``param``: ``Invalid value for '--x': message``."""
+    return click.BadParameter(message, param_hint=f"'{param}'")
+
+
+def parse_key_values(items: Sequence[str], param: str) -> list[tuple[str, str]]:
+    """``KEY=VALUE`` items of option ``param`` as pairs (split at the first ``=``; KEY not empty)."""
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise bad_parameter(param, f"{item!r} is not KEY=VALUE")
+        out.append((key, value))
+    return out
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:

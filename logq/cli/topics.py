@@ -1,107 +1,76 @@
-"""The topic, produce and consume commands of ``logq``, modelled on Kafka's tools.
+"""The topic commands of ``logq``, modelled on kafka-topics and kafka-delete-records.
 
-=====================  ==============================================================
-command                Kafka counterpart
-=====================  ==============================================================
-``logq topics ...``    kafka-topics (create, list, describe, delete), kafka-delete-records
-``logq produce``       kafka-console-producer
-``logq consume``       kafka-console-consumer
-=====================  ==============================================================
+=========================  ==========================================================
+command                    Kafka counterpart
+=========================  ==========================================================
+``logq topics create``     kafka-topics --create
+``logq topics list``       kafka-topics --list
+``logq topics describe``   kafka-topics --describe
+``logq topics alter``      kafka-topics --alter --partitions, kafka-configs --alter
+``logq topics delete``     kafka-topics --delete
+``logq topics ...``        repair, delete-records (kafka-delete-records), enforce-retention
+=========================  ==========================================================
 
-Groups, offsets, seek and repair live in logq/cli/groups.py.
-
-Each command parses its options, calls the library (Admin, Producer, Consumer) and prints;
+produce and consume live in logq/cli/console.py; groups, offsets, seek and repair in
+logq/cli/groups.py. Each command parses its options, calls :class:`Admin` and prints;
 errors are turned into one ``logq: <message>`` line by :class:`logq.cli.options.LogqGroup`.
-Warnings (clamped offsets, Python warnings and ``logq`` log warnings) go to stderr as
-``logq: warning: <message>`` lines. :data:`COMMANDS` lists what ``logq.cli`` registers.
+Warnings go to stderr as ``logq: warning: <message>`` lines. :data:`COMMANDS` lists what
+``logq.cli`` registers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import re
-import signal
-import sys
-import threading
-import time
-from collections.abc import Iterator, Sequence
-from typing import IO, Any
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from logq.cli.options import (
-    EXIT_INTERRUPTED,
     CliState,
+    bad_parameter,
     check_partitions,
     existing_root,
-    fail,
     json_option,
+    parse_key_values,
     partition_count,
     pass_state,
     routed,
 )
 from logq.client.admin import Admin, TopicDescription
-from logq.client.consumer import Consumer
-from logq.client.producer import Producer, RecordFuture
 from logq.config import LogConfig
 from logq.errors import ConfigError
 from logq.storage.topics import MAX_PARTITIONS, validate_topic
-from logq.types import Record, TopicPartition
 
 __all__ = ["COMMANDS"]
 
-HARVEST_EVERY = 10_000  # produce: flush and collect offsets every this many records (bounds memory)
-DEFAULT_IDLE_MS = 10_000  # consume without --timeout-ms/--follow: give up after this long without progress
-_POLL_S = 0.2
 _INT = re.compile(r"-?[0-9]+")
+
 # ----------------------------------------------------------------------------- helpers
-
-
-def _text(data: bytes | bytearray | str | None) -> str | None:
-    """Bytes as UTF-8 text, invalid bytes as backslash escapes (\\xff); None stays None."""
-    if data is None:
-        return None
-    if isinstance(data, str):
-        return data
-    return bytes(data).decode("utf-8", "backslashreplace")
-
-
-def _bad(param: str, message: str) -> click.BadParameter:
-    return click.BadParameter(message, param_hint=f"'{param}'")
-
-
-def _parse_key_values(items: Sequence[str], param: str) -> list[tuple[str, str]]:
-    out = []
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise _bad(param, f"{item!r} is not KEY=VALUE")
-        out.append((key, value))
-    return out
 
 
 def _parse_config(items: Sequence[str]) -> dict[str, Any]:
     """``--config key=value`` -> LogConfig overrides (Kafka's dotted names accepted too)."""
     defaults = {f.name: f.default for f in dataclasses.fields(LogConfig)}
     out: dict[str, Any] = {}
-    for key, raw in _parse_key_values(items, "--config"):
+    for key, raw in parse_key_values(items, "--config"):
         name = key.strip().replace(".", "_")
         if name not in defaults:
-            raise _bad("--config", f"unknown setting {key!r} (known: {', '.join(sorted(defaults))})")
+            raise bad_parameter("--config", f"unknown setting {key!r} (known: {', '.join(sorted(defaults))})")
         if name in out:
-            raise _bad("--config", f"{name} is given twice")
+            raise bad_parameter("--config", f"{name} is given twice")
         if isinstance(defaults[name], str):
             out[name] = raw
         elif _INT.fullmatch(raw.strip()):
             out[name] = int(raw.strip())
         else:
-            raise _bad("--config", f"{key}={raw!r}: the value must be an integer")
+            raise bad_parameter("--config", f"{key}={raw!r}: the value must be an integer")
     try:
         LogConfig.from_dict(out)
     except ConfigError as e:
-        raise _bad("--config", e.message) from None
+        raise bad_parameter("--config", e.message) from None
     return out
 
 
@@ -203,6 +172,65 @@ def topics_describe(state: CliState, name: str | None, as_json: bool) -> None:
                 )
 
 
+def _setting_names(items: Sequence[str]) -> tuple[str, ...]:
+    """``--delete-config KEY`` names as LogConfig settings (Kafka's dotted names accepted)."""
+    known = {f.name for f in dataclasses.fields(LogConfig)}
+    out = []
+    for key in items:
+        name = key.strip().replace(".", "_")
+        if name not in known:
+            raise bad_parameter("--delete-config", f"unknown setting {key!r} (known: {', '.join(sorted(known))})")
+        out.append(name)
+    return tuple(out)
+
+
+@topics_group.command("alter")
+@click.argument("name")
+@click.option(
+    "--partitions",
+    type=click.IntRange(1, MAX_PARTITIONS),
+    default=None,
+    metavar="N",
+    help="Grow the topic to N partitions (only more than it has).",
+)
+@click.option(
+    "--config",
+    "configs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a LogConfig setting (retention_ms=..., Kafka's retention.ms too); repeatable.",
+)
+@click.option(
+    "--delete-config",
+    "delete_configs",
+    multiple=True,
+    metavar="KEY",
+    help="Remove a setting's override (back to the default); repeatable.",
+)
+@pass_state
+@routed
+def topics_alter(
+    state: CliState, name: str, partitions: int | None, configs: tuple[str, ...], delete_configs: tuple[str, ...]
+) -> None:
+    """Add partitions to topic NAME and/or change its config, like kafka-topics --alter."""
+    overrides = _parse_config(configs)
+    deleted = _setting_names(delete_configs)
+    both = set(overrides) & set(deleted)
+    if both:
+        raise click.UsageError(f"{', '.join(sorted(both))} is given to both --config and --delete-config")
+    if partitions is None and not overrides and not deleted:
+        raise click.UsageError("nothing to change: give --partitions, --config or --delete-config")
+    with Admin(existing_root(state)) as admin:
+        before = admin.registry.get(name, fresh=True).partitions
+        # one rewrite of the metadata: partitions and config change together or not at all
+        meta = admin.registry.alter(name, partitions=partitions, config=overrides, delete_config=deleted)
+    if partitions is not None:
+        click.echo(f"Topic {name}: {before} -> {meta.partitions} partition(s).")
+    if overrides or deleted:
+        configs_now = ",".join(f"{k}={v}" for k, v in sorted(meta.overrides.items()))
+        click.echo(f"Topic {name}: configs now {configs_now or '(none: all defaults)'}.")
+
+
 @topics_group.command("delete")
 @click.argument("name")
 @pass_state
@@ -282,276 +310,4 @@ def topics_enforce_retention(state: CliState, name: str | None) -> None:
         click.echo(f"{topic}-{p}: deleted {n} segment(s)")
 
 
-# ----------------------------------------------------------------------------- produce
-
-
-def _sources(files: Sequence[str]) -> Iterator[tuple[str, IO[bytes]]]:
-    if not files:
-        files = ("-",)
-    for path in files:
-        if path == "-":
-            yield "<stdin>", sys.stdin.buffer
-        else:
-            with open(path, "rb") as f:
-                yield path, f
-
-
-class _ProduceTally:
-    """Offsets written so far, per partition: first and last."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.ranges: dict[int, list[int]] = {}
-
-    def harvest(self, producer: Producer, futures: list[RecordFuture]) -> None:
-        producer.flush()
-        for fut in futures:
-            md = fut.result()
-            r = self.ranges.get(md.partition)
-            if r is None:
-                self.ranges[md.partition] = [md.offset, md.offset]
-            else:
-                r[0], r[1] = min(r[0], md.offset), max(r[1], md.offset)
-            self.count += 1
-        futures.clear()
-
-    def summary(self, topic: str) -> str:
-        text = f"Produced {self.count} record(s) to {topic}"
-        if self.ranges:
-            text += ": " + ", ".join(
-                f"partition {p} offsets {a}-{b}" if a != b else f"partition {p} offset {a}"
-                for p, (a, b) in sorted(self.ranges.items())
-            )
-        return text
-
-
-@click.command("produce")
-@click.argument("topic")
-@click.argument("files", nargs=-1, metavar="[FILE]...", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
-@click.option("--key-separator", metavar="SEP", help="Split each line at the first SEP into key and value.")
-@click.option("--header", "headers", multiple=True, metavar="KEY=VALUE", help="A header on every record; repeatable.")
-@click.option("--partition", type=click.IntRange(min=0), metavar="P", help="Write every record to this partition.")
-@pass_state
-@routed
-def produce_command(
-    state: CliState,
-    topic: str,
-    files: tuple[str, ...],
-    key_separator: str | None,
-    headers: tuple[str, ...],
-    partition: int | None,
-) -> None:
-    """Append the lines of FILEs (or stdin) to TOPIC, one record per line, like kafka-console-producer."""
-    root = existing_root(state)
-    if key_separator == "":
-        raise _bad("--key-separator", "must not be empty")
-    sep = key_separator.encode("utf-8") if key_separator is not None else None
-    record_headers = [(k, v.encode("utf-8")) for k, v in _parse_key_values(headers, "--header")] or None
-    with Admin(root) as admin:
-        count = partition_count(admin, topic)
-    if partition is not None:
-        check_partitions(topic, count, [partition])
-    tally = _ProduceTally()
-    futures: list[RecordFuture] = []
-    producer = Producer(root)
-    try:
-        for name, stream in _sources(files):
-            for lineno, line in enumerate(stream, 1):
-                if line.endswith(b"\n"):
-                    line = line[:-1]
-                    if line.endswith(b"\r"):
-                        line = line[:-1]
-                key: bytes | None = None
-                if sep is not None:
-                    key, found, value = line.partition(sep)
-                    if not found:
-                        tally.harvest(producer, futures)
-                        fail(
-                            f"line {lineno} of {name} has no key separator {key_separator!r}; "
-                            f"{tally.count} record(s) before it were written"
-                        )
-                    line = value
-                futures.append(producer.send(topic, line, key=key, headers=record_headers, partition=partition))
-                if len(futures) >= HARVEST_EVERY:
-                    tally.harvest(producer, futures)
-        tally.harvest(producer, futures)
-    finally:
-        producer.close()
-    click.echo(tally.summary(topic), err=True)
-
-
-# ----------------------------------------------------------------------------- consume
-
-
-def _record_json(rec: Record) -> str:
-    return json.dumps(
-        {
-            "topic": rec.topic,
-            "partition": rec.partition,
-            "offset": rec.offset,
-            "timestamp": rec.timestamp,
-            "key": _text(rec.key),
-            "value": _text(rec.value),
-            "headers": [[k, _text(v)] for k, v in rec.headers],
-        },
-        ensure_ascii=False,
-    )
-
-
-def _record_text(rec: Record, key_separator: str | None) -> str:
-    value = _text(rec.value)
-    text = "null" if value is None else value
-    if key_separator is not None:
-        key = _text(rec.key)
-        text = ("null" if key is None else key) + key_separator + text
-    return text
-
-
-@contextlib.contextmanager
-def _ctrl_c_after_block() -> Iterator[None]:
-    """Hold a Ctrl-C that arrives inside the block until the block is done, then raise it.
-
-    Python raises KeyboardInterrupt between any two bytecodes; between printing a record and
-    counting it, the summary line and the commit would disagree with what was shown.
-    """
-    caught: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers belong to the main thread; nothing to hold elsewhere
-        return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
-
-
-def _print_records(
-    consumer: Consumer,
-    printed: dict[TopicPartition, int],
-    max_messages: int | None,
-    timeout_ms: int | None,
-    follow: bool,
-    fmt: str,
-    key_separator: str | None,
-) -> tuple[int, bool]:
-    """Poll and print until ``max_messages``, caught up, idle too long, or Ctrl-C.
-
-    Returns (records printed, interrupted); ``printed`` keeps the next offset after the last
-    record printed per partition, for the commit.
-    """
-    total = 0
-    idle_ms = timeout_ms if timeout_ms is not None else (None if follow else DEFAULT_IDLE_MS)
-    last_progress = time.monotonic()
-    try:
-        while max_messages is None or total < max_messages:
-            want = 500 if max_messages is None else min(500, max_messages - total)
-            recs = consumer.poll(timeout=_POLL_S, max_records=want)
-            if recs:
-                with _ctrl_c_after_block():  # what is printed is what is counted and committed
-                    for rec in recs:
-                        click.echo(_record_json(rec) if fmt == "json" else _record_text(rec, key_separator))
-                        printed[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
-                    total += len(recs)
-                last_progress = time.monotonic()
-                continue
-            if timeout_ms is None and not follow and all(lag <= 0 for lag in consumer.lag().values()):
-                break  # caught up
-            if idle_ms is not None and (time.monotonic() - last_progress) * 1000 >= idle_ms:
-                break
-    except KeyboardInterrupt:
-        return total, True
-    return total, False
-
-
-def _commit_printed(consumer: Consumer, printed: dict[TopicPartition, int]) -> None:
-    """Commit what was printed, and the position of every assigned partition nothing came from."""
-    positioned = consumer.lag()  # every partition with a position: assigned and initialised
-    offsets = {tp: consumer.position(tp) for tp in consumer.assignment() if tp in positioned}
-    offsets.update({tp: off for tp, off in printed.items() if tp in offsets})
-    if offsets:
-        consumer.commit(offsets)
-
-
-@click.command("consume")
-@click.argument("topic")
-@click.option("--group", metavar="GROUP", help="Consume as a member of this group; commit at the end.")
-@click.option("--from-beginning", is_flag=True, help="Start at the log start when there is no committed offset.")
-@click.option("--max-messages", type=click.IntRange(min=1), metavar="N", help="Stop after N records.")
-@click.option(
-    "--timeout-ms",
-    type=click.IntRange(min=0),
-    metavar="MS",
-    help="Stop after this long without a record (default: stop when caught up).",
-)
-@click.option("--follow", is_flag=True, help="Keep waiting for new records (until Ctrl-C or --timeout-ms).")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text: the value per line; json: one object per record.",
-)
-@click.option("--key-separator", metavar="SEP", help="text format: print the key, SEP, then the value.")
-@click.option(
-    "--partition", type=click.IntRange(min=0), metavar="P", help="Read only this partition (no group rebalancing)."
-)
-@pass_state
-@routed
-def consume_command(
-    state: CliState,
-    topic: str,
-    group: str | None,
-    from_beginning: bool,
-    max_messages: int | None,
-    timeout_ms: int | None,
-    follow: bool,
-    fmt: str,
-    key_separator: str | None,
-    partition: int | None,
-) -> None:
-    """Print the records of TOPIC on stdout, like kafka-console-consumer."""
-    root = existing_root(state)
-    with Admin(root) as admin:
-        count = partition_count(admin, topic)
-    if partition is not None:
-        check_partitions(topic, count, [partition])
-    printed: dict[TopicPartition, int] = {}  # next offset after the last printed record
-
-    def commit_revoked(tps: Any) -> None:
-        done = {tp: printed[tp] for tp in tps if tp in printed}
-        if done:
-            consumer.commit(done)
-
-    consumer = Consumer(
-        root,
-        group_id=group,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-        enable_auto_commit=False,
-        on_revoke=commit_revoked if group is not None else None,
-    )
-    total = 0
-    interrupted = False
-    ok = False
-    try:
-        if partition is not None:
-            consumer.assign([TopicPartition(topic, partition)])
-        elif group is not None:
-            consumer.subscribe([topic])
-        else:
-            consumer.assign([TopicPartition(topic, p) for p in range(count)])
-        total, interrupted = _print_records(consumer, printed, max_messages, timeout_ms, follow, fmt, key_separator)
-        if group is not None:
-            _commit_printed(consumer, printed)
-        ok = True
-    finally:
-        consumer.close(autocommit=False)
-        if ok:
-            click.echo(f"Processed a total of {total} messages", err=True)
-    if interrupted:
-        click.get_current_context().exit(EXIT_INTERRUPTED)
-
-
-COMMANDS: list[click.Command] = [topics_group, produce_command, consume_command]
+COMMANDS: list[click.Command] = [topics_group]
