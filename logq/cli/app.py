@@ -29,6 +29,7 @@ from logq.cli.options import (
     shared_read_option,
 )
 from logq.cli.perf import perf_group
+from logq.cli.serve import COMMANDS as _SERVE_COMMANDS
 from logq.cli.topics import COMMANDS as _TOPIC_COMMANDS
 from logq.client.admin import Admin
 from logq.codec.batch import BATCH_OVERHEAD, describe_implementation
@@ -106,7 +107,7 @@ def dump_command(
     click.get_current_context().exit(status)
 
 
-for _command in _TOPIC_COMMANDS + _CONSOLE_COMMANDS + _GROUP_COMMANDS:
+for _command in _TOPIC_COMMANDS + _CONSOLE_COMMANDS + _GROUP_COMMANDS + _SERVE_COMMANDS:
     main.add_command(_command)
 
 
