@@ -257,7 +257,7 @@ class Coordinator:
             self._add_member(g, new, protocol_type, now_ms, reply)
 
     def _fresh_id(self, prefix: str) -> str:
-        clean = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in prefix)[:100]
+        clean = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in prefix)[:100].lstrip(".")
         return f"{clean or 'member'}-{self._new_id()}"
 
     def _add_member(self, g: Group, m: Member, protocol_type: str, now_ms: int, reply: JoinReply) -> None:
