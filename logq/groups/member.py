@@ -104,6 +104,7 @@ from logq.groups.files import (
     read_owner_record,
     stat_sig,
 )
+from logq.groups.served import refuse_if_served
 from logq.storage import files as _fs
 from logq.storage.meta import write_meta
 from logq.storage.topics import validate_topic
@@ -214,6 +215,7 @@ class GroupMember:
         self._beat_lock = threading.Lock()
         try:
             with self._lock.hold():
+                refuse_if_served(self.group_dir, self.group_id)  # one group: embedded or served
                 self._member_fd = self._create_member_file()
                 self._clear_records_of_my_id()
                 self._rebalance_locked(want_self=True)
