@@ -137,14 +137,17 @@ def _state_view(group: str, info: GroupInfo, as_json: bool) -> None:
 
 @groups_group.command("describe")
 @click.argument("group")
-@click.option("--offsets", "view", flag_value="offsets", default=True, help="Per partition: offsets, lag, owner.")
-@click.option("--members", "view", flag_value="members", help="Per live member: pid and assigned partitions.")
-@click.option("--state", "view", flag_value="state", help="The group: state, assignor, generation, member count.")
+@click.option("--offsets", is_flag=True, help="Per partition: offsets, lag, owner (the default).")
+@click.option("--members", is_flag=True, help="Per live member: pid and assigned partitions.")
+@click.option("--state", "state_view", is_flag=True, help="The group: state, assignor, generation, member count.")
 @json_option
 @pass_state
 @routed
-def groups_describe(state: CliState, group: str, view: str, as_json: bool) -> None:
+def groups_describe(state: CliState, group: str, offsets: bool, members: bool, state_view: bool, as_json: bool) -> None:
     """Describe GROUP like kafka-consumer-groups --describe: its offsets (default), members or state."""
+    if offsets + members + state_view > 1:
+        raise click.UsageError("give only one of --offsets, --members, --state")
+    view = "members" if members else "state" if state_view else "offsets"
     with Admin(existing_root(state)) as admin:
         info = admin.describe_group(group)
     if info.state == "Dead":
