@@ -244,9 +244,10 @@ class TextFormat:
     key_separator: str = "\t"
     headers_separator: str = ","
     null_literal: str = "null"
+    value_json: bool = False  # values came through the json deserializer: print them as JSON
 
     @classmethod
-    def from_options(cls, props: dict[str, str], key_separator: str | None) -> TextFormat:
+    def from_options(cls, props: dict[str, str], key_separator: str | None, value_json: bool = False) -> TextFormat:
         return cls(
             print_timestamp=_flag(props, "print.timestamp", False),
             print_partition=_flag(props, "print.partition", False),
@@ -257,6 +258,7 @@ class TextFormat:
             key_separator=_one_separator(props, key_separator, "\t"),
             headers_separator=props.get("headers.separator", ","),
             null_literal=props.get("null.literal", "null"),
+            value_json=value_json,
         )
 
     def _or_null(self, data: Any) -> str:
@@ -277,7 +279,10 @@ class TextFormat:
         if self.print_key:
             parts.append(self._or_null(rec.key))
         if self.print_value:
-            parts.append(self._or_null(rec.value))
+            value = rec.value
+            if self.value_json and value is not None:
+                value = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            parts.append(self._or_null(value))
         return self.key_separator.join(parts)
 
 
@@ -488,7 +493,7 @@ def consume_command(
         raise click.UsageError("give either --offset or --from-beginning, not both")
     if fmt == "json" and (props or key_separator is not None):
         raise click.UsageError("--property and --key-separator shape --format text only")
-    text_format = TextFormat.from_options(props, key_separator)
+    text_format = TextFormat.from_options(props, key_separator, value_json=value_deserializer == "json")
     with Admin(root) as admin:
         count = partition_count(admin, topic)
     if partition is not None:
