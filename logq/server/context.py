@@ -122,6 +122,7 @@ class Broker:
         self._waiters: set[asyncio.Future[None]] = set()
         self._watcher = Watcher()
         self._poll_handle: asyncio.TimerHandle | None = None
+        self.closing = False  # set at shutdown: waiting fetches answer with what they have
         if self._watcher.native:
             loop.add_reader(self._watcher.fileno(), self._on_inotify)
 
@@ -210,6 +211,11 @@ class Broker:
             if not fut.done():
                 fut.set_result(None)
         self._waiters.clear()
+
+    def begin_shutdown(self) -> None:
+        """End every long poll now (their fetches answer with what they have)."""
+        self.closing = True
+        self.notify_append()
 
     def _on_inotify(self) -> None:
         self._watcher.drain()

@@ -60,6 +60,7 @@ class Connections:
             self._sweep.cancel()
         for conn in list(self.open):
             conn.stop_reading()
+        self.broker.begin_shutdown()
         workers = [c.worker for c in self.open if c.worker is not None and not c.worker.done()]
         if workers:
             await asyncio.wait(workers, timeout=grace_s)
