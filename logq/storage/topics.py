@@ -417,7 +417,7 @@ class TopicRegistry:
             return meta
         sig = _stat_sig(self._path(name))
         if fresh:
-            if sig is None or topic_id_of(self.root, name) is None:
+            if sig is None:  # as topic_id_of: no metadata file, no topic
                 self._cache.pop(name, None)
                 raise UnknownTopicError(name)
             if meta is not None and self._sigs.get(name) == sig:

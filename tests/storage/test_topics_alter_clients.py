@@ -4,6 +4,8 @@ group picks the new partitions up while it runs."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -64,3 +66,47 @@ def test_a_subscribed_consumer_reads_a_partition_added_while_it_runs(tmp_path: P
         assert consumer.assignment() == {TopicPartition("t", 0), TopicPartition("t", 1)}
     finally:
         consumer.close()
+
+
+WRITER = """
+import sys
+from logq import Producer
+root, started, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with Producer(root, linger_ms=1) as producer:
+    futures = []
+    for i in range(n):
+        futures.append(producer.send("t", b"v%d" % i, key=b"key-%d" % (i % 100)))
+        if i == 1000:
+            producer.flush()
+            open(started, "w").close()
+    producer.flush()
+    print(sum(1 for f in futures if f.result(timeout=60).offset >= 0))
+"""
+
+
+def test_a_producer_in_another_process_loses_nothing_while_partitions_are_added(tmp_path: Path) -> None:
+    root = str(tmp_path / "data")
+    with Admin(root) as admin:
+        admin.create_topic("t", 2)
+    started = tmp_path / "started"
+    n = 50_000
+    child = subprocess.Popen(
+        [sys.executable, "-c", WRITER, root, str(started), str(n)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists():
+            assert child.poll() is None, "the writer exited early"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        with Admin(root) as admin:
+            admin.create_partitions("t", 4)
+        out, _ = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0 and int(out) == n
+    with Admin(root) as admin:
+        desc = admin.describe_topic("t")
+    assert len(desc.partitions) == 4 and desc.records == n
