@@ -10,6 +10,7 @@ from logq.codec.batch import Compression
 from logq.codec.columnar import RecordColumns
 from logq.config import LogConfig
 from logq.errors import (
+    AuthenticationError,
     ClientClosedError,
     CommitFailedError,
     ConcurrentAccessError,
@@ -67,6 +68,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Admin",
     "AppendResult",
+    "AuthenticationError",
     "BatchMetadata",
     "ClientClosedError",
     "CommitFailedError",

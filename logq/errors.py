@@ -727,3 +727,20 @@ class ProtocolError(LogqError):
 
 
 __all__ += ["ProtocolError"]
+
+
+class AuthenticationError(LogqError):
+    """A SASL exchange with `logq serve` failed: wrong password, unknown user, a malformed
+    message (logq/server/scram.py, logq/server/sasl.py). The client gets
+    SASL_AUTHENTICATION_FAILED and the connection is closed."""
+
+    hint = "check the user name and password, and that the user is in the server's --users file"
+
+    def __init__(self, reason: str, *, mechanism: str = "", user: str | None = None) -> None:
+        self.reason = reason
+        self.mechanism = mechanism
+        self.user = user
+        LogqError.__init__(self, f"authentication failed{f' ({mechanism})' if mechanism else ''}: {reason}")
+
+
+__all__ += ["AuthenticationError"]
