@@ -201,12 +201,12 @@ class Producer:
             b.bytes += size
             self._pending_bytes += size
             fut = new_future(RecordFuture, (b, len(recs) - 1))
+            if on_delivery is not None:  # the batch is open: its writer runs the callback
+                fut.add_delivery_callback(on_delivery)
             if b.bytes >= cap or not self.linger_ms:  # linger_ms=0: no waiting, as in Kafka
                 self._close_batch(tp, b)
                 del self._open[tp]
                 drain = True
-        if on_delivery is not None:
-            fut.add_delivery_callback(on_delivery)
         if drain:
             self._drain(tp)
         return fut
