@@ -1,4 +1,4 @@
-"""The topic / produce / consume commands of the `logq` CLI (logq/cli/topics.py).
+"""The topic / produce / consume commands of the `logq` CLI (logq/cli/topics.py, console.py).
 
 Data directories are filled and checked with the Python API (Admin, Producer, Consumer);
 the commands run through click's CliRunner (two through a real subprocess) and their output
@@ -13,18 +13,17 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from logq import Admin, Consumer, Producer
-from logq.cli import main
 from logq.client.partitioner import partition_for_key
 from logq.storage.log import PartitionLog
 from logq.storage.topics import partition_path
 
 from tests import support
+from tests.cli.cli_helpers import ok, one_error_line, parse_table, run, warnings_of
 
 REPO = support.REPO
 T0 = 1704067200000  # 2024-01-01T00:00:00Z
@@ -34,44 +33,6 @@ TP = tuple[str, int]
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def run(data: Path, *args: str, input: bytes | None = None) -> Result:
-    return CliRunner().invoke(main, ["--data", str(data), *args], input=input, catch_exceptions=False)
-
-
-def ok(data: Path, *args: str, input: bytes | None = None) -> Result:
-    res = run(data, *args, input=input)
-    assert res.exit_code == 0, (res.stdout, res.stderr)
-    return res
-
-
-def one_error_line(res: Result) -> str:
-    """A failed command: non-zero exit, nothing on stdout, exactly one `logq: ` line on stderr."""
-    assert res.exit_code != 0
-    assert res.stdout == ""
-    lines = res.stderr.splitlines()
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("logq: ") and "Traceback" not in res.stderr
-    return lines[0]
-
-
-def warnings_of(res: Result) -> list[str]:
-    return [line for line in res.stderr.splitlines() if line.startswith("logq: warning: ")]
-
-
-def parse_table(text: str, columns: Sequence[str]) -> list[dict[str, str]]:
-    """Rows of an aligned table; checks the header and that every cell starts under its header."""
-    lines = text.splitlines()
-    assert lines[0].split() == list(columns)
-    starts = [lines[0].index(c) for c in columns]
-    rows = []
-    for line in lines[1:]:
-        cells = line.split()
-        assert len(cells) == len(columns), line
-        assert [m.start() for m in re.finditer(r"\S+", line)] == starts, f"misaligned: {line!r}"
-        rows.append(dict(zip(columns, cells)))
-    return rows
 
 
 def records(data: Path, topic: str, partition: int) -> list:
@@ -316,6 +277,10 @@ def test_groups_describe_columns_and_lag_after_a_consumer_committed(data: Path) 
             prod.send("orders", b"x", partition=i % 3)  # 4 each
     c = Consumer(str(data), "orders", group_id="billing", auto_offset_reset="earliest", enable_auto_commit=False)
     try:
+        deadline = time.monotonic() + 60  # a group's first assignment may wait initial_rebalance_delay_ms
+        while len(c._member.owned()) < 3:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the consumer never got the group's partitions"
+            c.poll(timeout=0.05)
         c.commit({("orders", 0): 3, ("orders", 1): 1})
         member = c._member.member_id  # type: ignore[union-attr]
         live = parse_table(ok(data, "groups", "describe", "billing").stdout, GROUP_COLUMNS)
