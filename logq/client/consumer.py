@@ -54,9 +54,10 @@ from typing import Any, TypeVar
 
 from logq.client.consumer_access import one_thread
 from logq.client.consumer_config import as_tp as as_tp
-from logq.client.consumer_config import check_consumer_args, flag, int_at_least, iterable, mapping
+from logq.client.consumer_config import check_consumer_args, flag, int_at_least, iterable
 from logq.client.consumer_logs import PartitionLogs
-from logq.client.consumer_positions import ConsumerPositions
+from logq.client.consumer_metrics import ConsumerMetrics
+from logq.client.consumer_offsets import CommitCallback, ConsumerOffsets
 from logq.client.consumer_positions import Timestamp as Timestamp
 from logq.client.fetcher import FIRST_FETCH_BYTES as FIRST_FETCH_BYTES
 from logq.client.fetcher import Fetcher
@@ -72,6 +73,7 @@ from logq.errors import (
 )
 from logq.groups.member import GroupMember, group_dir
 from logq.groups.offsets import OffsetStore
+from logq.groups.startup import DEFAULT_INITIAL_REBALANCE_DELAY_MS
 from logq.storage.topics import TopicRegistry, partition_path, validate_partition
 from logq.types import OffsetAndTimestamp, Record, TopicPartition
 
@@ -84,7 +86,7 @@ _GROUP_CHECK_S = 0.05  # how often a waiting poll re-checks the group for rebala
 _Out = TypeVar("_Out", list[Record], RecordColumns)
 
 
-class Consumer(ConsumerPositions):
+class Consumer(ConsumerOffsets):
     def __init__(
         self,
         data_dir: str,
@@ -105,8 +107,10 @@ class Consumer(ConsumerPositions):
         consumer_timeout_ms: int | None = None,
         member_id: str | None = None,
         max_open_partitions: int = DEFAULT_MAX_OPEN_PARTITIONS,
+        initial_rebalance_delay_ms: int = DEFAULT_INITIAL_REBALANCE_DELAY_MS,
     ) -> None:
         self._closed = True  # until built
+        int_at_least("initial_rebalance_delay_ms", initial_rebalance_delay_ms, 0)
         check_consumer_args(
             data_dir,
             topics,
@@ -136,6 +140,7 @@ class Consumer(ConsumerPositions):
         self.max_poll_interval_ms = max_poll_interval_ms
         self.fsync_commits = fsync_commits
         self.consumer_timeout_ms = consumer_timeout_ms
+        self.initial_rebalance_delay_ms = initial_rebalance_delay_ms
         self._init_group(member_id, on_assign, on_revoke)
         self._init_fetch(fetch_max_bytes, key_deserializer, value_deserializer)
         self._logs = PartitionLogs(self.registry, max_open_partitions)
@@ -157,11 +162,13 @@ class Consumer(ConsumerPositions):
         self._store: OffsetStore | None = OffsetStore(group_dir(self.root, group_id)) if group_id else None
         self._subscription: list[str] | Pattern[str] | None = None
         self._manual: list[TopicPartition] = []
+        self._async_commits: list[tuple[dict[TopicPartition, int], CommitCallback | None]] = []
 
     def _init_fetch(self, fetch_max_bytes: int, key_deserializer: Any, value_deserializer: Any) -> None:
         """Positions, and the Fetcher that reads from them (logq/client/fetcher.py)."""
         self._positions: dict[TopicPartition, int] = {}
         self._paused: set[TopicPartition] = set()
+        self._metrics = ConsumerMetrics()
         self._fetcher = Fetcher(
             self.registry,
             self._positions,
@@ -217,6 +224,7 @@ class Consumer(ConsumerPositions):
                 self.registry.get(t)  # UnknownTopicError now, not in the background
             self._subscription = list(topics)
         self._manual = []
+        self.flush_async_commits()
         if self._member is None:
             self._member = GroupMember(
                 self.root,
@@ -225,6 +233,7 @@ class Consumer(ConsumerPositions):
                 member_id=self._member_id,
                 session_timeout_ms=self.session_timeout_ms,
                 max_poll_interval_ms=self.max_poll_interval_ms,
+                initial_rebalance_delay_ms=self.initial_rebalance_delay_ms,
             )
         self._sync_group()
 
@@ -264,6 +273,29 @@ class Consumer(ConsumerPositions):
         if self._member is not None:
             return {TopicPartition(*tp) for tp in self._member.owned()}
         return set(self._manual)
+
+    @one_thread
+    def unsubscribe(self) -> None:
+        """Stop reading: leave the group (a subscription) or drop the manual assignment.
+
+        Commits queued by ``commit_async`` are written first. A member leaves as at ``close()``:
+        positions are committed when auto-commit is on, ``on_revoke`` is called with its
+        partitions, and the group rebalances without it. A manual assignment is dropped (its
+        positions committed first when auto-commit is on). ``subscribe()`` or ``assign()`` again
+        to read on."""
+        self._check_open()
+        self.flush_async_commits()
+        try:
+            if self._member is not None:
+                self._member.close(on_revoke=self._revoke)
+            elif self.enable_auto_commit and self._positions:
+                self._commit_positions(list(self._positions))
+        finally:
+            self._member = None
+            self._subscription = None
+            self._manual = []
+            for tp in list(self._positions):
+                self._forget(tp)
 
     def _sync_group(self) -> None:
         m = self._member
@@ -377,6 +409,7 @@ class Consumer(ConsumerPositions):
 
     def _poll(self, timeout: float | None, limit: int, fetch: Callable[[int], _Out], empty: Callable[[], _Out]) -> _Out:
         deadline = None if timeout is None else time.monotonic() + timeout
+        self.flush_async_commits()
         self._sync_group()
         if self.enable_auto_commit and time.monotonic() >= self._next_commit:
             self.commit()
@@ -441,11 +474,34 @@ class Consumer(ConsumerPositions):
     def _fetch(self, limit: int) -> list[Record]:
         self._fetcher.raise_pending(self._paused)
         tps = self._readable()
-        return self._fetcher.fetch(tps, limit) if tps else []
+        if not tps:
+            return []
+        t0 = time.perf_counter_ns()
+        out = self._fetcher.fetch(tps, limit)
+        self._metrics.fetched(time.perf_counter_ns() - t0, len(out))
+        return out
 
     def _fetch_columns(self, limit: int) -> RecordColumns:
         tps = self._readable()
-        return self._fetcher.fetch_columns(tps, limit) if tps else RecordColumns.empty()
+        if not tps:
+            return RecordColumns.empty()
+        t0 = time.perf_counter_ns()
+        out = self._fetcher.fetch_columns(tps, limit)
+        self._metrics.fetched(time.perf_counter_ns() - t0, len(out))
+        return out
+
+    @one_thread
+    def metrics(self) -> dict[str, int | float]:
+        """Counters named as Kafka's consumer metrics (logq/client/consumer_metrics.py lists them)."""
+        self._check_open()
+        lags = self.lag()
+        stats = self._fetcher.stats
+        return self._metrics.snapshot(
+            bytes_read=stats["bytes_read"],
+            fetches=stats["fetches"],
+            lag_max=max(lags.values(), default=0),
+            assigned=len(self.assignment()),
+        )
 
     def __iter__(self) -> Iterator[Record]:
         idle_since = time.monotonic()
@@ -466,49 +522,6 @@ class Consumer(ConsumerPositions):
             ):
                 return
 
-    # ------------------------------------------------------------------ commits
-    @one_thread
-    def commit(self, offsets: dict[Any, int] | None = None) -> None:
-        """Commit positions (default) or the given {TopicPartition: next offset} map."""
-        self._check_open()
-        if self._store is None:
-            raise ConfigError("commit() needs a group_id")
-        items = (
-            {as_tp(tp): off for tp, off in mapping(offsets, "offsets").items()}
-            if offsets is not None
-            else {tp: self._positions[tp] for tp in self._positions}
-        )
-        self._do_commit(items)
-
-    def _commit_positions(self, tps: Sequence[TopicPartition]) -> None:
-        if tps:
-            self._do_commit({tp: self._positions[tp] for tp in tps})
-
-    def _do_commit(self, items: dict[TopicPartition, int]) -> None:
-        assert self._store is not None
-        self._next_commit = time.monotonic() + self.auto_commit_interval_ms / 1000
-        if not items:
-            return
-        items, ids = self._logs.stamp(items)
-        if not items:
-            return
-        m = self._member
-        self._store.commit(
-            items,
-            generation=m.generation if m else None,
-            member_id=m.member_id if m else None,
-            sync=self.fsync_commits,
-            log_end=lambda t, p: self._log(TopicPartition(t, p)).log_end_offset,
-            topic_ids=ids,
-        )
-
-    @one_thread
-    def committed(self, tp: Any) -> int | None:
-        if self._store is None:
-            raise ConfigError("committed() needs a group_id")
-        t, p = as_tp(tp)
-        return self._store.committed(t, p)
-
     # ------------------------------------------------------------------ closing
     def close(self, autocommit: bool = True) -> None:
         """Leave the group (committing first if ``autocommit`` and auto-commit are on) and release everything.
@@ -527,6 +540,10 @@ class Consumer(ConsumerPositions):
 
     def _close(self, autocommit: bool) -> None:
         try:
+            try:
+                self.flush_async_commits()
+            except Exception:  # a commit callback failed: closing goes on
+                log.exception("a commit_async callback raised while the consumer was closing")
             if self._member is not None:
 
                 def revoke(tps: set[Any]) -> None:

@@ -96,7 +96,9 @@ class ConsumerPositions:
     @one_thread
     def seek_to_beginning(self, *tps: Any) -> None:
         for tp in tps or tuple(self._positions):
-            self.seek(tp, self._log(self._tp(tp)).log_start_offset)
+            lg = self._log(self._tp(tp))
+            lg.refresh()  # another process may have moved its start (retention, delete_records)
+            self.seek(tp, lg.log_start_offset)
 
     @one_thread
     def seek_to_end(self, *tps: Any) -> None:

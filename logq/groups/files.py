@@ -25,6 +25,7 @@ from typing import Any, ParamSpec, TypeVar
 from logq.errors import (
     ClientClosedError,
     CommitFailedError,
+    ConfigError,
     InvalidGroupIdError,
     LockTimeoutError,
     LogqError,
@@ -372,6 +373,19 @@ def clear_owner(
         os.close(fd)
 
 
+def once(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` run at its first call only (the owners token is bumped once per lock hold)."""
+    done = False
+
+    def call() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            fn()
+
+    return call
+
+
 def bump_owners_token(lock: GroupLock) -> bytes:
     """Call with the group lock held, *before* changing any ownership record; returns the token."""
     token = secrets.token_hex(16).encode("ascii")
@@ -407,17 +421,38 @@ def check_commit_fence(
 
 @dataclass(frozen=True)
 class GroupState:
+    """One generation of a group. ``forming`` is set while a group that was empty waits for
+    more members before its first assignment (logq/groups/startup.py): (the monotonic ns at
+    which the assignment is due, the latest it may be pushed to by members joining)."""
+
     generation: int
     members: dict[str, dict[str, Any]]
     assignment: dict[str, list[TopicPartition]]
+    forming: tuple[int, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": STATE_FORMAT,
             "generation": self.generation,
             "members": self.members,
             "assignment": {m: [list(tp) for tp in tps] for m, tps in self.assignment.items()},
         }
+        if self.forming is not None:  # absent otherwise: earlier readers ignore unknown keys
+            out["forming_until_ns"], out["forming_limit_ns"] = self.forming
+        return out
+
+
+def check_subscription(got: Any) -> dict[str, int]:
+    """A subscription ({topic: partition count}) as a dict; ConfigError if it is not one."""
+    try:
+        sub = dict(got)
+    except (TypeError, ValueError):
+        raise ConfigError(f"the subscription must be a mapping of topic to partition count, got {got!r}") from None
+    for topic, n in sub.items():
+        validate_topic(topic)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ConfigError(f"partition count of {topic!r} must be an int >= 0, got {n!r}")
+    return sub
 
 
 def parse_state(obj: Any) -> GroupState:
@@ -428,12 +463,18 @@ def parse_state(obj: Any) -> GroupState:
         raise ValueError("bad generation")
     members = {check_name("member id", m): dict(v) for m, v in obj["members"].items()}
     for info in members.values():
-        info["topics"] = {validate_topic(t): int(n) for t, n in info["topics"].items()}
+        info["topics"] = check_subscription(info["topics"])
     assignment = {
         check_name("member id", m): [(validate_topic(t), int(p)) for t, p in tps]
         for m, tps in obj["assignment"].items()
     }
-    return GroupState(gen, members, assignment)
+    forming = None
+    if "forming_until_ns" in obj:
+        until, limit = obj["forming_until_ns"], obj["forming_limit_ns"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (until, limit)):
+            raise ValueError("bad forming window")
+        forming = (until, limit)
+    return GroupState(gen, members, assignment, forming)
 
 
 def load_state(gdir: str) -> tuple[GroupState | None, list[str]]:
@@ -479,35 +520,6 @@ def max_owner_generation(gdir: str) -> int:
     return max((gen for _, _, gen in owner_records(gdir)), default=0)
 
 
-# ----------------------------------------------------------------------------- inspection
-
-
-@dataclass(frozen=True)
-class MemberDescription:
-    member_id: str
-    pid: int | None
-    alive: bool  # its member flock is held
-    in_generation: bool  # listed in the current state
-    heartbeat_age_ms: float | None
-    poll_age_ms: float | None
-    assignment: tuple[TopicPartition, ...]
-
-
-@dataclass(frozen=True)
-class GroupDescription:
-    group: str
-    generation: int
-    state: str  # "Dead" (no such group), "Empty", "Stable" or "Rebalancing"
-    members: tuple[MemberDescription, ...]
-    assignment: dict[TopicPartition, str]
-    owners: dict[TopicPartition, str | None]  # the live member each assigned partition's record names
-    problems: tuple[str, ...]
-
-    @property
-    def live(self) -> bool:
-        return any(m.alive for m in self.members)
-
-
 @os_errors("list groups")
 def list_groups(root: str) -> list[str]:
     """Names of the groups that have a directory under ``root``."""
@@ -516,56 +528,3 @@ def list_groups(root: str) -> list[str]:
     except FileNotFoundError:
         return []
     return sorted(n for n in names if NAME_RE.fullmatch(n) and os.path.isdir(os.path.join(groups_root(root), n)))
-
-
-@os_errors("probe group")
-def group_has_live_members(root: str, group: str) -> bool:
-    return bool(live_member_ids(group_dir(root, group)))
-
-
-@os_errors("describe group")
-def describe_group(root: str, group: str, *, lock_timeout_ms: int = 5000) -> GroupDescription:
-    """Generation, members (live or not), assignment and current lock holders of a group."""
-    gdir = group_dir(root, group)
-    if not os.path.isdir(gdir):
-        return GroupDescription(group, 0, "Dead", (), {}, {}, ())
-    lock = GroupLock(os.path.join(gdir, "group.lock"), lock_timeout_ms, readonly=True)
-    try:
-        with lock.hold(shared=True):
-            state, problems = load_state(gdir)
-    finally:
-        lock.close()
-    state = state or GroupState(0, {}, {})
-    now = time.monotonic_ns()
-    ids = set(state.members)
-    members_dir = os.path.join(gdir, "members")
-    names = os.listdir(members_dir) if os.path.isdir(members_dir) else []
-    ids |= {n[:-5] for n in names if n.endswith(".lock") and not n.startswith(".")}
-    members = []
-    for m in sorted(ids):
-        pr = probe_member(gdir, m)
-        members.append(
-            MemberDescription(
-                m,
-                pr.pid,
-                pr.alive,
-                m in state.members,
-                None if pr.heartbeat_ns is None else (now - pr.heartbeat_ns) / 1e6,
-                None if pr.poll_ns is None else (now - pr.poll_ns) / 1e6,
-                tuple(state.assignment.get(m, ())),
-            )
-        )
-    assignment = {tp: m for m, tps in state.assignment.items() for tp in tps}
-    owners: dict[TopicPartition, str | None] = {}
-    alive = Liveness(gdir)
-    for tp in sorted(assignment):
-        holder, _, busy = read_owner(gdir, tp, alive)
-        owners[tp] = holder if busy else None
-    live = any(m.alive for m in members)
-    if not live:
-        kind = "Empty"
-    elif all(owners[tp] == m for tp, m in assignment.items()):
-        kind = "Stable"
-    else:
-        kind = "Rebalancing"
-    return GroupDescription(group, state.generation, kind, tuple(members), assignment, owners, tuple(problems))

@@ -76,21 +76,24 @@ from typing import Any
 
 from logq.errors import ClientClosedError, ConfigError, LogLockedError, LogqError, MemberIdInUseError
 from logq.groups.assignor import assign_partitions
-from logq.groups.files import (
+from logq.groups.describe import (
     GroupDescription,
+    MemberDescription,
+    describe_group,
+    group_has_live_members,
+)
+from logq.groups.files import (
     GroupLock,
     GroupState,
     Liveness,
-    MemberDescription,
     TopicPartition,
     bump_owners_token,
     check_name,
+    check_subscription,
     claim_owner,
     clear_owner,
-    describe_group,
     ensure_dirs,
     group_dir,
-    group_has_live_members,
     list_groups,
     live_member_ids,
     load_state,
@@ -98,6 +101,7 @@ from logq.groups.files import (
     member_ok,
     member_path,
     new_locked_file,
+    once,
     os_errors,
     owner_records,
     probe_member,
@@ -105,9 +109,9 @@ from logq.groups.files import (
     stat_sig,
 )
 from logq.groups.served import refuse_if_served
+from logq.groups.startup import DEFAULT_INITIAL_REBALANCE_DELAY_MS, forming_window, is_due
 from logq.storage import files as _fs
 from logq.storage.meta import write_meta
-from logq.storage.topics import validate_topic
 
 __all__ = [
     "TopicPartition",
@@ -126,19 +130,6 @@ __all__ = [
 log = logging.getLogger("logq.group")
 
 Listener = Callable[[str, TopicPartition, int], None]
-
-
-def _once(fn: Callable[[], None]) -> Callable[[], None]:
-    """``fn`` run at its first call only (the owners token is bumped once per lock hold)."""
-    done = False
-
-    def call() -> None:
-        nonlocal done
-        if not done:
-            done = True
-            fn()
-
-    return call
 
 
 # ----------------------------------------------------------------------------- the member
@@ -171,6 +162,7 @@ class GroupMember:
         lock_timeout_ms: int = 10_000,
         retry_backoff_ms: int = 20,
         ownership_listener: Listener | None = None,
+        initial_rebalance_delay_ms: int = DEFAULT_INITIAL_REBALANCE_DELAY_MS,
     ) -> None:
         for name, value in (
             ("session_timeout_ms", session_timeout_ms),
@@ -181,6 +173,10 @@ class GroupMember:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        delay = initial_rebalance_delay_ms
+        if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
+            raise ConfigError(f"initial_rebalance_delay_ms must be an int >= 0 (0 disables), got {delay!r}")
+        self.initial_rebalance_delay_ms = delay
         self.group_id = check_name("group id", group_id)
         self.member_id = check_name("member id", member_id or f"m-{os.getpid()}-{secrets.token_hex(4)}")
         self.root = root
@@ -272,7 +268,7 @@ class GroupMember:
             self._lose(lost, on_lost)
             revoked_out |= lost
             self._joined = False
-        if not self._joined or now >= self._next_scan_ns:
+        if not self._joined or now >= self._next_scan_ns or is_due(state.forming if state else None, now):
             self._next_scan_ns = now + self.heartbeat_interval_ms * 1_000_000
             self._subscription = self._fetch_subscription()
             if not self._joined or self._needs_rebalance(state):
@@ -318,7 +314,7 @@ class GroupMember:
     def is_settled(self) -> bool:
         """True when this member owns exactly what the current generation assigns it."""
         state = self._state
-        if not self._joined or state is None or self.member_id not in state.members:
+        if not self._joined or state is None or self.member_id not in state.members or state.forming:
             return False
         return set(self._owned) == set(state.assignment.get(self.member_id, ()))
 
@@ -390,16 +386,7 @@ class GroupMember:
             raise ClientClosedError(f"group member {self.member_id}")
 
     def _fetch_subscription(self) -> dict[str, int]:
-        got = self._fn()
-        try:
-            sub = dict(got)
-        except (TypeError, ValueError):
-            raise ConfigError(f"the subscription must be a mapping of topic to partition count, got {got!r}") from None
-        for topic, n in sub.items():
-            validate_topic(topic)
-            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-                raise ConfigError(f"partition count of {topic!r} must be an int >= 0, got {n!r}")
-        return sub
+        return check_subscription(self._fn())
 
     def _info(self) -> dict[str, Any]:
         return {
@@ -444,6 +431,8 @@ class GroupMember:
         if state.members[self.member_id].get("topics") != self._subscription:
             return True
         now = time.monotonic_ns()
+        if is_due(state.forming, now):  # the group formed: make its first assignment
+            return True
         return any(
             not member_ok(probe_member(self.group_dir, m), info, now)
             for m, info in state.members.items()
@@ -474,13 +463,21 @@ class GroupMember:
         self._remove_dead_strangers(set(old.members))
         if want_self or (want_self is None and self.member_id in old.members):
             members[self.member_id] = self._info() if want_self else old.members[self.member_id]
+        forming = forming_window(
+            old.forming,
+            joining=bool(want_self) and self.member_id not in old.members,
+            alone=set(members) == {self.member_id},
+            now_ns=now,
+            delay_ns=self.initial_rebalance_delay_ms * 1_000_000,
+            cap_ns=self.max_poll_interval_ms * 1_000_000,
+        )
         subs = {m: info["topics"] for m, info in members.items()}
-        assignment = assign_partitions(subs, old.assignment)
+        assignment = {} if forming else assign_partitions(subs, old.assignment)  # nothing while forming
         old_assignment = {m: sorted(tps) for m, tps in old.assignment.items()}
-        if members == old.members and assignment == old_assignment:
+        if members == old.members and assignment == old_assignment and forming == old.forming:
             self._state_sig = None  # force a re-read: the caller may hold a stale copy
             return old
-        new = GroupState(old.generation + 1, members, assignment)
+        new = GroupState(old.generation + 1, members, assignment, forming)
         write_meta(self._state_path, new.to_json(), sync=False)
         self._state_sig = None
         if evicted:
@@ -497,7 +494,7 @@ class GroupMember:
 
     def _fence(self, evicted: set[str]) -> None:
         """Empty the ownership records that name evicted (dead or hung) members."""
-        bump = _once(self._bump)
+        bump = once(self._bump)
         for tp, holder, gen in list(owner_records(self.group_dir)):
             if holder in evicted:
                 clear_owner(self.group_dir, tp, holder, gen, bump)
@@ -528,7 +525,7 @@ class GroupMember:
     def _clear_records_of_my_id(self) -> None:
         """With the group lock held, when joining: empty records left under our member id by a
         dead process (a member id used again must not inherit its partitions)."""
-        bump = _once(self._bump)
+        bump = once(self._bump)
         for tp, holder, gen in list(owner_records(self.group_dir)):
             if holder == self.member_id:
                 clear_owner(self.group_dir, tp, holder, gen, bump)
@@ -547,7 +544,7 @@ class GroupMember:
                 # held by a live member of this generation; not by the dead or the evicted
                 return holder in members and alive(holder)
 
-            bump = _once(self._bump)
+            bump = once(self._bump)
             for tp in sorted(wanted & mine):
                 t0 = time.monotonic_ns()
                 if not claim_owner(self.group_dir, tp, self.member_id, self.generation, busy, bump):
@@ -562,7 +559,7 @@ class GroupMember:
 
     def _clear_records(self, records: Mapping[TopicPartition, int]) -> None:
         """With the group lock held: empty the records of partitions we gave up."""
-        bump = _once(self._bump)
+        bump = once(self._bump)
         for tp, gen in sorted(records.items()):
             clear_owner(self.group_dir, tp, self.member_id, gen, bump)
             self._unreleased.pop(tp, None)

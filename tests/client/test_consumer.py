@@ -1,7 +1,11 @@
 """The consumer API: assign, subscribe, poll, commit, positions and seeks, pause, lag, the
 auto_offset_reset policies, retention under a committed offset, replay by offset and by
 time (Kafka's offsetsForTimes rule), deserializers, iteration, auto-commit and rebalance
-callbacks."""
+callbacks.
+
+Group consumers here that check their assignment (or commit, or read from "latest") right after
+they are built pass ``initial_rebalance_delay_ms=0``: a group's start-up delay is tested in
+tests/groups/test_group_startup.py."""
 
 from __future__ import annotations
 
@@ -86,7 +90,7 @@ def test_consumer_without_group_reads_every_partition_of_its_topics(root: str) -
 
 def test_subscribe_alone_in_a_group_gets_every_partition(root: str) -> None:
     make_topic(root, "t", 4)
-    with Consumer(root, group_id="g") as c:
+    with Consumer(root, group_id="g", initial_rebalance_delay_ms=0) as c:
         c.subscribe(["t"])
         assert c.assignment() == {TopicPartition("t", p) for p in range(4)}
 
@@ -111,7 +115,9 @@ def test_subscribe_to_an_unknown_topic_raises(root: str) -> None:
 def test_subscribe_to_a_pattern_picks_up_matching_topics_created_later(root: str) -> None:
     make_topic(root, "ev-a", 2)
     make_topic(root, "other")
-    with Consumer(root, group_id="g", auto_offset_reset="earliest", session_timeout_ms=600) as c:
+    with Consumer(
+        root, group_id="g", initial_rebalance_delay_ms=0, auto_offset_reset="earliest", session_timeout_ms=600
+    ) as c:
         c.subscribe(re.compile(r"ev-.*"))
         assert c.assignment() == {TopicPartition("ev-a", 0), TopicPartition("ev-a", 1)}
         make_topic(root, "ev-b")
@@ -192,7 +198,7 @@ def test_a_new_group_member_resumes_right_after_the_last_commit(root: str) -> No
 def test_commit_of_explicit_offsets(root: str) -> None:
     make_topic(root, "t", 2)
     produce(root, "t", [b"a", b"b", b"c"], partition=1)
-    with Consumer(root, "t", group_id="g", enable_auto_commit=False) as c:
+    with Consumer(root, "t", group_id="g", initial_rebalance_delay_ms=0, enable_auto_commit=False) as c:
         c.commit({TopicPartition("t", 1): 2})
         assert c.committed(("t", 1)) == 2
         assert c.committed(("t", 0)) is None
@@ -201,7 +207,7 @@ def test_commit_of_explicit_offsets(root: str) -> None:
 def test_commit_beyond_the_log_end_is_refused_and_changes_nothing(root: str) -> None:
     make_topic(root)
     produce(root, "t", [b"a", b"b"])
-    with Consumer(root, "t", group_id="g", enable_auto_commit=False) as c:
+    with Consumer(root, "t", group_id="g", initial_rebalance_delay_ms=0, enable_auto_commit=False) as c:
         c.commit({TP0: 1})
         with pytest.raises(InvalidOffsetCommitError):
             c.commit({TP0: 3})
@@ -342,7 +348,7 @@ def test_auto_offset_reset_earliest_starts_at_the_log_start(root: str) -> None:
 def test_auto_offset_reset_latest_skips_what_exists_and_gets_what_comes(root: str) -> None:
     make_topic(root)
     produce(root, "t", [b"old"])
-    with Consumer(root, "t", group_id="g", auto_offset_reset="latest") as c:
+    with Consumer(root, "t", group_id="g", initial_rebalance_delay_ms=0, auto_offset_reset="latest") as c:
         assert c.poll(0.05) == []
         produce(root, "t", [b"new"])
         assert vals(drain(c, 1)) == [b"new"]
@@ -352,10 +358,12 @@ def test_auto_offset_reset_error_raises_no_offset_for_partition(root: str) -> No
     make_topic(root)
     produce(root, "t", [b"a"])
     with pytest.raises(NoOffsetForPartitionError):
-        Consumer(root, "t", group_id="g", auto_offset_reset="error")
-    with Consumer(root, "t", group_id="g2", auto_offset_reset="earliest", enable_auto_commit=False) as c:
+        Consumer(root, "t", group_id="g", initial_rebalance_delay_ms=0, auto_offset_reset="error")
+    with Consumer(
+        root, "t", group_id="g2", initial_rebalance_delay_ms=0, auto_offset_reset="earliest", enable_auto_commit=False
+    ) as c:
         c.commit({TP0: 1})
-    with Consumer(root, "t", group_id="g2", auto_offset_reset="error") as c:
+    with Consumer(root, "t", group_id="g2", initial_rebalance_delay_ms=0, auto_offset_reset="error") as c:
         assert c.position(TP0) == 1  # a committed offset needs no reset
 
 
@@ -368,11 +376,11 @@ def test_bad_auto_offset_reset_is_a_config_error(root: str) -> None:
 def test_committed_offset_below_the_log_start_resumes_at_the_log_start_without_skipping(root: str, policy: str) -> None:
     make_topic(root)
     produce(root, "t", [b"%d" % i for i in range(10)])
-    with Consumer(root, "t", group_id="g", enable_auto_commit=False) as c:
+    with Consumer(root, "t", group_id="g", initial_rebalance_delay_ms=0, enable_auto_commit=False) as c:
         c.commit({TP0: 2})
     with Admin(root) as admin:
         admin.delete_records("t", {0: 6})
-    with Consumer(root, "t", group_id="g", auto_offset_reset=policy) as c:
+    with Consumer(root, "t", group_id="g", initial_rebalance_delay_ms=0, auto_offset_reset=policy) as c:
         assert c.position(TP0) == 6
         assert [r.offset for r in drain(c, 4)] == [6, 7, 8, 9]
 
@@ -380,12 +388,12 @@ def test_committed_offset_below_the_log_start_resumes_at_the_log_start_without_s
 def test_committed_offset_below_the_log_start_with_reset_error_raises(root: str) -> None:
     make_topic(root)
     produce(root, "t", [b"%d" % i for i in range(4)])
-    with Consumer(root, "t", group_id="g", enable_auto_commit=False) as c:
+    with Consumer(root, "t", group_id="g", initial_rebalance_delay_ms=0, enable_auto_commit=False) as c:
         c.commit({TP0: 1})
     with Admin(root) as admin:
         admin.delete_records("t", {0: 3})
     with pytest.raises(NoOffsetForPartitionError):
-        Consumer(root, "t", group_id="g", auto_offset_reset="error")
+        Consumer(root, "t", group_id="g", initial_rebalance_delay_ms=0, auto_offset_reset="error")
 
 
 def test_records_purged_by_delete_records_while_reading_are_not_delivered(root: str) -> None:
@@ -594,11 +602,23 @@ def test_rebalance_callbacks_fire_with_the_moved_partitions(root: str) -> None:
     all4 = {TopicPartition("t", p) for p in range(4)}
     a_calls, b_calls = Calls(), Calls()
     a = Consumer(
-        root, "t", group_id="g", session_timeout_ms=1000, on_assign=a_calls.on_assign, on_revoke=a_calls.on_revoke
+        root,
+        "t",
+        group_id="g",
+        initial_rebalance_delay_ms=0,
+        session_timeout_ms=1000,
+        on_assign=a_calls.on_assign,
+        on_revoke=a_calls.on_revoke,
     )
     assert a_calls.assigned == [all4] and a_calls.revoked == []
     b = Consumer(
-        root, "t", group_id="g", session_timeout_ms=1000, on_assign=b_calls.on_assign, on_revoke=b_calls.on_revoke
+        root,
+        "t",
+        group_id="g",
+        initial_rebalance_delay_ms=0,
+        session_timeout_ms=1000,
+        on_assign=b_calls.on_assign,
+        on_revoke=b_calls.on_revoke,
     )
     _settle([a, b], [2, 2])
     assert len(a_calls.revoked) == 1 and len(b_calls.assigned) == 1
