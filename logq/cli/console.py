@@ -407,14 +407,36 @@ def _start_offset(ctx: click.Context, param: click.Parameter, value: str | None)
     raise click.BadParameter(f"{value!r} is not earliest, latest or an offset >= 0")
 
 
-def _place(consumer: Consumer, tp: TopicPartition, offset: str | int | None) -> None:
-    """--offset: where an assigned partition starts."""
+def _start(
+    consumer: Consumer, topic: str, count: int, partition: int | None, offset: str | int | None, group: str | None
+) -> None:
+    """Assign ``partition`` (placed at ``offset``), subscribe as ``group``, or assign every partition."""
+    if partition is None:
+        if group is not None:
+            consumer.subscribe([topic])
+        else:
+            consumer.assign([TopicPartition(topic, p) for p in range(count)])
+        return
+    tp = TopicPartition(topic, partition)
+    consumer.assign([tp])
     if offset == "earliest":
         consumer.seek_to_beginning(tp)
     elif offset == "latest":
         consumer.seek_to_end(tp)
     elif isinstance(offset, int):
         consumer.seek(tp, offset)
+
+
+def _consume_format(
+    properties: Sequence[str], key_separator: str | None, fmt: str, value_deserializer: str
+) -> TextFormat | None:
+    """The text format of the options, or None for ``--format json`` (which takes none of them)."""
+    props = _properties(properties, CONSUME_PROPERTIES)
+    if fmt == "json":
+        if props or key_separator is not None:
+            raise click.UsageError("--property and --key-separator shape --format text only")
+        return None
+    return TextFormat.from_options(props, key_separator, value_json=value_deserializer == "json")
 
 
 @click.command("consume")
@@ -486,21 +508,17 @@ def consume_command(
 ) -> None:
     """Print the records of TOPIC on stdout, like kafka-console-consumer."""
     root = existing_root(state)
-    props = _properties(properties, CONSUME_PROPERTIES)
+    text_format = _consume_format(properties, key_separator, fmt, value_deserializer)
     if offset is not None and partition is None:
         raise click.UsageError("--offset needs --partition (as in kafka-console-consumer)")
     if offset is not None and from_beginning:
         raise click.UsageError("give either --offset or --from-beginning, not both")
-    if fmt == "json" and (props or key_separator is not None):
-        raise click.UsageError("--property and --key-separator shape --format text only")
-    text_format = TextFormat.from_options(props, key_separator, value_json=value_deserializer == "json")
     with Admin(root) as admin:
         count = partition_count(admin, topic)
     if partition is not None:
         check_partitions(topic, count, [partition])
-    run = _Run(
-        max_messages, timeout_ms, follow, _record_json if fmt == "json" else text_format.line, skip_message_on_error
-    )
+    show = text_format.line if text_format is not None else _record_json
+    run = _Run(max_messages, timeout_ms, follow, show, skip_message_on_error)
 
     def commit_revoked(tps: Any) -> None:
         done = {tp: run.printed[tp] for tp in tps if tp in run.printed}
@@ -518,13 +536,7 @@ def consume_command(
     interrupted = False
     ok = False
     try:
-        if partition is not None:
-            consumer.assign([TopicPartition(topic, partition)])
-            _place(consumer, TopicPartition(topic, partition), offset)
-        elif group is not None:
-            consumer.subscribe([topic])
-        else:
-            consumer.assign([TopicPartition(topic, p) for p in range(count)])
+        _start(consumer, topic, count, partition, offset, group)
         interrupted = _print_records(consumer, run)
         if group is not None:
             _commit_printed(consumer, run.printed)

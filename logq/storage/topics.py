@@ -393,16 +393,7 @@ class TopicRegistry:
             for p in range(partitions):
                 _fs.make_dir(partition_path(self.root, name, p))
             _fs.fsync_dir(self.root)
-            _meta.write_meta(
-                self._path(name),
-                {
-                    "name": name,
-                    "partitions": partitions,
-                    "overrides": meta.overrides,
-                    "created_ms": meta.created_ms,
-                    "topic_id": meta.topic_id,
-                },
-            )
+            _meta.write_meta(self._path(name), _meta_body(meta))
         self._cache[name] = meta
         return meta
 
@@ -511,16 +502,7 @@ class TopicRegistry:
             if created:
                 _fs.fsync_dir(self.root)
             if rewritten:
-                _meta.write_meta(
-                    path,
-                    {
-                        "name": name,
-                        "partitions": meta.partitions,
-                        "overrides": meta.overrides,
-                        "created_ms": meta.created_ms,
-                        "topic_id": meta.topic_id,
-                    },
-                )
+                _meta.write_meta(path, _meta_body(meta))
         _ID_CACHE.pop(path, None)
         return TopicRepair(name, meta.partitions, meta.topic_id, rewritten, created, tuple(problems))
 
