@@ -103,7 +103,7 @@ def _topic_json(desc: TopicDescription, overrides: dict[str, Any]) -> dict[str, 
 
 @click.group("topics")
 def topics_group() -> None:
-    """Create, list, describe, delete and repair topics, like kafka-topics."""
+    """Create, list, describe, alter, delete and repair topics, like kafka-topics."""
 
 
 @topics_group.command("create")
