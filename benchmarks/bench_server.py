@@ -1,0 +1,148 @@
+"""`logq serve` with confluent-kafka clients on loopback, 100-byte records (measured, not asserted).
+
+Runs a `logq serve` process on a fresh data directory and reports, as one JSON line:
+
+- produce records/s: one confluent-kafka producer (acks=1, linger 5 ms, no compression,
+  idempotence off) sends ``--records`` records to a 1-partition topic and flushes;
+- consume records/s: one consumer assigned that partition from the beginning reads them all;
+- produce-to-consume latency: one record per millisecond (linger 0), a consumer thread
+  long-polling the partition; p50/p99 of receive time minus send time in microseconds.
+
+    python benchmarks/bench_server.py --records 500000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import confluent_kafka as ck
+
+VALUE = b"x" * 100
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(data: str, port: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logq", "serve", "--data", data, "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    return proc
+
+
+def produce(bootstrap: str, topic: str, n: int) -> float:
+    p = ck.Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 5,
+            "batch.size": 1_000_000,
+            "acks": 1,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+    p.produce(topic, VALUE)
+    p.flush(30)  # topic created, connection up
+    t0 = time.perf_counter()
+    for _ in range(n):
+        while True:
+            try:
+                p.produce(topic, VALUE)
+                break
+            except BufferError:
+                p.poll(0.001)
+    p.flush(120)
+    return n / (time.perf_counter() - t0)
+
+
+def consume(bootstrap: str, topic: str, n: int) -> float:
+    c = ck.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "bench",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 52_428_800,
+        }
+    )
+    c.assign([ck.TopicPartition(topic, 0, 1)])  # offset 0 is the warm-up record
+    got = 0
+    t0 = time.perf_counter()
+    while got < n:
+        msgs = c.consume(10_000, 1.0)
+        got += sum(1 for m in msgs if not m.error())
+    rate = n / (time.perf_counter() - t0)
+    c.close()
+    return rate
+
+
+def latency(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
+    p = ck.Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": 1})
+    p.produce(topic, VALUE)
+    p.flush(30)
+    c = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": "lat", "fetch.wait.max.ms": 500, "fetch.min.bytes": 1})
+    c.assign([ck.TopicPartition(topic, 0, ck.OFFSET_END)])
+    samples: list[float] = []
+    ready = threading.Event()
+
+    def reader() -> None:
+        while len(samples) < n:
+            m = c.poll(0.2)
+            ready.set()
+            if m is not None and not m.error():
+                samples.append((time.perf_counter_ns() - int(m.value()[:20])) / 1000)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    ready.wait(10)
+    time.sleep(0.5)
+    for _ in range(n):
+        p.produce(topic, b"%020d" % time.perf_counter_ns() + VALUE[20:])
+        p.poll(0)
+        time.sleep(0.001)
+    p.flush(30)
+    t.join(60)
+    c.close()
+    q = statistics.quantiles(samples, n=100)
+    return statistics.median(samples), q[98]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, default=500_000)
+    ap.add_argument("--latency-records", type=int, default=2000)
+    args = ap.parse_args()
+    data = tempfile.mkdtemp(prefix="bench-server-")
+    port = _free_port()
+    proc = start_server(data, port)
+    bootstrap = f"127.0.0.1:{port}"
+    try:
+        out = {"records": args.records, "record_bytes": len(VALUE)}
+        out["produce_records_per_s"] = round(produce(bootstrap, "bench", args.records))
+        out["consume_records_per_s"] = round(consume(bootstrap, "bench", args.records))
+        p50, p99 = latency(bootstrap, "latency", args.latency_records)
+        out["latency_p50_us"], out["latency_p99_us"] = round(p50), round(p99)
+        print(json.dumps(out))
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+if __name__ == "__main__":
+    main()
