@@ -211,3 +211,12 @@ def test_a_line_without_the_separator_stops_after_the_lines_before_it(empty: Pat
     assert res.exit_code == 1
     assert "line 2 of <stdin> has no key separator ':'; 1 record(s) before it were written" in res.stderr
     assert _records(empty) == [(b"a", b"1")]
+
+
+def test_an_offset_outside_the_log_is_moved_into_it_with_a_warning(data: Path) -> None:
+    with Admin(str(data)) as admin:
+        admin.delete_records("t", {0: 2})
+    below = ok(data, "consume", "t", "--partition", "0", "--offset", "1", "--max-messages", "1")
+    assert below.stdout == '{"n": 2}\n' and any("resuming at log start 2" in w for w in warnings_of(below))
+    past = ok(data, "consume", "t", "--partition", "0", "--offset", "100")
+    assert past.stdout == "" and any("past the log end 5" in w for w in warnings_of(past))
