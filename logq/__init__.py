@@ -3,6 +3,7 @@
 The public surface is re-exported here; everything else is internal.
 """
 
+from logq.aio import AIOConsumer, AIOProducer
 from logq.client.admin import Admin, GroupInfo, GroupPartitionInfo, PartitionInfo, TopicDescription
 from logq.client.consumer import Consumer
 from logq.client.producer import BatchMetadata, Producer, RecordFuture, RecordMetadata
@@ -66,6 +67,8 @@ from logq.types import OffsetAndTimestamp, Record, TopicPartition
 __version__ = "0.1.0"
 
 __all__ = [
+    "AIOConsumer",
+    "AIOProducer",
     "Admin",
     "AppendResult",
     "AuthenticationError",

@@ -1,0 +1,370 @@
+"""AIOConsumer: the Consumer for asyncio code, shaped like aiokafka's AIOKafkaConsumer.
+
+It wraps one ``logq.Consumer`` (logq/client/consumer.py), which does all the fetching,
+decoding, positions, commits and group membership (its heartbeat thread keeps running as
+with the sync client); this module decides where each call runs and how an idle consumer
+waits:
+
+- Reads run on the loop, as non-blocking ``poll(0, n)`` calls of at most
+  ``read_chunk_records`` records each; a ``getmany`` that wants more gives the loop a turn
+  between chunks, so one read stalls the loop for one chunk (from the page cache; see
+  docs/benchmarks.md, "asyncio", for the measured worst stall).
+- When nothing is there, it waits without a timer: the inotify descriptor of its own
+  ``Watcher`` (logq/client/notify.py), watching the assigned partitions' directories, is
+  registered with ``loop.add_reader``. It is drained before each read, so a write after
+  the drain leaves it readable: no wake-up is lost, and an idle consumer makes no reads.
+  A group member also watches its group's directory (members joining or leaving rewrite
+  the group state there) and re-checks the group every ``session_timeout_ms / 3`` (the
+  heartbeat interval), every 50 ms while its assignment moved within the last
+  ``session_timeout_ms`` (partitions released by their previous owner are taken then, as a
+  sync poll does). Without inotify it sleeps 0.1 ms doubling up to 10 ms, as the sync client.
+- Calls that may block (starting, which joins the group; ``commit``; seeks that read the
+  logs; ``stop``) run in a worker thread while holding an ``asyncio.Lock`` that reads take
+  too (logq/aio/bridge.py): the sync consumer sees one caller at a time.
+
+Cancellation: cancelling ``getmany``/``getone`` loses nothing. Records read in a
+cancelled call but not returned are given back by seeking their partitions to the first
+of them, so positions (and commits) always stand after the last record returned and the
+next call returns them again. A cancelled ``commit`` or seek finishes in its thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from logq.aio.bridge import ThreadCalls
+from logq.client.consumer import Consumer
+from logq.client.consumer_config import int_at_least
+from logq.client.notify import Watcher
+from logq.errors import ClientClosedError, ConcurrentAccessError, ConfigError, LogqError
+from logq.groups.files import group_dir
+from logq.storage.topics import partition_path
+from logq.types import OffsetAndTimestamp, Record, TopicPartition
+
+__all__ = ["AIOConsumer"]
+
+_GROUP_MOVING_S = 0.05  # group re-check while the assignment is moving (the sync poll's interval)
+_MIN_SLEEP_S = 0.0001  # without inotify: the first sleep, doubled while nothing arrives
+_MAX_SLEEP_S = 0.01
+
+
+class AIOConsumer:
+    """``logq.Consumer`` for asyncio: ``await start()``, ``await getmany()``, ``async for``, ``await stop()``.
+
+    Takes the arguments of ``logq.Consumer`` (checked by ``start()``, which opens it and
+    joins the group) plus ``read_chunk_records`` (int >= 1, default 500: the most records
+    one read on the loop returns before the loop gets a turn).
+    """
+
+    def __init__(self, data_dir: str, *topics: str, read_chunk_records: int = 500, **consumer_args: Any) -> None:
+        self._chunk = int_at_least("read_chunk_records", read_chunk_records, 1)
+        self._args = (data_dir, topics, consumer_args)
+        self._consumer: Consumer | None = None
+        self._watcher: Watcher | None = None
+        self._calls: ThreadCalls | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready: asyncio.Future[None] | None = None  # settled when the watcher's fd is readable
+        self._reader_fd = -1
+        self._sleep_s = _MIN_SLEEP_S
+        self._group = consumer_args.get("group_id") is not None
+        session_ms = consumer_args.get("session_timeout_ms", 3000)
+        self._session_s = session_ms / 1000 if isinstance(session_ms, int) else 3.0
+        self._owned: set[TopicPartition] = set()
+        self._moved_at = 0.0  # loop time the assignment last changed
+        self._stopping = False
+        self._stopped = False
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def consumer(self) -> Consumer:
+        """The sync Consumer underneath (for ``read_stats()`` and the like; do not poll it)."""
+        return self._open()
+
+    async def start(self) -> None:
+        """Open the consumer (in a worker thread: joining a group takes file locks). Twice is harmless."""
+        if self._stopped:
+            raise ClientClosedError("consumer")
+        if self._calls is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._calls = ThreadCalls()
+        self._moved_at = self._loop.time()
+        await self._calls.run(self._build)
+
+    def _build(self) -> None:
+        """In the worker thread; sets the fields even if start() was cancelled meanwhile (stop() closes them)."""
+        data_dir, topics, args = self._args
+        self._consumer = Consumer(data_dir, *topics, **args)
+        self._watcher = Watcher()
+
+    async def stop(self, autocommit: bool = True) -> None:
+        """Leave the group (committing first, as ``Consumer.close``) and release everything.
+
+        A ``getmany``/``getone`` waiting meanwhile returns empty ({} / ends ``async for``);
+        later calls raise ClientClosedError. A second call does nothing.
+        """
+        if self._stopped:
+            return
+        self._stopped = self._stopping = True
+        self._settle_ready()
+        calls, c = self._calls, self._consumer
+        try:
+            if calls is not None and c is not None:
+                await calls.run(c.close, autocommit)
+        finally:
+            if self._watcher is not None:
+                self._watcher.close()
+
+    async def __aenter__(self) -> AIOConsumer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _open(self) -> Consumer:
+        if self._stopping:
+            raise ClientClosedError("consumer")
+        c = self._consumer
+        if c is None:
+            raise ConfigError(
+                "AIOConsumer is not started", hint="await consumer.start() first, or use `async with AIOConsumer(...)`"
+            )
+        return c
+
+    def _lock(self) -> asyncio.Lock:
+        assert self._calls is not None  # set by start(), before any consumer exists
+        return self._calls.lock
+
+    # ------------------------------------------------------------------ reading
+    async def getmany(
+        self, timeout_ms: int | None = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[Record]]:
+        """Records by partition, at most ``max_records`` (default ``max_poll_records``) in all.
+
+        Waits up to ``timeout_ms`` (int >= 0; None: until records arrive or ``stop()``) when
+        nothing is there; {} when nothing arrived in time.
+        """
+        out: dict[TopicPartition, list[Record]] = {}
+        for r in await self._get(timeout_ms, max_records):
+            tp = TopicPartition(r.topic, r.partition)
+            lst = out.get(tp)
+            if lst is None:
+                out[tp] = [r]
+            else:
+                lst.append(r)
+        return out
+
+    async def getone(self) -> Record:
+        """The next record, waiting as long as it takes; ClientClosedError if ``stop()`` ends the wait."""
+        recs = await self._get(None, 1)
+        if not recs:
+            raise ClientClosedError("consumer")
+        return recs[0]
+
+    def __aiter__(self) -> AIOConsumer:
+        return self
+
+    async def __anext__(self) -> Record:
+        """``async for record in consumer``: ends when ``stop()`` is called."""
+        if self._stopping:
+            raise StopAsyncIteration
+        recs = await self._get(None, 1)
+        if not recs:
+            raise StopAsyncIteration
+        return recs[0]
+
+    async def _get(self, timeout_ms: Any, max_records: Any) -> list[Record]:
+        c = self._open()
+        if timeout_ms is not None:
+            timeout_ms = int_at_least("timeout_ms", timeout_ms, 0)
+        limit = c.max_poll_records if max_records is None else int_at_least("max_records", max_records, 1)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_ms is None else loop.time() + timeout_ms / 1000
+        while True:
+            recs, rewatched = await self._read(c, limit)
+            if recs or self._stopping:
+                return recs
+            if rewatched:  # a partition watched only now: read it before sleeping
+                continue
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return recs
+            await self._wait(left)
+            if self._stopping:
+                return []
+
+    async def _read(self, c: Consumer, limit: int) -> tuple[list[Record], bool]:
+        """Up to ``limit`` records, in chunks with a loop turn between them; and whether watches changed."""
+        out: list[Record] = []
+        async with self._lock():
+            if self._stopping:
+                return out, False
+            assert self._watcher is not None
+            self._watcher.drain()  # before reading: a write from now on leaves the fd readable
+            try:
+                while True:
+                    chunk = c.poll(0, min(limit - len(out), self._chunk))
+                    out += chunk
+                    if not chunk or len(out) >= limit or self._stopping:
+                        break
+                    await asyncio.sleep(0)  # a turn for the loop between chunks
+            except asyncio.CancelledError:
+                self._give_back(c, out)
+                raise
+            except LogqError:
+                if not out:  # otherwise the records before the failure go first; the next read raises
+                    raise
+            if out:
+                self._sleep_s = _MIN_SLEEP_S
+                return out, False
+            return out, self._rewatch(c)
+
+    def _give_back(self, c: Consumer, records: list[Record]) -> None:
+        """Seek each partition of ``records`` back to its first one: the next read returns them again."""
+        first: dict[TopicPartition, int] = {}
+        for r in records:
+            first.setdefault(TopicPartition(r.topic, r.partition), r.offset)
+        for tp, offset in first.items():
+            try:
+                c.seek(tp, offset)
+            except ConfigError:  # revoked by a rebalance meanwhile: its new owner reads it
+                pass
+
+    def _rewatch(self, c: Consumer) -> bool:
+        """Watch the directories of the partitions read now (and the group's); True if one was added."""
+        owned = c.assignment()
+        assert self._watcher is not None and self._loop is not None
+        if owned != self._owned:
+            self._owned = owned
+            self._moved_at = self._loop.time()
+        want = {partition_path(c.root, tp.topic, tp.partition) for tp in owned}
+        if c.group_id is not None:
+            want.add(group_dir(c.root, c.group_id))
+        have = self._watcher.watched()
+        for d in have - want:
+            self._watcher.unwatch(d)
+        for d in want - have:
+            self._watcher.watch(d)
+        return bool(want - have)
+
+    async def _wait(self, left: float | None) -> None:
+        """Until the watcher's fd is readable, ``left`` seconds pass, the group is due a check, or stop()."""
+        assert self._loop is not None
+        if self._group:
+            moving = self._loop.time() - self._moved_at < self._session_s
+            recheck = _GROUP_MOVING_S if moving else self._session_s / 3
+            left = recheck if left is None else min(left, recheck)
+        ready = self._ready_future()
+        if not ready.done():
+            await asyncio.wait([ready], timeout=left)
+
+    def _ready_future(self) -> asyncio.Future[None]:
+        f = self._ready
+        if f is not None and not f.done():
+            return f
+        loop = self._loop
+        assert loop is not None and self._watcher is not None
+        f = self._ready = loop.create_future()
+        fd = self._watcher.fileno()
+        if fd >= 0:
+            self._reader_fd = fd
+            loop.add_reader(fd, self._settle_ready)
+        else:  # no inotify: sleep, backing off while nothing arrives (as logq/client/notify.py)
+            loop.call_later(self._sleep_s, self._settle_ready)
+            self._sleep_s = min(self._sleep_s * 2, _MAX_SLEEP_S)
+        return f
+
+    def _settle_ready(self) -> None:
+        if self._reader_fd >= 0 and self._loop is not None:
+            self._loop.remove_reader(self._reader_fd)
+            self._reader_fd = -1
+        f = self._ready
+        if f is not None and not f.done():
+            f.set_result(None)
+
+    # ------------------------------------------------------------------ positions and commits
+    def _inline(self, what: str) -> Consumer:
+        """The consumer, for a call made on the loop that must not meet a call in progress."""
+        c = self._open()
+        if self._lock().locked():
+            raise ConcurrentAccessError(
+                f"AIOConsumer.{what}() was called while another task's read, commit or seek is in progress",
+                hint="await that call first (for a seek: `await consumer.seek_async(tp, offset)` waits for it)",
+            )
+        return c
+
+    def seek(self, tp: Any, offset: int) -> None:
+        """The next read of ``tp`` starts at ``offset`` (as aiokafka's ``seek``: not a coroutine)."""
+        self._inline("seek").seek(tp, offset)
+
+    async def seek_async(self, tp: Any, offset: int) -> None:
+        """``seek``, waiting for a read or commit of another task to finish first."""
+        c = self._open()
+        async with self._lock():
+            c.seek(tp, offset)
+
+    def assignment(self) -> set[TopicPartition]:
+        return self._inline("assignment").assignment()
+
+    def pause(self, *tps: Any) -> None:
+        self._inline("pause").pause(*tps)
+
+    def resume(self, *tps: Any) -> None:
+        self._inline("resume").resume(*tps)
+
+    def paused(self) -> set[TopicPartition]:
+        return self._inline("paused").paused()
+
+    async def position(self, tp: Any) -> int:
+        c = self._open()
+        async with self._lock():
+            return c.position(tp)
+
+    async def _run(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        c = self._open()
+        assert self._calls is not None
+        return await self._calls.run(getattr(c, method), *args, **kwargs)
+
+    async def commit(self, offsets: dict[Any, int] | None = None) -> None:
+        """Commit the positions (after the last record returned) or ``{tp: next offset}`` (worker thread)."""
+        await self._run("commit", offsets)
+
+    async def committed(self, tp: Any) -> int | None:
+        result: int | None = await self._run("committed", tp)
+        return result
+
+    async def seek_to_beginning(self, *tps: Any) -> None:
+        await self._run("seek_to_beginning", *tps)
+
+    async def seek_to_end(self, *tps: Any) -> None:
+        await self._run("seek_to_end", *tps)
+
+    async def replay_from(
+        self, *, offset: int | None = None, timestamp: Any = None, partitions: Iterable[Any] | None = None
+    ) -> dict[TopicPartition, int]:
+        """As ``Consumer.replay_from``: seek to an offset or a time (worker thread: it reads time indexes)."""
+        result: dict[TopicPartition, int] = await self._run(
+            "replay_from", offset=offset, timestamp=timestamp, partitions=partitions
+        )
+        return result
+
+    async def offsets_for_times(self, timestamps: dict[Any, Any]) -> dict[TopicPartition, OffsetAndTimestamp | None]:
+        result: dict[TopicPartition, OffsetAndTimestamp | None] = await self._run("offsets_for_times", timestamps)
+        return result
+
+    async def lag(self) -> dict[TopicPartition, int]:
+        result: dict[TopicPartition, int] = await self._run("lag")
+        return result
+
+    async def assign(self, partitions: Iterable[Any]) -> None:
+        await self._run("assign", partitions)
+
+    async def subscribe(self, topics: Any) -> None:
+        await self._run("subscribe", topics)
+
+    def read_stats(self) -> dict[str, int]:
+        """The sync consumer's ``read_stats()``: fetches, bytes read, records decoded."""
+        return self._open().read_stats()

@@ -1,0 +1,162 @@
+"""AIOProducer: the Producer for asyncio code, shaped like aiokafka's AIOKafkaProducer.
+
+It wraps one ``logq.Producer`` (logq/client/producer.py), which does all the batching,
+partitioning, linger and writing; this module only decides where each call runs:
+
+- ``await send(...)`` calls the sync ``send`` on the loop: it checks the record, appends it
+  to its partition's open batch, and writes that batch itself when it is full (at most
+  ``batch_size`` bytes to the page cache: the loop stalls for that one write; see
+  docs/benchmarks.md, "asyncio"). It returns an ``asyncio.Future`` of the
+  ``RecordMetadata``, settled when the batch is in the log (logq/aio/bridge.py).
+- With ``fsync="always"`` a send that fills a batch also waits for its fdatasync, so every
+  ``send`` then runs in a worker thread (one, so sends keep their order).
+- ``flush()``, ``stop()`` and ``send_batch()`` write and wait: they run in worker threads.
+
+Cancellation: a ``send`` or ``send_and_wait`` that was called sends its record even if the
+awaiting task is cancelled (the record is accepted before the first suspension, or handed
+to the worker thread, which is not interrupted); cancelling stops the waiting only. The
+record is written, and ``flush()``/``stop()`` report it if the write failed. The producer
+stays usable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from logq.aio.bridge import loop_future
+from logq.client.futures import RecordFuture, RecordMetadata
+from logq.client.producer import BatchMetadata, Producer
+from logq.errors import ClientClosedError, ConfigError
+
+__all__ = ["AIOProducer"]
+
+_WAITERS = 4  # threads that wait for a record's batch when RecordFuture has no add_callback
+
+
+class AIOProducer:
+    """``logq.Producer`` for asyncio: ``await start()``, ``await send(...)``, ``await stop()``.
+
+    Takes the arguments of ``logq.Producer`` (checked here, at construction). Use it as
+    ``async with AIOProducer(path) as producer:`` or call ``start()`` and ``stop()``.
+    """
+
+    def __init__(self, data_dir: str, **producer_args: Any) -> None:
+        self._producer = Producer(data_dir, **producer_args)
+        self._in_thread = producer_args.get("fsync") == "always"  # a filling send waits for fdatasync
+        self._sender = ThreadPoolExecutor(1, thread_name_prefix="logq-aio-send")  # one: order kept
+        self._waiters = ThreadPoolExecutor(_WAITERS, thread_name_prefix="logq-aio-wait")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped = False
+
+    @property
+    def producer(self) -> Producer:
+        """The sync Producer underneath (thread-safe: usable from other threads too)."""
+        return self._producer
+
+    async def start(self) -> None:
+        """Bind to the running loop. Calling it twice is harmless; after ``stop()`` it raises ClientClosedError."""
+        if self._stopped:
+            raise ClientClosedError("producer")
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+
+    def _started(self) -> asyncio.AbstractEventLoop:
+        if self._stopped:
+            raise ClientClosedError("producer")
+        loop = self._loop
+        if loop is None:
+            raise ConfigError(
+                "AIOProducer is not started", hint="await producer.start() first, or use `async with AIOProducer(...)`"
+            )
+        if asyncio.get_running_loop() is not loop:
+            raise ConfigError(
+                "AIOProducer used from another event loop than the one it was started in",
+                hint="create one AIOProducer per event loop",
+            )
+        return loop
+
+    async def send(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: Any = None,
+    ) -> asyncio.Future[RecordMetadata]:
+        """Queue one record; returns a future of its ``RecordMetadata`` (await it for the offset).
+
+        Raises at once what the sync ``send`` raises for this record (types, size, topic).
+        """
+        loop = self._started()
+        call = functools.partial(self._producer.send, topic, value, key, headers, partition, timestamp_ms)
+        if self._in_thread:
+            handed = loop.run_in_executor(self._sender, call)
+            rf: RecordFuture = await asyncio.shield(handed)  # cancelled: the worker still sends it
+        else:
+            rf = call()
+        return loop_future(rf, loop, self._waiters)
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: Any = None,
+    ) -> RecordMetadata:
+        """``send`` and wait until the record is in the log; its ``RecordMetadata``."""
+        fut = await self.send(topic, value, key, partition, timestamp_ms, headers)
+        return await fut
+
+    async def send_batch(
+        self,
+        topic: str,
+        values: Sequence[Any],
+        *,
+        key: Any = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> list[BatchMetadata]:
+        """The sync bulk path (``Producer.send_batch``), in a worker thread; written when it returns.
+
+        Cancelling the wait does not stop the write.
+        """
+        loop = self._started()
+        call = functools.partial(
+            self._producer.send_batch, topic, values, key=key, partition=partition, timestamp_ms=timestamp_ms
+        )
+        return await asyncio.shield(loop.run_in_executor(self._sender, call))
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Write every queued record (in a worker thread); raises what ``Producer.flush`` raises."""
+        loop = self._started()
+        await asyncio.shield(loop.run_in_executor(self._sender, self._producer.flush, timeout))
+
+    def partitions_for(self, topic: str) -> set[int]:
+        """The partition numbers of ``topic`` (as aiokafka's ``partitions_for``)."""
+        return set(range(self._producer.registry.get(topic).partitions))
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Flush and close (in a worker thread). A second call does nothing."""
+        if self._stopped:
+            return
+        self._stopped = True
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.shield(loop.run_in_executor(self._sender, self._producer.close, timeout))
+        finally:
+            self._sender.shutdown(wait=False)
+            self._waiters.shutdown(wait=False)
+
+    async def __aenter__(self) -> AIOProducer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
