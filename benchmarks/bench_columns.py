@@ -45,7 +45,15 @@ def build(root: str, records: int) -> str:
 
 
 def consumer(root: str, group: str) -> Consumer:
-    return Consumer(root, "bench", group_id=group, auto_offset_reset="earliest", enable_auto_commit=False)
+    # a lone member: no start-up delay (it would seek before its group formed)
+    return Consumer(
+        root,
+        "bench",
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        initial_rebalance_delay_ms=0,
+    )
 
 
 def replay_once(c: Consumer, offset: int) -> tuple[int, int]:

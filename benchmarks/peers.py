@@ -159,7 +159,15 @@ class LogqSystem(_TempDirSystem):
         from logq.client.consumer import Consumer
 
         group = "cols" if columns else "recs"
-        with Consumer(self.dir, topic, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False) as c:
+        # a lone member: the group start-up delay is not what this row measures
+        with Consumer(
+            self.dir,
+            topic,
+            group_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            initial_rebalance_delay_ms=0,
+        ) as c:
             poll = c.poll_columns if columns else c.poll
             got = 0
             t0 = time.perf_counter()
