@@ -35,7 +35,7 @@ from logq.client.consumer_config import as_tp, iterable, mapping
 from logq.client.consumer_logs import close_quietly
 from logq.client.consumer_metrics import ConsumerMetrics
 from logq.client.consumer_positions import ConsumerPositions
-from logq.errors import ConfigError, LogqError
+from logq.errors import CommitFailedError, ConfigError, LogqError
 from logq.groups.member import GroupMember
 from logq.storage.log import PartitionLog
 from logq.storage.topics import TopicRegistry, partition_path, validate_partition, validate_topic
@@ -137,6 +137,14 @@ class ConsumerOffsets(ConsumerPositions):
                 topic_ids=ids,
             )
             ok = True
+        except CommitFailedError as e:
+            if m is not None and not m.assignment():  # nothing assigned yet: say why
+                raise CommitFailedError(
+                    e.message,
+                    hint="nothing is assigned to this member yet (its group forms for initial_rebalance_delay_ms "
+                    "after the first member joins); commit after a poll returned records",
+                ) from None
+            raise
         finally:
             self._metrics.commit_done(time.perf_counter_ns() - t0, ok)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from logq import (
+    CommitFailedError,
     ConfigError,
     Consumer,
     InvalidOffsetCommitError,
@@ -202,3 +203,15 @@ def test_metrics_count_poll_columns_too(data: str) -> None:
             if got == 10:
                 break
         assert c.metrics()["records-consumed-total"] == 10
+
+
+def test_a_commit_before_the_group_formed_fails_saying_nothing_is_assigned_yet(data: str) -> None:
+    with consumer(data, initial_rebalance_delay_ms=3_600_000) as c:
+        c.subscribe(["t"])
+        with pytest.raises(CommitFailedError, match="nothing is assigned to this member yet"):
+            c.commit({T0: 1})
+        calls: Calls = []
+        c.commit_async({T0: 1}, callback=recorder(calls))
+        c.poll(0)
+        assert isinstance(calls[0][1], CommitFailedError)
+        assert c.committed(T0) is None
