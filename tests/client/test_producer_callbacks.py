@@ -7,6 +7,7 @@ locks; a callback that raises is logged and changes nothing else."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import Counter
 from typing import Any
@@ -166,3 +167,56 @@ def test_a_callback_that_is_not_callable_is_refused_and_nothing_is_queued(root: 
             fut.add_callback(bad)  # type: ignore[arg-type]
         prod.flush()
         assert prod.metrics()["record-send-total"] == 1
+
+
+def test_callbacks_added_from_another_thread_while_batches_are_written_run_exactly_once(root: str) -> None:
+    make_topic(root, "t", 2)
+    calls: Counter[tuple[int, int]] = Counter()
+    lock = threading.Lock()
+    futures: list[Any] = []
+    done_sending = threading.Event()
+
+    def note(i: int, md: RecordMetadata) -> None:
+        with lock:
+            calls[(i, md.offset)] += 1
+
+    def adder() -> None:  # races add_callback against the writers' finish()
+        i = 0
+        while not done_sending.is_set() or i < len(futures):
+            if i < len(futures):
+                futures[i].add_callback(note, i)
+                i += 1
+
+    with Producer(root, linger_ms=1, batch_size=200) as prod:
+        t = threading.Thread(target=adder)
+        t.start()
+        for n in range(3000):
+            futures.append(prod.send("t", b"v%d" % n))
+        done_sending.set()
+        t.join()
+    assert len(calls) == 3000 and set(calls.values()) == {1}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_fork_child_never_runs_the_parents_callbacks_and_the_parent_runs_them_once(root: str) -> None:
+    make_topic(root)
+    ran: list[Any] = []
+    with Producer(root, linger_ms=60_000) as prod:
+        fut = prod.send("t", b"v", on_delivery=lambda e, m: ran.append(m))
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: its copy of the future failed; the parent's callback did not run here
+            try:
+                errs: list[Any] = []
+                fut.add_errback(lambda e: errs.append(type(e).__name__))
+                ok = not ran and errs == ["ForkedClientError"]
+                os.write(w, b"ok" if ok else repr((ran, errs)).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            child_says = f.read()
+        os.waitpid(pid, 0)
+        prod.flush()
+    assert child_says == b"ok"
+    assert len(ran) == 1 and ran[0].offset == 0

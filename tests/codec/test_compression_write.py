@@ -189,3 +189,17 @@ def test_without_cramjam_gzip_still_writes_and_the_others_say_how_to_install(mon
         with pytest.raises(ConfigError) as e:
             compress(codec, b"x" * 100)
         assert "logq[compression]" in str(e.value)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(
+    data=st.binary(min_size=1, max_size=200_000)
+    | st.builds(lambda b, n: b * n, st.binary(min_size=1, max_size=50), st.integers(1, 5000))
+)
+@FEWER
+def test_any_bytes_compress_and_decompress_back_to_themselves(name: str, data: bytes) -> None:
+    if missing_library(CODECS[name]):
+        pytest.skip("cramjam is not installed")
+    blob = compress(CODECS[name], data)
+    back = kafka_codec.gzip_decode(blob) if name == "gzip" else decompress(CODECS[name], blob, len(data) + 1024)
+    assert back == data
