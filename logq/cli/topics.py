@@ -41,7 +41,7 @@ from logq.cli.options import (
 )
 from logq.client.admin import Admin, TopicDescription
 from logq.config import LogConfig
-from logq.errors import ConfigError
+from logq.errors import ConfigError, TopicExistsError
 from logq.storage.topics import MAX_PARTITIONS, validate_topic
 
 __all__ = ["COMMANDS"]
@@ -123,14 +123,23 @@ def topics_group() -> None:
     metavar="KEY=VALUE",
     help="A LogConfig setting (retention_ms=-1, segment_bytes=..., Kafka's retention.ms too); repeatable.",
 )
+@click.option(
+    "--if-not-exists", is_flag=True, help="A topic that already exists is not an error (it is left as it is)."
+)
 @pass_state
 @routed
-def topics_create(state: CliState, name: str, partitions: int, configs: tuple[str, ...]) -> None:
+def topics_create(state: CliState, name: str, partitions: int, configs: tuple[str, ...], if_not_exists: bool) -> None:
     """Create topic NAME (and the data directory if needed)."""
     validate_topic(name)
     overrides = _parse_config(configs)
     with Admin(state.data_dir, shared_read=state.shared_read) as admin:
-        admin.create_topic(name, partitions, **overrides)
+        try:
+            admin.create_topic(name, partitions, **overrides)
+        except TopicExistsError:
+            if not if_not_exists:
+                raise
+            click.echo(f"Topic {name} already exists.")
+            return
     click.echo(f"Created topic {name} with {partitions} partition(s).")
 
 
@@ -233,11 +242,15 @@ def topics_alter(
 
 @topics_group.command("delete")
 @click.argument("name")
+@click.option("--if-exists", is_flag=True, help="A topic that does not exist is not an error.")
 @pass_state
 @routed
-def topics_delete(state: CliState, name: str) -> None:
+def topics_delete(state: CliState, name: str, if_exists: bool) -> None:
     """Delete topic NAME and all its data."""
     with Admin(existing_root(state)) as admin:
+        if if_exists and not admin.registry.exists(validate_topic(name)):
+            click.echo(f"Topic {name} does not exist.")
+            return
         admin.delete_topic(name)
     click.echo(f"Deleted topic {name}.")
 

@@ -102,3 +102,16 @@ def test_consume_reads_the_new_partitions(data: Path) -> None:
     ok(data, "produce", "t", "--partition", "2", input=b"late\n")
     assert ok(data, "consume", "t", "--from-beginning").stdout == "late\n"
     assert ok(data, "offsets", "t").stdout.splitlines() == ["t:0:0", "t:1:0", "t:2:1"]
+
+
+def test_if_not_exists_and_if_exists_make_create_and_delete_idempotent(data: Path) -> None:
+    assert "already exists" in one_error_line(run(data, "topics", "create", "t"), exit_code=1)
+    again = ok(data, "topics", "create", "t", "--partitions", "9", "--if-not-exists")
+    assert again.stdout == "Topic t already exists.\n"
+    assert partition_dirs(str(data), "t") == [0, 1]  # left as it was
+    ok(data, "topics", "--create", "--topic", "t", "--if-not-exists")  # Kafka's spelling too
+    assert ok(data, "topics", "delete", "t", "--if-exists").stdout == "Deleted topic t.\n"
+    assert ok(data, "topics", "delete", "t", "--if-exists").stdout == "Topic t does not exist.\n"
+    assert ok(data, "topics", "--delete", "--topic", "t", "--if-exists").stdout == "Topic t does not exist.\n"
+    assert "does not exist" in one_error_line(run(data, "topics", "delete", "t"), exit_code=1)
+    assert "invalid topic" in one_error_line(run(data, "topics", "delete", "a/b", "--if-exists"), exit_code=1)
