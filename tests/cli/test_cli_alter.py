@@ -4,6 +4,11 @@ nothing (partitions and config are written together or not at all)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -115,3 +120,33 @@ def test_if_not_exists_and_if_exists_make_create_and_delete_idempotent(data: Pat
     assert ok(data, "topics", "--delete", "--topic", "t", "--if-exists").stdout == "Topic t does not exist.\n"
     assert "does not exist" in one_error_line(run(data, "topics", "delete", "t"), exit_code=1)
     assert "invalid topic" in one_error_line(run(data, "topics", "delete", "a/b", "--if-exists"), exit_code=1)
+
+
+def test_a_running_group_consume_reads_a_partition_added_under_it(data: Path) -> None:
+    """A real `logq consume --group --follow` process; partitions added, a record sent to the new
+    one arrives; Ctrl-C (SIGINT) commits it."""
+    logq = os.path.join(os.path.dirname(sys.executable), "logq")
+    ok(data, "produce", "t", "--partition", "0", input=b"first\n")
+    proc = subprocess.Popen(
+        [logq, "--data", str(data), "consume", "t", "--group", "g", "--from-beginning", "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(120, proc.kill)  # a bound for a hung test, not a measurement
+    watchdog.start()
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "first\n"
+        ok(data, "topics", "alter", "t", "--partitions", "3")
+        ok(data, "produce", "t", "--partition", "2", input=b"in-new\n")
+        assert proc.stdout.readline() == "in-new\n"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate()
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and "Processed a total of 2 messages" in err
+    with Admin(str(data)) as admin:
+        assert admin.committed_offsets("g") == {("t", 0): 1, ("t", 1): 0, ("t", 2): 1}
