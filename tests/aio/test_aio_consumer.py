@@ -1,0 +1,286 @@
+"""AIOConsumer on real event loops (asyncio's and uvloop): reads, waits, cancellation, commits, misuse."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from logq import (
+    AIOConsumer,
+    ClientClosedError,
+    ConcurrentAccessError,
+    ConfigError,
+    Producer,
+    Record,
+    TopicPartition,
+)
+
+from tests.aio.conftest import Run
+
+
+def produce(data: str, n: int, partitions: int = 3, start: int = 0) -> None:
+    with Producer(data) as p:
+        for i in range(start, start + n):
+            p.send("t", str(i).encode(), partition=i % partitions)
+
+
+def test_getmany_groups_records_by_partition_up_to_max_records(run: Run, data: str) -> None:
+    produce(data, 30)
+
+    async def main() -> tuple[dict[TopicPartition, list[Record]], dict[TopicPartition, list[Record]]]:
+        async with AIOConsumer(data, "t", auto_offset_reset="earliest") as c:
+            first = await c.getmany(max_records=10)
+            rest = await c.getmany(timeout_ms=100, max_records=1000)
+            return first, rest
+
+    first, rest = run(main())
+    assert sum(len(v) for v in first.values()) == 10
+    seen = [r for recs in (*first.values(), *rest.values()) for r in recs]
+    assert sorted(int(r.value) for r in seen) == list(range(30))
+    for tp, recs in (*first.items(), *rest.items()):
+        assert all(r.partition == tp.partition for r in recs)
+        assert [r.offset for r in recs] == sorted(r.offset for r in recs)
+
+
+def test_a_getmany_that_wants_more_than_a_chunk_reads_several_chunks(run: Run, data: str) -> None:
+    produce(data, 90, partitions=1)
+
+    async def main() -> int:
+        async with AIOConsumer(data, "t", auto_offset_reset="earliest", read_chunk_records=7) as c:
+            got = await c.getmany(max_records=50)
+            return len(got[TopicPartition("t", 0)])
+
+    assert run(main()) == 50
+
+
+def test_getmany_returns_empty_after_its_timeout(run: Run, data: str) -> None:
+    async def main() -> tuple[dict[TopicPartition, list[Record]], dict[TopicPartition, list[Record]]]:
+        async with AIOConsumer(data, "t") as c:
+            return await c.getmany(), await c.getmany(timeout_ms=50)
+
+    assert run(main()) == ({}, {})
+
+
+def test_getone_waits_until_a_record_is_sent_from_another_task(run: Run, data: str) -> None:
+    async def main() -> Record:
+        async with AIOConsumer(data, "t") as c:
+
+            async def later() -> None:
+                await asyncio.sleep(0.1)
+                produce(data, 1)
+
+            sender = asyncio.ensure_future(later())
+            rec = await c.getone()
+            await sender
+            return rec
+
+    assert run(main()).value == b"0"
+
+
+def test_async_for_yields_in_order_and_ends_on_stop(run: Run, data: str) -> None:
+    produce(data, 12, partitions=1)
+
+    async def main() -> list[int]:
+        c = AIOConsumer(data, "t", auto_offset_reset="earliest")
+        await c.start()
+        seen: list[int] = []
+        async for rec in c:
+            seen.append(rec.offset)
+            if len(seen) == 12:
+                asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(c.stop()))
+        return seen
+
+    assert run(main()) == list(range(12))
+
+
+def test_stop_ends_a_waiting_getmany_with_nothing(run: Run, data: str) -> None:
+    async def main() -> dict[TopicPartition, list[Record]]:
+        c = AIOConsumer(data, "t")
+        await c.start()
+        waiting = asyncio.ensure_future(c.getmany(timeout_ms=None))
+        await asyncio.sleep(0.05)
+        await c.stop()
+        return await waiting
+
+    assert run(main()) == {}
+
+
+def test_cancelled_getmany_loses_no_records(run: Run, data: str) -> None:
+    """Cancel getmany at random points (between chunks too); every record comes once, in order."""
+    produce(data, 3000)
+    rng = random.Random(11)
+
+    async def main() -> tuple[list[Record], int]:
+        seen: list[Record] = []
+        cancels = 0
+        async with AIOConsumer(data, "t", auto_offset_reset="earliest", read_chunk_records=3) as c:
+            while len(seen) < 3000:
+                task = asyncio.ensure_future(c.getmany(timeout_ms=200, max_records=rng.randint(1, 60)))
+                for _ in range(rng.randint(0, 12)):
+                    await asyncio.sleep(0)
+                if task.cancel():
+                    cancels += 1
+                try:
+                    got = await task
+                except asyncio.CancelledError:
+                    continue
+                for recs in got.values():
+                    seen += recs
+            assert await c.getmany(timeout_ms=20) == {}  # nothing left over, nothing twice
+        return seen, cancels
+
+    seen, cancels = run(main())
+    assert cancels > 50
+    assert sorted(int(r.value) for r in seen) == list(range(3000))
+    for p in range(3):
+        assert [r.offset for r in seen if r.partition == p] == list(range(1000))
+
+
+def test_cancelled_getmany_leaves_commits_after_the_last_record_returned(run: Run, data: str) -> None:
+    produce(data, 200, partitions=1)
+
+    async def main() -> tuple[int, int | None]:
+        async with AIOConsumer(data, "t", group_id="g", auto_offset_reset="earliest", read_chunk_records=2) as c:
+            got = await c.getmany(timeout_ms=2000, max_records=5)
+            n = sum(len(v) for v in got.values())
+            task = asyncio.ensure_future(c.getmany(max_records=100))
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await c.commit()
+            return n, await c.committed(TopicPartition("t", 0))
+
+    n, committed = run(main())
+    assert committed == n == 5
+
+
+def test_commit_seek_and_replay(run: Run, data: str) -> None:
+    produce(data, 30, partitions=1)
+    tp = TopicPartition("t", 0)
+
+    async def main() -> None:
+        async with AIOConsumer(data, "t", group_id="g", auto_offset_reset="earliest") as c:
+            got = await c.getmany(timeout_ms=2000, max_records=10)
+            assert [r.offset for r in got[tp]] == list(range(10))
+            await c.commit()
+            assert await c.committed(tp) == 10
+            assert await c.position(tp) == 10
+            c.seek(tp, 25)
+            assert [r.offset for r in (await c.getmany(max_records=100))[tp]] == [25, 26, 27, 28, 29]
+            assert await c.replay_from(offset=3, partitions=[tp]) == {tp: 3}
+            assert (await c.getone()).offset == 3
+            await c.seek_to_end()
+            assert await c.getmany() == {}
+            await c.seek_to_beginning(tp)
+            assert (await c.getone()).offset == 0
+            await c.seek_async(tp, 7)
+            assert (await c.getone()).offset == 7
+            assert (await c.lag())[tp] == 22
+            await c.commit({tp: 2})
+            assert await c.committed(tp) == 2
+
+    run(main())
+
+
+def test_pause_resume_and_assign(run: Run, data: str) -> None:
+    produce(data, 9)
+
+    async def main() -> None:
+        async with AIOConsumer(data, auto_offset_reset="earliest") as c:
+            await c.assign([TopicPartition("t", 0), TopicPartition("t", 1)])
+            assert c.assignment() == {TopicPartition("t", 0), TopicPartition("t", 1)}
+            c.pause(TopicPartition("t", 0))
+            assert c.paused() == {TopicPartition("t", 0)}
+            assert set(await c.getmany(max_records=100)) == {TopicPartition("t", 1)}
+            c.resume(TopicPartition("t", 0))
+            assert set(await c.getmany(max_records=100)) == {TopicPartition("t", 0)}
+
+    run(main())
+
+
+def test_an_idle_consumer_makes_no_reads_until_a_write_wakes_it(run: Run, data: str) -> None:
+    async def main() -> tuple[int, int]:
+        async with AIOConsumer(data, "t") as c:
+            waiting = asyncio.ensure_future(c.getmany(timeout_ms=None))
+            await asyncio.sleep(0.1)
+            before = c.read_stats()["fetches"]
+            await asyncio.sleep(1.0)
+            idle = c.read_stats()["fetches"] - before
+            assert not waiting.done()
+            produce(data, 1)
+            got = await waiting
+            return idle, sum(len(v) for v in got.values())
+
+    assert run(main()) == (0, 1)
+
+
+def test_seek_while_a_commit_runs_in_its_thread_is_refused(run: Run, data: str) -> None:
+    produce(data, 3, partitions=1)
+    tp = TopicPartition("t", 0)
+
+    async def main() -> None:
+        async with AIOConsumer(data, "t", group_id="g", auto_offset_reset="earliest") as c:
+            await c.getmany(timeout_ms=2000)
+            commit = asyncio.ensure_future(c.commit())
+            await asyncio.sleep(0)  # the commit holds the consumer now
+            with pytest.raises(ConcurrentAccessError):
+                c.seek(tp, 0)
+            await commit
+            c.seek(tp, 0)  # free again
+            assert (await c.getone()).offset == 0
+
+    run(main())
+
+
+def test_a_cancelled_commit_finishes_and_the_consumer_stays_usable(run: Run, data: str) -> None:
+    produce(data, 3, partitions=1)
+    tp = TopicPartition("t", 0)
+
+    async def main() -> None:
+        async with AIOConsumer(data, "t", group_id="g", auto_offset_reset="earliest", fsync_commits=True) as c:
+            await c.getmany(timeout_ms=2000)
+            commit = asyncio.ensure_future(c.commit())
+            await asyncio.sleep(0)
+            commit.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await commit
+            assert await c.committed(tp) == 3  # waited for the thread's commit, then read it
+
+    run(main())
+
+
+def test_misuse_raises_logq_errors(run: Run, data: str) -> None:
+    with pytest.raises(ConfigError):
+        AIOConsumer(data, "t", read_chunk_records=0)
+
+    async def main() -> None:
+        c = AIOConsumer(data, "t")
+        with pytest.raises(ConfigError, match="not started"):
+            await c.getmany()
+        with pytest.raises(ConfigError):
+            await AIOConsumer(data, "t", max_poll_records=0).start()
+        await c.start()
+        await c.start()  # harmless
+        with pytest.raises(ConfigError):
+            await c.getmany(timeout_ms=1.5)
+        with pytest.raises(ConfigError):
+            await c.getmany(max_records=0)
+        with pytest.raises(ConfigError):
+            await c.getmany(timeout_ms=-1)
+        with pytest.raises(ConfigError):
+            c.seek(TopicPartition("t", 0), -1)
+        await c.stop()
+        await c.stop()  # harmless
+        with pytest.raises(ClientClosedError):
+            await c.getmany()
+        with pytest.raises(ClientClosedError):
+            await c.getone()
+        with pytest.raises(ClientClosedError):
+            await c.commit()
+        with pytest.raises(ClientClosedError):
+            await c.start()
+
+    run(main())

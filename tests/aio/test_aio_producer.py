@@ -1,0 +1,151 @@
+"""AIOProducer on real event loops (asyncio's and uvloop): sends, futures, cancellation, misuse."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from logq import AIOProducer, ClientClosedError, ConfigError, Consumer, RecordMetadata, SerializationError
+from logq.errors import LogqError, UnknownTopicError
+
+from tests.aio.conftest import Run
+
+
+def read_all(data: str, topic: str = "t") -> list[tuple[int, int, bytes | None]]:
+    """Every record of ``topic`` as (partition, offset, value), read by a sync consumer."""
+    out = []
+    with Consumer(data, topic, auto_offset_reset="earliest") as c:
+        while recs := c.poll(0.2, max_records=10_000):
+            out += [(r.partition, r.offset, r.value) for r in recs]
+    return sorted(out)
+
+
+def test_send_returns_a_future_of_where_the_record_landed(run: Run, data: str) -> None:
+    async def main() -> RecordMetadata:
+        async with AIOProducer(data) as p:
+            fut = await p.send("t", b"v", key=b"k")
+            assert isinstance(fut, asyncio.Future)
+            return await fut
+
+    md = run(main())
+    assert (md.topic, md.offset) == ("t", 0)
+    assert read_all(data) == [(md.partition, 0, b"v")]
+
+
+def test_send_and_wait_returns_offsets_in_send_order_per_partition(run: Run, data: str) -> None:
+    async def main() -> list[RecordMetadata]:
+        async with AIOProducer(data, linger_ms=1) as p:
+            return [await p.send_and_wait("t", str(i).encode(), partition=1) for i in range(20)]
+
+    mds = run(main())
+    assert [m.offset for m in mds] == list(range(20))
+    assert [v for _, _, v in read_all(data)] == [str(i).encode() for i in range(20)]
+
+
+def test_many_sends_then_gather_resolve_every_future(run: Run, data: str) -> None:
+    async def main() -> list[RecordMetadata]:
+        async with AIOProducer(data, batch_size=1024) as p:
+            futs = [await p.send("t", b"x" * 50, partition=i % 3) for i in range(3000)]
+            return await asyncio.gather(*futs)
+
+    mds = run(main())
+    assert sorted((m.partition, m.offset) for m in mds) == sorted((p, o) for p in range(3) for o in range(1000))
+
+
+def test_fsync_always_sends_through_a_thread_in_order(run: Run, data: str) -> None:
+    async def main() -> list[RecordMetadata]:
+        async with AIOProducer(data, fsync="always", batch_size=256) as p:
+            futs = [await p.send("t", str(i).encode(), partition=2) for i in range(100)]
+            return list(await asyncio.gather(*futs))
+
+    assert [m.offset for m in run(main())] == list(range(100))
+    assert [v for _, _, v in read_all(data)] == [str(i).encode() for i in range(100)]
+
+
+def test_send_batch_and_flush_write_everything(run: Run, data: str) -> None:
+    async def main() -> int:
+        async with AIOProducer(data) as p:
+            metas = await p.send_batch("t", [b"a"] * 500, partition=0)
+            await p.send("t", b"b", partition=0)
+            await p.flush()
+            return sum(m.count for m in metas)
+
+    assert run(main()) == 500
+    assert len(read_all(data)) == 501
+
+
+def test_cancelled_send_and_wait_still_delivers_every_record_exactly_once(run: Run, data: str) -> None:
+    """Cancellation stops the wait only: each record whose send_and_wait was called is written once."""
+    rng = random.Random(7)
+
+    async def main(fsync: str | None) -> int:
+        cancelled = 0
+        async with AIOProducer(data, fsync=fsync, linger_ms=2) as p:
+            for i in range(300):
+                task = asyncio.ensure_future(p.send_and_wait("t", f"{fsync}-{i}".encode(), partition=0))
+                await asyncio.sleep(rng.choice([0, 0, 0.0001, 0.001]))
+                if task.cancel():
+                    cancelled += 1
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+            await p.flush()
+            md = await p.send_and_wait("t", b"after", partition=0)  # still usable
+            assert md.offset == (601 if fsync else 300)
+        return cancelled
+
+    assert run(main(None)) > 0
+    assert run(main("always")) > 0
+    values = [v for _, _, v in read_all(data)]
+    expected = [f"{f}-{i}".encode() for f in (None, "always") for i in range(300)]
+    assert values == expected[:300] + [b"after"] + expected[300:] + [b"after"]
+
+
+def test_a_bad_record_raises_at_send(run: Run, data: str) -> None:
+    async def main() -> None:
+        async with AIOProducer(data) as p:
+            with pytest.raises(SerializationError):
+                await p.send("t", 42)  # type: ignore[arg-type]
+            with pytest.raises(UnknownTopicError):
+                await p.send("nope", b"v")
+            with pytest.raises(LogqError):
+                await p.send("t", b"v", partition=9)
+            assert (await p.send_and_wait("t", b"ok")).offset == 0  # usable after refusals
+
+    run(main())
+
+
+def test_send_before_start_after_stop_and_stop_twice(run: Run, data: str) -> None:
+    async def main() -> None:
+        p = AIOProducer(data)
+        with pytest.raises(ConfigError, match="not started"):
+            await p.send("t", b"v")
+        await p.start()
+        await p.start()  # harmless
+        await p.send("t", b"v")
+        await p.stop()
+        await p.stop()  # harmless
+        with pytest.raises(ClientClosedError):
+            await p.send("t", b"v")
+        with pytest.raises(ClientClosedError):
+            await p.start()
+
+    run(main())
+    assert len(read_all(data)) == 1  # stop() flushed the unawaited send
+
+
+def test_wrong_producer_arguments_raise_at_construction(data: str) -> None:
+    with pytest.raises(ConfigError):
+        AIOProducer(data, linger_ms=-1)
+    with pytest.raises(LogqError):
+        AIOProducer(data, fsync="sometimes")
+
+
+def test_partitions_for_lists_the_topic_partitions(run: Run, data: str) -> None:
+    async def main() -> set[int]:
+        async with AIOProducer(data) as p:
+            return p.partitions_for("t")
+
+    assert run(main()) == {0, 1, 2}
