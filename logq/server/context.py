@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logq.client.notify import Watcher
-from logq.errors import ConfigError, LogqError, TopicExistsError, UnknownTopicError
+from logq.errors import ConfigError, CorruptTopicMetadataError, LogqError, TopicExistsError, UnknownTopicError
 from logq.server.framing import DEFAULT_MAX_REQUEST_BYTES
 from logq.server.idempotence import PartitionProducers, ProducerIds
+from logq.storage.files import FileLock
 from logq.storage.log import PartitionLog
-from logq.storage.topics import TopicMeta, TopicRegistry, partition_path
+from logq.storage.topics import META_DIR, TopicMeta, TopicRegistry, partition_path
 
 __all__ = ["Broker", "ServerConfig", "Session"]
 
@@ -63,6 +64,7 @@ class ServerConfig:
     idle_timeout_ms: int = 600_000  # Kafka's connections.max.idle.ms
     partial_request_timeout_ms: int = 30_000  # a request started must be complete within this
     max_fetch_wait_ms: int = 30_000  # cap on a fetch's max_wait_ms
+    max_fetch_response_bytes: int = 55 * 1024 * 1024  # cap on a fetch's max_bytes (Kafka's fetch.max.bytes)
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -78,6 +80,7 @@ class ServerConfig:
             "idle_timeout_ms",
             "partial_request_timeout_ms",
             "max_fetch_wait_ms",
+            "max_fetch_response_bytes",
         ):
             _positive(name, getattr(self, name))
         if not isinstance(self.auto_create_topics, bool):
@@ -105,6 +108,11 @@ class Broker:
     def __init__(self, data_dir: str, config: ServerConfig, loop: asyncio.AbstractEventLoop, auth: Any = None) -> None:
         self.registry = TopicRegistry(data_dir)
         self.data_dir = self.registry.root
+        try:
+            self._serve_lock = _lock_data_dir(self.data_dir)
+        except ConfigError:
+            self.registry.close()
+            raise
         self.config = config
         self.loop = loop
         self.auth = auth
@@ -119,6 +127,7 @@ class Broker:
         self._readers: dict[TP, PartitionLog] = {}
         self._producers: dict[TP, PartitionProducers] = {}
         self._write_locks: dict[TP, asyncio.Lock] = {}
+        self._log_ids: dict[str, str] = {}  # topic -> the topic id its open logs belong to
         self._waiters: set[asyncio.Future[None]] = set()
         self._watcher = Watcher()
         self._poll_handle: asyncio.TimerHandle | None = None
@@ -131,26 +140,29 @@ class Broker:
         self._close_hooks.append(fn)
 
     def topic(self, name: str, *, create: bool = False) -> TopicMeta | None:
-        """The topic's metadata; None if it does not exist (and is not auto-created)."""
-        try:
-            meta = self.registry.get(name)
-        except UnknownTopicError:
-            if not (create and self.config.auto_create_topics):
-                return None
-            return self.create_topic(name, self.config.default_partitions, {})
-        return meta
+        """The topic as on disk now; None if it does not exist (and is not auto-created).
 
-    def fresh_topic(self, name: str) -> TopicMeta | None:
-        """The topic as on disk now (another process may have deleted or recreated it)."""
+        One stat per call: a topic another process deleted, or deleted and created again
+        (another topic id), has the logs this broker holds for it closed first, so nothing
+        is appended to unlinked files or read from them.
+        """
         try:
             meta = self.registry.get(name, fresh=True)
         except UnknownTopicError:
             self.forget_topic(name)
+            if not (create and self.config.auto_create_topics):
+                return None
+            return self.create_topic(name, self.config.default_partitions, {})
+        except CorruptTopicMetadataError as e:
+            log.warning("topic %s: %s", name, e)
             return None
-        cached = next((lg for (t, _), lg in self._writers.items() if t == name), None)
-        if cached is not None and not os.path.isdir(cached.path):
+        if self._log_ids.get(name, meta.topic_id) != meta.topic_id:
             self.forget_topic(name)
         return meta
+
+    def fresh_topic(self, name: str) -> TopicMeta | None:
+        """``topic(name)`` without creating it (the name other modules use)."""
+        return self.topic(name)
 
     def create_topic(self, name: str, partitions: int, overrides: dict[str, Any]) -> TopicMeta:
         config = {**self.config.default_topic_config, **overrides}
@@ -170,9 +182,10 @@ class Broker:
         """Close the logs of ``name`` this broker holds open (it was deleted or replaced)."""
         for cache in (self._writers, self._readers):
             for tp in [tp for tp in cache if tp[0] == name]:
-                cache.pop(tp).close()
+                _close_quietly(cache.pop(tp))
         for tp in [tp for tp in self._producers if tp[0] == name]:
             del self._producers[tp]
+        self._log_ids.pop(name, None)
 
     # ------------------------------------------------------------------ partitions
     def log(self, topic: str, partition: int) -> PartitionLog:
@@ -183,6 +196,7 @@ class Broker:
             meta = self.registry.get(topic)
             lg = PartitionLog(partition_path(self.data_dir, topic, partition), meta.config)
             self._writers[tp] = lg
+            self._log_ids[topic] = meta.topic_id
             self._producers[tp] = _rebuild_producers(lg)
         return lg
 
@@ -194,6 +208,7 @@ class Broker:
             meta = self.registry.get(topic)
             lg = PartitionLog(partition_path(self.data_dir, topic, partition), meta.config, readonly=True)
             self._readers[tp] = lg
+            self._log_ids[topic] = meta.topic_id
         return lg
 
     def producers(self, topic: str, partition: int) -> PartitionProducers:
@@ -211,6 +226,11 @@ class Broker:
             if not fut.done():
                 fut.set_result(None)
         self._waiters.clear()
+
+    @property
+    def waiting_fetches(self) -> int:
+        """Fetches waiting for an append now (long polls)."""
+        return len(self._waiters)
 
     def begin_shutdown(self) -> None:
         """End every long poll now (their fetches answer with what they have)."""
@@ -257,12 +277,32 @@ class Broker:
         self._watcher.close()
         for cache in (self._writers, self._readers):
             for lg in cache.values():
-                try:
-                    lg.close()
-                except LogqError as e:
-                    log.warning("closing %s: %s", lg.path, e)
+                _close_quietly(lg)
             cache.clear()
         self.registry.close()
+        self._serve_lock.close()
+
+
+def _close_quietly(lg: PartitionLog) -> None:
+    """Close a log whose files may be gone (its topic was deleted under it)."""
+    try:
+        lg.close()
+    except LogqError as e:
+        log.info("closing %s: %s", lg.path, e)
+
+
+def _lock_data_dir(root: str) -> FileLock:
+    """One server per data directory (producer ids and dedup state are the server's)."""
+    folder = os.path.join(root, META_DIR, "server")
+    os.makedirs(folder, exist_ok=True)
+    lock = FileLock(os.path.join(folder, "serve.lock"))
+    if not lock.acquire(blocking=False):
+        lock.close()
+        raise ConfigError(
+            f"another logq serve is already serving {root}",
+            hint="stop it first, or serve another --data directory",
+        )
+    return lock
 
 
 def _advertise(host: str) -> str:

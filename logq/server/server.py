@@ -93,6 +93,8 @@ class Server:
         self._start_error: BaseException | None = None
         self._closed = False
         self.served: list[str] = []
+        self._broker: Broker | None = None
+        self._conns: Connections | None = None
 
     # ------------------------------------------------------------------ running
     async def _main(self) -> None:
@@ -100,9 +102,11 @@ class Server:
         self._loop = loop
         self._stop = asyncio.Event()
         broker = Broker(self.data_dir, self.config, loop, self.auth)
+        self._broker = broker
         try:
             dispatcher = Dispatcher()
             conns = Connections(broker, dispatcher, tls=self.ssl_context is not None)
+            self._conns = conns
             try:
                 server = await loop.create_server(
                     conns.factory, self.config.host, self.config.port, ssl=self.ssl_context, reuse_address=True
@@ -189,6 +193,15 @@ class Server:
         self._closed = True
 
     close = stop
+
+    def stats(self) -> dict[str, int]:
+        """Open connections, connections accepted so far, and fetches waiting for data now."""
+        conns, broker = self._conns, self._broker
+        return {
+            "connections": len(conns.open) if conns is not None else 0,
+            "accepted": conns.accepted if conns is not None else 0,
+            "waiting_fetches": broker.waiting_fetches if broker is not None else 0,
+        }
 
     @property
     def address(self) -> str:

@@ -87,7 +87,7 @@ def read_all(broker: Broker, request: Any) -> tuple[list[_Part], int]:
     """One pass over the requested partitions: their data and the bytes gathered."""
     parts: list[_Part] = []
     total = 0
-    budget = request.max_bytes
+    budget = min(request.max_bytes, broker.config.max_fetch_response_bytes)
     for t in request.topics:
         for p in t.partitions:
             part = _read_partition(broker, t.topic, p, budget - total, first=total == 0)

@@ -71,9 +71,7 @@ def _topic_entry(m: Any, name: str, meta: TopicMeta | None, error: int) -> Any:
 
 def _lookup(broker: Broker, name: str, create: bool) -> tuple[TopicMeta | None, int]:
     try:
-        meta = broker.fresh_topic(name)
-        if meta is None and create:
-            meta = broker.topic(name, create=True)
+        meta = broker.topic(name, create=create)
     except InvalidTopicError:
         return None, INVALID_TOPIC_EXCEPTION
     except LogqError:

@@ -112,6 +112,9 @@ async def produce_partition(broker: Broker, topic: str, partition: int, records:
         batches = split_batches(records, meta.config.max_batch_bytes)
         async with broker.write_lock(topic, partition):
             error, base = await _append_all(broker, topic, partition, batches)
+        after = broker.topic(topic)
+        if after is None or after.topic_id != meta.topic_id:
+            return UNKNOWN_TOPIC_OR_PARTITION, -1, -1  # deleted meanwhile: not acknowledged
         start = broker.log(topic, partition).log_start_offset
     except LogqError as e:
         code = _error_of(e)
