@@ -30,6 +30,7 @@ from logq.cli.options import (
 )
 from logq.cli.perf import perf_group
 from logq.cli.serve import COMMANDS as _SERVE_COMMANDS
+from logq.cli.serve_users import COMMANDS as _SERVE_USERS_COMMANDS
 from logq.cli.topics import COMMANDS as _TOPIC_COMMANDS
 from logq.client.admin import Admin
 from logq.codec.batch import BATCH_OVERHEAD, describe_implementation
@@ -107,7 +108,7 @@ def dump_command(
     click.get_current_context().exit(status)
 
 
-for _command in _TOPIC_COMMANDS + _CONSOLE_COMMANDS + _GROUP_COMMANDS + _SERVE_COMMANDS:
+for _command in _TOPIC_COMMANDS + _CONSOLE_COMMANDS + _GROUP_COMMANDS + _SERVE_COMMANDS + _SERVE_USERS_COMMANDS:
     main.add_command(_command)
 
 
