@@ -1,0 +1,99 @@
+"""AIOConsumer across real processes: a group split between two processes, and a wake-up by another process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from logq import Admin, AIOConsumer, Producer
+
+from tests.aio.conftest import Run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def child(name: str, **args: object) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "tests.aio.children", name, json.dumps(args)], cwd=REPO)
+
+
+def wait_until(cond, what: str, timeout_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def assigned(out: Path) -> list[int] | None:
+    try:
+        return json.loads((out.parent / (out.name + ".assign")).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def lines(out: Path) -> list[tuple[int, int, str]]:
+    if not out.exists():
+        return []
+    return [(int(p), int(o), v) for p, o, v in (ln.split() for ln in out.read_text().splitlines())]
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_two_aio_consumer_processes_in_one_group_split_partitions_and_read_each_record_once(
+    tmp_path: Path, loop_kind: str
+) -> None:
+    if loop_kind == "uvloop":
+        pytest.importorskip("uvloop", reason="uvloop is not installed (it is in the test extras)")
+    data = str(tmp_path / "data")
+    with Admin(data) as admin:
+        admin.create_topic("t", partitions=4)
+    outs = [tmp_path / "a.txt", tmp_path / "b.txt"]
+    stop = tmp_path / "stop"
+    procs = [
+        child("group_reader", data=data, group="g", out=str(o), stop_file=str(stop), loop_kind=loop_kind) for o in outs
+    ]
+    try:
+        # both members settled on a split of the four partitions
+        wait_until(
+            lambda: (
+                all(assigned(o) for o in outs) and sorted(sum((assigned(o) or [] for o in outs), [])) == [0, 1, 2, 3]
+            ),
+            "both members to own partitions",
+        )
+        with Producer(data) as p:
+            for i in range(400):
+                p.send("t", str(i).encode(), partition=i % 4)
+        wait_until(lambda: sum(len(lines(o)) for o in outs) >= 400, "400 records read")
+        time.sleep(0.3)  # a duplicate would show up now
+        owned = [set(assigned(o) or []) for o in outs]  # before the first to stop hands its partitions over
+        got = [lines(o) for o in outs]
+        stop.touch()
+        for proc in procs:
+            assert proc.wait(timeout=30) == 0
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    assert owned[0] and owned[1] and not owned[0] & owned[1]
+    assert sorted(int(v) for g in got for _, _, v in g) == list(range(400))
+    for g, mine in zip(got, owned):
+        assert {p for p, _, _ in g} <= mine  # each read only the partitions it owned
+
+
+def test_a_producer_process_wakes_an_idle_aio_consumer_that_made_no_reads_while_waiting(run: Run, data: str) -> None:
+    async def main() -> tuple[int, list[bytes]]:
+        async with AIOConsumer(data, "t") as c:
+            waiting = asyncio.ensure_future(c.getmany(timeout_ms=None))
+            await asyncio.sleep(0.2)
+            before = c.read_stats()["fetches"]
+            await asyncio.sleep(1.0)
+            idle_fetches = c.read_stats()["fetches"] - before
+            proc = child("produce", data=data, values=["hello"], partition=2)
+            got = await waiting
+            assert await asyncio.to_thread(proc.wait, 30) == 0
+            return idle_fetches, [r.value for recs in got.values() for r in recs]
+
+    assert run(main()) == (0, [b"hello"])
