@@ -10,7 +10,8 @@ or follows a group. Two helpers carry that core into a loop:
   but the lock stays held until the thread returns: nothing else touches the client while
   the call finishes in the background, and the cancelled caller sees CancelledError.
 - ``loop_future``: an ``asyncio.Future`` settled from a sync ``RecordFuture`` when its
-  batch is written (from the writing thread, through ``loop.call_soon_threadsafe``).
+  batch is written (its ``add_both`` callback, in the writing thread, hands the outcome to
+  the loop through ``loop.call_soon_threadsafe``).
 """
 
 from __future__ import annotations
@@ -71,30 +72,23 @@ def settle(target: asyncio.Future[RecordMetadata], rf: RecordFuture) -> None:
         target.set_exception(e)
 
 
-def loop_future(rf: RecordFuture, loop: asyncio.AbstractEventLoop, wait_in: Executor) -> asyncio.Future[RecordMetadata]:
+def loop_future(rf: RecordFuture, loop: asyncio.AbstractEventLoop) -> asyncio.Future[RecordMetadata]:
     """An asyncio future that completes with ``rf`` (at once if ``rf`` is already done).
 
-    With ``add_callback``/``add_errback`` on the RecordFuture, the writing thread settles it
-    through ``call_soon_threadsafe``; without them, one worker of ``wait_in`` waits per
-    unwritten record. Cancelling the returned future does not un-send the record.
+    The writing thread settles it through ``rf.add_both`` and ``call_soon_threadsafe``:
+    one callback per record, no thread waiting. Cancelling the returned future does not
+    un-send the record.
     """
     out: asyncio.Future[RecordMetadata] = loop.create_future()
     if rf.done():
         settle(out, rf)
         return out
-    add_callback = getattr(rf, "add_callback", None)
-    add_errback = getattr(rf, "add_errback", None)
-    if add_callback is not None and add_errback is not None:
 
-        def done(_outcome: object) -> None:
-            try:
-                loop.call_soon_threadsafe(settle, out, rf)
-            except RuntimeError:  # the loop was closed meanwhile: nobody is waiting
-                pass
+    def done(_outcome: object) -> None:  # in the writing thread
+        try:
+            loop.call_soon_threadsafe(settle, out, rf)
+        except RuntimeError:  # the loop was closed meanwhile: nobody is waiting
+            pass
 
-        add_callback(done)
-        add_errback(done)
-        return out
-    waited = loop.run_in_executor(wait_in, rf.exception, None)
-    waited.add_done_callback(lambda _w: settle(out, rf))
+    rf.add_both(done)
     return out

@@ -7,7 +7,8 @@ waits:
 
 - Reads run on the loop, as non-blocking ``poll(0, n)`` calls of at most
   ``read_chunk_records`` records each; a ``getmany`` that wants more gives the loop a turn
-  between chunks, so one read stalls the loop for one chunk (from the page cache; see
+  between chunks, and so does a ``getone()`` loop every ``read_chunk_records`` records, so
+  a read stalls the loop for one chunk at most (from the page cache; see
   docs/benchmarks.md, "asyncio", for the measured worst stall).
 - When nothing is there, it waits without a timer: the inotify descriptor of its own
   ``Watcher`` (logq/client/notify.py), watching the assigned partitions' directories, is
@@ -68,6 +69,7 @@ class AIOConsumer:
         self._ready: asyncio.Future[None] | None = None  # settled when the watcher's fd is readable
         self._reader_fd = -1
         self._sleep_s = _MIN_SLEEP_S
+        self._since_turn = 0  # records returned since the loop last had a turn
         self._group = consumer_args.get("group_id") is not None
         session_ms = consumer_args.get("session_timeout_ms", 3000)
         self._session_s = session_ms / 1000 if isinstance(session_ms, int) else 3.0
@@ -199,6 +201,9 @@ class AIOConsumer:
     async def _read(self, c: Consumer, limit: int) -> tuple[list[Record], bool]:
         """Up to ``limit`` records, in chunks with a loop turn between them; and whether watches changed."""
         out: list[Record] = []
+        if self._since_turn >= self._chunk:  # getone() over a backlog: a loop turn every chunk of records
+            self._since_turn = 0
+            await asyncio.sleep(0)
         async with self._lock():
             if self._stopping:
                 return out, False
@@ -211,6 +216,7 @@ class AIOConsumer:
                     if not chunk or len(out) >= limit or self._stopping:
                         break
                     await asyncio.sleep(0)  # a turn for the loop between chunks
+                    self._since_turn = 0
             except asyncio.CancelledError:
                 self._give_back(c, out)
                 raise
@@ -218,6 +224,7 @@ class AIOConsumer:
                 if not out:  # otherwise the records before the failure go first; the next read raises
                     raise
             if out:
+                self._since_turn += len(out)
                 self._sleep_s = _MIN_SLEEP_S
                 return out, False
             return out, self._rewatch(c)

@@ -7,7 +7,9 @@ partitioning, linger and writing; this module only decides where each call runs:
   to its partition's open batch, and writes that batch itself when it is full (at most
   ``batch_size`` bytes to the page cache: the loop stalls for that one write; see
   docs/benchmarks.md, "asyncio"). It returns an ``asyncio.Future`` of the
-  ``RecordMetadata``, settled when the batch is in the log (logq/aio/bridge.py).
+  ``RecordMetadata``, settled when the batch is in the log (logq/aio/bridge.py). A send
+  that wrote a batch, and every 128th send, gives the loop a turn, so a tight
+  ``await send()`` loop does not starve the other tasks.
 - With ``fsync="always"`` a send that fills a batch also waits for its fdatasync, so every
   ``send`` then runs in a worker thread (one, so sends keep their order).
 - ``flush()``, ``stop()`` and ``send_batch()`` write and wait: they run in worker threads.
@@ -34,7 +36,7 @@ from logq.errors import ClientClosedError, ConfigError
 
 __all__ = ["AIOProducer"]
 
-_WAITERS = 4  # threads that wait for a record's batch when RecordFuture has no add_callback
+_TURN_SENDS = 128  # sends between loop turns in a tight `await send()` loop
 
 
 class AIOProducer:
@@ -48,9 +50,9 @@ class AIOProducer:
         self._producer = Producer(data_dir, **producer_args)
         self._in_thread = producer_args.get("fsync") == "always"  # a filling send waits for fdatasync
         self._sender = ThreadPoolExecutor(1, thread_name_prefix="logq-aio-send")  # one: order kept
-        self._waiters = ThreadPoolExecutor(_WAITERS, thread_name_prefix="logq-aio-wait")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
+        self._since_turn = 0  # inline sends since the loop last had a turn
 
     @property
     def producer(self) -> Producer:
@@ -99,7 +101,11 @@ class AIOProducer:
             rf: RecordFuture = await asyncio.shield(handed)  # cancelled: the worker still sends it
         else:
             rf = call()
-        return loop_future(rf, loop, self._waiters)
+            self._since_turn += 1
+            if rf.done() or self._since_turn >= _TURN_SENDS:  # it wrote a batch, or a tight send loop
+                self._since_turn = 0
+                await asyncio.sleep(0)  # a turn for the loop (cancelled here: the record is sent)
+        return loop_future(rf, loop)
 
     async def send_and_wait(
         self,
@@ -152,7 +158,6 @@ class AIOProducer:
             await asyncio.shield(loop.run_in_executor(self._sender, self._producer.close, timeout))
         finally:
             self._sender.shutdown(wait=False)
-            self._waiters.shutdown(wait=False)
 
     async def __aenter__(self) -> AIOProducer:
         await self.start()
