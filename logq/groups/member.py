@@ -589,7 +589,7 @@ class GroupMember:
             try:
                 self._beat(time.monotonic_ns())
                 with self._mutex:
-                    state = self._state
+                    state, _ = self._current_state()  # fresh: a forming window may be due
                     if self._joined and state is not None and self.member_id in state.members:
                         if self._needs_rebalance(state):
                             with self._lock.hold():

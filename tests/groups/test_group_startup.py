@@ -191,3 +191,14 @@ def test_each_join_pushes_the_window_up_to_its_limit_and_a_due_window_closes() -
 
 def test_a_member_alone_in_a_group_whose_window_its_dead_founders_left_opens_a_new_one() -> None:
     assert forming_window((15, 110), joining=True, alone=True, now_ns=500, delay_ns=5, cap_ns=100) == (505, 600)
+
+
+def test_the_heartbeat_thread_makes_the_first_assignment_when_no_member_polls(root: str) -> None:
+    make_topic(root, "t", 2)
+    m = GroupMember(root, "g", lambda: {"t": 2}, heartbeat_interval_ms=20, initial_rebalance_delay_ms=100)
+    try:
+        assert describe_group(root, "g").assignment == {}
+        _wait_for(lambda: describe_group(root, "g").assignment, "the heartbeat thread to assign")
+        assert describe_group(root, "g").assignment == {("t", 0): m.member_id, ("t", 1): m.member_id}
+    finally:
+        m.close()
