@@ -15,7 +15,8 @@
   kafka-python; ``committed([tp, ...])`` reads many at once (one read of the offsets file)
   and returns ``{TopicPartition: int or None}``.
 - ``beginning_offsets(partitions)`` and ``end_offsets(partitions)``: the log start offset and
-  the log end offset (the next offset to be written) of any partitions, assigned or not.
+  the log end offset (the next offset to be written) of any partitions, assigned or not;
+  ``get_watermark_offsets(tp)`` both for one partition, as confluent-kafka names it.
 - ``topics()`` is the set of topic names; ``partitions_for_topic(topic)`` the set of its
   partition numbers, or None for a topic that does not exist (as in kafka-python).
 
@@ -172,30 +173,37 @@ class ConsumerOffsets(ConsumerPositions):
     @one_thread
     def beginning_offsets(self, partitions: Iterable[Any]) -> dict[TopicPartition, int]:
         """The first offset still in each partition's log (its log start offset)."""
-        return self._offsets(partitions, start=True)
+        return {tp: start for tp, (start, _) in self._bounds(partitions).items()}
 
     @one_thread
     def end_offsets(self, partitions: Iterable[Any]) -> dict[TopicPartition, int]:
         """The log end offset of each partition: the offset the next record written will get."""
-        return self._offsets(partitions, start=False)
+        return {tp: end for tp, (_, end) in self._bounds(partitions).items()}
 
-    def _offsets(self, partitions: Iterable[Any], *, start: bool) -> dict[TopicPartition, int]:
+    @one_thread
+    def get_watermark_offsets(self, partition: Any) -> tuple[int, int]:
+        """(log start offset, log end offset) of one partition, as confluent-kafka's call."""
+        tp = as_tp(partition)
+        return self._bounds([tp])[tp]
+
+    def _bounds(self, partitions: Iterable[Any]) -> dict[TopicPartition, tuple[int, int]]:
+        """(log start offset, log end offset) of each partition, read fresh."""
         self._check_open()
         tps = [as_tp(tp) for tp in iterable(partitions, "partitions")]
         for tp in tps:
             validate_partition(tp.topic, tp.partition, self.registry.get(tp.topic, fresh=True).partitions)
-        out: dict[TopicPartition, int] = {}
+        out: dict[TopicPartition, tuple[int, int]] = {}
         for tp in tps:
             if tp in self._positions:  # read: its log is (or will be) open anyway
                 lg = self._log(tp)
                 lg.refresh()  # another process may have moved its start (retention, delete_records)
-                out[tp] = lg.log_start_offset if start else lg.log_end_offset
+                out[tp] = (lg.log_start_offset, lg.log_end_offset)
                 continue
             lg = PartitionLog(
                 partition_path(self.root, tp.topic, tp.partition), self.registry.get(tp.topic).config, readonly=True
             )
             try:
-                out[tp] = lg.log_start_offset if start else lg.log_end_offset
+                out[tp] = (lg.log_start_offset, lg.log_end_offset)
             finally:
                 close_quietly(lg)
         return out

@@ -58,6 +58,7 @@ def test_end_offsets_are_the_next_offset_to_be_written_for_assigned_and_other_pa
         produce(two, "t", 1, 3)
         assert c.end_offsets([T1]) == {T1: 5}  # read fresh, not cached
         assert c.end_offsets([]) == {}
+        assert c.get_watermark_offsets(T1) == (0, 5)  # confluent-kafka's name for both
 
 
 def test_beginning_offsets_follow_retention_deleting_the_head_of_the_log(root: str) -> None:
@@ -96,6 +97,8 @@ def test_topics_and_partitions_for_topic_with_none_for_an_unknown_topic(two: str
         (lambda c: c.partitions_for_topic("bad name!"), InvalidTopicError),
         (lambda c: c.committed(["t"]), InvalidTopicError),
         (lambda c: c.committed(7), InvalidTopicError),
+        (lambda c: c.get_watermark_offsets([T0]), InvalidTopicError),
+        (lambda c: c.get_watermark_offsets(("t", 9)), InvalidTopicError),
         (lambda c: c.committed("t"), InvalidTopicError),
     ],
 )
@@ -128,6 +131,7 @@ def test_every_new_method_refuses_a_closed_consumer(two: str) -> None:
     calls = [
         lambda: c.beginning_offsets([T0]),
         lambda: c.end_offsets([T0]),
+        lambda: c.get_watermark_offsets(T0),
         lambda: c.topics(),
         lambda: c.partitions_for_topic("t"),
         lambda: c.committed(T0),
