@@ -181,3 +181,26 @@ def test_a_reader_never_sees_the_topic_missing_while_its_config_changes(tmp_path
     reads, missing, distinct = map(int, out.split())
     assert reads > 0 and missing == 0
     assert distinct >= 1
+
+
+RACER = """
+import sys
+from logq import InvalidPartitionsError
+from logq.storage.topics import TopicRegistry
+reg = TopicRegistry(sys.argv[1])
+for n in range(int(sys.argv[2]), 41, 2):  # one process asks the odd counts, the other the even ones
+    try:
+        reg.alter("t", partitions=n, config={"retention_ms": n})
+    except InvalidPartitionsError:
+        pass  # the other process got there first
+"""
+
+
+def test_two_processes_altering_at_once_leave_one_consistent_topic(tmp_path: Path) -> None:
+    root, reg = _registry(tmp_path)
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, root, str(first)]) for first in (3, 4)]
+    for p in racers:
+        assert p.wait(timeout=120) == 0
+    meta = TopicRegistry(root).get("t")
+    assert meta.partitions == 40 and meta.overrides == {"retention_ms": 40}
+    assert partition_dirs(root, "t") == list(range(40))
