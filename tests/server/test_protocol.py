@@ -151,3 +151,29 @@ def test_a_stopped_server_cannot_be_started_again(root: str) -> None:
     with pytest.raises(ConfigError, match="stopped"):
         s.start()
     time.sleep(0)
+
+
+def test_pipelining_past_max_in_flight_requests_pauses_reading_and_answers_all(root: str) -> None:
+    av = _av(3)
+    with Server(root, port=0, max_in_flight_requests=2) as srv, wire.connect(srv.port) as s:
+        s.sendall(b"".join(wire.request_frame(18, 3, i, av) for i in range(50)))
+        corrs = [struct.unpack_from(">i", wire.read_frame(s))[0] for _ in range(50)]
+    assert corrs == list(range(50))
+
+
+def test_a_failing_handler_closes_its_connection_and_the_server_lives(
+    root: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from logq.server.handlers import metadata
+
+    async def boom(*args: object) -> object:
+        raise RuntimeError("handler bug")
+
+    monkeypatch.setitem(metadata.HANDLERS, 3, boom)
+    md = wire.request_class(3, 5)(topics=(), allow_auto_topic_creation=False)
+    with Server(root, port=0) as srv:
+        with wire.connect(srv.port) as s:
+            s.sendall(wire.request_frame(3, 5, 1, md))
+            assert wire.closed_by_peer(s)
+        assert _api_versions(srv.port, 3)[1].error_code == 0  # type: ignore[attr-defined]
+    assert any("handler bug" in r.getMessage() for r in caplog.records)
