@@ -100,6 +100,7 @@ class Session:
     principal: str | None = None
     sasl: Any = None
     close_after_response: bool = False
+    closed: bool = False  # the connection is gone: a long poll of it stops waiting
 
 
 class Broker:

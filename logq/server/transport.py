@@ -128,13 +128,18 @@ class Connection(asyncio.Protocol):
         self._update_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """The worker is not cancelled: a produce it is appending finishes (and its producer
+        state is recorded, so the client's retry on a new connection is deduplicated); a
+        long poll it waits on ends now; nothing more is read from the queue."""
         self._closed = True
+        self.session.closed = True
+        self.queue.clear()
         self._can_write.set()
         if self in self.owner.open:
             self.owner.open.discard(self)
             log.info("connection from %s closed (%d requests)", self.session.peer, self.requests)
         if self.worker is not None and not self.worker.done():
-            self.worker.cancel()
+            self.broker.notify_append()
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -182,7 +187,7 @@ class Connection(asyncio.Protocol):
             self._reading_paused = False
 
     def check_timeouts(self, now: float, idle_s: float, partial_s: float) -> None:
-        if self.frame_started is not None and now - self.frame_started > partial_s:
+        if self.frame_started is not None and not self._reading_paused and now - self.frame_started > partial_s:
             self.close(f"request incomplete after partial_request_timeout_ms={int(partial_s * 1000)}")
         elif not self.queue and (self.worker is None or self.worker.done()) and now - self.last_activity > idle_s:
             self.close(f"idle for idle_timeout_ms={int(idle_s * 1000)}", level=logging.INFO)

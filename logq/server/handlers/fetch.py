@@ -134,7 +134,9 @@ async def handle_fetch(broker: Broker, session: Session, version: int, request: 
     deadline = time.monotonic() + max(wait_s, 0.0)
     parts, total = read_all(broker, request)
     dirs: list[str] | None = None
-    while total < max(request.min_bytes, 1) and not any(p.error for p in parts) and not broker.closing:
+    while total < max(request.min_bytes, 1) and not any(p.error for p in parts):
+        if broker.closing or session.closed:
+            break
         left = deadline - time.monotonic()
         if left <= 0:
             break
