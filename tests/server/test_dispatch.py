@@ -149,3 +149,39 @@ def test_a_shutdown_answers_the_long_poll_in_flight(root: str) -> None:
     sock.close()
     assert corr == 2 and resp.responses[0].partitions[0].error_code == 0
     assert not stopper.is_alive()
+
+
+def test_a_long_poll_ends_when_its_client_disconnects(root: str) -> None:
+    fm = _mod(1, 11)
+    forever = 2**31 - 1
+    req = fm.FetchRequest(
+        max_wait=datetime.timedelta(milliseconds=forever),
+        min_bytes=1,
+        topics=(
+            fm.FetchTopic(
+                topic="idle", partitions=(fm.FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1024),)
+            ),
+        ),
+        forgotten_topics_data=(),
+    )
+    mm = _mod(3, 5)
+    with Server(root, port=0, max_fetch_wait_ms=forever) as srv:
+        sock = wire.connect(srv.port)
+        sock.sendall(
+            wire.request_frame(
+                3,
+                5,
+                1,
+                mm.MetadataRequest(topics=(mm.MetadataRequestTopic(name="idle"),), allow_auto_topic_creation=True),
+            )
+        )
+        wire.read_frame(sock)
+        sock.sendall(wire.request_frame(1, 11, 2, req))
+        while srv.stats()["waiting_fetches"] == 0:
+            time.sleep(0.001)
+        sock.close()
+        deadline = time.monotonic() + 60  # a liveness bound: without the rule it waits for days
+        while srv.stats()["waiting_fetches"] and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert srv.stats()["waiting_fetches"] == 0
+        assert srv.stats()["connections"] == 0
