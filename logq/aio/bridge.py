@@ -9,9 +9,9 @@ or follows a group. Two helpers carry that core into a loop:
   taken back once its thread started, so cancelling the awaiting task ends the wait at once
   but the lock stays held until the thread returns: nothing else touches the client while
   the call finishes in the background, and the cancelled caller sees CancelledError.
-- ``loop_future``: an ``asyncio.Future`` settled from a sync ``RecordFuture`` when its
-  batch is written (its ``add_both`` callback, in the writing thread, hands the outcome to
-  the loop through ``loop.call_soon_threadsafe``).
+- ``FutureBridge``: ``asyncio.Future``s settled from sync ``RecordFuture``s when their
+  batch is written (one ``add_both`` callback per batch, in the writing thread, hands the
+  batch to the loop through ``loop.call_soon_threadsafe``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from logq.client.futures import RecordFuture, RecordMetadata
 
-__all__ = ["ThreadCalls", "loop_future", "settle"]
+__all__ = ["FutureBridge", "ThreadCalls", "settle"]
 
 _R = TypeVar("_R")
 
@@ -72,23 +72,41 @@ def settle(target: asyncio.Future[RecordMetadata], rf: RecordFuture) -> None:
         target.set_exception(e)
 
 
-def loop_future(rf: RecordFuture, loop: asyncio.AbstractEventLoop) -> asyncio.Future[RecordMetadata]:
-    """An asyncio future that completes with ``rf`` (at once if ``rf`` is already done).
+class FutureBridge:
+    """asyncio futures settled from sync ``RecordFuture``s, one hand-over per batch.
 
-    The writing thread settles it through ``rf.add_both`` and ``call_soon_threadsafe``:
-    one callback per record, no thread waiting. Cancelling the returned future does not
-    un-send the record.
+    A RecordFuture is a (batch, index) pair (logq/client/futures.py) and every record of a
+    batch completes at once, so the first pending record of a batch registers one
+    ``add_both`` callback; in the writing thread it hands the whole batch to the loop with
+    one ``call_soon_threadsafe`` (a write to the loop's wake-up pipe), and the loop settles
+    every future of the batch. Cancelling a returned future does not un-send its record.
     """
-    out: asyncio.Future[RecordMetadata] = loop.create_future()
-    if rf.done():
-        settle(out, rf)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._waiting: dict[object, list[tuple[asyncio.Future[RecordMetadata], RecordFuture]]] = {}
+
+    def future_for(self, rf: RecordFuture) -> asyncio.Future[RecordMetadata]:
+        """An asyncio future that completes with ``rf`` (at once if ``rf`` is already done)."""
+        out: asyncio.Future[RecordMetadata] = self.loop.create_future()
+        if rf.done():
+            settle(out, rf)
+            return out
+        batch = rf[0]
+        pending = self._waiting.get(batch)
+        if pending is not None:
+            pending.append((out, rf))
+            return out
+        self._waiting[batch] = [(out, rf)]
+        rf.add_both(self._written, batch)
         return out
 
-    def done(_outcome: object) -> None:  # in the writing thread
+    def _written(self, batch: object, _outcome: object) -> None:  # in the writing thread
         try:
-            loop.call_soon_threadsafe(settle, out, rf)
+            self.loop.call_soon_threadsafe(self._settle_batch, batch)
         except RuntimeError:  # the loop was closed meanwhile: nobody is waiting
             pass
 
-    rf.add_both(done)
-    return out
+    def _settle_batch(self, batch: object) -> None:
+        for out, rf in self._waiting.pop(batch, ()):
+            settle(out, rf)

@@ -7,7 +7,8 @@ partitioning, linger and writing; this module only decides where each call runs:
   to its partition's open batch, and writes that batch itself when it is full (at most
   ``batch_size`` bytes to the page cache: the loop stalls for that one write; see
   docs/benchmarks.md, "asyncio"). It returns an ``asyncio.Future`` of the
-  ``RecordMetadata``, settled when the batch is in the log (logq/aio/bridge.py). A send
+  ``RecordMetadata``, settled when the batch is in the log (one hand-over to the loop per
+  batch: logq/aio/bridge.py). A send
   that wrote a batch, and every 128th send, gives the loop a turn, so a tight
   ``await send()`` loop does not starve the other tasks.
 - With ``fsync="always"`` a send that fills a batch also waits for its fdatasync, so every
@@ -29,7 +30,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from logq.aio.bridge import loop_future
+from logq.aio.bridge import FutureBridge
 from logq.client.futures import RecordFuture, RecordMetadata
 from logq.client.producer import BatchMetadata, Producer
 from logq.errors import ClientClosedError, ConfigError
@@ -51,6 +52,7 @@ class AIOProducer:
         self._in_thread = producer_args.get("fsync") == "always"  # a filling send waits for fdatasync
         self._sender = ThreadPoolExecutor(1, thread_name_prefix="logq-aio-send")  # one: order kept
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._bridge: FutureBridge | None = None
         self._stopped = False
         self._since_turn = 0  # inline sends since the loop last had a turn
 
@@ -65,6 +67,7 @@ class AIOProducer:
             raise ClientClosedError("producer")
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
+            self._bridge = FutureBridge(self._loop)
 
     def _started(self) -> asyncio.AbstractEventLoop:
         if self._stopped:
@@ -105,7 +108,8 @@ class AIOProducer:
             if rf.done() or self._since_turn >= _TURN_SENDS:  # it wrote a batch, or a tight send loop
                 self._since_turn = 0
                 await asyncio.sleep(0)  # a turn for the loop (cancelled here: the record is sent)
-        return loop_future(rf, loop)
+        assert self._bridge is not None  # set with _loop
+        return self._bridge.future_for(rf)
 
     async def send_and_wait(
         self,
