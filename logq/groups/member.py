@@ -15,7 +15,9 @@ On-disk layout (all under ``<root>/__logq/groups/<group>/``)::
                            changed.
     state, state.bak       metadata file (logq/storage/meta.py): {"format", "generation",
                            "members": {id: {"topics": {topic: partitions}, "session_ms",
-                           "max_poll_ms", "pid"}}, "assignment": {id: [[topic, p], ...]}}
+                           "max_poll_ms", "pid"}}, "assignment": {id: [[topic, p], ...]}}, and
+                           while an empty group forms "forming_until_ns", "forming_limit_ns"
+                           (logq/groups/startup.py: nothing is assigned until then)
     members/<id>.lock      one per member, flocked exclusively for the member's lifetime.
                            Content: "<heartbeat ns> <last poll ns> <pid>" (CLOCK_MONOTONIC,
                            which all processes of one host share).
