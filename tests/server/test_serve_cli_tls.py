@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from logq import Server
+
+from tests.server import wire
 
 
 def _logq(*args: str) -> subprocess.CompletedProcess[str]:
@@ -68,3 +71,31 @@ def test_confluent_kafka_produces_and_consumes_over_tls(root: str, tmp_path: Pat
                 got.append(m.value())
         c.close()
     assert got == [b"secret-%d" % i for i in range(5)]
+
+
+def test_logq_serve_prints_where_it_listens_and_what_it_serves_and_stops_on_sigterm(root: str) -> None:
+    import signal
+
+    from logq import Admin
+
+    with Admin(root) as a:
+        a.create_topic("orders", partitions=2)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logq", "serve", "--data", root, "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first, second = proc.stdout.readline(), proc.stdout.readline()
+    assert first.startswith("logq serve: listening on 127.0.0.1:") and "plaintext" in first
+    port = int(first.split("127.0.0.1:")[1].split()[0])
+    assert second.strip() == "topics: orders"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(wire.request_frame(18, 0, 1, wire.request_class(18, 0)()))
+        wire.read_frame(s)  # answered: the connection was accepted (and logged)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "logq serve: stopped" in out
+    assert "INFO connection from 127.0.0.1:" in err and "Traceback" not in err
