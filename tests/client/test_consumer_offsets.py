@@ -14,6 +14,7 @@ from logq import (
     ConcurrentAccessError,
     ConfigError,
     Consumer,
+    DeserializationError,
     InvalidTopicError,
     Producer,
     TopicPartition,
@@ -227,3 +228,27 @@ def test_seek_to_beginning_follows_a_log_start_another_process_moved(root: str) 
             a.delete_records("t", {0: 12})
         c.seek_to_beginning(T0)
         assert c.position(T0) == 12
+
+
+def test_a_value_skipped_by_seeking_past_it_stays_skipped_after_a_commit_and_a_restart(root: str) -> None:
+    make_topic(root, "j", 1)
+    with Producer(root, linger_ms=0) as p:
+        for v in (b'{"n": 0}', b"not json", b'{"n": 2}', b'{"n": 3}'):
+            p.send("j", v, partition=0).result(10)
+    kw: dict[str, Any] = {"group_id": "g", "auto_offset_reset": "earliest", "value_deserializer": "json"}
+    seen: list[Any] = []
+    with Consumer(root, "j", **kw) as c:
+        while len(seen) < 1:
+            seen += [r.value for r in c.poll(0.05)]
+        with pytest.raises(DeserializationError) as info:
+            for _ in range(400):
+                c.poll(0.05)
+        err = info.value
+        assert (err.topic, err.partition, err.offset) == ("j", 0, 1)
+        assert c.position(TopicPartition("j", 0)) == 1  # paused on it until skipped
+        c.seek(TopicPartition(err.topic, err.partition), err.offset + 1)
+        seen += [r.value for r in c.poll(5)]
+        c.commit()
+    with Consumer(root, "j", **kw) as again:
+        assert again.committed(TopicPartition("j", 0)) == 4
+    assert seen == [{"n": 0}, {"n": 2}, {"n": 3}]
