@@ -200,3 +200,47 @@ def test_aiokafka_produces_every_codec_idempotently_and_reads_it_back(bootstrap:
     got = asyncio.run(run())
     assert [(m.key, m.value, list(m.headers)) for m in got] == _expected(codec)
     assert [r.value for r in _embedded_read(root, topic, N)] == [v for _, v, _ in _expected(codec)]
+
+
+def _embedded_write(root: str, topic: str) -> list[bytes]:
+    with Admin(root) as a:
+        a.create_topic(topic, partitions=1)
+    values = [b"emb-%d" % i for i in range(5)]
+    with Producer(root) as p:
+        for v in values:
+            p.send(topic, value=v, key=b"k", headers=[("from", b"embedded")])
+    return values
+
+
+def test_kafka_python_reads_what_an_embedded_producer_wrote(bootstrap: str, root: str) -> None:
+    from kafka import KafkaConsumer
+
+    values = _embedded_write(root, "emb-kp")
+    c = KafkaConsumer("emb-kp", bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=30_000)
+    got = []
+    for m in c:
+        got.append((m.value, list(m.headers)))
+        if len(got) == len(values):
+            break
+    c.close()
+    assert got == [(v, [("from", b"embedded")]) for v in values]
+
+
+def test_aiokafka_reads_what_an_embedded_producer_wrote(bootstrap: str, root: str) -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    values = _embedded_write(root, "emb-aio")
+
+    async def run() -> list[bytes]:
+        c = AIOKafkaConsumer("emb-aio", bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+        await c.start()
+        try:
+            got: list[bytes] = []
+            while len(got) < len(values):
+                msg = await asyncio.wait_for(c.getone(), 30)
+                got.append(msg.value)
+            return got
+        finally:
+            await c.stop()
+
+    assert asyncio.run(run()) == values
