@@ -73,7 +73,7 @@ from logq.errors import (
 )
 from logq.groups.member import GroupMember, group_dir
 from logq.groups.offsets import OffsetStore
-from logq.groups.startup import DEFAULT_INITIAL_REBALANCE_DELAY_MS
+from logq.groups.startup import DEFAULT_INITIAL_REBALANCE_DELAY_MS, check_delay
 from logq.storage.topics import TopicRegistry, partition_path, validate_partition
 from logq.types import OffsetAndTimestamp, Record, TopicPartition
 
@@ -110,7 +110,7 @@ class Consumer(ConsumerOffsets):
         initial_rebalance_delay_ms: int = DEFAULT_INITIAL_REBALANCE_DELAY_MS,
     ) -> None:
         self._closed = True  # until built
-        int_at_least("initial_rebalance_delay_ms", initial_rebalance_delay_ms, 0)
+        check_delay(initial_rebalance_delay_ms)
         check_consumer_args(
             data_dir,
             topics,

@@ -111,7 +111,7 @@ from logq.groups.files import (
     stat_sig,
 )
 from logq.groups.served import refuse_if_served
-from logq.groups.startup import DEFAULT_INITIAL_REBALANCE_DELAY_MS, forming_window, is_due
+from logq.groups.startup import DEFAULT_INITIAL_REBALANCE_DELAY_MS, check_delay, forming_window, is_due
 from logq.storage import files as _fs
 from logq.storage.meta import write_meta
 
@@ -175,10 +175,7 @@ class GroupMember:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
-        delay = initial_rebalance_delay_ms
-        if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
-            raise ConfigError(f"initial_rebalance_delay_ms must be an int >= 0 (0 disables), got {delay!r}")
-        self.initial_rebalance_delay_ms = delay
+        self.initial_rebalance_delay_ms = check_delay(initial_rebalance_delay_ms)
         self.group_id = check_name("group id", group_id)
         self.member_id = check_name("member id", member_id or f"m-{os.getpid()}-{secrets.token_hex(4)}")
         self.root = root

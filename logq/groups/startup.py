@@ -23,13 +23,24 @@ processes of one host share (as the heartbeats do). These rules are pure: the me
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_INITIAL_REBALANCE_DELAY_MS", "forming_window", "is_due"]
+from typing import Any
+
+from logq.errors import ConfigError
+
+__all__ = ["DEFAULT_INITIAL_REBALANCE_DELAY_MS", "check_delay", "forming_window", "is_due"]
 
 # An embedded group's members are processes on one host: they start within a few hundred
 # ms of each other (interpreter start-up and imports), not the seconds Kafka allows for
 # clients over a network; 300 ms covers a batch started together while keeping a lone
 # consumer's first poll prompt.
 DEFAULT_INITIAL_REBALANCE_DELAY_MS = 300
+
+
+def check_delay(value: Any) -> int:
+    """``initial_rebalance_delay_ms`` if it is an int >= 0 (0 disables); ConfigError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"initial_rebalance_delay_ms={value!r} is invalid: must be an int >= 0 (0 disables)")
+    return value
 
 
 def forming_window(
