@@ -36,10 +36,17 @@ Modelled on Kafka's consumer (kafka-python / confluent-kafka names):
   on it, so ``consumer.seek(TopicPartition(err.topic, err.partition), err.offset + 1)``
   skips it.
 
+- A group that has no live member waits ``initial_rebalance_delay_ms`` (default 300, 0 turns
+  it off; each member joining meanwhile extends it) before its first assignment, so members
+  started together are assigned once each (logq/groups/startup.py).
+
 The consumer's parts: argument checks in consumer_config.py, the one-thread rule in
-consumer_access.py, positions and the calls that move them in consumer_positions.py, the open
-(and parked) partition logs and topic incarnations in consumer_logs.py, fetching and decoding
-in fetcher.py; this module holds membership, polling, commits and closing.
+consumer_access.py, positions and the calls that move them in consumer_positions.py, commits
+(``commit``, ``commit_async``, ``committed``) and offset look-ups (``beginning_offsets``,
+``end_offsets``, ``topics``, ...) in consumer_offsets.py, the counters of ``metrics()`` in
+consumer_metrics.py, the open (and parked) partition logs and topic incarnations in
+consumer_logs.py, fetching and decoding in fetcher.py; this module holds membership
+(``subscribe``, ``assign``, ``unsubscribe``), polling and closing.
 """
 
 from __future__ import annotations
