@@ -231,7 +231,7 @@ class Consumer(ConsumerOffsets):
                 self.registry.get(t)  # UnknownTopicError now, not in the background
             self._subscription = list(topics)
         self._manual = []
-        self.flush_async_commits()
+        self._flush_async_commits()
         if self._member is None:
             self._member = GroupMember(
                 self.root,
@@ -291,7 +291,7 @@ class Consumer(ConsumerOffsets):
         positions committed first when auto-commit is on). ``subscribe()`` or ``assign()`` again
         to read on."""
         self._check_open()
-        self.flush_async_commits()
+        self._flush_async_commits()
         try:
             if self._member is not None:
                 self._member.close(on_revoke=self._revoke)
@@ -416,7 +416,7 @@ class Consumer(ConsumerOffsets):
 
     def _poll(self, timeout: float | None, limit: int, fetch: Callable[[int], _Out], empty: Callable[[], _Out]) -> _Out:
         deadline = None if timeout is None else time.monotonic() + timeout
-        self.flush_async_commits()
+        self._flush_async_commits()
         self._sync_group()
         if self.enable_auto_commit and time.monotonic() >= self._next_commit:
             self.commit()
@@ -548,7 +548,7 @@ class Consumer(ConsumerOffsets):
     def _close(self, autocommit: bool) -> None:
         try:
             try:
-                self.flush_async_commits()
+                self._flush_async_commits()
             except Exception:  # a commit callback failed: closing goes on
                 log.exception("a commit_async callback raised while the consumer was closing")
             if self._member is not None:

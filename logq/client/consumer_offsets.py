@@ -68,7 +68,7 @@ class ConsumerOffsets(ConsumerPositions):
         Commits queued by ``commit_async`` are written first."""
         self._check_open()
         items = self._commit_items(offsets, "commit")
-        self.flush_async_commits()
+        self._flush_async_commits()
         self._do_commit(items)
 
     @one_thread
@@ -91,7 +91,7 @@ class ConsumerOffsets(ConsumerPositions):
             return dict(self._positions)
         return {as_tp(tp): off for tp, off in mapping(offsets, "offsets").items()}
 
-    def flush_async_commits(self) -> None:
+    def _flush_async_commits(self) -> None:
         """Write the commits ``commit_async`` queued, in order, and call their callbacks."""
         first_error: BaseException | None = None
         while self._async_commits:
