@@ -19,6 +19,7 @@ import asyncio
 import inspect
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,7 @@ class ServerConfig:
     partial_request_timeout_ms: int = 30_000  # a request started must be complete within this
     max_fetch_wait_ms: int = 30_000  # cap on a fetch's max_wait_ms
     max_fetch_response_bytes: int = 55 * 1024 * 1024  # cap on a fetch's max_bytes (Kafka's fetch.max.bytes)
+    max_open_partitions: int = 1000  # partition logs kept open, writers and readers each
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -81,6 +83,7 @@ class ServerConfig:
             "partial_request_timeout_ms",
             "max_fetch_wait_ms",
             "max_fetch_response_bytes",
+            "max_open_partitions",
         ):
             _positive(name, getattr(self, name))
         if not isinstance(self.auto_create_topics, bool):
@@ -124,8 +127,8 @@ class Broker:
         self.extensions: dict[str, Any] = {}
         self.producer_ids = ProducerIds(self.data_dir)
         self._close_hooks: list[CloseHook] = []
-        self._writers: dict[TP, PartitionLog] = {}
-        self._readers: dict[TP, PartitionLog] = {}
+        self._writers: OrderedDict[TP, PartitionLog] = OrderedDict()  # least recently used first
+        self._readers: OrderedDict[TP, PartitionLog] = OrderedDict()
         self._producers: dict[TP, PartitionProducers] = {}
         self._write_locks: dict[TP, asyncio.Lock] = {}
         self._log_ids: dict[str, str] = {}  # topic -> the topic id its open logs belong to
@@ -190,27 +193,50 @@ class Broker:
 
     # ------------------------------------------------------------------ partitions
     def log(self, topic: str, partition: int) -> PartitionLog:
-        """The writer log of a partition (opened once, with its topic's config)."""
+        """The writer log of a partition (opened with its topic's config, kept open among
+        the ``max_open_partitions`` most recently used)."""
         tp = (topic, partition)
         lg = self._writers.get(tp)
-        if lg is None:
-            meta = self.registry.get(topic)
-            lg = PartitionLog(partition_path(self.data_dir, topic, partition), meta.config)
-            self._writers[tp] = lg
-            self._log_ids[topic] = meta.topic_id
-            self._producers[tp] = _rebuild_producers(lg)
+        if lg is not None:
+            self._writers.move_to_end(tp)
+            return lg
+        meta = self.registry.get(topic)
+        lg = PartitionLog(partition_path(self.data_dir, topic, partition), meta.config)
+        self._writers[tp] = lg
+        self._log_ids[topic] = meta.topic_id
+        self._producers[tp] = _rebuild_producers(lg)
+        self._evict(self._writers)
         return lg
 
     def reader(self, topic: str, partition: int) -> PartitionLog:
         """The read-only log of a partition (it catches up with every writer on each read)."""
         tp = (topic, partition)
         lg = self._readers.get(tp)
-        if lg is None:
-            meta = self.registry.get(topic)
-            lg = PartitionLog(partition_path(self.data_dir, topic, partition), meta.config, readonly=True)
-            self._readers[tp] = lg
-            self._log_ids[topic] = meta.topic_id
+        if lg is not None:
+            self._readers.move_to_end(tp)
+            return lg
+        meta = self.registry.get(topic)
+        lg = PartitionLog(partition_path(self.data_dir, topic, partition), meta.config, readonly=True)
+        self._readers[tp] = lg
+        self._log_ids[topic] = meta.topic_id
+        self._evict(self._readers)
         return lg
+
+    def _evict(self, cache: OrderedDict[TP, PartitionLog]) -> None:
+        """Close the least recently used logs past ``max_open_partitions`` (a partition
+        being appended to is skipped). A writer's producer state goes with it and is
+        rebuilt from its log tail when it is opened again."""
+        excess = len(cache) - self.config.max_open_partitions
+        for tp in list(cache)[:-1]:
+            if excess <= 0:
+                return
+            lock = self._write_locks.get(tp)
+            if cache is self._writers and lock is not None and lock.locked():
+                continue
+            _close_quietly(cache.pop(tp))
+            if cache is self._writers:
+                self._producers.pop(tp, None)
+            excess -= 1
 
     def producers(self, topic: str, partition: int) -> PartitionProducers:
         self.log(topic, partition)
@@ -227,6 +253,11 @@ class Broker:
             if not fut.done():
                 fut.set_result(None)
         self._waiters.clear()
+
+    @property
+    def open_logs(self) -> int:
+        """Partition logs open now (writers and readers)."""
+        return len(self._writers) + len(self._readers)
 
     @property
     def waiting_fetches(self) -> int:

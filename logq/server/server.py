@@ -195,12 +195,14 @@ class Server:
     close = stop
 
     def stats(self) -> dict[str, int]:
-        """Open connections, connections accepted so far, and fetches waiting for data now."""
+        """Open connections, connections accepted so far, fetches waiting for data and
+        partition logs open now."""
         conns, broker = self._conns, self._broker
         return {
             "connections": len(conns.open) if conns is not None else 0,
             "accepted": conns.accepted if conns is not None else 0,
             "waiting_fetches": broker.waiting_fetches if broker is not None else 0,
+            "open_logs": broker.open_logs if broker is not None else 0,
         }
 
     @property

@@ -61,7 +61,7 @@ def test_producer_ids_never_repeat_across_restarts(tmp_path: Any) -> None:
             seen.add(pid)
 
 
-def _produce(port: int, topic: str, batch: bytes, corr: int = 1) -> tuple[int, int]:
+def _produce(port: int, topic: str, batch: bytes, corr: int = 1, partition: int = 0) -> tuple[int, int]:
     m = wire.request_class(0, 7)
     mod = __import__(m.__module__, fromlist=["x"])
     req = m(
@@ -69,7 +69,9 @@ def _produce(port: int, topic: str, batch: bytes, corr: int = 1) -> tuple[int, i
         acks=-1,
         timeout=__import__("datetime").timedelta(seconds=5),
         topic_data=(
-            mod.TopicProduceData(name=topic, partition_data=(mod.PartitionProduceData(index=0, records=batch),)),
+            mod.TopicProduceData(
+                name=topic, partition_data=(mod.PartitionProduceData(index=partition, records=batch),)
+            ),
         ),
     )
     with wire.connect(port) as s:
@@ -118,3 +120,26 @@ def test_a_bad_batch_is_corrupt_message_and_writes_nothing(root: str, records: A
         assert _produce(srv.port, "bad", records)[0] == code
         assert _produce(srv.port, "nope-never-created", _batch(-1, -1, -1, 1, "x"))[0] == 3
         assert _produce(srv.port, "bad", _batch(-1, -1, -1, 1, "x")) == (0, 0)
+
+
+def test_partitions_closed_past_max_open_partitions_keep_their_data_and_dedup_state(root: str) -> None:
+    from logq import Admin
+
+    with Admin(root) as a:
+        a.create_topic("many", partitions=5)
+    with Server(root, port=0, max_open_partitions=2) as srv:
+        for p in range(5):
+            assert _produce(srv.port, "many", _batch(11, 0, 0, 2, f"p{p}-"), partition=p) == (0, 0)
+        for p in range(5):  # every partition was closed and reopened since: retries still deduplicated
+            assert _produce(srv.port, "many", _batch(11, 0, 0, 2, f"p{p}-"), partition=p) == (0, 0)
+            assert _produce(srv.port, "many", _batch(11, 0, 2, 1, f"q{p}-"), partition=p) == (0, 2)
+        assert srv.stats()["open_logs"] <= 2
+    with Consumer(root, "many", group_id=None, auto_offset_reset="earliest") as c:
+        got = []
+        while len(got) < 15:
+            batch = c.poll(timeout=5)
+            assert batch
+            got += batch
+    assert sorted(r.value for r in got) == sorted(
+        v for p in range(5) for v in (f"p{p}-0".encode(), f"p{p}-1".encode(), f"q{p}-0".encode())
+    )
