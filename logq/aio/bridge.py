@@ -36,10 +36,17 @@ class ThreadCalls:
         self.lock = asyncio.Lock()
         self.executor = executor
 
-    async def run(self, fn: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
-        """``fn(*args, **kwargs)`` in a worker thread, holding ``lock`` until it returned."""
+    async def run(
+        self, fn: Callable[..., _R], *args: Any, prepare: Callable[[], object] | None = None, **kwargs: Any
+    ) -> _R:
+        """``fn(*args, **kwargs)`` in a worker thread, holding ``lock`` until it returned.
+
+        ``prepare()`` runs first, on the loop, once the lock is held.
+        """
         await self.lock.acquire()
         try:
+            if prepare is not None:
+                prepare()
             fut = asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
         except BaseException:
             self.lock.release()

@@ -23,15 +23,22 @@ waits:
   logs; ``stop``) run in a worker thread while holding an ``asyncio.Lock`` that reads take
   too (logq/aio/bridge.py): the sync consumer sees one caller at a time.
 
+``getone()`` (and ``async for``) reads up to ``read_chunk_records`` records at once and
+returns them one by one; no read happens while some are left, so the sync consumer's
+auto-commit and rebalances (which run inside its reads) only ever see positions after
+records already returned. A seek, pause, resume, position, commit or ``stop()`` first
+gives the records read ahead back (seeking their partitions to the first of them).
+
 Cancellation: cancelling ``getmany``/``getone`` loses nothing. Records read in a
-cancelled call but not returned are given back by seeking their partitions to the first
-of them, so positions (and commits) always stand after the last record returned and the
-next call returns them again. A cancelled ``commit`` or seek finishes in its thread.
+cancelled call but not returned are given back the same way, so positions (and commits)
+always stand after the last record returned and the next call returns them again. A
+cancelled ``commit`` or seek finishes in its thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -70,6 +77,7 @@ class AIOConsumer:
         self._reader_fd = -1
         self._sleep_s = _MIN_SLEEP_S
         self._since_turn = 0  # records returned since the loop last had a turn
+        self._ahead: deque[Record] = deque()  # read by getone() but not returned yet
         self._group = consumer_args.get("group_id") is not None
         session_ms = consumer_args.get("session_timeout_ms", 3000)
         self._session_s = session_ms / 1000 if isinstance(session_ms, int) else 3.0
@@ -114,7 +122,7 @@ class AIOConsumer:
         calls, c = self._calls, self._consumer
         try:
             if calls is not None and c is not None:
-                await calls.run(c.close, autocommit)
+                await calls.run(c.close, autocommit, prepare=self._hand_back)
         finally:
             if self._watcher is not None:
                 self._watcher.close()
@@ -161,10 +169,21 @@ class AIOConsumer:
 
     async def getone(self) -> Record:
         """The next record, waiting as long as it takes; ClientClosedError if ``stop()`` ends the wait."""
-        recs = await self._get(None, 1)
-        if not recs:
+        rec = await self._next()
+        if rec is None:
             raise ClientClosedError("consumer")
-        return recs[0]
+        return rec
+
+    async def _next(self) -> Record | None:
+        """One record: from the records read ahead, or a read of up to a chunk (the rest read ahead)."""
+        ahead = self._ahead
+        if ahead:
+            return ahead.popleft()
+        recs = await self._get(None, self._chunk)
+        if not recs:
+            return None
+        ahead.extend(recs)  # no suspension from the read to here: a cancellation loses nothing
+        return ahead.popleft()
 
     def __aiter__(self) -> AIOConsumer:
         return self
@@ -173,16 +192,19 @@ class AIOConsumer:
         """``async for record in consumer``: ends when ``stop()`` is called."""
         if self._stopping:
             raise StopAsyncIteration
-        recs = await self._get(None, 1)
-        if not recs:
+        rec = await self._next()
+        if rec is None:
             raise StopAsyncIteration
-        return recs[0]
+        return rec
 
     async def _get(self, timeout_ms: Any, max_records: Any) -> list[Record]:
         c = self._open()
         if timeout_ms is not None:
             timeout_ms = int_at_least("timeout_ms", timeout_ms, 0)
         limit = c.max_poll_records if max_records is None else int_at_least("max_records", max_records, 1)
+        ahead = self._ahead
+        if ahead:  # read by getone() and not returned yet: no read until they are (see _hand_back)
+            return [ahead.popleft() for _ in range(min(limit, len(ahead)))]
         loop = asyncio.get_running_loop()
         deadline = None if timeout_ms is None else loop.time() + timeout_ms / 1000
         while True:
@@ -228,6 +250,12 @@ class AIOConsumer:
                 self._sleep_s = _MIN_SLEEP_S
                 return out, False
             return out, self._rewatch(c)
+
+    def _hand_back(self) -> None:
+        """Give back the records read ahead (before a seek, pause, commit or close changes or stores positions)."""
+        if self._ahead and self._consumer is not None:
+            self._give_back(self._consumer, list(self._ahead))
+            self._ahead.clear()
 
     def _give_back(self, c: Consumer, records: list[Record]) -> None:
         """Seek each partition of ``records`` back to its first one: the next read returns them again."""
@@ -305,22 +333,29 @@ class AIOConsumer:
 
     def seek(self, tp: Any, offset: int) -> None:
         """The next read of ``tp`` starts at ``offset`` (as aiokafka's ``seek``: not a coroutine)."""
-        self._inline("seek").seek(tp, offset)
+        c = self._inline("seek")
+        self._hand_back()
+        c.seek(tp, offset)
 
     async def seek_async(self, tp: Any, offset: int) -> None:
         """``seek``, waiting for a read or commit of another task to finish first."""
         c = self._open()
         async with self._lock():
+            self._hand_back()
             c.seek(tp, offset)
 
     def assignment(self) -> set[TopicPartition]:
         return self._inline("assignment").assignment()
 
     def pause(self, *tps: Any) -> None:
-        self._inline("pause").pause(*tps)
+        c = self._inline("pause")
+        self._hand_back()
+        c.pause(*tps)
 
     def resume(self, *tps: Any) -> None:
-        self._inline("resume").resume(*tps)
+        c = self._inline("resume")
+        self._hand_back()
+        c.resume(*tps)
 
     def paused(self) -> set[TopicPartition]:
         return self._inline("paused").paused()
@@ -328,12 +363,13 @@ class AIOConsumer:
     async def position(self, tp: Any) -> int:
         c = self._open()
         async with self._lock():
+            self._hand_back()
             return c.position(tp)
 
     async def _run(self, method: str, *args: Any, **kwargs: Any) -> Any:
         c = self._open()
         assert self._calls is not None
-        return await self._calls.run(getattr(c, method), *args, **kwargs)
+        return await self._calls.run(getattr(c, method), *args, prepare=self._hand_back, **kwargs)
 
     async def commit(self, offsets: dict[Any, int] | None = None) -> None:
         """Commit the positions (after the last record returned) or ``{tp: next offset}`` (worker thread)."""

@@ -284,3 +284,81 @@ def test_misuse_raises_logq_errors(run: Run, data: str) -> None:
             await c.start()
 
     run(main())
+
+
+def test_getone_reads_ahead_but_commits_and_stop_store_only_what_was_returned(run: Run, data: str) -> None:
+    produce(data, 100, partitions=1)
+    tp = TopicPartition("t", 0)
+
+    async def main() -> None:
+        async with AIOConsumer(data, "t", group_id="g", auto_offset_reset="earliest") as c:
+            assert [(await c.getone()).offset for _ in range(3)] == [0, 1, 2]
+            assert c.read_stats()["records_built"] > 3  # a chunk was read ahead
+            await c.commit()
+            assert await c.committed(tp) == 3
+            assert (await c.getone()).offset == 3  # given back, read again
+            assert (await c.getone()).offset == 4
+        async with AIOConsumer(data, "t", group_id="g", auto_offset_reset="earliest") as c:
+            assert (await c.getone()).offset == 5  # stop() committed after the last record returned
+
+    run(main())
+
+
+def test_a_seek_or_pause_after_getone_drops_the_records_read_ahead(run: Run, data: str) -> None:
+    produce(data, 100, partitions=1)
+    tp = TopicPartition("t", 0)
+
+    async def main() -> None:
+        async with AIOConsumer(data, "t", auto_offset_reset="earliest") as c:
+            assert (await c.getone()).offset == 0
+            c.seek(tp, 50)
+            assert (await c.getone()).offset == 50
+            assert await c.position(tp) == 51
+            c.pause(tp)
+            assert await c.getmany(timeout_ms=20) == {}
+            c.resume(tp)
+            got = await c.getmany(max_records=3)
+            assert [r.offset for r in got[tp]] == [51, 52, 53]
+
+    run(main())
+
+
+def test_getone_then_getmany_continue_in_order(run: Run, data: str) -> None:
+    produce(data, 40, partitions=1)
+    tp = TopicPartition("t", 0)
+
+    async def main() -> list[int]:
+        async with AIOConsumer(data, "t", auto_offset_reset="earliest", read_chunk_records=10) as c:
+            seen = [(await c.getone()).offset]
+            while len(seen) < 40:
+                got = await c.getmany(timeout_ms=100, max_records=4)
+                seen += [r.offset for r in got.get(tp, [])]
+                if len(seen) < 40:
+                    seen.append((await c.getone()).offset)
+            return seen
+
+    assert run(main()) == list(range(40))
+
+
+def test_cancelled_getone_loses_no_records(run: Run, data: str) -> None:
+    produce(data, 1000)
+    rng = random.Random(5)
+
+    async def main() -> list[Record]:
+        seen: list[Record] = []
+        async with AIOConsumer(data, "t", auto_offset_reset="earliest", read_chunk_records=4) as c:
+            while len(seen) < 1000:
+                task = asyncio.ensure_future(c.getone())
+                for _ in range(rng.randint(0, 3)):
+                    await asyncio.sleep(0)
+                task.cancel()
+                try:
+                    seen.append(await task)
+                except asyncio.CancelledError:
+                    pass
+            assert await c.getmany(timeout_ms=20) == {}
+        return seen
+
+    seen = run(main())
+    for p in range(3):
+        assert [r.offset for r in seen if r.partition == p] == list(range(334 if p == 0 else 333))
