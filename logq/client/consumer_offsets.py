@@ -36,7 +36,7 @@ from logq.client.consumer_config import as_tp, iterable, mapping
 from logq.client.consumer_logs import close_quietly
 from logq.client.consumer_metrics import ConsumerMetrics
 from logq.client.consumer_positions import ConsumerPositions
-from logq.errors import CommitFailedError, ConfigError, LogqError
+from logq.errors import CommitFailedError, ConfigError, InvalidOffsetCommitError, LogqError
 from logq.groups.member import GroupMember
 from logq.storage.log import PartitionLog
 from logq.storage.topics import TopicRegistry, partition_path, validate_partition, validate_topic
@@ -89,7 +89,11 @@ class ConsumerOffsets(ConsumerPositions):
             raise ConfigError(f"{what}() needs a group_id", hint="pass group_id=... to the Consumer")
         if offsets is None:
             return dict(self._positions)
-        return {as_tp(tp): off for tp, off in mapping(offsets, "offsets").items()}
+        items = {as_tp(tp): off for tp, off in mapping(offsets, "offsets").items()}
+        for tp, off in items.items():  # refused at the call, not later in a poll
+            if isinstance(off, bool) or not isinstance(off, int) or off < 0:
+                raise InvalidOffsetCommitError(tp.topic, tp.partition, off, "an offset is an int >= 0")
+        return items
 
     def _flush_async_commits(self) -> None:
         """Write the commits ``commit_async`` queued, in order, and call their callbacks."""

@@ -158,12 +158,19 @@ def test_a_callback_that_raises_is_reraised_after_every_queued_commit_ran(data: 
     [
         ({"callback": 3}, "callback"),
         ({"offsets": [1]}, "offsets"),
+        ({"offsets": {T0: -1}}, "an offset is an int >= 0"),
+        ({"offsets": {T0: "3"}}, "an offset is an int >= 0"),
+        ({"offsets": {T0: True}}, "an offset is an int >= 0"),
+        ({"offsets": {("t", "0"): 1}}, "partition"),
     ],
 )
 def test_commit_async_checks_its_arguments_at_the_call(data: str, kw: dict[str, Any], match: str) -> None:
     with consumer(data) as c:
-        with pytest.raises(ConfigError, match=match):
+        with pytest.raises(LogqError, match=match):
             c.commit_async(**kw)
+        c.assign([T0])
+        c.poll(0)
+        assert c.committed(T0) is None  # nothing was queued
 
 
 def test_commit_async_needs_a_group(data: str) -> None:
