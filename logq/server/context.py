@@ -136,8 +136,9 @@ class Broker:
         self._watcher = Watcher()
         self._poll_handle: asyncio.TimerHandle | None = None
         self.closing = False  # set at shutdown: waiting fetches answer with what they have
-        if self._watcher.native:
-            loop.add_reader(self._watcher.fileno(), self._on_inotify)
+        self._watch_fd = self._watcher.fileno()  # -1: no inotify, waits poll instead
+        if self._watch_fd >= 0:
+            loop.add_reader(self._watch_fd, self._on_inotify)
 
     # ------------------------------------------------------------------ topics
     def add_close_hook(self, fn: CloseHook) -> None:
@@ -187,6 +188,7 @@ class Broker:
         for cache in (self._writers, self._readers):
             for tp in [tp for tp in cache if tp[0] == name]:
                 _close_quietly(cache.pop(tp))
+                self._watcher.unwatch(partition_path(self.data_dir, *tp))
         for tp in [tp for tp in self._producers if tp[0] == name]:
             del self._producers[tp]
         self._log_ids.pop(name, None)
@@ -236,6 +238,8 @@ class Broker:
             _close_quietly(cache.pop(tp))
             if cache is self._writers:
                 self._producers.pop(tp, None)
+            else:
+                self._watcher.unwatch(partition_path(self.data_dir, *tp))
             excess -= 1
 
     def producers(self, topic: str, partition: int) -> PartitionProducers:
@@ -282,9 +286,12 @@ class Broker:
         ``partition_dirs``) or ``timeout_s`` passes."""
         for d in partition_dirs:
             self._watcher.watch(d)
+        if self._watch_fd >= 0 and not self._watcher.native:  # it gave up (inotify limits)
+            self.loop.remove_reader(self._watch_fd)
+            self._watch_fd = -1
         fut: asyncio.Future[None] = self.loop.create_future()
         self._waiters.add(fut)
-        if not self._watcher.native and self._poll_handle is None:
+        if self._watch_fd < 0 and self._poll_handle is None:
             self._poll_handle = self.loop.call_later(_FALLBACK_POLL_S, self._poll_tick)
         try:
             await asyncio.wait_for(fut, timeout_s)
@@ -304,8 +311,8 @@ class Broker:
             except Exception:
                 log.exception("a close hook failed")
         self.notify_append()
-        if self._watcher.native:
-            self.loop.remove_reader(self._watcher.fileno())
+        if self._watch_fd >= 0:
+            self.loop.remove_reader(self._watch_fd)
         self._watcher.close()
         for cache in (self._writers, self._readers):
             for lg in cache.values():

@@ -133,3 +133,45 @@ def test_the_server_caps_a_fetchs_max_bytes(root: str) -> None:
         part = _fetch(srv.port, "cap", 0, max_bytes=1 << 30)
     records = part.records  # type: ignore[attr-defined]
     assert 0 < len(records) < 3 * len(_batch(10, 100))  # one batch, not all three
+
+
+class _NoInotify:
+    """A Watcher as on a system without inotify (or past its limits)."""
+
+    native = False
+
+    def fileno(self) -> int:
+        return -1
+
+    def watch(self, directory: str) -> None: ...
+
+    def unwatch(self, directory: str) -> None: ...
+
+    def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@pytest.mark.parametrize("inotify", [True, False], ids=["inotify", "polling"])
+def test_a_long_poll_is_woken_by_a_producer_outside_the_server(
+    root: str, monkeypatch: pytest.MonkeyPatch, inotify: bool
+) -> None:
+    from logq import Producer
+    from logq.server import context
+
+    if not inotify:
+        monkeypatch.setattr(context, "Watcher", _NoInotify)
+    with Admin(root) as a:
+        a.create_topic("outside", partitions=1)
+    forever_ms = 2**31 - 1
+    with Server(root, port=0, max_fetch_wait_ms=forever_ms) as srv:
+        result: list[object] = []
+        t = threading.Thread(target=lambda: result.append(_fetch(srv.port, "outside", 0, max_wait_ms=forever_ms)))
+        t.start()
+        while srv.stats()["waiting_fetches"] == 0:
+            time.sleep(0.001)
+        with Producer(root) as p:  # appends to the files directly, not through the server
+            p.send("outside", value=b"direct").get()
+        t.join(120)  # a liveness bound: without a wake-up it would wait for days
+        assert not t.is_alive()
+    assert result and b"direct" in result[0].records  # type: ignore[attr-defined]
