@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -42,6 +43,18 @@ log = logging.getLogger("logq.producer")
 TP = tuple[str, int]
 _EVENT_LOCK = threading.Lock()  # creates a batch's completion Event on its first waiter
 _CALLBACK_LOCK = threading.Lock()  # orders add_* against finish: each callback runs once
+
+
+def _new_locks_in_fork_child() -> None:
+    """A thread of the parent may have held either lock at the fork; the child starts afresh."""
+    global _EVENT_LOCK, _CALLBACK_LOCK
+    _EVENT_LOCK = threading.Lock()
+    _CALLBACK_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_locks_in_fork_child)
+
 ON_DELIVERY, ON_SUCCESS, ON_ERROR, ON_BOTH = 0, 1, 2, 3
 Callback = tuple[int, Callable[..., Any], int]  # (record index, function, kind)
 new_future = tuple.__new__  # RecordFuture without the Python-level __new__: send's hot path
