@@ -35,6 +35,7 @@ class ThreadCalls:
     def __init__(self, executor: Executor | None = None) -> None:
         self.lock = asyncio.Lock()
         self.executor = executor
+        self.busy = False  # a call is running in its thread (set and cleared on the loop)
 
     async def run(
         self, fn: Callable[..., _R], *args: Any, prepare: Callable[[], object] | None = None, **kwargs: Any
@@ -51,6 +52,8 @@ class ThreadCalls:
         except BaseException:
             self.lock.release()
             raise
+        self.busy = True
+        fut.add_done_callback(self._not_busy)
         held_on = False
         try:
             return await asyncio.shield(fut)
@@ -62,6 +65,9 @@ class ThreadCalls:
         finally:
             if not held_on:
                 self.lock.release()
+
+    def _not_busy(self, _fut: asyncio.Future[Any]) -> None:
+        self.busy = False
 
     def _release_after(self, fut: asyncio.Future[Any]) -> None:
         if not fut.cancelled():

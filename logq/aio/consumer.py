@@ -96,18 +96,28 @@ class AIOConsumer:
         """Open the consumer (in a worker thread: joining a group takes file locks). Twice is harmless."""
         if self._stopped:
             raise ClientClosedError("consumer")
-        if self._calls is not None:
+        if self._consumer is not None:
             return
-        self._loop = asyncio.get_running_loop()
-        self._calls = ThreadCalls()
-        self._moved_at = self._loop.time()
-        await self._calls.run(self._build)
+        if self._calls is None:
+            self._loop = asyncio.get_running_loop()
+            self._calls = ThreadCalls()
+            self._moved_at = self._loop.time()
+        await self._calls.run(self._build)  # a second start() meanwhile waits for this one
 
     def _build(self) -> None:
-        """In the worker thread; sets the fields even if start() was cancelled meanwhile (stop() closes them)."""
-        data_dir, topics, args = self._args
-        self._consumer = Consumer(data_dir, *topics, **args)
-        self._watcher = Watcher()
+        """In the worker thread; sets the fields even if start() was cancelled meanwhile (stop() closes them).
+
+        A failed build (an unknown topic, a bad argument) leaves nothing: start() may be called again."""
+        if self._consumer is None:
+            data_dir, topics, args = self._args
+            c = Consumer(data_dir, *topics, **args)
+            self._watcher = Watcher()
+            self._consumer = c
+
+    def _close(self, autocommit: bool) -> None:
+        """In the worker thread, after any build in progress (the lock orders them)."""
+        if self._consumer is not None:
+            self._consumer.close(autocommit)
 
     async def stop(self, autocommit: bool = True) -> None:
         """Leave the group (committing first, as ``Consumer.close``) and release everything.
@@ -119,10 +129,10 @@ class AIOConsumer:
             return
         self._stopped = self._stopping = True
         self._settle_ready()
-        calls, c = self._calls, self._consumer
+        calls = self._calls
         try:
-            if calls is not None and c is not None:
-                await calls.run(c.close, autocommit, prepare=self._hand_back)
+            if calls is not None:
+                await calls.run(self._close, autocommit, prepare=self._hand_back)
         finally:
             if self._watcher is not None:
                 self._watcher.close()
@@ -321,10 +331,14 @@ class AIOConsumer:
             f.set_result(None)
 
     # ------------------------------------------------------------------ positions and commits
-    def _inline(self, what: str) -> Consumer:
-        """The consumer, for a call made on the loop that must not meet a call in progress."""
+    def _inline(self, what: str, reads_only: bool = False) -> Consumer:
+        """The consumer, for a call made on the loop that must not meet a call in progress.
+
+        A call that only reads (``reads_only``) is refused only while a call runs in a worker
+        thread; one that moves positions also while another task's read is under way."""
         c = self._open()
-        if self._lock().locked():
+        assert self._calls is not None
+        if self._calls.busy or (not reads_only and self._lock().locked()):
             raise ConcurrentAccessError(
                 f"AIOConsumer.{what}() was called while another task's read, commit or seek is in progress",
                 hint="await that call first (for a seek: `await consumer.seek_async(tp, offset)` waits for it)",
@@ -345,7 +359,7 @@ class AIOConsumer:
             c.seek(tp, offset)
 
     def assignment(self) -> set[TopicPartition]:
-        return self._inline("assignment").assignment()
+        return self._inline("assignment", reads_only=True).assignment()
 
     def pause(self, *tps: Any) -> None:
         c = self._inline("pause")
@@ -358,7 +372,7 @@ class AIOConsumer:
         c.resume(*tps)
 
     def paused(self) -> set[TopicPartition]:
-        return self._inline("paused").paused()
+        return self._inline("paused", reads_only=True).paused()
 
     async def position(self, tp: Any) -> int:
         c = self._open()

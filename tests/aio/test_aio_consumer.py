@@ -7,6 +7,7 @@ import random
 
 import pytest
 from logq import (
+    Admin,
     AIOConsumer,
     ClientClosedError,
     ConcurrentAccessError,
@@ -14,6 +15,7 @@ from logq import (
     Producer,
     Record,
     TopicPartition,
+    UnknownTopicError,
 )
 
 from tests.aio.conftest import Run
@@ -362,3 +364,56 @@ def test_cancelled_getone_loses_no_records(run: Run, data: str) -> None:
     seen = run(main())
     for p in range(3):
         assert [r.offset for r in seen if r.partition == p] == list(range(334 if p == 0 else 333))
+
+
+def test_assignment_is_readable_while_another_task_reads_but_not_during_a_commit(run: Run, data: str) -> None:
+    produce(data, 300, partitions=1)
+
+    async def main() -> None:
+        async with AIOConsumer(data, "t", group_id="g", auto_offset_reset="earliest", read_chunk_records=5) as c:
+            await c.getmany(timeout_ms=2000, max_records=1)
+            reading = asyncio.ensure_future(c.getmany(max_records=200))
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # the read is between two chunks now
+            assert not reading.done()
+            assert TopicPartition("t", 0) in c.assignment()
+            with pytest.raises(ConcurrentAccessError):
+                c.seek(TopicPartition("t", 0), 0)  # would move positions under the read
+            assert sum(len(v) for v in (await reading).values()) == 200
+            commit = asyncio.ensure_future(c.commit())
+            await asyncio.sleep(0)
+            with pytest.raises(ConcurrentAccessError):
+                c.assignment()
+            await commit
+
+    run(main())
+
+
+def test_a_failed_start_can_be_retried(run: Run, data: str) -> None:
+    async def main() -> None:
+        c = AIOConsumer(data, "later", auto_offset_reset="earliest")
+        with pytest.raises(UnknownTopicError):
+            await c.start()
+        with Admin(data) as admin:
+            admin.create_topic("later")
+        await c.start()
+        assert c.assignment() == {TopicPartition("later", 0)}
+        await c.stop()
+
+    run(main())
+
+
+def test_stop_after_a_cancelled_start_leaves_the_group(run: Run, data: str) -> None:
+    async def main() -> set[TopicPartition]:
+        c = AIOConsumer(data, "t", group_id="g")
+        starting = asyncio.ensure_future(c.start())
+        await asyncio.sleep(0)
+        starting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await starting
+        await c.stop()  # waits for the build, then closes it
+        async with AIOConsumer(data, "t", group_id="g") as other:
+            await other.getmany(timeout_ms=1500)
+            return other.assignment()
+
+    assert run(main()) == {TopicPartition("t", p) for p in range(3)}

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from logq import Admin, AIOConsumer, Producer
+from logq import Admin, AIOConsumer, Consumer, Producer
 
 from tests.aio.conftest import Run
 
@@ -97,3 +97,20 @@ def test_a_producer_process_wakes_an_idle_aio_consumer_that_made_no_reads_while_
             return idle_fetches, [r.value for recs in got.values() for r in recs]
 
     assert run(main()) == (0, [b"hello"])
+
+
+def test_records_sent_by_an_aio_producer_never_stopped_are_written_at_exit(data: str) -> None:
+    code = (
+        "import asyncio, sys\n"
+        "from logq import AIOProducer\n"
+        "async def main():\n"
+        "    p = AIOProducer(sys.argv[1], linger_ms=60000)\n"
+        "    await p.start()\n"
+        "    for i in range(50):\n"
+        "        await p.send('t', b'%d' % i, partition=1)\n"
+        "asyncio.run(main())\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, data], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    with Consumer(data, "t", auto_offset_reset="earliest") as c:
+        assert [r.value for r in c.poll(2.0, max_records=100)] == [b"%d" % i for i in range(50)]
