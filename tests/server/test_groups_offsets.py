@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
 import time
 from typing import Any
 
@@ -210,3 +212,22 @@ def test_admin_commit_from_a_manually_assigned_consumer(server: Server, root: st
     assert c.committed(TopicPartition("r", 0), metadata=True) == OffsetAndMetadata(4, "by hand", -1)
     c.close()
     assert Admin(root).committed_offsets("manual") == {("r", 0): 4}
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed (Debian package kcat)")
+def test_kcat_balanced_consumer_reads_and_commits_the_group_offsets(server: Server, root: str, bootstrap: str) -> None:
+    Admin(root).create_topic("k", partitions=2)
+    with logq.Producer(root) as p:
+        for i in range(6):
+            p.send("k", b"v%d" % i, partition=i % 2)
+    out = subprocess.run(
+        ["kcat", "-b", bootstrap, "-G", "kg", "-o", "beginning", "-e", "-q", "-f", "%p %o %s\\n", "k"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert sorted(out.stdout.splitlines()) == ["0 0 v0", "0 1 v2", "0 2 v4", "1 0 v1", "1 1 v3", "1 2 v5"]
+        f"{i % 2} {i // 2} v{i}" for i in sorted(range(6), key=lambda i: (i % 2, i))
+    ]
+    assert Admin(root).committed_offsets("kg") == {("k", 0): 3, ("k", 1): 3}
