@@ -10,7 +10,9 @@
   (a) an AIOConsumer follows a 1M-record burst that another process writes (``getmany`` of
   10,000 and of 500 records, and ``async for``; and a backlog written before reading starts,
   with no writer competing for the CPU), and (b) an AIOProducer sends 1M records
-  (``await send()`` each). The worst and p99 lateness, the records/s of the burst, and the
+  (``await send()`` each). The worst and p99 lateness, the most CPU time the loop's thread
+  spent within one tick (work that held the loop, as opposed to the machine descheduling
+  the process), the records/s of the burst, and the
   longest full collection of Python's cyclic garbage collector meanwhile (a stall of the
   whole interpreter that logq does not cause but the Records it builds trigger).
 
@@ -126,11 +128,16 @@ async def aio_idle(root: str, seconds: float, group: bool) -> tuple[float, int]:
 
 
 # ---------------------------------------------------------------- loop stalls
-async def probe(stop: asyncio.Event, lateness: list[float]) -> None:
+async def probe(stop: asyncio.Event, lateness: list[float], busy: list[float]) -> None:
+    """Per 1 ms tick: how late it woke (wall), and the loop thread's CPU time in that tick.
+
+    A late tick whose CPU time is small was not held up by work on the loop but by the
+    machine (the process descheduled, or another thread holding the GIL)."""
     while not stop.is_set():  # perf_counter: uvloop's loop.time() counts whole milliseconds
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.thread_time()
         await asyncio.sleep(PROBE_S)
         lateness.append((time.perf_counter() - t - PROBE_S) * 1e6)
+        busy.append((time.thread_time() - cpu) * 1e6)
 
 
 class GcPauses:
@@ -150,8 +157,8 @@ class GcPauses:
 
 
 async def with_probe(work: Callable[[], Awaitable[int]]) -> dict[str, float]:
-    stop, lateness = asyncio.Event(), []
-    prober = asyncio.ensure_future(probe(stop, lateness))
+    stop, lateness, busy = asyncio.Event(), [], []
+    prober = asyncio.ensure_future(probe(stop, lateness, busy))
     pauses = GcPauses()
     gc.callbacks.append(pauses)
     t0 = time.perf_counter()
@@ -166,6 +173,8 @@ async def with_probe(work: Callable[[], Awaitable[int]]) -> dict[str, float]:
         "records_per_s": n / took,
         "stall_max_us": max(lateness),
         "stall_p99_us": pct(lateness, 0.99),
+        "loop_cpu_in_a_tick_max_us": max(busy),
+        "loop_cpu_in_a_tick_p99_us": pct(busy, 0.99),
         "stalls_over_5ms": sum(1 for x in lateness if x > 5000),
         "ticks": len(lateness),
         "gc_full_collections": pauses.full,
