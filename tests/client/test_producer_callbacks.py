@@ -6,6 +6,7 @@ locks; a callback that raises is logged and changes nothing else."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -220,3 +221,13 @@ def test_a_fork_child_never_runs_the_parents_callbacks_and_the_parent_runs_them_
         prod.flush()
     assert child_says == b"ok"
     assert len(ran) == 1 and ran[0].offset == 0
+
+
+def test_a_producer_dropped_without_close_still_calls_back_once_when_collected(root: str) -> None:
+    make_topic(root)
+    calls: list[Any] = []
+    prod = Producer(root, linger_ms=60_000)
+    prod.send("t", b"v", on_delivery=lambda e, m: calls.append((e, m.offset)))
+    del prod
+    gc.collect()
+    assert calls == [(None, 0)]
