@@ -121,10 +121,13 @@ async def aio_idle(root: str, seconds: float, group: bool) -> tuple[float, int]:
     args: dict[str, Any] = {"group_id": "idle"} if group else {}
     async with AIOConsumer(root, "wake", **args) as c:
         await c.getmany(timeout_ms=500)  # joined and settled
-        fetches = c.read_stats()["fetches"]
-        before = cpu_s()
-        await c.getmany(timeout_ms=int(seconds * 1000))
-        return cpu_s() - before, c.read_stats()["fetches"] - fetches
+        waiting = asyncio.ensure_future(c.getmany(timeout_ms=None))
+        await asyncio.sleep(0.1)  # its first read is done: it waits now
+        fetches, before = c.read_stats()["fetches"], cpu_s()
+        await asyncio.sleep(seconds)
+        used, fetched = cpu_s() - before, c.read_stats()["fetches"] - fetches
+        waiting.cancel()
+        return used, fetched
 
 
 # ---------------------------------------------------------------- loop stalls
