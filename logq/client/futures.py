@@ -10,8 +10,10 @@ landed: one record of ``send``, one batch of ``send_batch``.
 Delivery callbacks (``send(on_delivery=...)``, ``add_callback``, ``add_errback``,
 ``add_both``) are kept on the batch as (index, function, kind) entries. ``finish`` marks the
 batch done and takes its callbacks under one lock, so each callback runs exactly once: by
-the writer after the write (``run_callbacks``, outside every producer lock), or at once by
+the writer after the write (``DeliveryQueue``, outside every producer lock), or at once by
 ``add_*`` on a future that is already done. A callback that raises is logged and ignored.
+``DeliveryQueue`` keeps Kafka's promise that the callbacks of one partition run in the
+order its records were sent, whichever threads wrote the batches.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -33,6 +36,7 @@ __all__ = [
     "RecordFuture",
     "RecordMetadata",
     "Callback",
+    "DeliveryQueue",
     "ON_DELIVERY",
     "new_future",
     "run_callbacks",
@@ -229,3 +233,41 @@ def run_callbacks(b: Batch, callbacks: Sequence[Callback]) -> None:
                 fn(err)
         except Exception:
             log.exception("a delivery callback for %s-%d raised; ignored", b.tp[0], b.tp[1])
+
+
+class DeliveryQueue:
+    """Runs finished batches' callbacks in order per partition, never two at once for one.
+
+    A writer hands its written batches (in write order) to ``deliver`` once it holds no
+    producer lock. If no thread is running callbacks of that partition, the writer does,
+    until the partition's queue is empty; otherwise it queues them and returns, and the
+    thread already running callbacks runs them next. So callbacks of one partition run in
+    send order, a callback may itself send (even with ``linger_ms=0``: its batch's callbacks
+    are queued behind, not run recursively), and no writer waits for another's callbacks.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queues: dict[TP, deque[tuple[Batch, list[Callback]]]] = {}  # waiting to run
+        self._running: set[TP] = set()  # partitions a thread is running callbacks of
+
+    def deliver(self, tp: TP, finished: Sequence[tuple[Batch, list[Callback]]]) -> None:
+        with self._lock:
+            q = self._queues.setdefault(tp, deque())
+            q.extend(finished)
+            if tp in self._running:  # another thread (or this one, further up) runs them
+                return
+            self._running.add(tp)
+        try:
+            while True:
+                with self._lock:
+                    if not q:
+                        del self._queues[tp]
+                        self._running.discard(tp)
+                        return
+                    b, cbs = q.popleft()
+                run_callbacks(b, cbs)
+        except BaseException:  # KeyboardInterrupt in a callback: the next deliver runs the rest
+            with self._lock:
+                self._running.discard(tp)
+            raise

@@ -51,10 +51,10 @@ from logq.client.futures import (
     Batch,
     BatchMetadata,
     Callback,
+    DeliveryQueue,
     RecordFuture,
     RecordMetadata,
     new_future,
-    run_callbacks,
 )
 from logq.client.handles import DEFAULT_MAX_OPEN_PARTITIONS, check_max_open_partitions
 from logq.client.lifecycle import EXIT_FLUSH_S, LiveClients, check_timeout, start_linger
@@ -116,6 +116,7 @@ class Producer:
         self.compression_type = compression_type
         self._partitioner = check_partitioner(partitioner)
         self._metrics = ProducerMetrics()
+        self._delivery = DeliveryQueue()  # callbacks in send order per partition
         self.registry = TopicRegistry(data_dir)
         self.root = self.registry.root
         self.max_open_partitions = max_open_partitions
@@ -333,9 +334,8 @@ class Producer:
         """Write the ready batches of one partition, oldest first, one writer at a time.
 
         With a ``deadline`` (monotonic s), give up waiting for another writer of the
-        partition then; that writer writes the queued batches itself. Delivery callbacks
-        run here after each group, once the partition's write lock is released: a callback
-        may send, even to this partition.
+        partition then; that writer writes the queued batches itself. Callbacks go to the
+        DeliveryQueue once the write lock is released: a callback may send, even here.
         """
         lk = self._drain_lock(tp)
         while True:
@@ -354,8 +354,8 @@ class Producer:
             finally:
                 self._writing.pop(tp, None)
                 lk.release()
-                for b, cbs in ran:
-                    run_callbacks(b, cbs)
+                if ran:
+                    self._delivery.deliver(tp, ran)
 
     def _write(self, tp: TP, group: list[Batch], ran: list[tuple[Batch, list[Callback]]]) -> None:
         """Write queued batches of one partition in order, then acknowledge them (their

@@ -231,3 +231,28 @@ def test_a_producer_dropped_without_close_still_calls_back_once_when_collected(r
     del prod
     gc.collect()
     assert calls == [(None, 0)]
+
+
+def test_callbacks_of_one_partition_run_in_send_order_whichever_thread_writes(root: str) -> None:
+    make_topic(root, "t", 2)
+    order: dict[int, list[int]] = {0: [], 1: []}
+
+    def note(err: Any, md: RecordMetadata | None) -> None:
+        assert err is None and md is not None
+        order[md.partition].append(md.offset)  # no lock: one partition's callbacks never overlap
+
+    with Producer(root, linger_ms=1, batch_size=150) as prod:
+
+        def work(p: int) -> None:
+            for i in range(1500):
+                prod.send("t", b"v%d" % i, partition=(i + p) % 2, on_delivery=note)
+                if i % 100 == 0:
+                    prod.flush()  # a third writer besides the linger thread and send()
+
+        threads = [threading.Thread(target=work, args=(p,)) for p in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for p in (0, 1):
+        assert order[p] == list(range(1500))
