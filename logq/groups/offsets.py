@@ -227,24 +227,33 @@ class OffsetStore:
                     raise GroupNotEmptyError(self.group_id, len(live))
             else:
                 check_commit_fence(self._owner_records(items), items, member_id, generation)
-            stored = self._load_locked()
-            ids = self._stamped_ids(stored)
-            merged = dict(stored)
-            meta = dict(self._meta)
-            for topic in sorted({t for t, _ in items}):
-                tid = self._topic_id(topic)
-                self._refuse_stale(topic, topic_ids, tid, items)
-                if topic in ids and ids[topic] != tid:  # offsets of another incarnation: drop them
-                    merged = {tp: off for tp, off in merged.items() if tp[0] != topic}
-                    meta = {tp: m for tp, m in meta.items() if tp[0] != topic}
-                ids[topic] = tid
-            merged.update(items)
-            for tp in items:
-                if notes.get(tp):
-                    meta[tp] = notes[tp]
-                else:
-                    meta.pop(tp, None)
-            self._write_locked(merged, sync, ids, meta)
+            self._write_locked(*self._merged_locked(items, topic_ids, notes), sync=sync)
+
+    def _merged_locked(
+        self,
+        items: dict[TopicPartition, int],
+        topic_ids: Mapping[str, str | None] | None,
+        notes: dict[TopicPartition, str],
+    ) -> tuple[dict[TopicPartition, int], dict[str, str | None], dict[TopicPartition, str]]:
+        """(offsets, topic ids, metadata) once ``items`` are merged into the stored ones."""
+        stored = self._load_locked()
+        ids = self._stamped_ids(stored)
+        merged = dict(stored)
+        meta = dict(self._meta)
+        for topic in sorted({t for t, _ in items}):
+            tid = self._topic_id(topic)
+            self._refuse_stale(topic, topic_ids, tid, items)
+            if topic in ids and ids[topic] != tid:  # offsets of another incarnation: drop them
+                merged = {tp: off for tp, off in merged.items() if tp[0] != topic}
+                meta = {tp: m for tp, m in meta.items() if tp[0] != topic}
+            ids[topic] = tid
+        merged.update(items)
+        for tp in items:
+            if notes.get(tp):
+                meta[tp] = notes[tp]
+            else:
+                meta.pop(tp, None)
+        return merged, ids, meta
 
     @staticmethod
     def _validate_metadata(
@@ -334,7 +343,7 @@ class OffsetStore:
                     )
                 merged = dict(current)
                 merged.update({(r.topic, r.partition): r.log_end for r in reports})
-                self._write_locked(merged, True, self._stamped_ids(current), dict(self._meta))
+                self._write_locked(merged, self._stamped_ids(current), dict(self._meta), sync=True)
             return reports
 
     def close(self) -> None:
@@ -486,9 +495,10 @@ class OffsetStore:
     def _write_locked(
         self,
         merged: dict[TopicPartition, int],
-        sync: bool,
         ids: dict[str, str | None],
         meta: dict[TopicPartition, str],
+        *,
+        sync: bool,
     ) -> None:
         """Rewrite ``offsets.bak`` then ``offsets`` in place (A/B copies; see the docstring)."""
         self._cache = None  # until both copies and the token are written
