@@ -120,7 +120,10 @@ class Connection(asyncio.Protocol):
         except ProtocolError as e:
             self.close(e.reason, level=logging.WARNING)
             return
-        self.frame_started = (self.frame_started or self.last_activity) if self.decoder.in_frame else None
+        if not self.decoder.in_frame:
+            self.frame_started = None
+        elif frames or self.frame_started is None:  # a new request started in this chunk
+            self.frame_started = self.last_activity
         if frames:
             self.queue.extend(frames)
             if self.worker is None or self.worker.done():
