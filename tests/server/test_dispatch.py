@@ -185,3 +185,45 @@ def test_a_long_poll_ends_when_its_client_disconnects(root: str) -> None:
             time.sleep(0.001)
         assert srv.stats()["waiting_fetches"] == 0
         assert srv.stats()["connections"] == 0
+
+
+def test_a_shutdown_answers_the_produce_being_appended_and_keeps_its_records(
+    root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from logq import Admin, Consumer
+    from logq.storage.log import PartitionLog
+
+    entered, release = threading.Event(), threading.Event()
+    original = PartitionLog.append_batch
+
+    def slow_append(self: PartitionLog, batch: bytes, _trusted: bool = False) -> Any:
+        entered.set()
+        release.wait(60)
+        return original(self, batch, _trusted)
+
+    monkeypatch.setattr(PartitionLog, "append_batch", slow_append)
+    with Admin(root) as a:
+        a.create_topic("durable", partitions=1, fsync="always")  # appended off the event loop
+    pm = _mod(0, 7)
+    batch = bytes(encode_batch([(None, b"in-flight", None, 1)], 0))
+    req = pm.ProduceRequest(
+        transactional_id=None,
+        acks=-1,
+        timeout=datetime.timedelta(seconds=30),
+        topic_data=(
+            pm.TopicProduceData(name="durable", partition_data=(pm.PartitionProduceData(index=0, records=batch),)),
+        ),
+    )
+    srv = Server(root, port=0).start()
+    sock = wire.connect(srv.port, timeout_s=60)
+    sock.sendall(wire.request_frame(0, 7, 5, req))
+    assert entered.wait(60)
+    stopper = threading.Thread(target=srv.stop)
+    stopper.start()
+    release.set()
+    corr, resp = wire.decode_response(0, 7, wire.read_frame(sock))
+    stopper.join(60)
+    sock.close()
+    assert corr == 5 and resp.responses[0].partition_responses[0].error_code == 0
+    with Consumer(root, "durable", group_id=None, auto_offset_reset="earliest") as c:
+        assert [r.value for r in c.poll(timeout=5)] == [b"in-flight"]
