@@ -184,3 +184,39 @@ def test_two_processes_split_partitions_and_the_survivor_takes_all(
     a.leave()
     assert a.closed
     assert Admin(root).describe_group("g").state == "Empty"
+
+
+def test_static_members_restart_into_their_place(server: Server, root: str, bootstrap: str) -> None:
+    from confluent_kafka import Consumer
+    from kafka import KafkaConsumer
+
+    Admin(root).create_topic("s", partitions=2)
+    ids = []
+    for _ in range(2):  # session timeout far longer than the test: the restart replaces the old id
+        c = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "st",
+                "group.instance.id": "worker-1",
+                "session.timeout.ms": 60000,
+            }
+        )
+        c.subscribe(["s"])
+        deadline = time.monotonic() + WAIT_S
+        while not c.assignment() and time.monotonic() < deadline:
+            c.poll(0.05)
+        assert sorted(p.partition for p in c.assignment()) == [0, 1]
+        (member,) = Admin(root).describe_group("st").members
+        assert member.startswith("worker-1-")
+        ids.append(member)
+        c.close()
+    assert ids[0] != ids[1]
+    for _ in range(2):
+        k = KafkaConsumer(
+            "s", bootstrap_servers=bootstrap, group_id="st2", group_instance_id="w1", session_timeout_ms=60000
+        )
+        deadline = time.monotonic() + WAIT_S
+        while not k.assignment() and time.monotonic() < deadline:
+            k.poll(50)
+        assert sorted(p.partition for p in k.assignment()) == [0, 1]
+        k.close()
