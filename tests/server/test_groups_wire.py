@@ -232,3 +232,33 @@ def test_list_and_describe_groups_show_network_and_embedded_groups(server: Serve
             assert by["emb"].group_state == "Stable" and len(by["emb"].members) == 1
             assert (by["ghost"].group_state, by["ghost"].error_code) == ("Dead", 0)
             assert by["bad group!"].error_code == 24  # INVALID_GROUP_ID
+
+
+def test_a_join_waiting_at_shutdown_is_answered_not_coordinator(root: str) -> None:
+    Admin(root).create_topic("t", partitions=1)
+    server = Server(root, port=0).start()
+    try:
+        a, b = Conn(server.port), Conn(server.port)
+        r = join(a, 3, "sd")
+        assert r.error_code == 0
+        b.corr += 1  # b's join waits for a to rejoin, which it never does
+        proto = kio_api.make(nested(JOIN, 3, "JoinGroupRequestProtocol"), name="range", metadata=subscription(["t"]))
+        req = kio_api.make(
+            wire.request_class(JOIN, 3),
+            group_id="sd",
+            session_timeout=kio_api.millis(10_000),
+            rebalance_timeout=kio_api.millis(60_000),
+            member_id="",
+            protocol_type="consumer",
+            protocols=(proto,),
+        )
+        b.sock.sendall(wire.request_frame(JOIN, 3, b.corr, req))
+        for _ in range(1000):  # until the server has b's join: a is told to rejoin
+            hb = a.call(HEARTBEAT, 1, group_id="sd", generation_id=r.generation_id, member_id=r.member_id)
+            if hb.error_code == 27:
+                break
+        assert hb.error_code == 27
+    finally:
+        server.stop()
+    _, resp = wire.decode_response(JOIN, 3, wire.read_frame(b.sock))
+    assert resp.error_code == 16  # NOT_COORDINATOR: the client looks for the coordinator again

@@ -82,6 +82,21 @@ def _setter(fut: asyncio.Future[Any]) -> Callable[[Any], None]:
     return set_result
 
 
+NOT_COORDINATOR = 16
+_SHUTDOWN_CHECK_S = 0.1
+
+
+async def _answer(broker: Broker, fut: asyncio.Future[Any], at_shutdown: Any) -> Any:
+    """The coordinator's answer, or ``at_shutdown`` once the server is stopping (a long-polled
+    join or sync must not hold the shutdown's grace period)."""
+    while True:
+        done, _ = await asyncio.wait([fut], timeout=_SHUTDOWN_CHECK_S)
+        if done:
+            return fut.result()
+        if getattr(broker, "closing", False):
+            return at_shutdown
+
+
 def _join_response(version: int, r: co.JoinResult) -> Any:
     m = kio_api.module(JOIN_GROUP, version)
     members = tuple(
@@ -122,7 +137,7 @@ async def handle_join_group(broker: Broker, session: Session, version: int, requ
         reply=_setter(fut),
     )
     svc.after()
-    result = await fut
+    result = await _answer(broker, fut, co.JoinResult(NOT_COORDINATOR, member_id=request.member_id))
     svc.after()  # the group may have become empty meanwhile (a refused join of a new group)
     return _join_response(version, result)
 
@@ -142,7 +157,7 @@ async def handle_sync_group(broker: Broker, session: Session, version: int, requ
         protocol_name=getattr(request, "protocol_name", None),
     )
     svc.after()
-    r = await fut
+    r = await _answer(broker, fut, co.SyncResult(NOT_COORDINATOR))
     svc.beat(request.group_id, request.member_id)
     m = kio_api.module(SYNC_GROUP, version)
     return kio_api.make(
