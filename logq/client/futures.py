@@ -82,7 +82,19 @@ class BatchMetadata(NamedTuple):
 
 
 class Batch:
-    __slots__ = ("tp", "tid", "records", "bytes", "created", "base_offset", "error", "_event", "done", "callbacks")
+    __slots__ = (
+        "tp",
+        "tid",
+        "records",
+        "bytes",
+        "created",
+        "base_offset",
+        "error",
+        "_event",
+        "done",
+        "callbacks",
+        "taken",
+    )
 
     def __init__(self, tp: TP, tid: str = "") -> None:
         self.tp = tp
@@ -95,16 +107,22 @@ class Batch:
         self._event: threading.Event | None = None
         self.done = False
         self.callbacks: list[Callback] | None = None
+        self.taken = False  # its callbacks were handed over to run (later ones run at once)
 
-    def finish(self) -> list[Callback] | None:
-        """Mark the batch written (or failed), wake its waiters; return the callbacks to run."""
+    def take_callbacks(self) -> list[Callback] | None:
+        """The written (or failed) batch's callbacks to run; None if none. Callbacks added
+        from now on run at once, in the thread that adds them."""
         with _CALLBACK_LOCK:
-            self.done = True
+            self.taken = True
             cbs, self.callbacks = self.callbacks, None
+        return cbs
+
+    def finish(self) -> None:
+        """Mark the batch written (or failed) and wake its waiters (after take_callbacks)."""
+        self.done = True
         ev = self._event
         if ev is not None:
             ev.set()
-        return cbs
 
     def abandon(self, error: BaseException) -> None:
         """In a fork child: fail the batch without touching the parent's Event (and its lock).
@@ -114,6 +132,7 @@ class Batch:
         self.error = error
         self._event = None
         self.callbacks = None
+        self.taken = True
         self.done = True
 
     def wait(self, timeout: float | None) -> bool:
@@ -198,7 +217,7 @@ class RecordFuture(tuple):
             fn = functools.partial(fn, *args, **kwargs)
         b, i = self
         with _CALLBACK_LOCK:
-            if not b.done:
+            if not b.taken:
                 if b.callbacks is None:
                     b.callbacks = []
                 b.callbacks.append((i, fn, kind))
@@ -236,38 +255,78 @@ def run_callbacks(b: Batch, callbacks: Sequence[Callback]) -> None:
 
 
 class DeliveryQueue:
-    """Runs finished batches' callbacks in order per partition, never two at once for one.
+    """Runs written batches' callbacks in order per partition, one thread at a time per partition.
 
-    A writer hands its written batches (in write order) to ``deliver`` once it holds no
-    producer lock. If no thread is running callbacks of that partition, the writer does,
-    until the partition's queue is empty; otherwise it queues them and returns, and the
-    thread already running callbacks runs them next. So callbacks of one partition run in
-    send order, a callback may itself send (even with ``linger_ms=0``: its batch's callbacks
-    are queued behind, not run recursively), and no writer waits for another's callbacks.
+    A writer finishes its written batches (their futures resolve at once), then hands those
+    with callbacks (in write order) to ``deliver`` once it holds no producer lock. If no
+    thread is running callbacks of that partition, the writer does, until the partition's
+    queue is empty; otherwise it queues them and returns, and the thread already running
+    callbacks runs them next. So callbacks of one partition run in send order, a callback may
+    itself send (even with ``linger_ms=0``: its batch's callbacks are queued behind, not run
+    recursively), and no writer waits for another's callbacks. A batch stays queued until its
+    callbacks ran; ``wait_for`` lets ``flush`` return only once they did.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._queues: dict[TP, deque[tuple[Batch, list[Callback]]]] = {}  # waiting to run
-        self._running: set[TP] = set()  # partitions a thread is running callbacks of
+        self._ran = threading.Condition(self._lock)
+        self._queues: dict[TP, deque[tuple[Batch, list[Callback]]]] = {}  # to run, running first
+        self._running: dict[TP, int] = {}  # partition -> the thread running its callbacks
 
     def deliver(self, tp: TP, finished: Sequence[tuple[Batch, list[Callback]]]) -> None:
         with self._lock:
-            q = self._queues.setdefault(tp, deque())
+            q = self._queues.get(tp)
+            if q is None:
+                if not finished:
+                    return
+                q = self._queues[tp] = deque()
             q.extend(finished)
             if tp in self._running:  # another thread (or this one, further up) runs them
                 return
-            self._running.add(tp)
+            self._running[tp] = threading.get_ident()
         try:
             while True:
                 with self._lock:
                     if not q:
                         del self._queues[tp]
-                        self._running.discard(tp)
                         return
-                    b, cbs = q.popleft()
-                run_callbacks(b, cbs)
-        except BaseException:  # KeyboardInterrupt in a callback: the next deliver runs the rest
+                    b, cbs = q[0]
+                try:
+                    run_callbacks(b, cbs)
+                finally:  # even on KeyboardInterrupt: those callbacks had their turn
+                    with self._lock:
+                        q.popleft()
+                        self._ran.notify_all()
+        finally:
             with self._lock:
-                self._running.discard(tp)
-            raise
+                self._running.pop(tp, None)
+
+    def delivering(self) -> bool:
+        """Whether this thread is running callbacks (a flush from a callback must not wait)."""
+        me = threading.get_ident()
+        with self._lock:
+            return me in self._running.values()
+
+    def pending(self) -> list[Batch]:
+        """The batches whose callbacks have not all run yet, every partition."""
+        with self._lock:
+            return [b for q in self._queues.values() for b, _ in q]
+
+    def wait_for(self, batches: Sequence[Batch], deadline: float | None) -> int:
+        """Wait until the callbacks of ``batches`` ran; how many had not at ``deadline``."""
+        ids = {id(b) for b in batches}
+        with self._lock:
+            while True:
+                left = sum(id(b) in ids for q in self._queues.values() for b, _ in q)
+                wait = None if deadline is None else deadline - time.monotonic()
+                if not left or (wait is not None and wait <= 0):
+                    return left
+                self._ran.wait(wait)
+
+    def forget_in_fork_child(self) -> list[Batch]:
+        """In a fork child, without the lock (a parent thread may have held it): the batches
+        whose callbacks had not finished, for the child to fail; the queue starts afresh."""
+        batches = [b for q in list(self._queues.values()) for b, _ in list(q)]
+        self._lock = threading.Lock()
+        self._queues, self._running = {}, {}
+        return batches

@@ -21,10 +21,7 @@ meanwhile fails with TopicDeletedError, never an offset in unlinked files; a top
 and created again with the same partition count receives the batch, one with another
 count fails it (its partitioning no longer holds) and later sends use the new topic.
 
-Kafka-client parity (docs/guide.md, "Producer"): ``compression_type`` (codec per batch,
-producer_config.py), delivery callbacks run by the writing thread after the write and
-outside every lock (futures.py), a ``partitioner`` callable, ``partitions_for`` and
-``metrics()`` (producer_metrics.py).
+Compression, delivery callbacks, partitioner, metrics: docs/guide.md, "Producer".
 
 The pieces live beside this module: the batches and futures in logq/client/futures.py,
 the per-record checks of ``send`` in logq/client/records.py, the open partition logs and
@@ -354,8 +351,7 @@ class Producer:
             finally:
                 self._writing.pop(tp, None)
                 lk.release()
-                if ran:
-                    self._delivery.deliver(tp, ran)
+                self._delivery.deliver(tp, ran)
 
     def _write(self, tp: TP, group: list[Batch], ran: list[tuple[Batch, list[Callback]]]) -> None:
         """Write queued batches of one partition in order, then acknowledge them (their
@@ -406,8 +402,9 @@ class Producer:
                     if b.error is None:
                         size = b.bytes + BATCH_OVERHEAD  # send()'s accounting, when uncompressed
                         self._metrics.written(len(b.records), stored or size, raw or size, (now - b.created) * 1000)
-            for b in group:
-                cbs = b.finish()
+            for b in group:  # futures resolve now; callbacks run once no lock is held
+                cbs = b.take_callbacks()
+                b.finish()
                 if cbs:
                     ran.append((b, cbs))
         if bug is not None:
@@ -454,7 +451,8 @@ class Producer:
         self._drain(tp)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Write every waiting record; return when all are in the log.
+        """Write every waiting record; return when all are in the log and their callbacks ran
+        (those other threads run too, unless flush is called from a callback).
 
         Raise RecordsFailedError if records could not be written since the last flush
         (each failed future says why). With ``timeout`` (seconds), raise LogqTimeoutError
@@ -472,8 +470,9 @@ class Producer:
             tps = list(self._ready)
         for tp in tps:
             self._drain(tp, deadline)
+        late = 0 if self._delivery.delivering() else self._delivery.wait_for(self._delivery.pending(), deadline)
         with self._lock:
-            left = sum(len(self._ready.get(tp, ())) for tp in tps)
+            left = sum(len(self._ready.get(tp, ())) for tp in tps) + late
             failed, first = self._failed, self._first_error
             self._failed, self._first_error = 0, None
         if failed:
@@ -482,7 +481,7 @@ class Producer:
             raise LogqTimeoutError(
                 "flush",
                 timeout,
-                f"{left} batch(es) wait behind another thread's write",
+                f"{left} batch(es) wait behind another thread's write or callbacks",
                 hint="they stay queued and are written; call flush() again to wait for them",
             )
 
@@ -567,7 +566,8 @@ class Producer:
         self._closed = True  # send() refuses at once (and names the fork); exit and GC leave it alone
         err = ForkedClientError("producer", self._pid)
         batches = list(self._open.values()) + [b for q in self._ready.values() for b in q]
-        for b in batches + [b for g in self._writing.values() for b in g]:
+        batches += [b for g in self._writing.values() for b in g] + self._delivery.forget_in_fork_child()
+        for b in batches:
             if not b.done:
                 b.abandon(err)  # the parent's Event (and its lock) stays behind
         self._open, self._ready, self._writing = {}, {}, {}

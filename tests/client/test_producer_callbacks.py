@@ -256,3 +256,32 @@ def test_callbacks_of_one_partition_run_in_send_order_whichever_thread_writes(ro
             t.join()
     for p in (0, 1):
         assert order[p] == list(range(1500))
+
+
+def test_flush_returns_only_after_callbacks_other_threads_run_and_a_callback_may_flush(root: str) -> None:
+    make_topic(root)
+    started, release, flushed = threading.Event(), threading.Event(), threading.Event()
+    done: list[int] = []
+
+    def slow(md: RecordMetadata) -> None:  # runs on the linger thread
+        started.set()
+        release.wait(30)
+        done.append(md.offset)
+
+    with Producer(root, linger_ms=1) as prod:
+        prod.send("t", b"v").add_callback(slow)
+        assert started.wait(30)
+        t = threading.Thread(target=lambda: (prod.flush(), flushed.set()))
+        t.start()
+        assert not flushed.wait(0.2)  # still waiting for the linger thread's callback
+        release.set()
+        assert flushed.wait(30) and done == [0]
+        t.join()
+
+        def flushing(md: RecordMetadata) -> None:
+            prod.flush()  # from inside a callback: does not wait for itself
+            done.append(md.offset)
+
+        prod.send("t", b"w").add_callback(flushing)
+        prod.flush()
+    assert done == [0, 1]
