@@ -8,10 +8,11 @@ waits on never allocates one. ``RecordMetadata`` and ``BatchMetadata`` are where
 landed: one record of ``send``, one batch of ``send_batch``.
 
 Delivery callbacks (``send(on_delivery=...)``, ``add_callback``, ``add_errback``,
-``add_both``) are kept on the batch as (index, function, kind) entries. ``finish`` marks the
-batch done and takes its callbacks under one lock, so each callback runs exactly once: by
-the writer after the write (``DeliveryQueue``, outside every producer lock), or at once by
-``add_*`` on a future that is already done. A callback that raises is logged and ignored.
+``add_both``) are kept on the batch as (index, function, kind) entries. The writer takes
+them (``take_callbacks``, under one lock with ``add_*``) and then ``finish``es the batch, so
+each callback runs exactly once: by the writer after the write (``DeliveryQueue``, outside
+every producer lock), or at once by an ``add_*`` that comes after the take. A callback that
+raises is logged and ignored.
 ``DeliveryQueue`` keeps Kafka's promise that the callbacks of one partition run in the
 order its records were sent, whichever threads wrote the batches.
 """
