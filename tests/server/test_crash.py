@@ -1,6 +1,7 @@
-"""kill -9 of a `logq serve` process while an idempotent confluent-kafka producer sends with
-acks=all to a durable topic (fsync="always"): after a restart on the same port, every
-acknowledged record is in the log exactly once, and the producer reconnected on its own."""
+"""kill -9 of a `logq serve` process while an idempotent producer (confluent-kafka, and
+kafka-python) sends with acks=all to a durable topic (fsync="always"): after a restart on
+the same port, every acknowledged record is in the log exactly once, and the producer
+reconnected on its own."""
 
 from __future__ import annotations
 
@@ -12,8 +13,14 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
+import pytest
 from logq import Admin, Consumer
+
+Ack = Callable[[bytes], None]
+Fail = Callable[[str], None]
 
 
 def _free_port() -> int:
@@ -35,44 +42,84 @@ def _start(root: str, port: int) -> subprocess.Popen[str]:
     return proc
 
 
-def test_kill_9_loses_no_acknowledged_record_and_duplicates_none(root: str) -> None:
-    import confluent_kafka as ck
+class _Confluent:
+    def __init__(self, bootstrap: str, ack: Ack, fail: Fail) -> None:
+        import confluent_kafka as ck
 
+        self.ack, self.fail = ack, fail
+        self.p = ck.Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 2,
+                "reconnect.backoff.ms": 50,
+                "reconnect.backoff.max.ms": 200,
+                "message.timeout.ms": 60_000,
+            }
+        )
+
+    def _done(self, err: Any, msg: Any) -> None:
+        if err is None:
+            self.ack(msg.value())
+        else:
+            self.fail(str(err))
+
+    def send(self, key: bytes, value: bytes) -> None:
+        try:
+            self.p.produce("durable", key=key, value=value, on_delivery=self._done)
+        except BufferError:
+            pass
+        self.p.poll(0.001)
+
+    def flush(self) -> int:
+        return int(self.p.flush(60))
+
+
+class _KafkaPython:
+    def __init__(self, bootstrap: str, ack: Ack, fail: Fail) -> None:
+        from kafka import KafkaProducer
+
+        self.ack, self.fail = ack, fail
+        self.p = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+            reconnect_backoff_ms=50,
+            reconnect_backoff_max_ms=200,
+            delivery_timeout_ms=60_000,
+            request_timeout_ms=10_000,
+        )
+
+    def send(self, key: bytes, value: bytes) -> None:
+        fut = self.p.send("durable", key=key, value=value)
+        fut.add_callback(lambda _md: self.ack(value))
+        fut.add_errback(lambda e: self.fail(repr(e)))
+        time.sleep(0.0005)
+
+    def flush(self) -> int:
+        self.p.flush(60)
+        self.p.close(10)
+        return 0
+
+
+@pytest.mark.parametrize("client", [_Confluent, _KafkaPython], ids=["confluent-kafka", "kafka-python"])
+def test_kill_9_loses_no_acknowledged_record_and_duplicates_none(root: str, client: Any) -> None:
     with Admin(root) as a:
         a.create_topic("durable", partitions=2, fsync="always")
     port = _free_port()
     proc = _start(root, port)
     acked: list[bytes] = []
     errors: list[str] = []
-
-    def on_delivery(err: object, msg: object) -> None:
-        if err is None:
-            acked.append(msg.value())  # type: ignore[attr-defined]
-        else:
-            errors.append(str(err))
-
-    p = ck.Producer(
-        {
-            "bootstrap.servers": f"127.0.0.1:{port}",
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 2,
-            "reconnect.backoff.ms": 50,
-            "reconnect.backoff.max.ms": 200,
-            "message.timeout.ms": 60_000,
-        }
-    )
+    producer = client(f"127.0.0.1:{port}", acked.append, errors.append)
     stop = threading.Event()
 
     def send() -> None:
         i = 0
         while not stop.is_set():
-            try:
-                p.produce("durable", key=b"%d" % (i % 7), value=b"%08d" % i, on_delivery=on_delivery)
-                i += 1
-            except BufferError:
-                pass
-            p.poll(0.001)
+            producer.send(b"%d" % (i % 7), b"%08d" % i)
+            i += 1
 
     sender = threading.Thread(target=send)
     sender.start()
@@ -91,7 +138,7 @@ def test_kill_9_loses_no_acknowledged_record_and_duplicates_none(root: str) -> N
     finally:
         stop.set()
         sender.join()
-        left = p.flush(60)
+        left = producer.flush()
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     assert proc.returncode == 0  # SIGTERM: a clean stop
