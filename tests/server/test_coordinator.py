@@ -409,7 +409,7 @@ def settle(co: Coordinator, clients: list[Client], now: int) -> int:
     raise AssertionError(f"did not settle: {co.group(G)}")
 
 
-def check_settled(co: Coordinator, clients: list[Client]) -> None:
+def check_settled(co: Coordinator, clients: list[Client], now: int) -> None:
     live = [cl for cl in clients if cl.alive]
     g = co.group(G)
     assert g is not None
@@ -419,8 +419,17 @@ def check_settled(co: Coordinator, clients: list[Client]) -> None:
         assert g.state == c.STABLE and g.leader in g.members
         assert {cl.generation for cl in live} == {g.generation}
         assert all(cl.assignment == cl.member_id.encode() for cl in live)  # the leader's plan reached everyone
+        for cl in live:  # commits: the current generation only
+            assert co.check_commit(G, cl.member_id, cl.generation, instance_id=None, now_ms=now) == c.NONE
+            assert (
+                co.check_commit(G, cl.member_id, cl.generation - 1, instance_id=None, now_ms=now)
+                == c.ILLEGAL_GENERATION
+            )
     else:
         assert g.state == c.EMPTY and not g.members
+    for cl in clients:  # stopped members are gone
+        if not cl.alive and cl.member_id:
+            assert co.heartbeat(G, cl.member_id, cl.generation, instance_id=None, now_ms=now) == c.UNKNOWN_MEMBER_ID
 
 
 Op = tuple[str, int]
@@ -447,7 +456,7 @@ def test_any_order_of_joins_leaves_and_kills_settles_to_one_stable_generation(sc
         now += 200 if op == "wait" else 10
     if clients:
         now = settle(co, clients, now)
-        check_settled(co, clients)
+        check_settled(co, clients, now)
         gen = co.group(G).generation  # type: ignore[union-attr]
         for _ in range(40):  # and then stays put: heartbeats keep everyone in, no rebalance
             now += 100
@@ -455,7 +464,7 @@ def test_any_order_of_joins_leaves_and_kills_settles_to_one_stable_generation(sc
                 cl.step(now)
             co.tick(now)
         assert co.group(G).generation == gen  # type: ignore[union-attr]
-        check_settled(co, clients)
+        check_settled(co, clients, now)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])
@@ -468,5 +477,5 @@ def test_every_order_of_stopping_members_leaves_the_rest_stable(n: int, how: str
         for i in order:
             (clients[i].leave(now) if how == "leave" else clients[i].kill())
             now = settle(co, clients, now)
-            check_settled(co, clients)
+            check_settled(co, clients, now)
         assert co.group(G).state == c.EMPTY  # type: ignore[union-attr]
