@@ -15,7 +15,6 @@ explicit ``insecure=True``: an open broker on a network is a choice, not a defau
 from __future__ import annotations
 
 import asyncio
-import importlib
 import ipaddress
 import logging
 import signal
@@ -26,6 +25,7 @@ from typing import Any
 from logq.errors import ConfigError, LogqError
 from logq.server.apis import Dispatcher
 from logq.server.context import Broker, ServerConfig
+from logq.server.sasl import load_authenticator
 from logq.server.transport import Connections
 
 __all__ = ["Server"]
@@ -43,14 +43,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _load_authenticator(users_file: str) -> Any:
-    try:
-        sasl = importlib.import_module("logq.server.sasl")
-    except ModuleNotFoundError:
-        raise ConfigError("users_file is not supported yet (no SASL module)", hint="start without --users") from None
-    return sasl.load_authenticator(users_file)
 
 
 class Server:
@@ -83,7 +75,7 @@ class Server:
             )
         self.data_dir = data_dir
         self.ssl_context = ssl_context
-        self.auth = _load_authenticator(users_file) if users_file is not None else None
+        self.auth = load_authenticator(users_file) if users_file is not None else None
         self.port = port
         self.host = host
         self._loop: asyncio.AbstractEventLoop | None = None
