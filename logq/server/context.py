@@ -1,11 +1,14 @@
 """What handlers see: the server's configuration, one Broker per server, one Session per connection.
 
-The Broker lives on the event-loop thread. It opens each partition twice, lazily and once:
-a writer ``PartitionLog`` for produce (which catches up with other processes under the
-partition's lock on every append) and a read-only one for fetch and list offsets (which
-catches up on every read, so batches appended by embedded producers in other processes are
-served too). It rebuilds a partition's idempotent-producer state from the batch headers of
-its last two segments when it first opens the writer.
+The Broker lives on the event-loop thread. It opens each partition twice, lazily: a writer
+``PartitionLog`` for produce (which catches up with other processes under the partition's
+lock on every append) and a read-only one for fetch and list offsets (which catches up on
+every read, so batches appended by embedded producers in other processes are served too),
+at most ``max_open_partitions`` of each, least recently used closed first. It rebuilds a
+partition's idempotent-producer state from the batch headers of its last two segments
+whenever it opens the writer. Every ``topic()`` call checks the topic against the disk, so
+logs of a topic another process deleted or recreated are closed before they are used.
+One server holds a data directory (``__logq/server/serve.lock``).
 
 Fetches waiting for data (long polls) wait on ``wait_for_append``: an in-process append
 wakes them at once (``notify_append``), and so does an append by another process, through
