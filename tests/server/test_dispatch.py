@@ -227,3 +227,23 @@ def test_a_shutdown_answers_the_produce_being_appended_and_keeps_its_records(
     assert corr == 5 and resp.responses[0].partition_responses[0].error_code == 0
     with Consumer(root, "durable", group_id=None, auto_offset_reset="earliest") as c:
         assert [r.value for r in c.poll(timeout=5)] == [b"in-flight"]
+
+
+def test_a_failed_produce_with_acks_0_closes_the_connection_instead_of_answering(root: str) -> None:
+    pm = _mod(0, 7)
+    batch = bytes(encode_batch([(None, b"lost", None, 1)], 0))
+    req = pm.ProduceRequest(
+        transactional_id=None,
+        acks=0,
+        timeout=datetime.timedelta(seconds=1),
+        topic_data=(
+            pm.TopicProduceData(name="missing", partition_data=(pm.PartitionProduceData(index=0, records=batch),)),
+        ),
+    )
+    session = Session(peer="t")
+
+    async def body(broker: Broker, d: Dispatcher) -> Reply:
+        return await d.handle(broker, session, _frame(0, 7, req))
+
+    assert run(root, body).payload is None
+    assert session.close_after_response

@@ -7,7 +7,8 @@ the idempotence verdict (logq/server/idempotence.py), the append, then the produ
 
 acks and durability (one broker: the leader is the whole in-sync replica set):
 
-* ``acks=0``: appended, no response is sent;
+* ``acks=0``: appended, no response is sent; a partition that fails closes the
+  connection instead (Kafka's way of telling such a producer);
 * ``acks=1`` and ``acks=-1`` (all): the response is sent once the append meets the topic's
   durability: with ``fsync="always"`` after its fdatasync (run off the event loop), with
   ``"interval"`` or ``"never"`` once the batch is in the page cache (it survives ``kill -9``
@@ -128,7 +129,7 @@ async def handle_produce(broker: Broker, session: Session, version: int, request
     m = kio_api.module(PRODUCE, version)
     transactional = request.transactional_id is not None
     topics = []
-    appended = False
+    appended = failed = False
     for t in request.topic_data:
         parts = []
         for p in t.partition_data:
@@ -137,6 +138,7 @@ async def handle_produce(broker: Broker, session: Session, version: int, request
             else:
                 error, base, start = await produce_partition(broker, t.name, p.index, p.records)
                 appended = appended or error == NONE
+            failed = failed or error != NONE
             parts.append(
                 kio_api.make(
                     m.PartitionProduceResponse,
@@ -151,6 +153,9 @@ async def handle_produce(broker: Broker, session: Session, version: int, request
     if appended:
         broker.notify_append()
     if request.acks == 0:
+        # No response to carry an error: like Kafka, close the connection, so the client
+        # notices (it reconnects and refreshes its metadata).
+        session.close_after_response = failed
         return None
     return kio_api.make(m.ProduceResponse, responses=tuple(topics), throttle_time=kio_api.millis(0))
 
