@@ -247,3 +247,34 @@ def test_a_failed_produce_with_acks_0_closes_the_connection_instead_of_answering
 
     assert run(root, body).payload is None
     assert session.close_after_response
+
+
+def test_a_produce_to_several_partitions_answers_each_in_request_order(root: str) -> None:
+    from logq import Admin
+
+    with Admin(root) as a:
+        a.create_topic("multi", partitions=3, fsync="always")
+    pm = _mod(0, 7)
+    order = [2, 0, 1]
+    data = tuple(
+        pm.PartitionProduceData(index=p, records=bytes(encode_batch([(None, b"%d" % p, None, 1)] * (p + 1), 0)))
+        for p in order
+    )
+    req = pm.ProduceRequest(
+        transactional_id=None,
+        acks=-1,
+        timeout=datetime.timedelta(seconds=5),
+        topic_data=(pm.TopicProduceData(name="multi", partition_data=data),),
+    )
+
+    async def body(broker: Broker, d: Dispatcher) -> list[Any]:
+        out = []
+        for _ in range(2):
+            reply = await d.handle(broker, Session(peer="t"), _frame(0, 7, req))
+            assert reply.payload is not None
+            out.append(wire.decode_response(0, 7, reply.payload)[1].responses[0].partition_responses)
+        return out
+
+    first, second = run(root, body)
+    assert [(r.index, r.error_code, r.base_offset) for r in first] == [(2, 0, 0), (0, 0, 0), (1, 0, 0)]
+    assert [(r.index, r.base_offset) for r in second] == [(2, 3), (0, 1), (1, 2)]
