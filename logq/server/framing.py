@@ -14,7 +14,7 @@ import struct
 
 from logq.errors import ConfigError, ProtocolError
 
-__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "FrameDecoder", "frame"]
+__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "FrameDecoder", "frame", "size_prefix"]
 
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024  # Kafka's socket.request.max.bytes
 _SIZE = struct.Struct(">i")
@@ -23,6 +23,11 @@ _SIZE = struct.Struct(">i")
 def frame(payload: bytes) -> bytes:
     """``payload`` with its 4-byte big-endian size in front."""
     return _SIZE.pack(len(payload)) + payload
+
+
+def size_prefix(size: int) -> bytes:
+    """The 4-byte big-endian size that goes in front of a ``size``-byte payload."""
+    return _SIZE.pack(size)
 
 
 class FrameDecoder:

@@ -21,7 +21,7 @@ from collections import deque
 from logq.errors import LogqError, ProtocolError
 from logq.server.apis import Dispatcher
 from logq.server.context import Broker, Session
-from logq.server.framing import FrameDecoder, frame
+from logq.server.framing import FrameDecoder, size_prefix
 
 __all__ = ["Connection", "Connections"]
 
@@ -171,7 +171,7 @@ class Connection(asyncio.Protocol):
             self.requests += 1
             self.last_activity = time.monotonic()
             if reply.payload is not None and self.transport is not None and not self._closed:
-                self.transport.write(frame(reply.payload))
+                self.transport.writelines((size_prefix(len(reply.payload)), reply.payload))  # no concatenation
             if self.session.close_after_response:
                 self.close("closed after the response, as its handler asked", level=logging.INFO)
                 return

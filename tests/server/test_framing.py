@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from logq.errors import ConfigError, LogqError, ProtocolError
 from logq.server import kio_api
-from logq.server.framing import DEFAULT_MAX_REQUEST_BYTES, FrameDecoder, frame
+from logq.server.framing import DEFAULT_MAX_REQUEST_BYTES, FrameDecoder, frame, size_prefix
 
 from tests.server import wire
 
@@ -33,6 +33,11 @@ def _sample_frames() -> list[bytes]:
 def test_frame_prefixes_the_payload_with_its_big_endian_size() -> None:
     assert frame(b"xyz") == b"\x00\x00\x00\x03xyz"
     assert frame(b"") == b"\x00\x00\x00\x00"
+
+
+def test_size_prefix_is_the_prefix_frame_writes() -> None:
+    assert size_prefix(3) + b"xyz" == frame(b"xyz")
+    assert size_prefix(0) == b"\x00\x00\x00\x00"
 
 
 def test_the_default_request_limit_is_100_mib_as_kafka() -> None:
