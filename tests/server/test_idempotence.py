@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from logq import Consumer, Server
 from logq.codec.batch import encode_batch
 from logq.server.idempotence import (
@@ -143,3 +145,33 @@ def test_partitions_closed_past_max_open_partitions_keep_their_data_and_dedup_st
     assert sorted(r.value for r in got) == sorted(
         v for p in range(5) for v in (f"p{p}-0".encode(), f"p{p}-1".encode(), f"q{p}-0".encode())
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["next", "retry", "gap"]), st.integers(0, 8), st.integers(1, 4)), max_size=40)
+)
+def test_the_dedup_rules_match_a_model_of_one_producer(ops: list[tuple[str, int, int]]) -> None:
+    """Model: the broker knows every batch it appended; a retry of one of the last 5 is a
+    duplicate (its first offset), of an older one or a gap is OUT_OF_ORDER_SEQUENCE_NUMBER."""
+    st_ = PartitionProducers()
+    sent: list[tuple[int, int, int]] = []  # (first seq, count, base offset) appended so far
+    next_seq = next_offset = 0
+    for op, back, n in ops:
+        if op == "retry" and sent:
+            first, count, base = sent[-1 - min(back, len(sent) - 1)]
+            verdict = st_.check(1, 0, first, count - 1)
+            if sent.index((first, count, base)) >= len(sent) - 5:
+                assert verdict.duplicate_of == base
+            else:
+                assert verdict.error == OUT_OF_ORDER_SEQUENCE_NUMBER
+            continue
+        seq = next_seq + (back + 1 if op == "gap" else 0)
+        verdict = st_.check(1, 0, seq, n - 1)
+        if op == "gap" and sent:
+            assert verdict.error == OUT_OF_ORDER_SEQUENCE_NUMBER
+            continue
+        assert verdict.error == 0 and verdict.duplicate_of is None
+        st_.observe(1, 0, seq, n - 1, next_offset)
+        sent.append((seq, n, next_offset))
+        next_seq, next_offset = seq + n, next_offset + n
