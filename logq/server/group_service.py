@@ -98,6 +98,7 @@ class GroupService:
             g = self.co.group(gid)
             if g is None or (not g.members and not g.pending):
                 del self.served[gid]
+                self.co.groups.pop(gid, None)  # its generation lives on in the files (acquire reads it)
                 try:
                     sg.release()
                 except LogqError as e:

@@ -159,6 +159,13 @@ def test_bad_users_files_are_config_errors_naming_the_problem(
         Server(str(tmp_path), port=0, users_file=path)
 
 
+def test_users_file_argument_of_the_wrong_type(root: str) -> None:
+    with pytest.raises(ConfigError):
+        load_authenticator(123)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        Server(root, port=0, users_file=123)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(("name", "password"), [("", "x"), ("a,b", "x"), ("a=b", "x"), ("bob", ""), (5, "x")])
 def test_bad_user_names_and_passwords_are_refused(users: str, name: object, password: str) -> None:
     with pytest.raises(ConfigError):

@@ -195,6 +195,7 @@ async def handle_leave_group(broker: Broker, session: Session, version: int, req
         who = [(x.member_id, x.group_instance_id) for x in request.members]
     else:
         who = [(request.member_id, None)]
+    known = svc.co.group(request.group_id) is not None
     outcomes = svc.co.leave(request.group_id, who, now_ms=now_ms())
     svc.after()
     for o in outcomes:
@@ -211,7 +212,7 @@ async def handle_leave_group(broker: Broker, session: Session, version: int, req
         )
         for o in outcomes
     )
-    top = co.UNKNOWN_MEMBER_ID if svc.co.group(request.group_id) is None else co.NONE
+    top = co.NONE if known else co.UNKNOWN_MEMBER_ID
     return kio_api.make(
         m.LeaveGroupResponse, throttle_time=kio_api.millis(0), error_code=kio_api.error(top), members=members
     )
