@@ -40,6 +40,8 @@ Rules, as Kafka's classic GroupCoordinator:
 - Static members (``group.instance.id``): a join with an empty member id and a known instance
   id replaces the old member id (the old one is fenced: FENCED_INSTANCE_ID), then rebalances
   like a new member. Kafka's "no rebalance on a static restart" optimisation is not done.
+- A group holds at most ``max_group_members`` members and handed-out ids together (1000;
+  Kafka's ``group.max.size``): a new member past it gets GROUP_MAX_SIZE_REACHED.
 - Offset commits (:meth:`Coordinator.check_commit`) follow Kafka: generation < 0 with no
   member id commits as an admin only while the group is empty; otherwise the member must be
   known, the generation current, and the group not in CompletingRebalance.
@@ -62,6 +64,7 @@ UNKNOWN_MEMBER_ID = 25
 INVALID_SESSION_TIMEOUT = 26
 REBALANCE_IN_PROGRESS = 27
 MEMBER_ID_REQUIRED = 79
+GROUP_MAX_SIZE_REACHED = 81
 FENCED_INSTANCE_ID = 82
 
 EMPTY, PREPARING, COMPLETING, STABLE, DEAD = (
@@ -159,11 +162,13 @@ class Coordinator:
         *,
         min_session_timeout_ms: int = 100,
         max_session_timeout_ms: int = 1_800_000,
+        max_group_members: int = 1000,
         new_id: Callable[[], str] | None = None,
     ) -> None:
         self.groups: dict[str, Group] = {}
         self.min_session_timeout_ms = min_session_timeout_ms
         self.max_session_timeout_ms = max_session_timeout_ms
+        self.max_group_members = max_group_members  # members and handed-out ids (Kafka's group.max.size)
         self._new_id = new_id or (lambda: str(uuid.uuid4()))
         self.changed: set[str] = set()  # groups whose members, generation or assignment changed
 
@@ -224,6 +229,8 @@ class Coordinator:
             member_id, instance_id, client_id, client_host, session_timeout_ms, rebalance_timeout_ms, protos, now_ms
         )
         if not member_id:
+            if len(g.members) + len(g.pending) >= self.max_group_members:
+                return reply(JoinResult(GROUP_MAX_SIZE_REACHED))
             self._join_unknown(g, new, protocol_type, require_known_member_id, now_ms, reply)
         elif member_id in g.pending:
             del g.pending[member_id]

@@ -479,3 +479,14 @@ def test_every_order_of_stopping_members_leaves_the_rest_stable(n: int, how: str
             now = settle(co, clients, now)
             check_settled(co, clients, now)
         assert co.group(G).state == c.EMPTY  # type: ignore[union-attr]
+
+
+def test_a_group_is_bounded_by_max_group_members() -> None:
+    ids = itertools.count(1)
+    co = Coordinator(max_group_members=3, new_id=lambda: f"id{next(ids)}")
+    handed = [join(co, v4=True).last for _ in range(3)]
+    assert [r.error for r in handed] == [c.MEMBER_ID_REQUIRED] * 3
+    assert join(co, v4=True).last.error == c.GROUP_MAX_SIZE_REACHED
+    assert join(co, handed[0].member_id, v4=True).last.error == c.NONE  # a handed-out id still joins
+    co.tick(1000)  # the two unused ids expire
+    assert join(co, v4=True, now=1001).last.error == c.MEMBER_ID_REQUIRED
