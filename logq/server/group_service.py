@@ -176,6 +176,15 @@ class GroupService:
             st = self._stores[group_id] = OffsetStore(gdir, lock_timeout_ms=LOCK_TIMEOUT_MS)
         return st
 
+    def forget(self, group_id: str) -> None:
+        """Close the group's offsets store and drop it from memory (before a delete)."""
+        st = self._stores.pop(group_id, None)
+        if st is not None:
+            st.close()
+        g = self.co.group(group_id)
+        if g is not None and not g.members and not g.pending:
+            del self.co.groups[group_id]
+
     # -- shutdown --------------------------------------------------------------------
 
     def close(self) -> None:

@@ -262,3 +262,45 @@ def test_a_join_waiting_at_shutdown_is_answered_not_coordinator(root: str) -> No
         server.stop()
     _, resp = wire.decode_response(JOIN, 3, wire.read_frame(b.sock))
     assert resp.error_code == 16  # NOT_COORDINATOR: the client looks for the coordinator again
+
+
+DELETE = 42
+
+
+@pytest.mark.parametrize("v", versions(DELETE))
+def test_delete_groups_deletes_empty_groups_only(server: Server, root: str, v: int) -> None:
+    from logq import Consumer
+
+    Admin(root).create_topic("t", partitions=1)
+    Admin(root).reset_offsets("old", {("t", 0): 0})
+    c = Conn(server.port)
+    r = join(c, 5, "busy")
+    join(c, 5, "busy", r.member_id)
+    with Consumer(root, "t", group_id="emb") as emb:
+        emb.poll(0.1)
+        d = c.call(DELETE, v, groups_names=("old", "busy", "emb", "ghost", "bad group!"))
+    assert {x.group_id: x.error_code for x in d.results} == {
+        "old": 0,
+        "busy": 68,  # NON_EMPTY_GROUP: a network member
+        "emb": 68,  # an embedded member
+        "ghost": 69,  # GROUP_ID_NOT_FOUND
+        "bad group!": 24,
+    }
+    assert "old" not in Admin(root).list_groups() and Admin(root).committed_offsets("old") == {}
+
+
+def test_kafka_python_admin_lists_describes_reads_and_deletes_groups(server: Server, root: str, bootstrap: str) -> None:
+    from kafka import KafkaAdminClient
+    from kafka.structs import OffsetAndMetadata, TopicPartition
+
+    Admin(root).create_topic("t", partitions=1)
+    Admin(root).reset_offsets("gone", {("t", 0): 0})
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        assert admin.list_groups() == [{"group_id": "gone", "protocol_type": "consumer", "group_state": "Empty"}]
+        assert admin.describe_groups(["gone"])["gone"]["group_state"] == "Empty"
+        assert admin.list_group_offsets("gone") == {"gone": {TopicPartition("t", 0): OffsetAndMetadata(0, "", -1)}}
+        assert admin.delete_groups(["gone", "ghost"]) == {"gone": "OK", "ghost": "GroupIdNotFoundError"}
+    finally:
+        admin.close()
+    assert "gone" not in Admin(root).list_groups()

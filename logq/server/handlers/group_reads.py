@@ -1,5 +1,5 @@
 """Committed offsets and group listings of `logq serve`: OffsetCommit, OffsetFetch,
-ListGroups, DescribeGroups (registered through logq/server/handlers/groups.py).
+ListGroups, DescribeGroups, DeleteGroups (registered through logq/server/handlers/groups.py).
 
 OffsetCommit is fenced by Kafka's rules (:meth:`Coordinator.check_commit`) and then stored
 in the group's logq offsets: a network member's commit with ``coordinated=True`` (the
@@ -16,6 +16,10 @@ a deleted incarnation of a topic); a null topic list (v2+) means every committed
 ListGroups and DescribeGroups show every group of the data directory: network groups with
 Kafka's states and members, embedded ones as "Stable" (live members) or "Empty", their
 members' assignments encoded as the consumer protocol does, so Kafka tools can print them.
+
+DeleteGroups deletes a group and its committed offsets as ``logq groups delete`` does
+(Admin.delete_group): NON_EMPTY_GROUP (68) while it has network or embedded members,
+GROUP_ID_NOT_FOUND (69) for a group that does not exist.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from logq.errors import GroupNotEmptyError, LogqError
+from logq.client.admin import Admin
+from logq.errors import GroupNotEmptyError, LogqError, UnknownGroupError
 from logq.groups.files import check_name, group_dir, list_groups, live_member_ids, load_state
 from logq.groups.offsets import MAX_METADATA_CHARS
 from logq.server import coordinator as co
@@ -41,11 +46,14 @@ __all__ = [
     "handle_offset_fetch",
     "handle_list_groups",
     "handle_describe_groups",
+    "handle_delete_groups",
 ]
 
 log = logging.getLogger("logq.server.groups")
 
-OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, LIST_GROUPS = 8, 9, 15, 16
+OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS = 8, 9, 15, 16, 42
+NON_EMPTY_GROUP = 68
+GROUP_ID_NOT_FOUND = 69
 OFFSET_OUT_OF_RANGE = 1
 UNKNOWN_TOPIC_OR_PARTITION = 3
 OFFSET_METADATA_TOO_LARGE = 12
@@ -315,3 +323,37 @@ async def handle_describe_groups(broker: Broker, session: Session, version: int,
             )
         )
     return kio_api.make(m.DescribeGroupsResponse, throttle_time=kio_api.millis(0), groups=tuple(described))
+
+
+# ----------------------------------------------------------------------------- DeleteGroups
+
+
+def _delete_group(broker: Broker, svc: GroupService, group_id: str) -> int:
+    if not _valid_group(group_id):
+        return co.INVALID_GROUP_ID
+    g = svc.co.group(group_id)
+    if g is not None and (g.members or g.pending):
+        return NON_EMPTY_GROUP
+    svc.forget(group_id)
+    try:
+        with Admin(broker.data_dir) as admin:
+            admin.delete_group(group_id)
+    except UnknownGroupError:
+        return GROUP_ID_NOT_FOUND
+    except GroupNotEmptyError:
+        return NON_EMPTY_GROUP
+    except LogqError as e:
+        log.warning("deleting group %s: %s", group_id, e)
+        return COORDINATOR_NOT_AVAILABLE
+    log.info("deleted group %s", group_id)
+    return co.NONE
+
+
+async def handle_delete_groups(broker: Broker, session: Session, version: int, request: Any) -> Any:
+    svc = service(broker)
+    m = kio_api.module(DELETE_GROUPS, version)
+    results = tuple(
+        kio_api.make(m.DeletableGroupResult, group_id=gid, error_code=kio_api.error(_delete_group(broker, svc, gid)))
+        for gid in request.groups_names
+    )
+    return kio_api.make(m.DeleteGroupsResponse, throttle_time=kio_api.millis(0), results=results)

@@ -25,10 +25,12 @@ from logq.server import kio_api
 from logq.server.context import Broker, Session
 from logq.server.group_service import COORDINATOR_NOT_AVAILABLE, now_ms, service
 from logq.server.handlers.group_reads import (
+    DELETE_GROUPS,
     DESCRIBE_GROUPS,
     LIST_GROUPS,
     OFFSET_COMMIT,
     OFFSET_FETCH,
+    handle_delete_groups,
     handle_describe_groups,
     handle_list_groups,
     handle_offset_commit,
@@ -228,6 +230,7 @@ HANDLERS = {
     OFFSET_FETCH: handle_offset_fetch,
     LIST_GROUPS: handle_list_groups,
     DESCRIBE_GROUPS: handle_describe_groups,
+    DELETE_GROUPS: handle_delete_groups,
 }
 VERSIONS = {
     FIND_COORDINATOR: (0, 4),
@@ -239,4 +242,5 @@ VERSIONS = {
     OFFSET_FETCH: (0, 8),
     LIST_GROUPS: (0, 4),
     DESCRIBE_GROUPS: (0, 5),
+    DELETE_GROUPS: (0, 2),
 }
