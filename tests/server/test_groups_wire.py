@@ -304,3 +304,20 @@ def test_kafka_python_admin_lists_describes_reads_and_deletes_groups(server: Ser
     finally:
         admin.close()
     assert "gone" not in Admin(root).list_groups()
+
+
+def test_confluent_admin_lists_describes_reads_and_deletes_groups(server: Server, root: str, bootstrap: str) -> None:
+    from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions
+    from confluent_kafka.admin import AdminClient
+
+    Admin(root).create_topic("t", partitions=1)
+    Admin(root).reset_offsets("gone", {("t", 0): 0})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    listed = admin.list_consumer_groups().result(10)
+    assert [(g.group_id, g.state) for g in listed.valid] == [("gone", ConsumerGroupState.EMPTY)]
+    described = admin.describe_consumer_groups(["gone"])["gone"].result(10)
+    assert (described.state, described.members) == (ConsumerGroupState.EMPTY, [])
+    offsets = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions("gone")])["gone"].result(10)
+    assert [(tp.topic, tp.partition, tp.offset) for tp in offsets.topic_partitions] == [("t", 0, 0)]
+    assert admin.delete_consumer_groups(["gone"])["gone"].result(10) is None
+    assert "gone" not in Admin(root).list_groups()
