@@ -23,10 +23,10 @@ count fails it (its partitioning no longer holds) and later sends use the new to
 
 Compression, delivery callbacks, partitioner, metrics: docs/guide.md, "Producer".
 
-The pieces live beside this module: the batches and futures in logq/client/futures.py,
-the per-record checks of ``send`` in logq/client/records.py, the open partition logs and
-their incarnation checks in logq/client/producer_logs.py, and what happens at interpreter
-exit, garbage collection and fork (and the linger thread) in logq/client/lifecycle.py.
+The pieces live beside this module: batches, futures and callbacks in futures.py, the
+per-record checks of ``send`` in records.py, the open partition logs and their incarnation
+checks in producer_logs.py, settings and codecs in producer_config.py, counters in
+producer_metrics.py, and exit, garbage collection, fork and the linger thread in lifecycle.py.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ from logq.client.records import (
     RECORD_OVERHEAD_BYTES,
     bulk_input,
     encode_headers,
+    rare_arguments,
     record_too_large,
     serialize,
 )
@@ -71,7 +72,6 @@ from logq.client.timestamps import to_millis
 from logq.codec.batch import BATCH_OVERHEAD
 from logq.errors import (
     ClientClosedError,
-    ConfigError,
     ForkedClientError,
     LogqError,
     LogqTimeoutError,
@@ -86,6 +86,7 @@ from logq.storage.topics import TopicRegistry, validate_partition, validate_topi
 __all__ = ["Producer", "RecordMetadata", "BatchMetadata", "RecordFuture"]
 
 _BULK_BATCH_BYTES = 512 * 1024  # send_batch target batch size (below max_batch_bytes)
+_RAW = (bytes, type(None))  # keys and values send() takes as they are
 
 log = logging.getLogger("logq.producer")
 
@@ -124,6 +125,7 @@ class Producer:
         self.fsync = fsync
         self._key_ser: Callable | None = None if key_serializer is None else get_serializer(key_serializer)
         self._value_ser: Callable | None = None if value_serializer is None else get_serializer(value_serializer)
+        self._plain = self._key_ser is None and self._value_ser is None
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
         self._open: dict[TP, Batch] = {}
@@ -157,14 +159,14 @@ class Producer:
         timestamp_ms: int | None = None,
         on_delivery: Callable[[BaseException | None, RecordMetadata | None], Any] | None = None,
     ) -> RecordFuture:
-        """Queue one record; the future gives where it landed (docs/guide.md, Producer).
-
-        ``on_delivery(error, metadata)`` (confluent-kafka's order; one of the two is None)
-        runs once the record is written or failed, on the thread that wrote its batch.
-        """
+        """Queue one record; the future gives where it landed. ``on_delivery(error, metadata)``
+        (confluent-kafka's order) runs once it is written or failed (docs/guide.md, Producer)."""
         if self._closed:
             self._raise_closed()
-        k, v = serialize(topic, key, value, self._key_ser, self._value_ser)
+        if self._plain and type(key) in _RAW and type(value) in _RAW:
+            k, v = key, value  # the common case costs no call
+        else:
+            k, v = serialize(topic, key, value, self._key_ser, self._value_ser)
         try:
             info = self._topics[topic]
         except (KeyError, TypeError):  # first send to it, or not a topic name at all
@@ -178,10 +180,8 @@ class Producer:
         if size > info[1]:
             raise self._too_large(topic, size)
         ts = int(time.time() * 1000) if timestamp_ms is None else to_millis(timestamp_ms, "timestamp_ms")
-        if on_delivery is not None and not callable(on_delivery):
-            raise ConfigError(f"on_delivery must be callable, got {on_delivery!r}")
-        if partition is None and self._partitioner is not None:
-            partition = call_partitioner(self._partitioner, topic, k, info[0])
+        if on_delivery is not None or self._partitioner is not None:
+            partition = rare_arguments(self._partitioner, topic, info[0], partition, k, on_delivery)
         drain = False
         with self._lock:
             tp = (topic, self._choose_partition(topic, info, partition, k, size))

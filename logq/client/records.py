@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from logq.client.partitioner import Partitioner, call_partitioner
 from logq.codec.batch import BATCH_OVERHEAD
-from logq.errors import LogqError, RecordTooLargeError, SerializationError
+from logq.errors import ConfigError, LogqError, RecordTooLargeError, SerializationError
 
 __all__ = [
     "RECORD_OVERHEAD_BYTES",
@@ -23,6 +24,7 @@ __all__ = [
     "bulk_input",
     "bulk_values",
     "encode_headers",
+    "rare_arguments",
     "record_too_large",
     "serialize",
 ]
@@ -56,6 +58,23 @@ def serialize(topic: str, key: Any, value: Any, key_ser: Serializer, value_ser: 
     if (k is not None and type(k) is not bytes) or (v is not None and type(v) is not bytes):
         return as_bytes(k, "key"), as_bytes(v, "value")
     return k, v
+
+
+def rare_arguments(
+    partitioner: Partitioner | None,
+    topic: str,
+    num_partitions: int,
+    partition: int | None,
+    key: bytes | None,
+    on_delivery: object,
+) -> Any:
+    """``send``'s rarer arguments, checked before anything is queued: ``on_delivery`` must be
+    callable; without an explicit ``partition``, the user's partitioner picks one (checked)."""
+    if on_delivery is not None and not callable(on_delivery):
+        raise ConfigError(f"on_delivery must be callable, got {on_delivery!r}")
+    if partition is None and partitioner is not None:
+        return call_partitioner(partitioner, topic, key, num_partitions)
+    return partition
 
 
 def bulk_input(
