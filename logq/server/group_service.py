@@ -33,6 +33,7 @@ __all__ = ["GroupService", "service"]
 log = logging.getLogger("logq.server.groups")
 
 LOCK_TIMEOUT_MS = 1000
+MAX_OPEN_STORES = 256  # offsets stores kept open (a group lock descriptor each)
 COORDINATOR_LOAD_IN_PROGRESS = 14
 COORDINATOR_NOT_AVAILABLE = 15
 
@@ -168,12 +169,15 @@ class GroupService:
 
     def store(self, group_id: str, *, create: bool) -> OffsetStore | None:
         """The group's offsets (None for a group with no directory, unless ``create``)."""
-        st = self._stores.get(group_id)
+        st = self._stores.pop(group_id, None)
         if st is None:
             gdir = group_dir(self.broker.data_dir, group_id)
             if not create and not os.path.isdir(gdir):
                 return None
-            st = self._stores[group_id] = OffsetStore(gdir, lock_timeout_ms=LOCK_TIMEOUT_MS)
+            st = OffsetStore(gdir, lock_timeout_ms=LOCK_TIMEOUT_MS)
+            while len(self._stores) >= MAX_OPEN_STORES:  # least recently used first (one descriptor each)
+                self._stores.pop(next(iter(self._stores))).close()
+        self._stores[group_id] = st  # most recently used last
         return st
 
     def forget(self, group_id: str) -> None:

@@ -321,3 +321,38 @@ def test_confluent_admin_lists_describes_reads_and_deletes_groups(server: Server
     assert [(tp.topic, tp.partition, tp.offset) for tp in offsets.topic_partitions] == [("t", 0, 0)]
     assert admin.delete_consumer_groups(["gone"])["gone"].result(10) is None
     assert "gone" not in Admin(root).list_groups()
+
+
+def test_many_groups_commit_with_a_bounded_number_of_open_stores(
+    server: Server, root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from logq.server import group_service
+
+    monkeypatch.setattr(group_service, "MAX_OPEN_STORES", 3)
+    Admin(root).create_topic("t", partitions=1)
+    from logq import Producer
+
+    with Producer(root) as p:
+        p.send("t", b"x")
+    c = Conn(server.port)
+    for i in range(8):
+        part = kio_api.make(
+            nested(COMMIT, 3, "OffsetCommitRequestPartition"),
+            partition_index=0,
+            committed_offset=1,
+            committed_metadata=str(i),
+        )
+        topic = kio_api.make(nested(COMMIT, 3, "OffsetCommitRequestTopic"), name="t", partitions=(part,))
+        r = c.call(
+            COMMIT,
+            3,
+            group_id=f"many{i}",
+            generation_id=-1,
+            member_id="",
+            retention_time=kio_api.millis(-1),
+            topics=(topic,),
+        )
+        assert r.topics[0].partitions[0].error_code == 0
+    assert all(fetch(c, 3, f"many{i}", [0]) == {0: (1, str(i))} for i in range(8))
+    svc = server._broker.extensions["groups"]  # type: ignore[union-attr]
+    assert len(svc._stores) == 3
