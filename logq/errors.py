@@ -744,3 +744,34 @@ class AuthenticationError(LogqError):
 
 
 __all__ += ["AuthenticationError"]
+
+
+# --- share groups (logq/groups/share_store.py, logq/client/share_consumer.py) ---
+
+
+class ShareStateCorruptError(CorruptMetadataError):
+    """A share-partition's state journal failed its checksum or parse below its tail: the
+    in-flight states and delivery counts cannot be trusted, so nothing is delivered from it
+    (never silently reset, which would deliver finished records again)."""
+
+    hint = (
+        "inspect the file; to start the share-partition over from a chosen offset, run "
+        "logq.groups.share_store.reset_share_start (records before it are not delivered again)"
+    )
+
+    def __init__(self, path: str, position: int, reason: str) -> None:
+        self.position = position
+        super().__init__(path, f"at byte {position}: {reason}")
+
+
+class ShareAcknowledgementError(GroupError, ValueError):
+    """A ShareConsumer was asked something its share-group rules forbid: acknowledging a record
+    it did not deliver (or twice), polling again in explicit mode with records unacknowledged."""
+
+    hint = "acknowledge every record of the last poll (accept, release or reject) before polling again"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+
+
+__all__ += ["ShareStateCorruptError", "ShareAcknowledgementError"]
