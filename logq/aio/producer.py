@@ -12,7 +12,10 @@ partitioning, linger and writing; this module only decides where each call runs:
   that wrote a batch, and every 128th send, gives the loop a turn, so a tight
   ``await send()`` loop does not starve the other tasks.
 - With ``fsync="always"`` a send that fills a batch also waits for its fdatasync, so every
-  ``send`` then runs in a worker thread (one, so sends keep their order).
+  ``send`` then runs in a worker thread (one, so sends keep their order). So do sends while
+  less than half of ``buffer_bytes`` is free (checked at every loop turn, until three
+  quarters are free again): a send that finds the buffer full writes every waiting batch
+  and may wait up to ``max_block_ms`` for room, which must not happen on the loop.
 - ``flush()``, ``stop()`` and ``send_batch()`` write and wait: they run in worker threads.
 
 Cancellation: a ``send`` or ``send_and_wait`` that was called sends its record even if the
@@ -38,6 +41,8 @@ from logq.errors import ClientClosedError, ConfigError
 __all__ = ["AIOProducer"]
 
 _TURN_SENDS = 128  # sends between loop turns in a tight `await send()` loop
+_OFFLOAD_BELOW = 0.5  # sends move to the worker thread when less of buffer_bytes is free
+_INLINE_ABOVE = 0.75  # and back to the loop when more is free again
 
 
 class AIOProducer:
@@ -55,6 +60,7 @@ class AIOProducer:
         self._bridge: FutureBridge | None = None
         self._stopped = False
         self._since_turn = 0  # inline sends since the loop last had a turn
+        self._offload = False  # the buffer is short of room: sends run in the worker thread
 
     @property
     def producer(self) -> Producer:
@@ -99,17 +105,27 @@ class AIOProducer:
         """
         loop = self._started()
         call = functools.partial(self._producer.send, topic, value, key, headers, partition, timestamp_ms)
-        if self._in_thread:
+        wrote = False
+        if self._in_thread or self._offload:
             handed = loop.run_in_executor(self._sender, call)
             rf: RecordFuture = await asyncio.shield(handed)  # cancelled: the worker still sends it
         else:
             rf = call()
-            self._since_turn += 1
-            if rf.done() or self._since_turn >= _TURN_SENDS:  # it wrote a batch, or a tight send loop
-                self._since_turn = 0
-                await asyncio.sleep(0)  # a turn for the loop (cancelled here: the record is sent)
+            wrote = rf.done()
+        self._since_turn += 1
+        if wrote or self._since_turn >= _TURN_SENDS:  # it wrote a batch, or a tight send loop
+            self._since_turn = 0
+            self._offload = self._buffer_short()
+            await asyncio.sleep(0)  # a turn for the loop (cancelled here: the record is sent)
         assert self._bridge is not None  # set with _loop
         return self._bridge.future_for(rf)
+
+    def _buffer_short(self) -> bool:
+        """Whether sends should go to the worker thread: a send that finds the buffer full
+        writes every waiting batch and may wait up to ``max_block_ms`` for room."""
+        p = self._producer
+        free = p.metrics()["buffer-available-bytes"] / p.buffer_bytes
+        return free < (_INLINE_ABOVE if self._offload else _OFFLOAD_BELOW)
 
     async def send_and_wait(
         self,
@@ -150,7 +166,7 @@ class AIOProducer:
 
     def partitions_for(self, topic: str) -> set[int]:
         """The partition numbers of ``topic`` (as aiokafka's ``partitions_for``)."""
-        return set(range(self._producer.registry.get(topic).partitions))
+        return self._producer.partitions_for(topic)
 
     async def stop(self, timeout: float | None = None) -> None:
         """Flush and close (in a worker thread). A second call does nothing."""

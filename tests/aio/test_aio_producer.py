@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 
 import pytest
 from logq import AIOProducer, ClientClosedError, ConfigError, Consumer, RecordMetadata, SerializationError
@@ -149,3 +150,32 @@ def test_partitions_for_lists_the_topic_partitions(run: Run, data: str) -> None:
             return p.partitions_for("t")
 
     assert run(main()) == {0, 1, 2}
+
+
+def test_sends_move_to_the_worker_thread_while_the_buffer_is_short_of_room(run: Run, data: str) -> None:
+    """A send that finds the buffer full writes batches and may wait: never on the loop."""
+    threads: list[str] = []
+    turn = iter(range(10**9))
+
+    def round_robin(_key: bytes | None, partitions: list[int], _available: list[int]) -> int:
+        threads.append(threading.current_thread().name)
+        return partitions[next(turn) % len(partitions)]
+
+    async def main() -> list[RecordMetadata]:
+        # 3 partitions x 16 KiB open batches fill most of a 40 KiB buffer before any is written
+        async with AIOProducer(
+            data, buffer_bytes=40 << 10, batch_size=16 << 10, linger_ms=60_000, partitioner=round_robin
+        ) as p:
+            futs = [await p.send("t", str(i).encode().ljust(1000)) for i in range(600)]
+            await p.flush()  # the last batches are not full: written now, not after linger_ms
+            return list(await asyncio.gather(*futs))
+
+    mds = run(main())
+    assert threads[0] == threading.main_thread().name  # on the loop while there was room
+    assert any(name.startswith("logq-aio-send") for name in threads)  # then moved off it
+    for part in range(3):
+        assert [m.offset for m in mds if m.partition == part] == list(range(200))
+    values = read_all(data)
+    for part in range(3):
+        got = [int(v) for p, _, v in values if p == part]
+        assert got == sorted(got) and len(got) == 200
