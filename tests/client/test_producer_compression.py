@@ -174,3 +174,14 @@ def test_without_cramjam_the_producer_refuses_to_be_built_and_says_what_to_insta
         assert prod.metrics()["record-send-total"] == 0
     with Producer(root, compression_type="gzip") as prod:  # gzip needs only the standard library
         prod.send("t", b"v" * 500).get(timeout=10)
+
+
+def test_compressed_batches_keep_group_commit_with_fsync_always(root: str, codec: str) -> None:
+    make_topic(root, "t", 2)
+    with Producer(root, compression_type="gzip", fsync="always", linger_ms=60_000) as prod:
+        futs = [prod.send("t", b"durable %d " % i * 10, partition=i % 2) for i in range(400)]
+        prod.flush()
+        assert [f.get(timeout=0).offset for f in futs[:4]] == [0, 0, 1, 1]
+    for p in (0, 1):
+        codecs, records = kafka_python_reads(root, "t", p)
+        assert set(codecs) == {1} and len(records) == 200
