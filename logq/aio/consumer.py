@@ -380,18 +380,46 @@ class AIOConsumer:
             self._hand_back()
             return c.position(tp)
 
-    async def _run(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    async def _run(self, method: str, *args: Any, hand_back: bool = True, **kwargs: Any) -> Any:
+        """``Consumer.<method>`` in a worker thread; the records read ahead are given back first
+        unless the call neither moves nor reads positions (``hand_back=False``)."""
         c = self._open()
         assert self._calls is not None
-        return await self._calls.run(getattr(c, method), *args, prepare=self._hand_back, **kwargs)
+        prepare = self._hand_back if hand_back else None
+        return await self._calls.run(getattr(c, method), *args, prepare=prepare, **kwargs)
 
     async def commit(self, offsets: dict[Any, int] | None = None) -> None:
         """Commit the positions (after the last record returned) or ``{tp: next offset}`` (worker thread)."""
         await self._run("commit", offsets)
 
-    async def committed(self, tp: Any) -> int | None:
-        result: int | None = await self._run("committed", tp)
+    async def committed(self, tp: Any) -> Any:
+        """The committed offset of one partition (int or None), or {tp: offset or None} for several."""
+        return await self._run("committed", tp, hand_back=False)
+
+    async def beginning_offsets(self, partitions: Iterable[Any]) -> dict[TopicPartition, int]:
+        result: dict[TopicPartition, int] = await self._run("beginning_offsets", partitions, hand_back=False)
         return result
+
+    async def end_offsets(self, partitions: Iterable[Any]) -> dict[TopicPartition, int]:
+        result: dict[TopicPartition, int] = await self._run("end_offsets", partitions, hand_back=False)
+        return result
+
+    async def topics(self) -> set[str]:
+        result: set[str] = await self._run("topics", hand_back=False)
+        return result
+
+    async def partitions_for_topic(self, topic: str) -> set[int] | None:
+        result: set[int] | None = await self._run("partitions_for_topic", topic, hand_back=False)
+        return result
+
+    async def metrics(self) -> dict[str, int | float]:
+        """``Consumer.metrics()`` (it reads the log ends for the lag: in a worker thread)."""
+        result: dict[str, int | float] = await self._run("metrics")
+        return result
+
+    async def unsubscribe(self) -> None:
+        """Leave the group's subscription (``Consumer.unsubscribe``; a worker thread: it takes the group lock)."""
+        await self._run("unsubscribe")
 
     async def seek_to_beginning(self, *tps: Any) -> None:
         await self._run("seek_to_beginning", *tps)
@@ -409,7 +437,9 @@ class AIOConsumer:
         return result
 
     async def offsets_for_times(self, timestamps: dict[Any, Any]) -> dict[TopicPartition, OffsetAndTimestamp | None]:
-        result: dict[TopicPartition, OffsetAndTimestamp | None] = await self._run("offsets_for_times", timestamps)
+        result: dict[TopicPartition, OffsetAndTimestamp | None] = await self._run(
+            "offsets_for_times", timestamps, hand_back=False
+        )
         return result
 
     async def lag(self) -> dict[TopicPartition, int]:

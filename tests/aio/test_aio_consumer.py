@@ -417,3 +417,26 @@ def test_stop_after_a_cancelled_start_leaves_the_group(run: Run, data: str) -> N
             return other.assignment()
 
     assert run(main()) == {TopicPartition("t", p) for p in range(3)}
+
+
+def test_offsets_topics_metrics_and_unsubscribe(run: Run, data: str) -> None:
+    produce(data, 30)
+    tps = [TopicPartition("t", p) for p in range(3)]
+
+    async def main() -> None:
+        async with AIOConsumer(data, "t", group_id="g", auto_offset_reset="earliest") as c:
+            first = await c.getone()
+            assert first.offset == 0
+            assert await c.beginning_offsets(tps) == {tp: 0 for tp in tps}
+            assert await c.end_offsets(tps) == {tp: 10 for tp in tps}
+            assert "t" in await c.topics()
+            assert await c.partitions_for_topic("t") == {0, 1, 2}
+            await c.commit()
+            assert await c.committed(tps) == {tp: (1 if tp.partition == first.partition else 0) for tp in tps}
+            metrics = await c.metrics()
+            assert metrics["commit-total"] == 1
+            assert metrics["records-lag-max"] == 10  # the records read ahead were given back
+            await c.unsubscribe()
+            assert c.assignment() == set()
+
+    run(main())
