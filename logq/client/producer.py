@@ -105,13 +105,13 @@ class Producer:
         fsync: str | None = None,
         max_open_partitions: int = DEFAULT_MAX_OPEN_PARTITIONS,
         compression_type: str | None = None,
+        compression_level: int | None = None,
         partitioner: Callable[[bytes | None, list[int], list[int]], int] | None = None,
     ) -> None:
         self._closed = True  # until built: __del__ of a half-built Producer does nothing
         check_settings(data_dir, fsync, linger_ms, batch_size, buffer_bytes, max_block_ms)
         check_max_open_partitions(max_open_partitions)
-        self._codec = producer_codec(compression_type)  # None: each topic's compression_type
-        self.compression_type = compression_type
+        self._codec = producer_codec(compression_type, compression_level)  # None: the topic's
         self._partitioner = check_partitioner(partitioner)
         self._metrics = ProducerMetrics()
         self._delivery = DeliveryQueue()  # callbacks in send order per partition

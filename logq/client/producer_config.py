@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import os
 
-from logq.codec.compression import CODECS, EXTRA_HINT, codec_id, missing_library
+from logq.codec.compression import CODECS, EXTRA_HINT, check_level, codec_id, missing_library
 from logq.config import FSYNC_MODES, LogConfig
 from logq.errors import ConfigError
 
-__all__ = ["check_settings", "producer_codec", "topic_codec"]
+__all__ = ["Codec", "check_settings", "producer_codec", "topic_codec"]
+
+Codec = tuple[int, int | None]  # (codec id, level or None for the codec's default)
 
 
 def check_settings(
@@ -47,17 +49,25 @@ def _usable(codec: int) -> int:
     return codec
 
 
-def producer_codec(compression_type: object) -> int | None:
-    """The codec id of a Producer's ``compression_type`` (None: its topics' setting).
+def producer_codec(compression_type: object, compression_level: object = None) -> Codec | None:
+    """The (codec id, level) of a Producer's ``compression_type`` and ``compression_level``
+    (None: its topics' codec, at its default level).
 
-    ConfigError for a name that is not a codec, or one whose library is not installed.
+    ConfigError for a name that is not a codec, one whose library is not installed, a level
+    the codec does not take (gzip 1-9, zstd -131072-22: Kafka's ranges), or a level without
+    a ``compression_type`` (a level belongs to one codec).
     """
     if compression_type is None:
+        if compression_level is not None:
+            raise ConfigError(
+                f"compression_level={compression_level!r} needs a compression_type: a level belongs to one codec"
+            )
         return None
-    return _usable(codec_id(compression_type))
+    codec = _usable(codec_id(compression_type))
+    return codec, check_level(codec, compression_level)
 
 
-def topic_codec(config: LogConfig) -> int:
+def topic_codec(config: LogConfig) -> Codec:
     """The codec a producer that set none writes to a topic with ``config`` (see above)."""
     name = config.compression_type
-    return _usable(CODECS[name]) if name in CODECS else 0
+    return (_usable(CODECS[name]) if name in CODECS else 0), None

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from logq.client.futures import TP
 from logq.client.handles import Incarnation
-from logq.client.producer_config import topic_codec
+from logq.client.producer_config import Codec, topic_codec
 from logq.codec.batch import encode_batch, encode_values
 from logq.codec.compressed import compress_batch
 from logq.config import LogConfig
@@ -47,28 +47,29 @@ class _Handle(NamedTuple):
 # The producer's appends. They return (AppendResult, the log, bytes stored, bytes before
 # compression) for the producer's metrics; the sizes are None for an uncompressed batch, which
 # goes through PartitionLog.append / append_values as before (the producer then counts its
-# own estimate). ``codec`` None: the topic's compression_type, read from the log's config.
+# own estimate). ``codec`` is (codec id, level); None: the topic's compression_type, read
+# from the log's config.
 # A compressed batch is logq's own encoding of records send() checked, so the log takes it as
 # trusted (no decode pass); it stays within max_batch_bytes (compress_batch never grows a
 # batch) and within the readers' max_decompressed_bytes (it is not compressed past that).
 
 
-def append_values(values: Sequence[bytes], ts: int, key: bytes | None, codec: int | None, lg: PartitionLog) -> Any:
+def append_values(values: Sequence[bytes], ts: int, key: bytes | None, codec: Codec | None, lg: PartitionLog) -> Any:
     codec = topic_codec(lg.config) if codec is None else codec
-    if not codec:
+    if not codec[0]:
         return lg.append_values(values, ts, key=key), lg, None, None
     return _append_compressed(lg, encode_values(values, ts, 0, key=key), codec)
 
 
-def append_records(records: Sequence[Any], codec: int | None, lg: PartitionLog) -> Any:
+def append_records(records: Sequence[Any], codec: Codec | None, lg: PartitionLog) -> Any:
     codec = topic_codec(lg.config) if codec is None else codec
-    if not codec:
+    if not codec[0]:
         return lg.append(records), lg, None, None
     return _append_compressed(lg, encode_batch(records, 0), codec)
 
 
-def _append_compressed(lg: PartitionLog, raw: bytes, codec: int) -> Any:
-    batch = compress_batch(raw, codec, lg.config.max_decompressed_bytes)
+def _append_compressed(lg: PartitionLog, raw: bytes, codec: Codec) -> Any:
+    batch = compress_batch(raw, codec[0], lg.config.max_decompressed_bytes, codec[1])
     return lg.append_batch(batch, _trusted=True), lg, len(batch), len(raw)
 
 

@@ -35,8 +35,9 @@ _CRC = struct.Struct(">I")
 _LENGTH_OFFSET = 8
 
 
-def compress_batch(batch: bytes, codec: int, max_decompressed_bytes: int) -> bytes:
-    """``batch`` (one uncompressed v2 batch) with its records compressed by ``codec``.
+def compress_batch(batch: bytes, codec: int, max_decompressed_bytes: int, level: int | None = None) -> bytes:
+    """``batch`` (one uncompressed v2 batch) with its records compressed by ``codec`` (at
+    ``level``, see compression.compress).
 
     ``codec`` 0 returns ``batch`` itself; so does a batch that compressing would not shrink
     or whose records exceed ``max_decompressed_bytes`` (see the module docstring). ConfigError
@@ -48,7 +49,7 @@ def compress_batch(batch: bytes, codec: int, max_decompressed_bytes: int) -> byt
     raw_size = len(batch) - BATCH_OVERHEAD
     if h.attributes & 0x07 or raw_size > max_decompressed_bytes:
         return batch
-    blob = compress(codec, bytes(memoryview(batch)[BATCH_OVERHEAD:]))
+    blob = compress(codec, bytes(memoryview(batch)[BATCH_OVERHEAD:]), level)
     if len(blob) >= raw_size:
         return batch
     head = bytearray(memoryview(batch)[:BATCH_OVERHEAD])

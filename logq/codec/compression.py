@@ -28,7 +28,7 @@ from types import ModuleType
 
 from logq.errors import ConfigError, CorruptRecordError
 
-__all__ = ["CODECS", "EXTRA_HINT", "codec_id", "compress", "decompress", "missing_library"]
+__all__ = ["CODECS", "EXTRA_HINT", "LEVELS", "check_level", "codec_id", "compress", "decompress", "missing_library"]
 
 _XERIAL_MAGIC = b"\x82SNAPPY\x00"
 _XERIAL_HEADER = 16
@@ -42,6 +42,9 @@ _NAMES = {2: "snappy", 3: "lz4", 4: "zstd"}
 
 #: Kafka's compression.type names and their codec ids (attributes bits 0-2).
 CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+#: Codecs that take a level: codec id -> (lowest, highest, default), Kafka's ranges
+#: (compression.gzip.level, compression.zstd.level). logq's lz4 is the fast mode, no level.
+LEVELS = {1: (1, 9, _GZIP_LEVEL), 4: (-131072, 22, _ZSTD_LEVEL)}
 EXTRA_HINT = "pip install logq[compression] (it installs cramjam)"
 
 
@@ -139,14 +142,30 @@ def missing_library(codec: int) -> str | None:
     return None
 
 
-def compress(codec: int, data: bytes) -> bytes:
-    """``data`` compressed with ``codec`` (1-4) in the framing described in the module docstring.
+def check_level(codec: int, level: object) -> int | None:
+    """``level`` if ``codec`` takes it (None: the codec's default), else ConfigError."""
+    if level is None:
+        return None
+    name = next(n for n, c in CODECS.items() if c == codec)
+    if codec not in LEVELS:
+        raise ConfigError(f"compression_level={level!r} is invalid: {name} takes no level (gzip and zstd do)")
+    lo, hi, default = LEVELS[codec]
+    if isinstance(level, bool) or not isinstance(level, int) or not lo <= level <= hi:
+        raise ConfigError(
+            f"compression_level={level!r} is invalid for {name}: an int in [{lo}, {hi}] ({default} by default)"
+        )
+    return level
+
+
+def compress(codec: int, data: bytes, level: int | None = None) -> bytes:
+    """``data`` compressed with ``codec`` (1-4) in the framing described in the module docstring,
+    at ``level`` (gzip, zstd; None: the codec's default, see LEVELS; check it with check_level).
 
     ConfigError when the codec needs cramjam and it is not installed (the producer checks
     this when it is built, so a send never meets it).
     """
     if codec == 1:
-        return zlib.compress(data, _GZIP_LEVEL, wbits=31)
+        return zlib.compress(data, _GZIP_LEVEL if level is None else level, wbits=31)
     why = missing_library(codec) if codec in _NAMES else f"unknown compression codec {codec}"
     if why is not None:
         raise ConfigError(why, hint=EXTRA_HINT)
@@ -156,7 +175,7 @@ def compress(codec: int, data: bytes) -> bytes:
         return _xerial_snappy(cj, data)
     if codec == 3:
         return _lz4_frame(cj, data)
-    return bytes(cj.zstd.compress(data, level=_ZSTD_LEVEL))
+    return bytes(cj.zstd.compress(data, level=_ZSTD_LEVEL if level is None else level))
 
 
 def _xerial_snappy(cj: ModuleType, data: bytes) -> bytes:

@@ -185,3 +185,42 @@ def test_compressed_batches_keep_group_commit_with_fsync_always(root: str, codec
     for p in (0, 1):
         codecs, records = kafka_python_reads(root, "t", p)
         assert set(codecs) == {1} and len(records) == 200
+
+
+@pytest.mark.parametrize(("name", "low", "high"), [("gzip", 1, 9), ("zstd", 1, 19)])
+def test_a_higher_compression_level_stores_no_more_and_every_level_reads_back(
+    root: str, codec: str, name: str, low: int, high: int
+) -> None:
+    _need(name)
+    want = sent_records(2000)
+    sizes = []
+    for level in (low, high):
+        topic = f"{name}-{level}"
+        make_topic(root, topic)
+        with Producer(root, compression_type=name, compression_level=level, batch_size=256 * 1024) as prod:
+            for _, k, v, hs, ts in want:
+                prod.send(topic, v, key=k, headers=list(hs), partition=0, timestamp_ms=ts)
+            sizes.append(prod.metrics()["byte-total"])
+        codecs, theirs = kafka_python_reads(root, topic, 0)
+        assert set(codecs) == {CODECS[name]} and theirs == want
+    assert sizes[1] <= sizes[0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"compression_type": "gzip", "compression_level": 10}, r"\[1, 9\]"),
+        ({"compression_type": "gzip", "compression_level": 0}, r"\[1, 9\]"),
+        ({"compression_type": "gzip", "compression_level": "6"}, r"\[1, 9\]"),
+        ({"compression_type": "zstd", "compression_level": 23}, r"\[-131072, 22\]"),
+        ({"compression_type": "snappy", "compression_level": 1}, "takes no level"),
+        ({"compression_type": "lz4", "compression_level": 9}, "takes no level"),
+        ({"compression_type": "none", "compression_level": 1}, "takes no level"),
+        ({"compression_level": 6}, "needs a compression_type"),
+    ],
+)
+def test_a_compression_level_the_codec_does_not_take_fails_the_construction(
+    root: str, kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Producer(root, **kwargs)  # type: ignore[arg-type]
