@@ -184,12 +184,12 @@ class AIOConsumer:
             raise ClientClosedError("consumer")
         return rec
 
-    async def _next(self) -> Record | None:
+    async def _next(self, timeout_ms: int | None = None) -> Record | None:
         """One record: from the records read ahead, or a read of up to a chunk (the rest read ahead)."""
         ahead = self._ahead
         if ahead:
             return ahead.popleft()
-        recs = await self._get(None, self._chunk)
+        recs = await self._get(timeout_ms, self._chunk)
         if not recs:
             return None
         ahead.extend(recs)  # no suspension from the read to here: a cancellation loses nothing
@@ -199,10 +199,11 @@ class AIOConsumer:
         return self
 
     async def __anext__(self) -> Record:
-        """``async for record in consumer``: ends when ``stop()`` is called."""
+        """``async for record in consumer``: ends when ``stop()`` is called, or after
+        ``consumer_timeout_ms`` (a Consumer argument) without a record."""
         if self._stopping:
             raise StopAsyncIteration
-        rec = await self._next()
+        rec = await self._next(self._open().consumer_timeout_ms)
         if rec is None:
             raise StopAsyncIteration
         return rec
@@ -239,6 +240,9 @@ class AIOConsumer:
         async with self._lock():
             if self._stopping:
                 return out, False
+            ahead = self._ahead
+            if ahead:  # another task's getone() read ahead while this one waited for the lock
+                return [ahead.popleft() for _ in range(min(limit, len(ahead)))], False
             assert self._watcher is not None
             self._watcher.drain()  # before reading: a write from now on leaves the fd readable
             try:

@@ -440,3 +440,38 @@ def test_offsets_topics_metrics_and_unsubscribe(run: Run, data: str) -> None:
             assert c.assignment() == set()
 
     run(main())
+
+
+def test_async_for_ends_after_consumer_timeout_ms_without_records(run: Run, data: str) -> None:
+    produce(data, 5, partitions=1)
+
+    async def main() -> list[int]:
+        async with AIOConsumer(data, "t", auto_offset_reset="earliest", consumer_timeout_ms=200) as c:
+            return [r.offset async for r in c]
+
+    assert run(main()) == list(range(5))
+
+
+def test_tasks_sharing_one_consumer_see_each_record_once(run: Run, data: str) -> None:
+    produce(data, 900)
+
+    async def main() -> list[Record]:
+        seen: list[Record] = []
+        async with AIOConsumer(data, "t", auto_offset_reset="earliest", read_chunk_records=7) as c:
+
+            async def worker(use_getone: bool) -> None:
+                while len(seen) < 900:
+                    if use_getone:  # cancelled by the timeout once the records ran out: loses nothing
+                        try:
+                            seen.append(await asyncio.wait_for(c.getone(), 0.2))
+                        except TimeoutError:
+                            pass
+                    else:
+                        for recs in (await c.getmany(timeout_ms=50, max_records=13)).values():
+                            seen.extend(recs)
+
+            await asyncio.wait_for(asyncio.gather(worker(True), worker(True), worker(False)), 30)
+        return seen
+
+    seen = run(main())
+    assert sorted(int(r.value) for r in seen) == list(range(900))
