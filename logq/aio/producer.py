@@ -164,6 +164,10 @@ class AIOProducer:
         loop = self._started()
         await asyncio.shield(loop.run_in_executor(self._sender, self._producer.flush, timeout))
 
+    def metrics(self) -> dict[str, float]:
+        """The sync producer's ``metrics()`` (counters under Kafka's names)."""
+        return self._producer.metrics()
+
     def partitions_for(self, topic: str) -> set[int]:
         """The partition numbers of ``topic`` (as aiokafka's ``partitions_for``)."""
         return self._producer.partitions_for(topic)

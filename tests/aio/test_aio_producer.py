@@ -179,3 +179,13 @@ def test_sends_move_to_the_worker_thread_while_the_buffer_is_short_of_room(run: 
     for part in range(3):
         got = [int(v) for p, _, v in values if p == part]
         assert got == sorted(got) and len(got) == 200
+
+
+def test_metrics_are_the_sync_producers(run: Run, data: str) -> None:
+    async def main() -> dict[str, float]:
+        async with AIOProducer(data) as p:
+            for _ in range(10):
+                await p.send_and_wait("t", b"v", partition=0)
+            return p.metrics()
+
+    assert run(main())["record-send-total"] == 10
