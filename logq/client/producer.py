@@ -451,13 +451,10 @@ class Producer:
         self._drain(tp)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Write every waiting record; return when all are in the log and their callbacks ran
-        (those other threads run too, unless flush is called from a callback).
-
-        Raise RecordsFailedError if records could not be written since the last flush
-        (each failed future says why). With ``timeout`` (seconds), raise LogqTimeoutError
-        (a TimeoutError) if another thread's write of one of these partitions still holds
-        it then; the records stay queued and are written.
+        """Write every record sent so far; return once they are in the log and their callbacks
+        ran (unless called from a callback). RecordsFailedError if records could not be written
+        since the last flush (each failed future says why); with ``timeout`` (seconds),
+        LogqTimeoutError if another thread still writes them or runs their callbacks then.
         """
         if self._forked_from is not None:
             self._raise_closed()
@@ -467,12 +464,15 @@ class Producer:
             for tp, b in list(self._open.items()):
                 self._close_batch(tp, b)
             self._open.clear()
-            tps = list(self._ready)
+            tps = list(self._ready) + [tp for tp in self._writing if tp not in self._ready]
+            # below: the batches sent before this call, then their callbacks
+            mine = [b for q in self._ready.values() for b in q] + [b for g in self._writing.values() for b in g]
         for tp in tps:
             self._drain(tp, deadline)
-        late = 0 if self._delivery.delivering() else self._delivery.wait_for(self._delivery.pending(), deadline)
+        left = sum(not b.wait(None if deadline is None else deadline - time.monotonic()) for b in mine)
+        if not self._delivery.delivering():  # from inside a callback it cannot wait for callbacks
+            left += self._delivery.wait_for(mine + self._delivery.pending(), deadline)
         with self._lock:
-            left = sum(len(self._ready.get(tp, ())) for tp in tps) + late
             failed, first = self._failed, self._first_error
             self._failed, self._first_error = 0, None
         if failed:
