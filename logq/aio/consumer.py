@@ -44,7 +44,7 @@ from typing import Any
 
 from logq.aio.bridge import ThreadCalls
 from logq.client.consumer import Consumer
-from logq.client.consumer_config import int_at_least
+from logq.client.consumer_config import as_tp, int_at_least
 from logq.client.notify import Watcher
 from logq.errors import ClientClosedError, ConcurrentAccessError, ConfigError, LogqError
 from logq.groups.files import group_dir
@@ -160,15 +160,16 @@ class AIOConsumer:
 
     # ------------------------------------------------------------------ reading
     async def getmany(
-        self, timeout_ms: int | None = 0, max_records: int | None = None
+        self, *partitions: Any, timeout_ms: int | None = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[Record]]:
-        """Records by partition, at most ``max_records`` (default ``max_poll_records``) in all.
+        """Records by partition, at most ``max_records`` (default ``max_poll_records``) in all;
+        only from ``partitions`` (assigned TopicPartitions) when given.
 
         Waits up to ``timeout_ms`` (int >= 0; None: until records arrive or ``stop()``) when
         nothing is there; {} when nothing arrived in time.
         """
         out: dict[TopicPartition, list[Record]] = {}
-        for r in await self._get(timeout_ms, max_records):
+        for r in await self._get(timeout_ms, max_records, partitions):
             tp = TopicPartition(r.topic, r.partition)
             lst = out.get(tp)
             if lst is None:
@@ -177,9 +178,14 @@ class AIOConsumer:
                 lst.append(r)
         return out
 
-    async def getone(self) -> Record:
-        """The next record, waiting as long as it takes; ClientClosedError if ``stop()`` ends the wait."""
-        rec = await self._next()
+    async def getone(self, *partitions: Any) -> Record:
+        """The next record (of ``partitions`` when given), waiting as long as it takes;
+        ClientClosedError if ``stop()`` ends the wait."""
+        if partitions:  # no read-ahead: the next read may be of other partitions
+            recs = await self._get(None, 1, partitions)
+            rec = recs[0] if recs else None
+        else:
+            rec = await self._next()
         if rec is None:
             raise ClientClosedError("consumer")
         return rec
@@ -208,18 +214,19 @@ class AIOConsumer:
             raise StopAsyncIteration
         return rec
 
-    async def _get(self, timeout_ms: Any, max_records: Any) -> list[Record]:
+    async def _get(self, timeout_ms: Any, max_records: Any, partitions: tuple[Any, ...] = ()) -> list[Record]:
         c = self._open()
         if timeout_ms is not None:
             timeout_ms = int_at_least("timeout_ms", timeout_ms, 0)
         limit = c.max_poll_records if max_records is None else int_at_least("max_records", max_records, 1)
+        only = {as_tp(tp) for tp in partitions} if partitions else None
         ahead = self._ahead
-        if ahead:  # read by getone() and not returned yet: no read until they are (see _hand_back)
+        if ahead and only is None:  # read by getone() and not returned yet: no read until they are
             return [ahead.popleft() for _ in range(min(limit, len(ahead)))]
         loop = asyncio.get_running_loop()
         deadline = None if timeout_ms is None else loop.time() + timeout_ms / 1000
         while True:
-            recs, rewatched = await self._read(c, limit)
+            recs, rewatched = await self._read(c, limit, only)
             if recs or self._stopping:
                 return recs
             if rewatched:  # a partition watched only now: read it before sleeping
@@ -231,8 +238,9 @@ class AIOConsumer:
             if self._stopping:
                 return []
 
-    async def _read(self, c: Consumer, limit: int) -> tuple[list[Record], bool]:
-        """Up to ``limit`` records, in chunks with a loop turn between them; and whether watches changed."""
+    async def _read(self, c: Consumer, limit: int, only: set[TopicPartition] | None) -> tuple[list[Record], bool]:
+        """Up to ``limit`` records (of ``only``, if given), in chunks with a loop turn between
+        them; and whether watches changed."""
         out: list[Record] = []
         if self._since_turn >= self._chunk:  # getone() over a backlog: a loop turn every chunk of records
             self._since_turn = 0
@@ -241,8 +249,10 @@ class AIOConsumer:
             if self._stopping:
                 return out, False
             ahead = self._ahead
-            if ahead:  # another task's getone() read ahead while this one waited for the lock
+            if ahead and only is None:  # another task's getone() read ahead while this one waited
                 return [ahead.popleft() for _ in range(min(limit, len(ahead)))], False
+            self._hand_back()  # reading some partitions only: what getone() read ahead is read again later
+            held = self._hold_others(c, only)
             assert self._watcher is not None
             self._watcher.drain()  # before reading: a write from now on leaves the fd readable
             try:
@@ -259,11 +269,26 @@ class AIOConsumer:
             except LogqError:
                 if not out:  # otherwise the records before the failure go first; the next read raises
                     raise
+            finally:
+                if held:
+                    c.resume(*held)
             if out:
                 self._since_turn += len(out)
                 self._sleep_s = _MIN_SLEEP_S
                 return out, False
             return out, self._rewatch(c)
+
+    def _hold_others(self, c: Consumer, only: set[TopicPartition] | None) -> list[TopicPartition]:
+        """Pause the assigned partitions outside ``only`` (not paused by the user) for one read."""
+        if only is None:
+            return []
+        assigned = c.assignment()
+        for tp in only - assigned:
+            raise ConfigError(f"{tp.topic}-{tp.partition} is not assigned to this consumer", hint="see assignment()")
+        held = sorted(assigned - only - c.paused())
+        if held:
+            c.pause(*held)
+        return held
 
     def _hand_back(self) -> None:
         """Give back the records read ahead (before a seek, pause, commit or close changes or stores positions)."""
@@ -425,6 +450,16 @@ class AIOConsumer:
         """Leave the group's subscription (``Consumer.unsubscribe``; a worker thread: it takes the group lock)."""
         await self._run("unsubscribe")
 
+    async def seek_to_committed(self, *partitions: Any) -> dict[TopicPartition, int | None]:
+        """Seek the given (default: all assigned) partitions to their committed offsets (as
+        aiokafka's); {tp: committed offset or None}; a partition without one keeps its position."""
+        c = self._open()
+        assert self._calls is not None
+        result: dict[TopicPartition, int | None] = await self._calls.run(
+            _seek_to_committed, c, partitions, prepare=self._hand_back
+        )
+        return result
+
     async def seek_to_beginning(self, *tps: Any) -> None:
         await self._run("seek_to_beginning", *tps)
 
@@ -459,3 +494,14 @@ class AIOConsumer:
     def read_stats(self) -> dict[str, int]:
         """The sync consumer's ``read_stats()``: fetches, bytes read, records decoded."""
         return self._open().read_stats()
+
+
+def _seek_to_committed(c: Consumer, partitions: tuple[Any, ...]) -> dict[TopicPartition, int | None]:
+    """In the worker thread: AIOConsumer.seek_to_committed."""
+    out: dict[TopicPartition, int | None] = {}
+    for tp in [as_tp(tp) for tp in partitions] or sorted(c.assignment()):
+        offset = c.committed(tp)
+        out[tp] = offset
+        if offset is not None:
+            c.seek(tp, offset)
+    return out

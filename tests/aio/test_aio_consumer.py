@@ -12,6 +12,7 @@ from logq import (
     ClientClosedError,
     ConcurrentAccessError,
     ConfigError,
+    InvalidTopicError,
     Producer,
     Record,
     TopicPartition,
@@ -475,3 +476,43 @@ def test_tasks_sharing_one_consumer_see_each_record_once(run: Run, data: str) ->
 
     seen = run(main())
     assert sorted(int(r.value) for r in seen) == list(range(900))
+
+
+def test_getmany_and_getone_of_some_partitions_only(run: Run, data: str) -> None:
+    produce(data, 30)
+    tp0, tp1, tp2 = (TopicPartition("t", p) for p in range(3))
+
+    async def main() -> None:
+        async with AIOConsumer(data, "t", auto_offset_reset="earliest") as c:
+            ahead = await c.getone()  # reads a chunk ahead
+            got = await c.getmany(tp1, timeout_ms=100, max_records=100)
+            assert set(got) == {tp1} and [r.offset for r in got[tp1]] == list(range(10))
+            c.pause(tp2)
+            one = await c.getone(tp0, tp2)
+            assert one.partition == 0 and one.offset == (1 if ahead.partition == 0 else 0)
+            assert c.paused() == {tp2}  # the user's pause is kept
+            rest = await c.getmany(timeout_ms=100, max_records=100)
+            assert set(rest) == {tp0} and rest[tp0][0].offset == one.offset + 1
+            with pytest.raises(ConfigError, match="not assigned"):
+                await c.getmany(TopicPartition("t", 7))
+            with pytest.raises(InvalidTopicError):
+                await c.getmany("t")  # a topic name, not a (topic, partition)
+
+    run(main())
+
+
+def test_seek_to_committed_rewinds_to_the_last_commit(run: Run, data: str) -> None:
+    produce(data, 20, partitions=1)
+    tp = TopicPartition("t", 0)
+
+    async def main() -> None:
+        async with AIOConsumer(data, "t", group_id="g", auto_offset_reset="earliest") as c:
+            await c.getmany(timeout_ms=2000, max_records=5)
+            await c.commit()
+            await c.getmany(max_records=5)
+            assert await c.position(tp) == 10
+            result = await c.seek_to_committed()
+            assert result[tp] == 5 and await c.position(tp) == 5
+            assert (await c.getone()).offset == 5
+
+    run(main())
