@@ -7,6 +7,7 @@ from logq.aio import AIOConsumer, AIOProducer
 from logq.client.admin import Admin, GroupInfo, GroupPartitionInfo, PartitionInfo, TopicDescription
 from logq.client.consumer import Consumer
 from logq.client.producer import BatchMetadata, Producer, RecordFuture, RecordMetadata
+from logq.client.share_consumer import ShareConsumer
 from logq.codec.batch import Compression
 from logq.codec.columnar import RecordColumns
 from logq.config import LogConfig
@@ -64,7 +65,7 @@ from logq.errors import (
 )
 from logq.server.server import Server
 from logq.storage.log import AppendResult, FetchResult, PartitionLog, RecoveryReport
-from logq.types import OffsetAndTimestamp, Record, TopicPartition
+from logq.types import OffsetAndTimestamp, Record, ShareRecord, TopicPartition
 
 __version__ = "0.1.0"
 
@@ -127,6 +128,8 @@ __all__ = [
     "SerializationError",
     "Server",
     "ShareAcknowledgementError",
+    "ShareConsumer",
+    "ShareRecord",
     "ShareStateCorruptError",
     "StorageError",
     "TopicDescription",

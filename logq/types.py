@@ -36,3 +36,18 @@ class OffsetAndTimestamp(NamedTuple):
 
     offset: int
     timestamp: int
+
+
+class ShareRecord(NamedTuple):
+    """A record delivered by a ShareConsumer: ``Record``'s fields, then ``delivery_count``, the
+    number of times it was acquired (1 the first time; a redelivery after a release, an expired
+    lock or a crashed consumer counts up)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: Any
+    value: Any
+    headers: tuple[tuple[str, bytes | None], ...]
+    delivery_count: int

@@ -37,6 +37,7 @@ __all__ = ["Watcher"]
 _IN_MODIFY = 0x00000002
 _IN_CREATE = 0x00000100
 _IN_MOVED_TO = 0x00000080
+_IN_CLOSE_WRITE = 0x00000008
 _IN_NONBLOCK = 0o4000
 _IN_CLOEXEC = 0o2000000
 _MASK = _IN_MODIFY | _IN_CREATE | _IN_MOVED_TO
@@ -107,12 +108,16 @@ class Watcher:
         """The directories watched now."""
         return set(self._watches)
 
-    def watch(self, directory: str) -> None:
+    def watch(self, directory: str, *, closes: bool = False) -> None:
+        """Wake on writes to files in ``directory``; with ``closes``, also when a file opened for
+        writing there is closed, which the kernel does for a process killed with kill -9 (share
+        consumers watch their group's member files so)."""
         if self._fd < 0 or directory in self._watches:
             return
         lib = _load_libc()
         assert lib is not None
-        wd = lib.inotify_add_watch(self._fd, os.fsencode(directory), _MASK)
+        mask = _MASK | _IN_CLOSE_WRITE if closes else _MASK
+        wd = lib.inotify_add_watch(self._fd, os.fsencode(directory), mask)
         if wd < 0:
             if ctypes.get_errno() == errno.ENOSPC:  # fs.inotify.max_user_watches reached
                 self.close()
