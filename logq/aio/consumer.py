@@ -32,7 +32,12 @@ gives the records read ahead back (seeking their partitions to the first of them
 Cancellation: cancelling ``getmany``/``getone`` loses nothing. Records read in a
 cancelled call but not returned are given back the same way, so positions (and commits)
 always stand after the last record returned and the next call returns them again. A
-cancelled ``commit`` or seek finishes in its thread.
+cancelled ``commit`` or seek finishes in its thread. A group member with
+``enable_auto_commit`` reads one chunk per call (``read_chunk_records`` caps
+``max_records``): the sync core auto-commits, and commits on a rebalance, inside a read,
+so a second chunk could store positions past records of the first that a cancellation
+would then give back (a crash before the next commit would skip them); with one chunk, a
+read's records are returned with no suspension after it.
 """
 
 from __future__ import annotations
@@ -255,11 +260,12 @@ class AIOConsumer:
             held = self._hold_others(c, only)
             assert self._watcher is not None
             self._watcher.drain()  # before reading: a write from now on leaves the fd readable
+            one_chunk = c.enable_auto_commit  # see "Cancellation" in the module docstring
             try:
                 while True:
                     chunk = c.poll(0, min(limit - len(out), self._chunk))
                     out += chunk
-                    if not chunk or len(out) >= limit or self._stopping:
+                    if not chunk or len(out) >= limit or self._stopping or one_chunk:
                         break
                     await asyncio.sleep(0)  # a turn for the loop between chunks
                     self._since_turn = 0

@@ -144,7 +144,9 @@ def test_cancelled_getmany_leaves_commits_after_the_last_record_returned(run: Ru
     produce(data, 200, partitions=1)
 
     async def main() -> tuple[int, int | None]:
-        async with AIOConsumer(data, "t", group_id="g", auto_offset_reset="earliest", read_chunk_records=2) as c:
+        async with AIOConsumer(
+            data, "t", group_id="g", auto_offset_reset="earliest", read_chunk_records=2, enable_auto_commit=False
+        ) as c:
             got = await c.getmany(timeout_ms=2000, max_records=5)
             n = sum(len(v) for v in got.values())
             task = asyncio.ensure_future(c.getmany(max_records=100))
@@ -371,7 +373,9 @@ def test_assignment_is_readable_while_another_task_reads_but_not_during_a_commit
     produce(data, 300, partitions=1)
 
     async def main() -> None:
-        async with AIOConsumer(data, "t", group_id="g", auto_offset_reset="earliest", read_chunk_records=5) as c:
+        async with AIOConsumer(
+            data, "t", group_id="g", auto_offset_reset="earliest", read_chunk_records=5, enable_auto_commit=False
+        ) as c:
             await c.getmany(timeout_ms=2000, max_records=1)
             reading = asyncio.ensure_future(c.getmany(max_records=200))
             await asyncio.sleep(0)
@@ -516,3 +520,17 @@ def test_seek_to_committed_rewinds_to_the_last_commit(run: Run, data: str) -> No
             assert (await c.getone()).offset == 5
 
     run(main())
+
+
+def test_an_auto_committing_group_member_reads_one_chunk_per_call(run: Run, data: str) -> None:
+    """Its reads commit (auto-commit, rebalances): a read's records are returned before any suspension."""
+    produce(data, 100, partitions=1)
+
+    async def main() -> tuple[int, int]:
+        async with AIOConsumer(data, "t", group_id="g", auto_offset_reset="earliest", read_chunk_records=7) as c:
+            first = sum(len(v) for v in (await c.getmany(timeout_ms=2000, max_records=50)).values())
+        async with AIOConsumer(data, "t", auto_offset_reset="earliest", read_chunk_records=7) as c:
+            alone = sum(len(v) for v in (await c.getmany(timeout_ms=2000, max_records=50)).values())
+        return first, alone
+
+    assert run(main()) == (7, 50)
