@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import subprocess
 import sys
 import time
@@ -114,3 +115,47 @@ def test_records_sent_by_an_aio_producer_never_stopped_are_written_at_exit(data:
     assert res.returncode == 0, res.stderr
     with Consumer(data, "t", auto_offset_reset="earliest") as c:
         assert [r.value for r in c.poll(2.0, max_records=100)] == [b"%d" % i for i in range(50)]
+
+
+def test_cancelled_reads_during_a_rebalance_with_another_process_lose_no_record(run: Run, tmp_path: Path) -> None:
+    """A member cancelled at random points while a member in another process joins: every record is
+    read by one of them (at least once: a rebalance may hand over uncommitted records)."""
+    data = str(tmp_path / "data")
+    with Admin(data) as admin:
+        admin.create_topic("t", partitions=4)
+    with Producer(data) as p:
+        for i in range(2000):
+            p.send("t", str(i).encode(), partition=i % 4)
+    out, stop = tmp_path / "child.txt", tmp_path / "stop"
+    rng = random.Random(3)
+
+    async def main() -> set[int]:
+        seen: set[int] = set()
+        proc = None
+        async with AIOConsumer(data, "t", group_id="g", auto_offset_reset="earliest", session_timeout_ms=1500) as c:
+            deadline = time.monotonic() + 60
+            while len(seen | {int(v) for _, _, v in lines(out)}) < 2000:
+                assert time.monotonic() < deadline, "records went missing"
+                if proc is None and len(seen) > 200:
+                    proc = child(
+                        "group_reader", data=data, group="g", out=str(out), stop_file=str(stop), loop_kind="asyncio"
+                    )
+                task = asyncio.ensure_future(c.getmany(timeout_ms=50, max_records=rng.randint(1, 20)))
+                await asyncio.sleep(rng.choice([0, 0, 0.0005, 0.002]))
+                task.cancel()
+                try:
+                    got = await task
+                except asyncio.CancelledError:
+                    continue
+                seen |= {int(r.value) for recs in got.values() for r in recs}
+                await c.commit()
+                await asyncio.sleep(0.003)
+        stop.touch()
+        if proc is not None:
+            assert await asyncio.to_thread(proc.wait, 30) == 0
+        return seen
+
+    seen = run(main())
+    theirs = {int(v) for _, _, v in lines(out)}
+    assert seen | theirs == set(range(2000))
+    assert theirs, "the other process took part"
