@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from logq import Admin, AIOConsumer, Consumer, Producer
+from logq import Admin, AIOConsumer, Consumer, Producer, TopicPartition
 
 from tests.aio.conftest import Run
 
@@ -159,3 +161,37 @@ def test_cancelled_reads_during_a_rebalance_with_another_process_lose_no_record(
     theirs = {int(v) for _, _, v in lines(out)}
     assert seen | theirs == set(range(2000))
     assert theirs, "the other process took part"
+
+
+def test_an_idle_member_takes_over_the_partitions_of_a_member_killed_with_sigkill(run: Run, tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    with Admin(data) as admin:
+        admin.create_topic("t", partitions=4)
+    out, stop = tmp_path / "child.txt", tmp_path / "stop"
+
+    async def main() -> tuple[set[TopicPartition], list[int]]:
+        async with AIOConsumer(data, "t", group_id="g", auto_offset_reset="earliest", session_timeout_ms=1500) as c:
+            proc = child("group_reader", data=data, group="g", out=str(out), stop_file=str(stop), loop_kind="asyncio")
+            try:
+                deadline = time.monotonic() + 30
+                while not (assigned(out) and len(c.assignment()) == 4 - len(assigned(out) or [])):
+                    assert time.monotonic() < deadline, "the two members did not split the partitions"
+                    await c.getmany(timeout_ms=50)
+                os.kill(proc.pid, signal.SIGKILL)
+                assert await asyncio.to_thread(proc.wait, 30) == -signal.SIGKILL
+                with Producer(data) as p:
+                    for i in range(40):
+                        p.send("t", str(i).encode(), partition=i % 4)
+                got: list[int] = []
+                while len(got) < 40:
+                    assert time.monotonic() < deadline + 30, "the killed member's partitions were not taken over"
+                    batches = await c.getmany(timeout_ms=None)  # woken by the group's files, then the data
+                    got += [int(r.value) for recs in batches.values() for r in recs]
+                return c.assignment(), sorted(got)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+
+    owned, got = run(main())
+    assert owned == {TopicPartition("t", p) for p in range(4)}
+    assert got == list(range(40))
