@@ -1,0 +1,156 @@
+"""Share groups across real processes: exclusive acquisition, kill -9, poison records, durability.
+
+Children are in tests/groups/share_children.py (started with the spawn method, so no flock or
+descriptor is inherited). No test depends on timing: children are waited for by files they
+write, and locks are long enough never to expire during a test.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import logq
+from logq.groups.share_store import describe_share_group
+
+from tests.groups import share_children as children
+
+CTX = multiprocessing.get_context("spawn")
+
+
+def make_topic(root: str, n: int, topic: str = "jobs", dlq: bool = False) -> None:
+    with logq.Admin(root) as a:
+        a.create_topic(topic)
+        if dlq:
+            a.create_topic("dlq")
+    with logq.Producer(root) as p:
+        for i in range(n):
+            p.send(topic, b"job-%d" % i)
+
+
+def rows(path: Path) -> list[list]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for(path: Path, proc: multiprocessing.process.BaseProcess) -> None:
+    deadline = time.monotonic() + 120
+    while not path.exists():
+        assert proc.is_alive() or path.exists(), f"child exited with {proc.exitcode} before writing {path.name}"
+        assert time.monotonic() < deadline, f"no {path.name}"
+        time.sleep(0.01)
+
+
+def test_four_processes_share_a_partition_and_no_delivery_happens_twice(root: str, tmp_path: Path) -> None:
+    total = 1500
+    make_topic(root, total)
+    work = tmp_path / "work"
+    work.mkdir()
+    names = [f"w{i}" for i in range(4)]
+    procs = [
+        CTX.Process(target=children.worker, args=(root, "jobs", "g", str(work), n, total, i), daemon=True)
+        for i, n in enumerate(names)
+    ]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        accepted = {r[1] for n in names for r in rows(work / f"{n}.log") if r[0] == "ack" and r[2] == "accept"}
+        if len(accepted) >= total:
+            break
+        time.sleep(0.05)
+    (work / "stop").touch()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    deliveries: dict[int, list[int]] = defaultdict(list)
+    accepts: dict[int, int] = defaultdict(int)
+    members = set()
+    for n in names:
+        for r in rows(work / f"{n}.log"):
+            if r[0] == "got":
+                deliveries[r[1]].append(r[2])
+            elif r[0] == "ack" and r[2] == "accept":
+                accepts[r[1]] += 1
+            elif r[0] == "member":
+                members.add(r[1])
+            else:
+                assert r[0] == "ack", r  # no acknowledgement came too late: locks never expired
+    assert len(members) == 4
+    assert sorted(deliveries) == list(range(total))
+    for off, counts in deliveries.items():
+        # each acquisition of a record counts up under the lock: a record handed to two members
+        # at once from a stale view would show the same count twice
+        assert sorted(counts) == list(range(1, len(counts) + 1)), (off, counts)
+        assert accepts[off] == 1, (off, accepts[off])
+    info = describe_share_group(root, "g")
+    assert [(p.start_offset, p.end_offset, p.states) for p in info.partitions] == [(total, total, {})]
+
+
+def test_a_killed_member_gives_its_records_back_at_once_with_the_delivery_counted(root: str, tmp_path: Path) -> None:
+    make_topic(root, 10)
+    proc = CTX.Process(target=children.holder, args=(root, "jobs", "g", str(tmp_path), 4), daemon=True)
+    proc.start()
+    wait_for(tmp_path / "held.json", proc)
+    held = json.loads((tmp_path / "held.json").read_text())
+    assert sorted(o for o, _ in held) == [0, 1, 2, 3] and {c for _, c in held} == {1}
+    with logq.ShareConsumer(root, ["jobs"], group_id="g", auto_offset_reset="earliest", max_poll_records=100) as sc:
+        first = sc.poll(timeout=0)
+        assert sorted(r.offset for r in first) == list(range(4, 10))  # the holder is alive: not its records
+        sc.commit()
+        killer = threading.Thread(target=lambda: (time.sleep(0.2), os.kill(proc.pid, signal.SIGKILL)))
+        killer.start()
+        # the poll waits (nothing is available) until the holder's death wakes it: its member
+        # file closes; its locks would only expire in ten minutes
+        got = sc.poll(timeout=300)
+        killer.join()
+        proc.join()
+        assert sorted((r.offset, r.delivery_count) for r in got) == [(0, 2), (1, 2), (2, 2), (3, 2)]
+
+
+def test_a_poison_record_that_kills_its_worker_is_archived_at_the_delivery_limit(root: str, tmp_path: Path) -> None:
+    limit = 3
+    make_topic(root, 1, dlq=True)
+    for _ in range(limit):
+        proc = CTX.Process(target=children.poisoned, args=(root, "jobs", "g", str(tmp_path), limit), daemon=True)
+        proc.start()
+        proc.join(120)
+        assert proc.exitcode == -signal.SIGKILL
+    assert rows(tmp_path / "poison.log") == [[[0, n]] for n in range(1, limit + 1)]
+    with logq.ShareConsumer(
+        root, ["jobs"], group_id="g", delivery_count_limit=limit, dead_letter_topic="dlq", auto_offset_reset="earliest"
+    ) as sc:
+        assert sc.poll(timeout=0) == []  # the third crash reached the limit: archived, not delivered
+    with logq.Consumer(root, "dlq", auto_offset_reset="earliest") as c:
+        letters = c.poll(5.0)
+    assert len(letters) == 1
+    headers = dict(letters[0].headers)
+    assert letters[0].value == b"job-0"
+    assert headers["__dlq.errors.reason"] == b"delivery_limit"
+    assert headers["__dlq.errors.delivery_count"] == str(limit).encode()
+    assert describe_share_group(root, "g").partitions[0].start_offset == 1
+
+
+def test_committed_acknowledgements_survive_kill_9_and_uncommitted_ones_are_redelivered(
+    root: str, tmp_path: Path
+) -> None:
+    make_topic(root, 3, topic="a")
+    make_topic(root, 3, topic="b")
+    for topic, commit in (("a", True), ("b", False)):
+        proc = CTX.Process(target=children.ack_then_die, args=(root, topic, "g", str(tmp_path), commit), daemon=True)
+        proc.start()
+        proc.join(120)
+        assert proc.exitcode == -signal.SIGKILL
+    assert rows(tmp_path / "acked.log") == [[0, 1, 2], [0, 1, 2]]
+    with logq.ShareConsumer(root, ["a", "b"], group_id="g", auto_offset_reset="earliest") as sc:
+        got = sc.poll(timeout=0, max_records=10)
+    # "a" committed: nothing comes back; "b" acknowledged without commit(): the acknowledgements
+    # were never applied, the crash counts as a delivery
+    assert sorted((r.topic, r.offset, r.delivery_count) for r in got) == [("b", 0, 2), ("b", 1, 2), ("b", 2, 2)]
