@@ -3,7 +3,8 @@
 Every setting is refused, with ConfigError, when the Producer is built, before anything is
 opened: a ``send`` never fails for a setting. ``compression_type`` is Kafka's
 ``none|gzip|snappy|lz4|zstd``; the codecs but gzip need the optional cramjam package
-(``pip install logq[compression]``), checked here too.
+(``pip install logq[compression]``), checked here too, and ``compression_level`` must be
+one that codec takes (gzip 1-9, zstd -131072-22).
 
 The codec of a batch: the producer's ``compression_type`` when set; else its topic's
 ``compression_type`` config (``producer`` and ``uncompressed`` mean none: a logq producer
