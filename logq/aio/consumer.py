@@ -159,6 +159,16 @@ class AIOConsumer:
             )
         return c
 
+    def _on_loop(self) -> Consumer:
+        """The consumer, for a coroutine: it must run on the loop the consumer was started in."""
+        c = self._open()
+        if asyncio.get_running_loop() is not self._loop:
+            raise ConfigError(
+                "AIOConsumer used from another event loop than the one it was started in",
+                hint="create one AIOConsumer per event loop",
+            )
+        return c
+
     def _lock(self) -> asyncio.Lock:
         assert self._calls is not None  # set by start(), before any consumer exists
         return self._calls.lock
@@ -220,7 +230,7 @@ class AIOConsumer:
         return rec
 
     async def _get(self, timeout_ms: Any, max_records: Any, partitions: tuple[Any, ...] = ()) -> list[Record]:
-        c = self._open()
+        c = self._on_loop()
         if timeout_ms is not None:
             timeout_ms = int_at_least("timeout_ms", timeout_ms, 0)
         limit = c.max_poll_records if max_records is None else int_at_least("max_records", max_records, 1)
@@ -388,7 +398,7 @@ class AIOConsumer:
 
     async def seek_async(self, tp: Any, offset: int) -> None:
         """``seek``, waiting for a read or commit of another task to finish first."""
-        c = self._open()
+        c = self._on_loop()
         async with self._lock():
             self._hand_back()
             c.seek(tp, offset)
@@ -410,7 +420,7 @@ class AIOConsumer:
         return self._inline("paused", reads_only=True).paused()
 
     async def position(self, tp: Any) -> int:
-        c = self._open()
+        c = self._on_loop()
         async with self._lock():
             self._hand_back()
             return c.position(tp)
@@ -418,7 +428,7 @@ class AIOConsumer:
     async def _run(self, method: str, *args: Any, hand_back: bool = True, **kwargs: Any) -> Any:
         """``Consumer.<method>`` in a worker thread; the records read ahead are given back first
         unless the call neither moves nor reads positions (``hand_back=False``)."""
-        c = self._open()
+        c = self._on_loop()
         assert self._calls is not None
         prepare = self._hand_back if hand_back else None
         return await self._calls.run(getattr(c, method), *args, prepare=prepare, **kwargs)
@@ -459,7 +469,7 @@ class AIOConsumer:
     async def seek_to_committed(self, *partitions: Any) -> dict[TopicPartition, int | None]:
         """Seek the given (default: all assigned) partitions to their committed offsets (as
         aiokafka's); {tp: committed offset or None}; a partition without one keeps its position."""
-        c = self._open()
+        c = self._on_loop()
         assert self._calls is not None
         result: dict[TopicPartition, int | None] = await self._calls.run(
             _seek_to_committed, c, partitions, prepare=self._hand_back

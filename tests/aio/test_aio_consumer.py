@@ -534,3 +534,13 @@ def test_an_auto_committing_group_member_reads_one_chunk_per_call(run: Run, data
         return first, alone
 
     assert run(main()) == (7, 50)
+
+
+def test_a_consumer_refuses_another_event_loop(data: str) -> None:
+    c = AIOConsumer(data, "t")
+    asyncio.run(c.start())
+    with pytest.raises(ConfigError, match="another event loop"):
+        asyncio.run(c.getmany())
+    with pytest.raises(ConfigError, match="another event loop"):
+        asyncio.run(c.commit())
+    c.consumer.close()  # its loop is gone: close the sync consumer underneath

@@ -189,3 +189,11 @@ def test_metrics_are_the_sync_producers(run: Run, data: str) -> None:
             return p.metrics()
 
     assert run(main())["record-send-total"] == 10
+
+
+def test_a_producer_refuses_another_event_loop(data: str) -> None:
+    p = AIOProducer(data)
+    asyncio.run(p.start())
+    with pytest.raises(ConfigError, match="another event loop"):
+        asyncio.run(p.send("t", b"v"))
+    p.producer.close()
