@@ -11,8 +11,9 @@ partitioning, linger and writing; this module only decides where each call runs:
   batch: logq/aio/bridge.py). A send
   that wrote a batch, and every 128th send, gives the loop a turn, so a tight
   ``await send()`` loop does not starve the other tasks.
-- With ``fsync="always"`` a send that fills a batch also waits for its fdatasync, so every
-  ``send`` then runs in a worker thread (one, so sends keep their order). So do sends while
+- With ``fsync="always"`` (the producer's, or the topic's when the producer sets none) a
+  send that fills a batch also waits for its fdatasync, so every ``send`` to such a topic
+  runs in a worker thread (one, so sends keep their order). So do sends while
   less than half of ``buffer_bytes`` is free (checked at every loop turn, until three
   quarters are free again): a send that finds the buffer full writes every waiting batch
   and may wait up to ``max_block_ms`` for room, which must not happen on the loop.
@@ -36,7 +37,7 @@ from typing import Any
 from logq.aio.bridge import FutureBridge
 from logq.client.futures import RecordFuture, RecordMetadata
 from logq.client.producer import BatchMetadata, Producer
-from logq.errors import ClientClosedError, ConfigError
+from logq.errors import ClientClosedError, ConfigError, LogqError
 
 __all__ = ["AIOProducer"]
 
@@ -54,7 +55,8 @@ class AIOProducer:
 
     def __init__(self, data_dir: str, **producer_args: Any) -> None:
         self._producer = Producer(data_dir, **producer_args)
-        self._in_thread = producer_args.get("fsync") == "always"  # a filling send waits for fdatasync
+        self._fsync = producer_args.get("fsync")
+        self._durable: dict[str, bool] = {}  # topic -> its appends fdatasync (fsync="always")
         self._sender = ThreadPoolExecutor(1, thread_name_prefix="logq-aio-send")  # one: order kept
         self._loop: asyncio.AbstractEventLoop | None = None
         self._bridge: FutureBridge | None = None
@@ -106,7 +108,10 @@ class AIOProducer:
         loop = self._started()
         call = functools.partial(self._producer.send, topic, value, key, headers, partition, timestamp_ms)
         wrote = False
-        if self._in_thread or self._offload:
+        durable = self._durable.get(topic) if type(topic) is str else False
+        if durable is None:
+            durable = self._fsyncs(topic)
+        if durable or self._offload:
             handed = loop.run_in_executor(self._sender, call)
             rf: RecordFuture = await asyncio.shield(handed)  # cancelled: the worker still sends it
         else:
@@ -119,6 +124,18 @@ class AIOProducer:
             await asyncio.sleep(0)  # a turn for the loop (cancelled here: the record is sent)
         assert self._bridge is not None  # set with _loop
         return self._bridge.future_for(rf)
+
+    def _fsyncs(self, topic: str) -> bool:
+        """Whether appends to ``topic`` fdatasync: this producer's ``fsync``, else the topic's."""
+        if self._fsync is not None:
+            durable = self._fsync == "always"
+        else:
+            try:
+                durable = self._producer.registry.get(topic).config.fsync == "always"
+            except LogqError:  # no such topic: the send raises it
+                return False
+        self._durable[topic] = durable
+        return durable
 
     def _buffer_short(self) -> bool:
         """Whether sends should go to the worker thread: a send that finds the buffer full

@@ -7,7 +7,7 @@ import random
 import threading
 
 import pytest
-from logq import AIOProducer, ClientClosedError, ConfigError, Consumer, RecordMetadata, SerializationError
+from logq import Admin, AIOProducer, ClientClosedError, ConfigError, Consumer, RecordMetadata, SerializationError
 from logq.errors import LogqError, UnknownTopicError
 
 from tests.aio.conftest import Run
@@ -197,3 +197,23 @@ def test_a_producer_refuses_another_event_loop(data: str) -> None:
     with pytest.raises(ConfigError, match="another event loop"):
         asyncio.run(p.send("t", b"v"))
     p.producer.close()
+
+
+def test_sends_to_a_topic_that_fsyncs_every_append_run_in_the_worker_thread(run: Run, data: str) -> None:
+    with Admin(data) as admin:
+        admin.create_topic("durable", partitions=1, fsync="always")
+    threads: list[str] = []
+
+    def first(_key: bytes | None, partitions: list[int], _available: list[int]) -> int:
+        threads.append(threading.current_thread().name)
+        return partitions[0]
+
+    async def main() -> list[int]:
+        async with AIOProducer(data, partitioner=first, batch_size=512) as p:
+            await p.send_and_wait("t", b"plain")
+            futs = [await p.send("durable", str(i).encode()) for i in range(50)]
+            return [m.offset for m in await asyncio.gather(*futs)]
+
+    assert run(main()) == list(range(50))
+    assert threads[0] == threading.main_thread().name  # the topic without fsync: on the loop
+    assert all(name.startswith("logq-aio-send") for name in threads[1:])
