@@ -70,6 +70,8 @@ __all__ = ["ShareConsumer", "ShareRecord"]
 log = logging.getLogger("logq.share")
 
 Key = tuple[TopicPartition, int]
+_READ_BYTES = 64 << 10  # one read of the log decodes the batches in about this many bytes
+_PREFETCH_RECORDS = 4096  # decoded records kept per partition for the next polls
 
 
 def _wall_ms() -> int:
@@ -135,6 +137,7 @@ class ShareConsumer:
         self._late: list[ShareRecord] = []  # acknowledgements refused: the lock had expired
         self._dirty: set[TopicPartition] = set()  # journals written since the last commit
         self._next_due: dict[TopicPartition, int | None] = {}
+        self._decoded: dict[TopicPartition, dict[int, BatchRecord]] = {}  # log records read, by offset
         self._rotate = 0
         self._rng = random.Random(self._store.member_id)
         self._watcher = Watcher()
@@ -230,7 +233,7 @@ class ShareConsumer:
 
     def _acquire_from(self, tp: TopicPartition, want: int) -> list[ShareRecord]:
         lg = self._logs.get(tp)
-        cache: dict[int, BatchRecord] = {}
+        cache = self._decoded.setdefault(tp, {})
         policy, now = self.policy, self._clock()
 
         def change(state: SharePartitionState) -> list[tuple[int, int]]:
@@ -266,19 +269,26 @@ class ShareConsumer:
         out: list[Candidate] = []
         pos = offset
         while len(out) < count:
-            batch = [r for r in lg.read_records(pos) if r.offset >= pos]
-            if not batch:
-                break
-            for r in batch[: count - len(out)]:
-                cache[r.offset] = r
-                out.append(Candidate(r.offset, *record_times(r.headers, r.timestamp, self.record_ttl_ms)))
-            pos = out[-1].offset + 1
+            if pos not in cache:
+                self._read(lg, [pos], cache)
+                if pos not in cache:
+                    break  # the log ends here
+            r = cache[pos]
+            out.append(Candidate(pos, *record_times(r.headers, r.timestamp, self.record_ttl_ms)))
+            pos += 1
         return out
 
     def _read(self, lg: Any, offsets: Iterable[int], cache: dict[int, BatchRecord]) -> None:
+        """Decode the batches holding ``offsets`` into ``cache`` (which keeps the records decoded
+        beyond them for the next polls: the log never changes what an offset holds)."""
         for off in sorted(offsets):
             if off not in cache:
-                for r in lg.read_records(off):
+                if len(cache) > _PREFETCH_RECORDS:
+                    for k in [k for k in cache if k < off]:
+                        del cache[k]
+                    if len(cache) > _PREFETCH_RECORDS:
+                        cache.clear()
+                for r in lg.read(off, _READ_BYTES).records(lg.config.max_decompressed_bytes):
                     cache.setdefault(r.offset, r)
 
     def _records(
@@ -302,7 +312,7 @@ class ShareConsumer:
         if self._dlq is None:
             self._dlq = DeadLetterWriter(Producer(self.root), self._dlq_topic, self.group_id)
         lg = self._logs.get(TopicPartition(*tp))
-        cache: dict[int, BatchRecord] = {}
+        cache = self._decoded.setdefault(TopicPartition(*tp), {})
         self._read(lg, (a.offset for a in archived), cache)
         for a in archived:
             r = cache[a.offset]

@@ -6,11 +6,12 @@ share-partition's flock held (logq/groups/share_store.py)::
     magic        8 bytes  b"LQSHARE1"
     frame*       length u32 LE | crc32c(payload) u32 LE | payload (length bytes)
 
-    payload      UTF-8 JSON {"s": spso, "e": end, "f": 0|1, "r": [run, ...]}
+    payload      UTF-8 JSON {"s": spso, "e": end, "f": 0|1, "r": [run, ...], "t": totals}
     run          [first, last, state, delivery_count, member, lock_deadline_ms,
                   available_at_ms, expire_at_ms, archive_reason]   (share_state.to_runs)
 
-The first frame is a full snapshot (``"f": 1``: every in-flight entry); each later frame
+``totals`` are the share-partition's running counts ({"deliveries", "acknowledged",
+"rejected", "delivery_limit", "expired"}: int), whole in every frame. The first frame is a full snapshot (``"f": 1``: every in-flight entry); each later frame
 sets the window bounds and the entries its change wrote (entries below the new start are
 dropped). Replaying the frames in order gives the state.
 
@@ -53,7 +54,7 @@ COMPACT_MIN_BYTES = 256 << 10
 
 def encode_frame(state: SharePartitionState, offsets: set[int] | None) -> bytes:
     """A frame of ``state``: full when ``offsets`` is None, else the entries of ``offsets``."""
-    body = {"s": state.spso, "e": state.end, "f": int(offsets is None), "r": state.runs(offsets)}
+    body = {"s": state.spso, "e": state.end, "f": int(offsets is None), "r": state.runs(offsets), "t": state.totals}
     payload = json.dumps(body, separators=(",", ":")).encode()
     return FRAME.pack(len(payload), crc32c(payload)) + payload
 
@@ -102,11 +103,11 @@ def apply_frames(state: SharePartitionState | None, frames: list[dict[str, Any]]
         try:
             if fr["f"]:
                 state = state or SharePartitionState(fr["s"])
-                state.apply_runs(fr["s"], fr["e"], fr["r"], full=True)
+                state.apply_runs(fr["s"], fr["e"], fr["r"], full=True, totals=fr.get("t"))
             elif state is None:
                 raise ValueError("the journal does not start with a snapshot")
             else:
-                state.apply_runs(fr["s"], fr["e"], fr["r"], full=False)
+                state.apply_runs(fr["s"], fr["e"], fr["r"], full=False, totals=fr.get("t"))
         except (AssertionError, ValueError, TypeError, KeyError) as e:
             raise ShareStateCorruptError(path, -1, f"a frame breaks the share-partition rules: {e!r}") from None
     if state is None:

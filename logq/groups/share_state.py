@@ -107,6 +107,9 @@ class SharePartitionState:
         self.spso = spso
         self.end = spso if end is None else end
         self.records: dict[int, InFlight] = dict(records or {})
+        # running totals since the share-partition began (kept across restarts by the journal):
+        # "deliveries" (acquisitions), "acknowledged", and one per archive reason
+        self.totals: dict[str, int] = {}
         self.changes = Changes()
         self.check()
 
@@ -185,6 +188,10 @@ class SharePartitionState:
     def _archive(self, off: int, r: InFlight, reason: str) -> None:
         self._set(off, InFlight(ARCHIVED, r.count, expire_at_ms=r.expire_at_ms, reason=reason))
         self.changes.archived.append(Archived(off, reason, r.count))
+        self._count(reason)
+
+    def _count(self, key: str) -> None:
+        self.totals[key] = self.totals.get(key, 0) + 1
 
     def _advance(self) -> None:
         moved = False
@@ -258,6 +265,7 @@ class SharePartitionState:
             return
         self._set(off, InFlight(ACQUIRED, r.count + 1, member, now_ms + lock_ms, 0, r.expire_at_ms))
         got.append((off, r.count + 1))
+        self._count("deliveries")
 
     def acknowledge(
         self, member: str, offsets: Iterable[int], kind: str, *, now_ms: int, limit: int, delay_ms: int = 0
@@ -275,6 +283,7 @@ class SharePartitionState:
             done.append(off)
             if kind == "accept":
                 self._set(off, InFlight(ACKNOWLEDGED, r.count, expire_at_ms=r.expire_at_ms))
+                self._count("acknowledged")
             elif kind == "reject":
                 self._archive(off, r, "rejected")
             else:
@@ -315,20 +324,30 @@ class SharePartitionState:
     def runs(self, offsets: Iterable[int] | None = None) -> list[list[Any]]:
         return to_runs(self.records, offsets)
 
-    def apply_runs(self, spso: int, end: int, runs: Sequence[Sequence[Any]], *, full: bool) -> None:
+    def apply_runs(
+        self, spso: int, end: int, runs: Sequence[Sequence[Any]], *, full: bool, totals: dict[str, int] | None = None
+    ) -> None:
         """Replay a journal record: the window bounds and the entries it wrote (all of them
-        when ``full``). Entries below the new start are dropped."""
+        when ``full``), and the running totals. Entries below the new start are dropped."""
+        if totals is not None:
+            self.totals = dict(totals)
         if full:
             self.records = {}
+        touched: list[int] = []
         for run in runs:
             first, last, state, count, member, deadline, avail, expire, reason = run
             for off in range(first, last + 1):
                 self.records[off] = InFlight(state, count, member, deadline, avail, expire, reason)
+                touched.append(off)
+        old_spso = self.spso
         self.spso, self.end = spso, end
-        if not full:
-            for off in [o for o in self.records if not spso <= o < end]:
+        if not full and len(self.records) > end - spso:  # the start moved (or the window shrank)
+            if spso - old_spso <= len(self.records):
+                for off in range(old_spso, spso):
+                    self.records.pop(off, None)
+            for off in [o for o in self.records if not spso <= o < end] if len(self.records) > end - spso else []:
                 del self.records[off]
-        self.check()
+        self.check(None if full else touched)
 
 
 def to_runs(records: dict[int, InFlight], offsets: Iterable[int] | None = None) -> list[list[Any]]:

@@ -220,7 +220,9 @@ class ShareGroupStore:
             except BaseException:
                 part.journal.forget()
                 raise
-            return SharePartitionState(st.spso, st.end, {o: replace(r) for o, r in st.records.items()})
+            copy = SharePartitionState(st.spso, st.end, {o: replace(r) for o, r in st.records.items()})
+            copy.totals = dict(st.totals)
+            return copy
 
     def partitions(self) -> list[TP]:
         """The share-partitions that have state in this group."""
@@ -286,6 +288,7 @@ class SharePartitionInfo:
     oldest_acquired: tuple[int, str, int] | None  # (offset, member, lock deadline ms)
     expired_locks: int
     dead_holders: int
+    totals: dict[str, int] = field(default_factory=dict)  # since it began: deliveries, acknowledged, per archive reason
 
 
 @dataclass(frozen=True)
@@ -320,6 +323,7 @@ def _info(tp: TP, st: SharePartitionState, now_ms: int, alive: Callable[[str], b
         oldest_acquired=None if oldest is None else (oldest[0], oldest[1].member, oldest[1].deadline_ms),
         expired_locks=sum(1 for _, r in held if r.deadline_ms <= now_ms),
         dead_holders=len({r.member for _, r in held if not alive(r.member)}),
+        totals=dict(st.totals),
     )
 
 

@@ -225,7 +225,7 @@ class ShareMachine(RuleBasedStateMachine):
 
     def replay(self) -> None:
         ch = self.s.take_changes()
-        self.replayed.apply_runs(self.s.spso, self.s.end, self.s.runs(ch.touched), full=False)
+        self.replayed.apply_runs(self.s.spso, self.s.end, self.s.runs(ch.touched), full=False, totals=self.s.totals)
 
     @rule(member=st.sampled_from("abc"), n=st.integers(0, 4))
     def acquire(self, member: str, n: int) -> None:
@@ -301,6 +301,11 @@ class ShareMachine(RuleBasedStateMachine):
             assert (r.state, r.count, r.member) == (m.state, m.count, m.member), o
             assert r.count <= LIMIT
         assert self.replayed.spso == self.s.spso and self.replayed.records == self.s.records
+        finished = [m for m in self.model.r.values() if m.state in (ACKNOWLEDGED, ARCHIVED)]
+        t = self.s.totals
+        assert t.get("acknowledged", 0) == sum(m.state == ACKNOWLEDGED for m in finished)
+        assert t.get("rejected", 0) + t.get("delivery_limit", 0) == sum(m.state == ARCHIVED for m in finished)
+        assert t.get("deliveries", 0) == sum(m.count for m in self.model.r.values())
 
 
 ShareMachine.TestCase.settings = settings(

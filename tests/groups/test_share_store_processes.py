@@ -92,6 +92,9 @@ def test_four_processes_share_a_partition_and_no_delivery_happens_twice(root: st
         assert accepts[off] == 1, (off, accepts[off])
     info = describe_share_group(root, "g")
     assert [(p.start_offset, p.end_offset, p.states) for p in info.partitions] == [(total, total, {})]
+    totals = info.partitions[0].totals
+    assert totals["acknowledged"] == total
+    assert totals["deliveries"] == sum(len(c) for c in deliveries.values())
 
 
 def test_a_killed_member_gives_its_records_back_at_once_with_the_delivery_counted(root: str, tmp_path: Path) -> None:
