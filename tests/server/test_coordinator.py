@@ -490,3 +490,90 @@ def test_a_group_is_bounded_by_max_group_members() -> None:
     assert join(co, handed[0].member_id, v4=True).last.error == c.NONE  # a handed-out id still joins
     co.tick(1000)  # the two unused ids expire
     assert join(co, v4=True, now=1001).last.error == c.MEMBER_ID_REQUIRED
+
+
+# ----------------------------------------------------------------------------- arbitrary calls
+
+
+class Once:
+    """A reply callback that must be called at most once."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, _result: Any) -> None:
+        self.calls += 1
+        assert self.calls == 1, "a request was answered twice"
+
+
+calls = st.lists(
+    st.tuples(
+        st.sampled_from(["join", "join4", "sync", "heartbeat", "leave", "commit", "tick"]),
+        st.integers(0, 4),  # which member id (0: empty, else one seen before)
+        st.integers(-1, 4),  # generation
+        st.integers(0, 3000),  # time step
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(calls)
+def test_arbitrary_calls_keep_the_group_consistent_and_answer_each_request_once(script: list[Any]) -> None:
+    co = make()
+    seen: list[str] = [""]
+    replies: list[Once] = []
+    now = 0
+    for op, who, gen, step in script:
+        now += step
+        mid = seen[who % len(seen)]
+        if op in ("join", "join4"):
+            box, once = Box(), Once()
+            replies.append(once)
+
+            def reply(r: JoinResult, box: Box = box, once: Once = once) -> None:
+                once(r)
+                box(r)
+
+            co.join(
+                G,
+                mid,
+                instance_id=None,
+                client_id="x",
+                client_host="h",
+                session_timeout_ms=1000,
+                rebalance_timeout_ms=2000,
+                protocol_type="consumer",
+                protocols=[RANGE],
+                require_known_member_id=op == "join4",
+                now_ms=now,
+                reply=reply,
+            )
+            if box.got and box.last.member_id and box.last.member_id not in seen:
+                seen.append(box.last.member_id)
+        elif op == "sync":
+            once = Once()
+            replies.append(once)
+            co.sync(G, mid, gen, instance_id=None, assignments=[(mid, b"a")], now_ms=now, reply=once)
+        elif op == "heartbeat":
+            assert co.heartbeat(G, mid, gen, instance_id=None, now_ms=now) in (
+                c.NONE,
+                c.UNKNOWN_MEMBER_ID,
+                c.ILLEGAL_GENERATION,
+                c.REBALANCE_IN_PROGRESS,
+            )
+        elif op == "leave":
+            co.leave(G, [(mid, None)], now_ms=now)
+        elif op == "commit":
+            co.check_commit(G, mid, gen, instance_id=None, now_ms=now)
+        else:
+            co.tick(now)
+        g = co.group(G)
+        if g is not None:
+            assert (g.leader in g.members) if g.members else g.leader is None or g.state == c.PREPARING
+            assert g.state != c.EMPTY or not g.members
+            assert all(m.member_id == mid_ for mid_, m in g.members.items())
+    for _ in range(10):  # every waiting request is answered once time moves on
+        now += 10_000
+        co.tick(now)
+    assert all(r.calls == 1 for r in replies)
