@@ -123,3 +123,60 @@ def test_a_client_that_does_not_trust_the_certificate_cannot_connect(tls_server:
             sasl_plain_password="pw-alice",
             bootstrap_timeout_ms=2000,
         )
+
+
+def test_logq_serve_command_with_users_tls_and_a_non_loopback_address(
+    root: str, cert: tuple[str, str], tmp_path: str
+) -> None:
+    import signal
+    import sys
+
+    from kafka import KafkaProducer
+
+    logq_cmd = os.path.join(os.path.dirname(sys.executable), "logq")
+    users = os.path.join(str(tmp_path), "users.json")
+    added = subprocess.run(
+        [logq_cmd, "serve-users", "add", "--users", users, "--name", "bob"],
+        input="bobs password\n",
+        capture_output=True,
+        text=True,
+    )
+    assert added.returncode == 0 and "bob" in added.stdout and "bobs password" not in open(users).read()
+    proc = subprocess.Popen(
+        [
+            logq_cmd,
+            "--data",
+            root,
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--users",
+            users,
+            "--tls-cert",
+            cert[0],
+            "--tls-key",
+            cert[1],
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "TLS, SASL" in first, first
+        port = int(first.split(" (")[0].rsplit(":", 1)[1])
+        p = KafkaProducer(
+            bootstrap_servers=f"127.0.0.1:{port}",
+            security_protocol="SASL_SSL",
+            ssl_cafile=cert[0],
+            sasl_mechanism="SCRAM-SHA-256",
+            sasl_plain_username="bob",
+            sasl_plain_password="bobs password",
+        )
+        p.send("cli", b"via logq serve").get(10)
+        p.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert Admin(root).log_offsets("cli", 0)[1] == 1
