@@ -302,6 +302,10 @@ class DeliveryQueue:
             with self._lock:
                 self._running.pop(tp, None)
 
+    def busy(self) -> bool:
+        """Whether callbacks wait or run (read without the lock: a hint, for the fast path)."""
+        return bool(self._queues)
+
     def delivering(self) -> bool:
         """Whether this thread is running callbacks (a flush from a callback must not wait)."""
         me = threading.get_ident()

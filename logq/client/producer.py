@@ -335,11 +335,11 @@ class Producer:
         DeliveryQueue once the write lock is released: a callback may send, even here.
         """
         lk = self._drain_lock(tp)
-        while True:
-            if not lk.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
-                return
-            ran: list[tuple[Batch, list[Callback]]] = []
-            try:
+        if not lk.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
+            return
+        ran: list[tuple[Batch, list[Callback]]] = []
+        try:
+            while True:
                 with self._lock:
                     q = self._ready.get(tp)
                     if not q:
@@ -348,9 +348,10 @@ class Producer:
                     q.clear()
                     self._writing[tp] = group
                 self._write(tp, group, ran)
-            finally:
-                self._writing.pop(tp, None)
-                lk.release()
+        finally:
+            self._writing.pop(tp, None)
+            lk.release()
+            if ran or self._delivery.busy():
                 self._delivery.deliver(tp, ran)
 
     def _write(self, tp: TP, group: list[Batch], ran: list[tuple[Batch, list[Callback]]]) -> None:

@@ -50,12 +50,17 @@ class ProducerMetrics:
         self.batches += 1
         self.stored_bytes += stored
         self.raw_bytes += raw
-        self.batch_max = max(self.batch_max, stored)
-        self.ratio_sum += stored / raw if raw else 1.0
+        if stored > self.batch_max:
+            self.batch_max = stored
+        if stored != raw:
+            self.ratio_sum += stored / raw
+        else:
+            self.ratio_sum += 1.0
         if queue_ms is not None:
             self.queued_batches += 1
             self.queue_ms_sum += queue_ms
-            self.queue_ms_max = max(self.queue_ms_max, queue_ms)
+            if queue_ms > self.queue_ms_max:
+                self.queue_ms_max = queue_ms
 
     def failed(self, records: int) -> None:
         self.errors += records
