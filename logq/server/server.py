@@ -15,6 +15,7 @@ explicit ``insecure=True``: an open broker on a network is a choice, not a defau
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ipaddress
 import logging
 import signal
@@ -86,12 +87,14 @@ class Server:
         self._closed = False
         self.served: list[str] = []
         self._broker: Broker | None = None
+        self._thread_of_loop: threading.Thread | None = None
         self._conns: Connections | None = None
 
     # ------------------------------------------------------------------ running
     async def _main(self) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self._thread_of_loop = threading.current_thread()
         self._stop = asyncio.Event()
         broker = Broker(self.data_dir, self.config, loop, self.auth)
         self._broker = broker
@@ -187,14 +190,29 @@ class Server:
     close = stop
 
     def stats(self) -> dict[str, int]:
-        """Open connections, connections accepted so far, fetches waiting for data and
-        partition logs open now."""
+        """Open connections, connections accepted so far, fetches waiting for data,
+        partition logs open, and response bytes waiting for clients to read them (read on
+        the server's event loop, so any thread may call it)."""
+        loop = self._loop
+        if loop is None or not loop.is_running() or threading.current_thread() is self._thread_of_loop:
+            return self._stats()
+
+        async def read() -> dict[str, int]:
+            return self._stats()
+
+        try:
+            return asyncio.run_coroutine_threadsafe(read(), loop).result(START_TIMEOUT_S)
+        except (RuntimeError, TimeoutError, concurrent.futures.CancelledError):  # the loop stopped meanwhile
+            return self._stats()
+
+    def _stats(self) -> dict[str, int]:
         conns, broker = self._conns, self._broker
         return {
             "connections": len(conns.open) if conns is not None else 0,
             "accepted": conns.accepted if conns is not None else 0,
             "waiting_fetches": broker.waiting_fetches if broker is not None else 0,
             "open_logs": broker.open_logs if broker is not None else 0,
+            "buffered_response_bytes": conns.buffered_response_bytes if conns is not None else 0,
         }
 
     @property

@@ -41,6 +41,11 @@ class Connections:
         self.accepted = 0
         self._sweep: asyncio.TimerHandle | None = None
 
+    @property
+    def buffered_response_bytes(self) -> int:
+        """Response bytes written but not yet taken by the clients, over all connections."""
+        return sum(c.transport.get_write_buffer_size() for c in self.open if c.transport is not None)
+
     def factory(self) -> Connection:
         return Connection(self)
 

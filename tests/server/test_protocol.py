@@ -177,3 +177,36 @@ def test_a_failing_handler_closes_its_connection_and_the_server_lives(
             assert wire.closed_by_peer(s)
         assert _api_versions(srv.port, 3)[1].error_code == 0  # type: ignore[attr-defined]
     assert any("handler bug" in r.getMessage() for r in caplog.records)
+
+
+def test_a_client_that_does_not_read_its_responses_holds_a_bounded_buffer(root: str) -> None:
+    from logq import Admin, Producer
+
+    with Admin(root) as a:
+        a.create_topic("big", partitions=1)
+    with Producer(root) as p:
+        for _ in range(20):
+            p.send("big", value=b"x" * 100_000)
+    fm = wire.request_class(1, 11)
+    mod = __import__(fm.__module__, fromlist=["x"])
+    fetch = fm(
+        max_wait=__import__("datetime").timedelta(0),
+        min_bytes=1,
+        topics=(
+            mod.FetchTopic(
+                topic="big", partitions=(mod.FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 21),)
+            ),
+        ),
+        forgotten_topics_data=(),
+    )
+    limit = 256 * 1024
+    with Server(root, port=0, max_buffered_response_bytes=limit) as srv, wire.connect(srv.port) as slow:
+        slow.sendall(b"".join(wire.request_frame(1, 11, i, fetch) for i in range(30)))  # 60 MB of answers
+        one = len(wire.read_frame(slow))  # one answer read: the server got going
+        peak = 0
+        for _ in range(200):  # meanwhile other clients are served, and the buffer stays bounded
+            assert _api_versions(srv.port, 3)[1].error_code == 0  # type: ignore[attr-defined]
+            peak = max(peak, srv.stats()["buffered_response_bytes"])
+        assert 0 < peak <= limit + one + 4  # the limit plus the one response written past it
+        corrs = [struct.unpack_from(">i", wire.read_frame(slow))[0] for _ in range(29)]
+    assert corrs == list(range(1, 30))
