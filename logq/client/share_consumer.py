@@ -31,12 +31,13 @@ logq/groups/share_state.py and logq/groups/share_store.py; the guide is docs/que
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from logq.client.consumer_access import one_thread
 from logq.client.consumer_config import int_at_least
@@ -59,7 +60,7 @@ from logq.client.share_config import (
     record_times,
 )
 from logq.codec.batch import BatchRecord
-from logq.errors import ClientClosedError, ConfigError, LogqError, ShareAcknowledgementError
+from logq.errors import ClientClosedError, ConfigError, DeserializationError, LogqError, ShareAcknowledgementError
 from logq.groups.share_state import ACK_TYPES, Archived, Candidate, SharePartitionState
 from logq.groups.share_store import ShareGroupStore, SharePolicy
 from logq.storage.topics import TopicRegistry, partition_path
@@ -72,6 +73,8 @@ log = logging.getLogger("logq.share")
 Key = tuple[TopicPartition, int]
 _READ_BYTES = 64 << 10  # one read of the log decodes the batches in about this many bytes
 _PREFETCH_RECORDS = 4096  # decoded records kept per partition for the next polls
+_MAX_LATE = 10_000  # late acknowledgements kept for commit() to return (the latest)
+T = TypeVar("T")
 
 
 def _wall_ms() -> int:
@@ -226,12 +229,55 @@ class ShareConsumer:
         for tp in self._order():
             if len(out) >= limit:
                 break
-            out.extend(self._acquire_from(tp, limit - len(out)))
+            got = self._acquire_from(tp, limit - len(out))
+            try:
+                out.extend(self._records(tp, got))
+            except DeserializationError as e:
+                # nothing of this poll is returned: the failing record is released (its delivery
+                # counts, so one that never deserializes is archived at the limit), the others
+                # are given back as never delivered
+                self._release_now(tp, e.offset)
+                self._give_back(out, [(tp, off) for off, _ in got if off != e.offset])
+                raise
         for rec in out:
             self._delivered[(TopicPartition(rec.topic, rec.partition), rec.offset)] = rec
         return out
 
-    def _acquire_from(self, tp: TopicPartition, want: int) -> list[ShareRecord]:
+    def _release_now(self, tp: TopicPartition, offset: int | None) -> None:
+        now, limit = self._clock(), self.policy.delivery_count_limit
+        self._update(tp, lambda s: s.acknowledge(self.member_id, [offset or 0], "release", now_ms=now, limit=limit))
+
+    def _give_back(self, built: list[ShareRecord], more: list[Key]) -> None:
+        by_tp: dict[TopicPartition, list[int]] = {}
+        for key in [(TopicPartition(r.topic, r.partition), r.offset) for r in built] + more:
+            by_tp.setdefault(key[0], []).append(key[1])
+        for tp, offs in by_tp.items():
+            self._update(tp, functools.partial(self._give_back_in, offs))
+
+    def _give_back_in(self, offsets: list[int], state: SharePartitionState) -> list[int]:
+        return state.give_back(self.member_id, offsets)
+
+    def _update(self, tp: TopicPartition, change: Callable[[SharePartitionState], T], sync: bool = False) -> T:
+        """``change`` applied to ``tp``'s state under its flock (logq/groups/share_store.py)."""
+        out = self._store.update(
+            tp,
+            change,
+            start_offset=lambda: self._first_offset(tp),
+            policy=self.policy,
+            now_ms=self._clock(),
+            on_archive=self._dead_letter,
+            sync=sync,
+        )
+        self._dirty.add(tp)
+        return out
+
+    def _first_offset(self, tp: TopicPartition) -> int:
+        """Where a share-partition without state starts (auto_offset_reset)."""
+        lg = self._logs.get(tp)
+        return lg.log_end_offset if self.auto_offset_reset == "latest" else lg.log_start_offset
+
+    def _acquire_from(self, tp: TopicPartition, want: int) -> list[tuple[int, int]]:
+        """Acquire up to ``want`` records of ``tp``: (offset, delivery count) pairs."""
         lg = self._logs.get(tp)
         cache = self._decoded.setdefault(tp, {})
         policy, now = self.policy, self._clock()
@@ -254,15 +300,7 @@ class ShareConsumer:
             self._next_due[tp] = state.next_deadline_ms(now)
             return got
 
-        def first_offset() -> int:
-            return lg.log_end_offset if self.auto_offset_reset == "latest" else lg.log_start_offset
-
-        got = self._store.update(
-            tp, change, start_offset=first_offset, policy=policy, now_ms=now, on_archive=self._dead_letter
-        )
-        if got:
-            self._dirty.add(tp)
-        return self._records(tp, lg, got, cache)
+        return self._update(tp, change)
 
     def _candidates(self, lg: Any, offset: int, count: int, cache: dict[int, BatchRecord]) -> list[Candidate]:
         """The next ``count`` records of the log from ``offset``, with their delay and expiry."""
@@ -291,15 +329,30 @@ class ShareConsumer:
                 for r in lg.read(off, _READ_BYTES).records(lg.config.max_decompressed_bytes):
                     cache.setdefault(r.offset, r)
 
-    def _records(
-        self, tp: TopicPartition, lg: Any, got: list[tuple[int, int]], cache: dict[int, BatchRecord]
-    ) -> list[ShareRecord]:
-        self._read(lg, (o for o, _ in got), cache)
+    def _records(self, tp: TopicPartition, got: list[tuple[int, int]]) -> list[ShareRecord]:
+        cache = self._decoded.setdefault(tp, {})
+        self._read(self._logs.get(tp), (o for o, _ in got), cache)
         out = []
         for off, count in got:
             r = cache[off]
-            key = r.key if self._kdes is None else self._kdes(r.key)
-            value = r.value if self._vdes is None else self._vdes(r.value)
+            key, value = r.key, r.value
+            what = "key"
+            try:
+                if self._kdes is not None:
+                    key = self._kdes(key)
+                what = "value"
+                if self._vdes is not None:
+                    value = self._vdes(value)
+            except DeserializationError:
+                raise
+            except Exception as e:
+                raise DeserializationError(
+                    f"the {what} deserializer failed on {tp.topic}-{tp.partition}@{off}: {e!r}",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=off,
+                    hint="the records of this poll were released; the record is archived at the delivery limit",
+                ) from e
             out.append(ShareRecord(tp.topic, tp.partition, off, r.timestamp, key, value, tuple(r.headers), count))
         return out
 
@@ -365,26 +418,25 @@ class ShareConsumer:
         self._check_open()
         tp, off = self._delivered_key(record)
         now, lock_ms = self._clock(), self.policy.lock_ms
-        lost = self._store.update(
-            tp,
-            lambda s: s.renew(self.member_id, [off], now_ms=now, lock_ms=lock_ms),
-            start_offset=lambda: 0,
-            policy=self.policy,
-            now_ms=now,
-            on_archive=self._dead_letter,
-        )
-        self._dirty.add(tp)
+        lost = self._update(tp, lambda s: s.renew(self.member_id, [off], now_ms=now, lock_ms=lock_ms))
         return not lost
 
-    def _apply_acks(self, sync: bool) -> None:
+    def _apply_acks(self, sync: bool, quiet: bool = False) -> None:
         """Apply queued acknowledgements, one lock hold per partition; with ``sync``, fdatasync
-        the journals written since the last commit."""
+        the journals written since the last commit. ``quiet`` (closing): a partition that fails
+        is logged and the others go on."""
         for tp in sorted(set(self._acks) | (self._dirty if sync else set())):
             items = self._acks.get(tp, [])
-            lost = set(self._ack_partition(tp, items, sync))
+            try:
+                lost = set(self._ack_partition(tp, items, sync))
+            except LogqError as e:
+                if not quiet:
+                    raise
+                log.warning("share group %s: acknowledgements of %s-%d not applied: %s", self.group_id, *tp, e)
+                lost = set()
             self._acks.pop(tp, None)
-            self._dirty.add(tp)
             self._late.extend(rec for rec, _, _ in items if rec.offset in lost)
+            del self._late[:-_MAX_LATE]
         if sync:
             self._dirty.clear()
 
@@ -400,9 +452,7 @@ class ShareConsumer:
                 lost += state.acknowledge(self.member_id, offs, kind, now_ms=now, limit=limit, delay_ms=delay)
             return lost
 
-        return self._store.update(
-            tp, change, start_offset=lambda: 0, policy=self.policy, now_ms=now, on_archive=self._dead_letter, sync=sync
-        )
+        return self._update(tp, change, sync)
 
     @one_thread
     def commit(self) -> list[ShareRecord]:
@@ -441,7 +491,7 @@ class ShareConsumer:
             try:
                 for rec in list(self._delivered.values()):
                     self._queue_ack(rec, "release", 0)
-                self._apply_acks(sync=True)
+                self._apply_acks(sync=True, quiet=True)
             finally:
                 self._release_resources()
 

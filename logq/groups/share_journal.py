@@ -137,6 +137,8 @@ class Journal:
         self.replace(state)
 
     def catch_up(self) -> SharePartitionState:
+        # A compaction renames a new file over the journal: its inode differs from the one this
+        # process holds open (an inode cannot be reused while a descriptor keeps it alive).
         try:
             st = os.stat(self.path)
         except OSError as e:

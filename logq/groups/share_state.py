@@ -292,6 +292,23 @@ class SharePartitionState:
         self.check(done)
         return lost
 
+    def give_back(self, member: str, offsets: Iterable[int]) -> list[int]:
+        """Undo acquisitions the application never saw (a poll that failed before returning
+        them): AVAILABLE again with the delivery count lowered back; returns the offsets
+        ``member`` did not hold."""
+        lost: list[int] = []
+        done: list[int] = []
+        for off in offsets:
+            r = self.records.get(off)
+            if r is None or r.state != ACQUIRED or r.member != member:
+                lost.append(off)
+                continue
+            done.append(off)
+            self._set(off, InFlight(AVAILABLE, r.count - 1, expire_at_ms=r.expire_at_ms))
+            self.totals["deliveries"] = self.totals.get("deliveries", 0) - 1
+        self.check(done)
+        return lost
+
     def renew(self, member: str, offsets: Iterable[int], *, now_ms: int, lock_ms: int) -> list[int]:
         """Extend the locks ``member`` holds to ``now + lock_ms``; returns the offsets it lost."""
         lost: list[int] = []

@@ -373,3 +373,22 @@ def test_a_consumer_never_closed_leaves_the_group_when_collected(root: str, cloc
     assert not os.path.exists(os.path.join(share_group_dir(root, "g"), "members", f"{member}.lock"))
     with sc_(root, clock) as b:
         assert [r.delivery_count for r in b.poll(timeout=0)] == [2]
+
+
+def test_a_record_that_does_not_deserialize_is_released_and_archived_at_the_limit(root: str, clock: Clock) -> None:
+    produce(root, "jobs", 2)
+
+    def picky(b: bytes) -> str:
+        if b.endswith(b"-0"):
+            raise ValueError("not this one")
+        return b.decode()
+
+    with sc_(root, clock, value_deserializer=picky, delivery_count_limit=2) as a:
+        for _ in range(2):
+            with pytest.raises(logq.DeserializationError) as err:
+                a.poll(timeout=0)
+            assert (err.value.topic, err.value.partition, err.value.offset) == ("jobs", 0, 0)
+        # offset 1 was acquired with offset 0 each time, but given back uncounted
+        assert [(r.offset, r.value, r.delivery_count) for r in a.poll(timeout=0)] == [(1, "jobs-1", 1)]
+    (p,) = describe_share_group(root, "g").partitions
+    assert p.totals["delivery_limit"] == 1

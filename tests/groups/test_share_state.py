@@ -265,6 +265,20 @@ class ShareMachine(RuleBasedStateMachine):
         assert lost == want_lost
         self.replay()
 
+    @rule(member=st.sampled_from("abc"), data=st.data())
+    def gives_back(self, member: str, data: st.DataObject) -> None:
+        offs = data.draw(st.lists(st.integers(0, self.LOG_END - 1), max_size=3, unique=True))
+        self.model.expire(self.now)
+        self.s.expire(self.now, LIMIT)
+        lost = self.s.give_back(member, offs)
+        for o in offs:
+            m = self.model.r[o]
+            if m.state == ACQUIRED and m.member == member:
+                m.state, m.member, m.deadline, m.avail, m.count = AVAILABLE, "", 0, 0, m.count - 1
+            else:
+                assert o in lost
+        self.replay()
+
     @rule(member=st.sampled_from("abc"))
     def renew(self, member: str) -> None:
         offs = sorted(self.delivered[member])
