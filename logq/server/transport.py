@@ -6,7 +6,8 @@ pipelined requests are answered in order; at most ``max_in_flight_requests`` com
 requests wait (reading pauses beyond that), at most one partial request is buffered
 (``max_request_bytes``), and reading also pauses while more than
 ``max_buffered_response_bytes`` of replies wait to be sent. A sweep every second closes
-connections idle for ``idle_timeout_ms`` and those whose request stays incomplete for
+connections idle for ``idle_timeout_ms`` (no request, or responses left unread: the bytes
+they hold are released) and those whose request stays incomplete for
 ``partial_request_timeout_ms``. A bad frame, an undecodable request or a failing handler
 closes that connection with one log line; every other connection keeps going.
 """
@@ -156,6 +157,7 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        self.last_activity = time.monotonic()  # the client read: not idle
         self._can_write.set()
         self._update_reading()
 
@@ -197,8 +199,12 @@ class Connection(asyncio.Protocol):
     def check_timeouts(self, now: float, idle_s: float, partial_s: float) -> None:
         if self.frame_started is not None and not self._reading_paused and now - self.frame_started > partial_s:
             self.close(f"request incomplete after partial_request_timeout_ms={int(partial_s * 1000)}")
-        elif not self.queue and (self.worker is None or self.worker.done()) and now - self.last_activity > idle_s:
+        elif now - self.last_activity > idle_s and (self._writing_paused or self._worker_idle()):
+            # idle, or not reading the responses it asked for (then its buffer is released)
             self.close(f"idle for idle_timeout_ms={int(idle_s * 1000)}", level=logging.INFO)
+
+    def _worker_idle(self) -> bool:
+        return not self.queue and (self.worker is None or self.worker.done())
 
     def stop_reading(self) -> None:
         self._stopping = True
@@ -215,4 +221,7 @@ class Connection(asyncio.Protocol):
             log.log(level, "closing %s: %s", self.session.peer, reason)
         self.queue.clear()
         if self.transport is not None:
-            self.transport.close()
+            if self._writing_paused:  # close() would wait for a client that does not read
+                self.transport.abort()
+            else:
+                self.transport.close()

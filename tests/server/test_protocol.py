@@ -210,3 +210,37 @@ def test_a_client_that_does_not_read_its_responses_holds_a_bounded_buffer(root: 
         assert 0 < peak <= limit + one + 4  # the limit plus the one response written past it
         corrs = [struct.unpack_from(">i", wire.read_frame(slow))[0] for _ in range(29)]
     assert corrs == list(range(1, 30))
+
+
+def test_a_client_that_leaves_its_responses_unread_is_closed_after_the_idle_timeout(root: str) -> None:
+    from logq import Admin, Producer
+
+    with Admin(root) as a:
+        a.create_topic("big", partitions=1)
+    with Producer(root) as p:
+        for _ in range(20):
+            p.send("big", value=b"x" * 100_000)
+    fm = wire.request_class(1, 11)
+    mod = __import__(fm.__module__, fromlist=["x"])
+    fetch = fm(
+        max_wait=__import__("datetime").timedelta(0),
+        min_bytes=1,
+        topics=(
+            mod.FetchTopic(
+                topic="big", partitions=(mod.FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 21),)
+            ),
+        ),
+        forgotten_topics_data=(),
+    )
+    with (
+        Server(root, port=0, max_buffered_response_bytes=256 * 1024, idle_timeout_ms=300) as srv,
+        wire.connect(srv.port) as s,
+    ):
+        s.sendall(b"".join(wire.request_frame(1, 11, i, fetch) for i in range(30)))
+        deadline = time.monotonic() + 60  # a liveness bound
+        while srv.stats()["accepted"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        while srv.stats()["connections"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert srv.stats()["connections"] == 0
+        assert srv.stats()["buffered_response_bytes"] == 0
