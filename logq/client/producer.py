@@ -56,7 +56,7 @@ from logq.client.futures import (
 from logq.client.handles import DEFAULT_MAX_OPEN_PARTITIONS, check_max_open_partitions
 from logq.client.lifecycle import EXIT_FLUSH_S, LiveClients, check_timeout, start_linger
 from logq.client.partitioner import KeyPlacements, StickyPartitioner, call_partitioner, check_partitioner
-from logq.client.producer_config import check_settings, producer_codec, topic_codec
+from logq.client.producer_config import Extras, check_settings, producer_codec, topic_codec
 from logq.client.producer_logs import OpenLogs, append_records, append_values
 from logq.client.producer_metrics import ProducerMetrics
 from logq.client.records import (
@@ -111,10 +111,8 @@ class Producer:
         self._closed = True  # until built: __del__ of a half-built Producer does nothing
         check_settings(data_dir, fsync, linger_ms, batch_size, buffer_bytes, max_block_ms)
         check_max_open_partitions(max_open_partitions)
-        self._codec = producer_codec(compression_type, compression_level)  # None: the topic's
-        self._partitioner = check_partitioner(partitioner)
-        self._metrics = ProducerMetrics()
-        self._delivery = DeliveryQueue()  # callbacks in send order per partition
+        codec = producer_codec(compression_type, compression_level)  # None: the topic's
+        self._x = Extras(codec, check_partitioner(partitioner), ProducerMetrics(), DeliveryQueue())
         self.registry = TopicRegistry(data_dir)
         self.root = self.registry.root
         self.max_open_partitions = max_open_partitions
@@ -125,7 +123,7 @@ class Producer:
         self.fsync = fsync
         self._key_ser: Callable | None = None if key_serializer is None else get_serializer(key_serializer)
         self._value_ser: Callable | None = None if value_serializer is None else get_serializer(value_serializer)
-        self._plain = self._key_ser is None and self._value_ser is None
+        self._x.plain = self._key_ser is None and self._value_ser is None
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
         self._open: dict[TP, Batch] = {}
@@ -163,7 +161,8 @@ class Producer:
         (confluent-kafka's order) runs once it is written or failed (docs/guide.md, Producer)."""
         if self._closed:
             self._raise_closed()
-        if self._plain and type(key) in _RAW and type(value) in _RAW:
+        x = self._x
+        if x.plain and type(key) in _RAW and type(value) in _RAW:
             k, v = key, value  # the common case costs no call
         else:
             k, v = serialize(topic, key, value, self._key_ser, self._value_ser)
@@ -180,8 +179,8 @@ class Producer:
         if size > info[1]:
             raise self._too_large(topic, size)
         ts = int(time.time() * 1000) if timestamp_ms is None else to_millis(timestamp_ms, "timestamp_ms")
-        if on_delivery is not None or self._partitioner is not None:
-            partition = rare_arguments(self._partitioner, topic, info[0], partition, k, on_delivery)
+        if on_delivery is not None or x.partitioner is not None:
+            partition = rare_arguments(x.partitioner, topic, info[0], partition, k, on_delivery)
         drain = False
         with self._lock:
             tp = (topic, self._choose_partition(topic, info, partition, k, size))
@@ -216,7 +215,7 @@ class Producer:
         limit = meta.config.max_batch_bytes - BATCH_OVERHEAD
         if limit + RECORD_OVERHEAD_BYTES > self.buffer_bytes:
             limit = self.buffer_bytes - RECORD_OVERHEAD_BYTES  # a record must fit the buffer too
-        if self._codec is None:
+        if self._x.codec is None:
             topic_codec(meta.config)  # a topic codec whose library is missing fails this send
         info = [meta.partitions, limit, sticky, 0, min(self.batch_size, limit), meta.topic_id]
         self._logs.tid_partitions[meta.topic_id] = meta.partitions
@@ -272,8 +271,8 @@ class Producer:
             info = self._topics[topic]
         except (KeyError, TypeError):
             info = self._topic_info(topic)
-        if partition is None and self._partitioner is not None:
-            partition = call_partitioner(self._partitioner, topic, k, info[0])
+        if partition is None and self._x.partitioner is not None:
+            partition = call_partitioner(self._x.partitioner, topic, k, info[0])
         record_limit = info[1]
         ts = int(time.time() * 1000) if timestamp_ms is None else to_millis(timestamp_ms, "timestamp_ms")
         limit = min(_BULK_BATCH_BYTES, record_limit + BATCH_OVERHEAD - 1024)
@@ -292,11 +291,11 @@ class Producer:
             self._flush_tp(tp)
             chunk = values[start:stop]
             with self._drain_lock(tp):
-                do = functools.partial(append_values, chunk, ts, k, self._codec)
+                do = functools.partial(append_values, chunk, ts, k, self._x.codec)
                 res, lg, stored, raw = self._logs.append(tp, info[5], stop - start, do)
             with self._lock:
                 size = ends[stop - 1] - used + BATCH_OVERHEAD  # send()'s accounting, when uncompressed
-                self._metrics.written(stop - start, stored or size, raw or size, None)
+                self._x.metrics.written(stop - start, stored or size, raw or size, None)
             if all(lg is not x for x in logs):
                 logs.append(lg)
             out.append(BatchMetadata(topic, p, res.base_offset, stop - start, ts))
@@ -351,8 +350,8 @@ class Producer:
         finally:
             self._writing.pop(tp, None)
             lk.release()
-            if ran or self._delivery.busy():
-                self._delivery.deliver(tp, ran)
+            if ran or self._x.delivery.busy():
+                self._x.delivery.deliver(tp, ran)
 
     def _write(self, tp: TP, group: list[Batch], ran: list[tuple[Batch, list[Callback]]]) -> None:
         """Write queued batches of one partition in order, then acknowledge them (their
@@ -369,7 +368,7 @@ class Producer:
             for i, b in enumerate(group):
                 recs = b.records
                 try:
-                    do = functools.partial(append_records, recs, self._codec)
+                    do = functools.partial(append_records, recs, self._x.codec)
                     res, lg, stored, raw = self._logs.append(b.tp, b.tid, len(recs), do)
                 except Exception as e:
                     self._failed_batch(b, e)
@@ -402,7 +401,7 @@ class Producer:
                 for b, (stored, raw) in zip(written, sizes, strict=True):
                     if b.error is None:
                         size = b.bytes + BATCH_OVERHEAD  # send()'s accounting, when uncompressed
-                        self._metrics.written(len(b.records), stored or size, raw or size, (now - b.created) * 1000)
+                        self._x.metrics.written(len(b.records), stored or size, raw or size, (now - b.created) * 1000)
             for b in group:  # futures resolve now; callbacks run once no lock is held
                 cbs = b.take_callbacks()
                 b.finish()
@@ -421,7 +420,7 @@ class Producer:
         b.error = e
         with self._lock:
             self._failed += len(b.records)
-            self._metrics.failed(len(b.records))
+            self._x.metrics.failed(len(b.records))
             if self._first_error is None:
                 self._first_error = e
         log.error("%d record(s) for %s-%d could not be written: %s", len(b.records), b.tp[0], b.tp[1], e)
@@ -471,8 +470,8 @@ class Producer:
         for tp in tps:
             self._drain(tp, deadline)
         left = sum(not b.wait(None if deadline is None else deadline - time.monotonic()) for b in mine)
-        if not self._delivery.delivering():  # from inside a callback it cannot wait for callbacks
-            left += self._delivery.wait_for(mine + self._delivery.pending(), deadline)
+        if not self._x.delivery.delivering():  # from inside a callback it cannot wait for callbacks
+            left += self._x.delivery.wait_for(mine + self._x.delivery.pending(), deadline)
         with self._lock:
             failed, first = self._failed, self._first_error
             self._failed, self._first_error = 0, None
@@ -495,7 +494,7 @@ class Producer:
     def metrics(self) -> dict[str, float]:
         """Counters since the producer was built, under Kafka's names (producer_metrics.py)."""
         with self._lock:
-            return self._metrics.snapshot(self.buffer_bytes, self._pending_bytes)
+            return self._x.metrics.snapshot(self.buffer_bytes, self._pending_bytes)
 
     def _linger_tick(self, period: float) -> None:
         now = time.monotonic()
@@ -567,7 +566,7 @@ class Producer:
         self._closed = True  # send() refuses at once (and names the fork); exit and GC leave it alone
         err = ForkedClientError("producer", self._pid)
         batches = list(self._open.values()) + [b for q in self._ready.values() for b in q]
-        batches += [b for g in self._writing.values() for b in g] + self._delivery.forget_in_fork_child()
+        batches += [b for g in self._writing.values() for b in g] + self._x.delivery.forget_in_fork_child()
         for b in batches:
             if not b.done:
                 b.abandon(err)  # the parent's Event (and its lock) stays behind
