@@ -9,9 +9,12 @@
   partition until at least ``batch_size`` bytes went to it, then move to another partition
   chosen at random. Batches fill up, and load still spreads evenly over time.
 - A user's partitioner: a callable ``partitioner(key_bytes, all_partitions,
-  available_partitions) -> int`` as kafka-python's ``partitioner`` setting took it (key
-  after serialization, possibly None; both lists sorted; every partition is available in
-  logq). :func:`call_partitioner` checks what it returns.
+  available_partitions) -> int`` as kafka-python 1.x-2.x's ``partitioner`` setting took it
+  (key after serialization, possibly None; both lists sorted; every partition is available
+  in logq), or an object with kafka-python 3's ``partition(topic, key, serialized_key,
+  value, serialized_value, cluster)`` method (a ``kafka.partitioner.Partitioner``), whose
+  ``cluster`` answers ``topics()``, ``partitions_for_topic(topic)`` and
+  ``available_partitions_for_topic(topic)``. :func:`call_partitioner` checks the result.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "KeyPlacements",
     "check_partitioner",
     "call_partitioner",
+    "ClusterView",
 ]
 
 Partitioner = Callable[[bytes | None, list[int], list[int]], int]
@@ -165,25 +169,53 @@ class StickyPartitioner:
         return self._current
 
 
-def check_partitioner(partitioner: object) -> Partitioner | None:
-    """``partitioner`` if it is None or callable, else ConfigError (at Producer construction)."""
-    if partitioner is not None and not callable(partitioner):
+def check_partitioner(partitioner: object) -> Any:
+    """``partitioner`` if it is None, callable or has a ``partition`` method (kafka-python 3's
+    Partitioner), else ConfigError (at Producer construction)."""
+    has_method = callable(getattr(partitioner, "partition", None)) and not isinstance(partitioner, (str, bytes))
+    if partitioner is not None and not callable(partitioner) and not has_method:
         raise ConfigError(
             f"partitioner={partitioner!r} is invalid: must be a callable "
-            "partitioner(key_bytes, all_partitions, available_partitions) -> int, or None"
+            "partitioner(key_bytes, all_partitions, available_partitions) -> int, an object with "
+            "kafka-python's partition(topic, key, serialized_key, value, serialized_value, cluster), or None"
         )
     return partitioner
 
 
-def call_partitioner(partitioner: Partitioner, topic: str, key: bytes | None, num_partitions: int) -> int:
+class ClusterView:
+    """The ``cluster`` a kafka-python Partitioner reads: one topic and its partition count."""
+
+    __slots__ = ("topic", "num_partitions")
+
+    def __init__(self, topic: str, num_partitions: int) -> None:
+        self.topic = topic
+        self.num_partitions = num_partitions
+
+    def topics(self) -> set[str]:
+        return {self.topic}
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return set(range(self.num_partitions)) if topic == self.topic else None
+
+    available_partitions_for_topic = partitions_for_topic
+
+
+def call_partitioner(
+    partitioner: Any, topic: str, key: bytes | None, num_partitions: int, given: tuple[Any, Any, Any] = (None,) * 3
+) -> int:
     """The partition ``partitioner`` picks for ``key`` among ``num_partitions``, checked.
 
-    Its own exception is wrapped in ConfigError (``__cause__``); a result that is not an int
-    in [0, num_partitions) raises UnknownPartitionError naming the partitioner.
+    ``given`` is (key, value, serialized value) as passed to send, for kafka-python 3's
+    Partitioner objects. Its own exception is wrapped in ConfigError (``__cause__``); a
+    result that is not an int in [0, num_partitions) raises UnknownPartitionError naming it.
     """
     every = list(range(num_partitions))
+    method = None if callable(partitioner) else getattr(partitioner, "partition", None)
     try:
-        p: Any = partitioner(key, every, list(every))
+        if method is not None:
+            p: Any = method(topic, given[0], key, given[1], given[2], ClusterView(topic, num_partitions))
+        else:
+            p = partitioner(key, every, list(every))
     except LogqError:
         raise
     except Exception as e:

@@ -106,7 +106,7 @@ class Producer:
         max_open_partitions: int = DEFAULT_MAX_OPEN_PARTITIONS,
         compression_type: str | None = None,
         compression_level: int | None = None,
-        partitioner: Callable[[bytes | None, list[int], list[int]], int] | None = None,
+        partitioner: Any = None,  # a callable (kafka-python 1-2) or a kafka.partitioner.Partitioner
     ) -> None:
         self._closed = True  # until built: __del__ of a half-built Producer does nothing
         check_settings(data_dir, fsync, linger_ms, batch_size, buffer_bytes, max_block_ms)
@@ -180,7 +180,7 @@ class Producer:
             raise self._too_large(topic, size)
         ts = int(time.time() * 1000) if timestamp_ms is None else to_millis(timestamp_ms, "timestamp_ms")
         if on_delivery is not None or x.partitioner is not None:
-            partition = rare_arguments(x.partitioner, topic, info[0], partition, k, on_delivery)
+            partition = rare_arguments(x.partitioner, topic, info[0], partition, k, on_delivery, (key, value, v))
         drain = False
         with self._lock:
             tp = (topic, self._choose_partition(topic, info, partition, k, size))
@@ -272,7 +272,7 @@ class Producer:
         except (KeyError, TypeError):
             info = self._topic_info(topic)
         if partition is None and self._x.partitioner is not None:
-            partition = call_partitioner(self._x.partitioner, topic, k, info[0])
+            partition = call_partitioner(self._x.partitioner, topic, k, info[0], (key, None, None))
         record_limit = info[1]
         ts = int(time.time() * 1000) if timestamp_ms is None else to_millis(timestamp_ms, "timestamp_ms")
         limit = min(_BULK_BATCH_BYTES, record_limit + BATCH_OVERHEAD - 1024)

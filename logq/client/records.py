@@ -67,13 +67,15 @@ def rare_arguments(
     partition: int | None,
     key: bytes | None,
     on_delivery: object,
+    given: tuple[Any, Any, Any],
 ) -> Any:
     """``send``'s rarer arguments, checked before anything is queued: ``on_delivery`` must be
-    callable; without an explicit ``partition``, the user's partitioner picks one (checked)."""
+    callable; without an explicit ``partition``, the user's partitioner picks one (checked;
+    ``given``: the key and value as passed, and the serialized value)."""
     if on_delivery is not None and not callable(on_delivery):
         raise ConfigError(f"on_delivery must be callable, got {on_delivery!r}")
     if partition is None and partitioner is not None:
-        return call_partitioner(partitioner, topic, key, num_partitions)
+        return call_partitioner(partitioner, topic, key, num_partitions, given)
     return partition
 
 

@@ -157,3 +157,28 @@ def test_uncompressed_metrics_have_a_compression_rate_of_one(root: str) -> None:
         m = prod.metrics()
     assert m["record-send-total"] == 10 and m["compression-rate-avg"] == 1.0
     assert m["byte-total"] >= _on_disk_bytes(root, "t")  # send()'s accounting: an upper bound
+
+
+def test_kafka_pythons_own_default_partitioner_object_places_keys_as_logq_does(root: str) -> None:
+    kp = pytest.importorskip("kafka.partitioner")
+    make_topic(root, "t", 6)
+    with Producer(root, partitioner=kp.DefaultPartitioner()) as theirs, Producer(root) as ours:
+        for i in range(60):
+            k = b"key-%d" % i
+            assert theirs.send("t", b"v", key=k).get(10).partition == ours.send("t", b"v", key=k).get(10).partition
+        assert theirs.send("t", b"no key").get(10).partition in range(6)  # random, as kafka-python does
+
+
+def test_a_kafka_python_style_partitioner_object_gets_both_keys_values_and_the_cluster(root: str) -> None:
+    make_topic(root, "t", 3)
+    seen: list[tuple[Any, ...]] = []
+
+    class ByValue:
+        def partition(self, topic: str, key: Any, key_bytes: Any, value: Any, value_bytes: Any, cluster: Any) -> int:
+            seen.append((topic, key, key_bytes, value, value_bytes, sorted(cluster.partitions_for_topic(topic))))
+            assert topic in cluster.topics() and cluster.available_partitions_for_topic(topic) == {0, 1, 2}
+            return len(value) % 3
+
+    with Producer(root, partitioner=ByValue(), key_serializer="str", value_serializer="str") as prod:
+        assert prod.send("t", "abcd", key="k").get(10).partition == 1
+    assert seen == [("t", "k", b"k", "abcd", b"abcd", [0, 1, 2])]
