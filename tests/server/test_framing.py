@@ -157,3 +157,24 @@ def test_random_payloads_raise_only_protocol_errors(payload: bytes) -> None:
         _decode(payload)
     except LogqError as e:
         assert isinstance(e, ProtocolError)
+
+
+def test_header_v2_tagged_fields_are_skipped_and_a_null_client_id_is_none() -> None:
+    body = wire.request_frame(
+        18, 3, 1, wire.request_class(18, 3)(client_software_name="x", client_software_version="1")
+    )
+    payload = body[4:]
+    fixed = struct.pack(">hhih", 18, 3, 42, -1)  # null client_id
+    tags = b"\x02" + b"\x00\x03abc" + b"\x05\x01z"  # two tagged fields (tag, size, bytes)
+    after_header = 8 + 2 + len("test") + 1  # fixed fields, client_id "test", empty tag section
+    frame_ = fixed + tags + payload[after_header:]
+    header = kio_api.parse_header(frame_)
+    assert (header.api_key, header.api_version, header.correlation_id, header.client_id) == (18, 3, 42, None)
+    assert header.body_offset == len(fixed) + len(tags)
+    assert kio_api.decode_request(header, frame_).client_software_name == "x"
+
+
+def test_a_tagged_field_running_past_the_header_is_a_protocol_error() -> None:
+    frame_ = struct.pack(">hhih", 18, 3, 1, -1) + b"\x01\x00\x7f"
+    with pytest.raises(ProtocolError, match="tagged field"):
+        kio_api.parse_header(frame_)
