@@ -70,10 +70,7 @@ def _network_read(bootstrap: str, total: int) -> list[tuple[int, bytes]]:
     return out
 
 
-@pytest.mark.parametrize("partitions", [3])
-def test_an_embedded_consumer_group_sees_network_records_in_every_partition(
-    bootstrap: str, root: str, partitions: int
-) -> None:
+def test_an_embedded_consumer_sees_keyed_network_records_in_every_partition(bootstrap: str, root: str) -> None:
     from kafka import KafkaProducer
 
     partitions = 3
