@@ -15,6 +15,7 @@ explicit ``insecure=True``: an open broker on a network is a choice, not a defau
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import ipaddress
 import logging
@@ -151,6 +152,7 @@ class Server:
             if isinstance(err, LogqError):
                 raise err
             raise ConfigError(f"the server could not start: {type(err).__name__}: {err}")
+        atexit.register(self.stop)  # a server never stopped still closes its logs cleanly at exit
         return self
 
     def serve(self, *, handle_signals: bool = True) -> None:
@@ -186,6 +188,7 @@ class Server:
         if thread is not None and thread is not threading.current_thread():
             thread.join()
         self._closed = True
+        atexit.unregister(self.stop)
 
     close = stop
 

@@ -99,3 +99,21 @@ def test_logq_serve_prints_where_it_listens_and_what_it_serves_and_stops_on_sigt
     assert proc.returncode == 0
     assert "logq serve: stopped" in out
     assert "INFO connection from 127.0.0.1:" in err and "Traceback" not in err
+
+
+def test_a_server_never_stopped_closes_its_logs_cleanly_when_the_interpreter_exits(root: str) -> None:
+    from logq.storage.log import PartitionLog
+
+    script = (
+        "import sys, logq\n"
+        "from kafka import KafkaProducer\n"
+        "srv = logq.Server(sys.argv[1], port=0).start()\n"
+        "p = KafkaProducer(bootstrap_servers=f'127.0.0.1:{srv.port}')\n"
+        "p.send('left-open', b'v').get(timeout=30)\n"
+        "p.close()\n"  # no srv.stop(): the interpreter exits with the server running
+    )
+    res = subprocess.run([sys.executable, "-c", script, root], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    with PartitionLog(f"{root}/left-open-0") as lg:
+        assert lg.report.clean  # the last writer recorded a clean shutdown
+        assert lg.log_end_offset == 1
