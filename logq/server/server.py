@@ -84,6 +84,7 @@ class Server:
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
+        self._start_lock = threading.Lock()
         self._start_error: BaseException | None = None
         self._closed = False
         self.served: list[str] = []
@@ -137,7 +138,12 @@ class Server:
             self._started.set()
 
     def start(self) -> Server:
-        """Listen, serving from a background thread; returns once the socket is bound."""
+        """Listen, serving from a background thread; returns once the socket is bound.
+        Starting a started server (from any thread) returns it as it is."""
+        with self._start_lock:
+            return self._start()
+
+    def _start(self) -> Server:
         if self._closed:
             raise ConfigError("this Server was stopped; create a new one")
         if self._thread is not None:

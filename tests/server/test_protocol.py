@@ -244,3 +244,25 @@ def test_a_client_that_leaves_its_responses_unread_is_closed_after_the_idle_time
             time.sleep(0.01)
         assert srv.stats()["connections"] == 0
         assert srv.stats()["buffered_response_bytes"] == 0
+
+
+def test_two_threads_starting_and_stopping_one_server_get_one_server(root: str) -> None:
+    import threading
+
+    srv = Server(root, port=0)
+    ports: list[int] = []
+    starters = [threading.Thread(target=lambda: ports.append(srv.start().port)) for _ in range(4)]
+    for t in starters:
+        t.start()
+    for t in starters:
+        t.join(60)
+    assert len(ports) == 4 and len(set(ports)) == 1
+    assert _api_versions(ports[0], 3)[1].error_code == 0  # type: ignore[attr-defined]
+    stoppers = [threading.Thread(target=srv.stop) for _ in range(4)]
+    for t in stoppers:
+        t.start()
+    for t in stoppers:
+        t.join(60)
+    assert not any(t.is_alive() for t in stoppers)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", ports[0]), timeout=1)
