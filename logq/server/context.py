@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logq.client.notify import Watcher
+from logq.config import LogConfig
 from logq.errors import ConfigError, CorruptTopicMetadataError, LogqError, TopicExistsError, UnknownTopicError
 from logq.server.framing import DEFAULT_MAX_REQUEST_BYTES
 from logq.server.idempotence import PartitionProducers, ProducerIds
@@ -93,6 +94,7 @@ class ServerConfig:
             raise ConfigError(f"auto_create_topics must be a bool, not {self.auto_create_topics!r}")
         if not isinstance(self.default_topic_config, dict):
             raise ConfigError(f"default_topic_config must be a dict, not {self.default_topic_config!r}")
+        LogConfig.from_dict(self.default_topic_config)  # ConfigError names a bad setting now, not at first use
 
 
 @dataclass

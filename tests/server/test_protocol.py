@@ -266,3 +266,20 @@ def test_two_threads_starting_and_stopping_one_server_get_one_server(root: str) 
     assert not any(t.is_alive() for t in stoppers)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", ports[0]), timeout=1)
+
+
+@pytest.mark.parametrize(
+    ("data_dir", "kwargs"),
+    [
+        (5, {}),
+        ("", {}),
+        (None, {"host": 127}),
+        (None, {"ssl_context": "cert.pem"}),
+        (None, {"auto_create_topics": "yes"}),
+        (None, {"default_topic_config": {"no_such_setting": 1}}),
+        (None, {"default_topic_config": {"fsync": "sometimes"}}),
+    ],
+)
+def test_wrong_argument_types_are_config_errors(root: str, data_dir: object, kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        Server(root if data_dir is None else data_dir, port=0, **kwargs).start()  # type: ignore[arg-type]
