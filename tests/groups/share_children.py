@@ -98,3 +98,29 @@ def ack_then_die(root: str, topic: str, group: str, workdir: str, commit: bool) 
         sc.commit()
     _append(os.path.join(workdir, "acked.log"), [r.offset for r in recs])
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def chaos_worker(root: str, topic: str, group: str, workdir: str, name: str, seed: int) -> None:
+    """Like ``worker`` with random rejects, and journalled with the pid: the parent kills it
+    with kill -9 at any moment and starts another."""
+    rng = random.Random(seed)
+    path = os.path.join(workdir, f"{name}.log")
+    stop = os.path.join(workdir, "stop")
+    with logq.ShareConsumer(
+        root,
+        [topic],
+        group_id=group,
+        acknowledgement_mode="explicit",
+        auto_offset_reset="earliest",
+        lock_duration_ms=600_000,
+        delivery_count_limit=10,
+    ) as sc:
+        while not os.path.exists(stop):
+            recs = sc.poll(timeout=0.05, max_records=rng.randint(1, 10))
+            for r in recs:
+                _append(path, ["got", r.partition, r.offset, r.delivery_count])
+            for r in recs:
+                roll = rng.random()
+                sc.acknowledge(r, "release" if roll < 0.1 else "reject" if roll < 0.13 else "accept")
+            if rng.random() < 0.5:
+                sc.commit()

@@ -157,3 +157,60 @@ def test_committed_acknowledgements_survive_kill_9_and_uncommitted_ones_are_rede
     # "a" committed: nothing comes back; "b" acknowledged without commit(): the acknowledgements
     # were never applied, the crash counts as a delivery
     assert sorted((r.topic, r.offset, r.delivery_count) for r in got) == [("b", 0, 2), ("b", 1, 2), ("b", 2, 2)]
+
+
+def test_workers_killed_at_random_lose_nothing_and_never_share_a_delivery(root: str, tmp_path: Path) -> None:
+    total = 3000
+    with logq.Admin(root) as a:
+        a.create_topic("jobs", partitions=2)
+    with logq.Producer(root) as p:
+        for i in range(total):
+            p.send("jobs", b"job-%d" % i, partition=i % 2)
+    work = tmp_path / "work"
+    work.mkdir()
+    rng = __import__("random").Random(7)
+    procs: dict[str, multiprocessing.process.BaseProcess] = {}
+    serial = 0
+
+    def start() -> None:
+        nonlocal serial
+        name = f"c{serial}"
+        serial += 1
+        procs[name] = CTX.Process(
+            target=children.chaos_worker, args=(root, "jobs", "g", str(work), name, serial), daemon=True
+        )
+        procs[name].start()
+
+    for _ in range(4):
+        start()
+    deadline = time.monotonic() + 120
+    while not list(work.glob("*.log")) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the workers started
+    for _ in range(8):  # kill -9 a random worker (one that has had records, if any has), start another
+        time.sleep(rng.random() * 0.3)
+        alive = sorted(n for n, p in procs.items() if p.is_alive())
+        busy = [n for n in alive if (work / f"{n}.log").exists()]
+        victim = rng.choice(busy or alive)
+        os.kill(procs[victim].pid, signal.SIGKILL)
+        procs[victim].join()
+        start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        parts = describe_share_group(root, "g").partitions
+        if len(parts) == 2 and all(p.start_offset == total // 2 for p in parts):
+            break
+        time.sleep(0.05)
+    (work / "stop").touch()
+    for p in procs.values():
+        p.join(60)
+    seen: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for log in work.glob("*.log"):
+        for r in rows(log):
+            seen[(r[1], r[2])].append(r[3])
+    for key, counts in seen.items():
+        assert len(counts) == len(set(counts)), (key, counts)  # no delivery handed out twice
+    parts = describe_share_group(root, "g").partitions
+    assert [(p.start_offset, p.end_offset, p.states) for p in parts] == [(total // 2, total // 2, {})] * 2
+    finished = sum(p.totals.get("acknowledged", 0) + p.totals.get("rejected", 0) for p in parts)
+    archived_at_limit = sum(p.totals.get("delivery_limit", 0) for p in parts)
+    assert finished + archived_at_limit == total  # every record finished exactly once
