@@ -32,7 +32,7 @@ from logq.config import LogConfig
 from logq.errors import ConfigError, CorruptTopicMetadataError, LogqError, TopicExistsError, UnknownTopicError
 from logq.server.framing import DEFAULT_MAX_REQUEST_BYTES
 from logq.server.idempotence import PartitionProducers, ProducerIds
-from logq.storage.files import FileLock
+from logq.storage.files import FileLock, make_dir
 from logq.storage.log import PartitionLog
 from logq.storage.topics import META_DIR, TopicMeta, TopicRegistry, partition_path
 
@@ -338,7 +338,7 @@ def _close_quietly(lg: PartitionLog) -> None:
 def _lock_data_dir(root: str) -> FileLock:
     """One server per data directory (producer ids and dedup state are the server's)."""
     folder = os.path.join(root, META_DIR, "server")
-    os.makedirs(folder, exist_ok=True)
+    make_dir(folder)  # 0700 (0750 when the data directory is group-shared), as logq's own
     lock = FileLock(os.path.join(folder, "serve.lock"))
     if not lock.acquire(blocking=False):
         lock.close()

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logq.storage import meta as _meta
+from logq.storage.files import make_dir
 from logq.storage.topics import META_DIR
 
 __all__ = ["MAX_REMEMBERED_BATCHES", "ID_BLOCK", "Verdict", "PartitionProducers", "ProducerIds"]
@@ -119,7 +120,8 @@ class ProducerIds:
 
     def __init__(self, root: str) -> None:
         folder = os.path.join(root, META_DIR, "server")
-        os.makedirs(folder, exist_ok=True)
+        make_dir(os.path.dirname(folder))
+        make_dir(folder)  # 0700 (0750 when the data directory is group-shared), as logq's own
         self.path = os.path.join(folder, "producer_ids")
         got = _meta.read_meta(self.path).value
         start = got.get("next_block", 0) if isinstance(got, dict) else 0

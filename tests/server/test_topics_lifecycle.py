@@ -175,3 +175,15 @@ def test_a_long_poll_is_woken_by_a_producer_outside_the_server(
         t.join(120)  # a liveness bound: without a wake-up it would wait for days
         assert not t.is_alive()
     assert result and b"direct" in result[0].records  # type: ignore[attr-defined]
+
+
+def test_the_servers_own_files_are_private_like_the_rest_of_the_data_directory(root: str) -> None:
+    import os
+    import stat
+
+    with Server(root, port=0):
+        pass
+    folder = os.path.join(root, "__logq", "server")
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+    for name in os.listdir(folder):
+        assert stat.S_IMODE(os.stat(os.path.join(folder, name)).st_mode) & 0o077 == 0, name
