@@ -183,6 +183,7 @@ class Journal:
     def append(self, state: SharePartitionState, touched: set[int]) -> None:
         assert self.fd is not None
         frame = encode_frame(state, touched)
+        fs.crash_point("share.append")
         fs.pwrite_all(self.fd, frame, self.pos, self.path)
         self.pos += len(frame)
         if self.pos > max(COMPACT_MIN_BYTES, 8 * self.snapshot_bytes):
@@ -203,10 +204,12 @@ class Journal:
         """Compaction: a new file with one snapshot frame replaces the journal, durably."""
         data = MAGIC + encode_frame(state, None)
         tmp = fs.write_tmp(self.path, data)
+        fs.crash_point("share.compact.written")
         try:
             os.replace(tmp, self.path)
         except OSError as e:
             raise storage_error("rename", self.path, e) from None
+        fs.crash_point("share.compact.renamed")
         fs.fsync_dir(os.path.dirname(self.path))
         self.close()
         self.fd = fs.open_file(self.path, os.O_RDWR)

@@ -124,3 +124,27 @@ def chaos_worker(root: str, topic: str, group: str, workdir: str, name: str, see
                 sc.acknowledge(r, "release" if roll < 0.1 else "reject" if roll < 0.13 else "accept")
             if rng.random() < 0.5:
                 sc.commit()
+
+
+def compacting_worker(root: str, topic: str, group: str, workdir: str) -> None:
+    """Accept records one poll at a time with commits, journal every committed offset, with
+    compaction forced often; LOGQ_CRASH_AT (set by the parent) kills it at a chosen site."""
+    from logq.groups import share_journal
+
+    share_journal.COMPACT_MIN_BYTES = 600
+    with logq.ShareConsumer(
+        root,
+        [topic],
+        group_id=group,
+        acknowledgement_mode="explicit",
+        auto_offset_reset="earliest",
+        lock_duration_ms=600_000,
+    ) as sc:
+        while True:
+            recs = sc.poll(timeout=1.0, max_records=3)
+            if not recs:
+                return
+            for r in recs:
+                sc.acknowledge(r, "accept")
+            sc.commit()
+            _append(os.path.join(workdir, "committed.log"), [r.offset for r in recs])

@@ -17,6 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import logq
+import pytest
 from logq.groups.share_store import describe_share_group
 
 from tests.groups import share_children as children
@@ -214,3 +215,29 @@ def test_workers_killed_at_random_lose_nothing_and_never_share_a_delivery(root: 
     finished = sum(p.totals.get("acknowledged", 0) + p.totals.get("rejected", 0) for p in parts)
     archived_at_limit = sum(p.totals.get("delivery_limit", 0) for p in parts)
     assert finished + archived_at_limit == total  # every record finished exactly once
+
+
+@pytest.mark.parametrize("site", ["share.append:7", "share.compact.written:2", "share.compact.renamed:2"])
+def test_a_crash_while_journaling_or_compacting_loses_no_commit_and_damages_nothing(
+    root: str, tmp_path: Path, site: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    total = 60
+    make_topic(root, total)
+    monkeypatch.setenv("LOGQ_CRASH_AT", site)
+    proc = CTX.Process(target=children.compacting_worker, args=(root, "jobs", "g", str(tmp_path)), daemon=True)
+    proc.start()
+    proc.join(120)
+    monkeypatch.delenv("LOGQ_CRASH_AT")
+    assert proc.exitcode == -signal.SIGKILL
+    committed = {o for row in rows(tmp_path / "committed.log") for o in row}
+    assert committed  # it got some way before the crash
+    with logq.ShareConsumer(root, ["jobs"], group_id="g", auto_offset_reset="earliest", max_poll_records=1000) as sc:
+        again = sc.poll(timeout=0)
+        acknowledged = describe_share_group(root, "g").partitions[0].totals["acknowledged"]
+    redelivered = {r.offset for r in again}
+    assert not committed & redelivered  # nothing committed comes back
+    # nothing is lost: each record was acknowledged (committed, or applied just before the crash
+    # without the child living to say so) or comes back
+    assert acknowledged >= len(committed)
+    assert acknowledged + len(redelivered) == total
+    assert committed | redelivered <= set(range(total))
