@@ -123,12 +123,12 @@ class _Partition:
 class _Alive:
     """Liveness of members, each probed once per lock hold; a dead member's file is removed."""
 
-    def __init__(self, gdir: str, me: str | None) -> None:
-        self.gdir, self.me = gdir, me
+    def __init__(self, gdir: str, mine: set[str] | dict[str, int]) -> None:
+        self.gdir, self.mine = gdir, mine
         self.seen: dict[str, bool] = {}
 
     def __call__(self, member: str) -> bool:
-        if member == self.me:
+        if member in self.mine:
             return True
         alive = self.seen.get(member)
         if alive is None:
@@ -148,13 +148,32 @@ class ShareGroupStore:
         self.lock_timeout_ms = lock_timeout_ms
         _make_dirs(self.gdir)
         self.member_id: str | None = None
-        self._member_fd: int | None = None
-        if join:
-            self.member_id = f"{os.getpid()}-{secrets.token_hex(8)}"
-            content = f"0 0 {os.getpid()}\n".encode("ascii")
-            self._member_fd = new_locked_file(member_path(self.gdir, self.member_id), content)
+        self._members: dict[str, int] = {}  # member id -> descriptor of its flocked member file
         self._parts: dict[TP, _Partition] = {}
         self._closed = False
+        if join:
+            self.member_id = self.add_member(f"{os.getpid()}-{secrets.token_hex(8)}")
+
+    def add_member(self, member_id: str) -> str:
+        """Make ``member_id`` a live member held by this process (its member file flocked until
+        :meth:`remove_member` or :meth:`close`): a server hosting network members adds one per
+        member. Ids must be unique: use a random part."""
+        if self._closed:
+            raise ClientClosedError("share group store")
+        check_name("member id", member_id)
+        if member_id in self._members:
+            return member_id
+        content = f"0 0 {os.getpid()}\n".encode("ascii")
+        self._members[member_id] = new_locked_file(member_path(self.gdir, member_id), content)
+        return member_id
+
+    def remove_member(self, member_id: str) -> None:
+        """Unlock and remove a member's file: its acquired records return to available at the
+        next operation of any member (the crash rule: the delivery counts)."""
+        fd = self._members.pop(member_id, None)
+        if fd is not None:
+            fs.unlink_if_exists(member_path(self.gdir, member_id))
+            os.close(fd)
 
     def _part(self, tp: TP) -> _Partition:
         if self._closed:
@@ -188,7 +207,7 @@ class ShareGroupStore:
                 if journal.fd is None and not journal.exists():
                     journal.create(SharePartitionState(start_offset()))
                 state = journal.catch_up()
-                alive = _Alive(self.gdir, self.member_id)
+                alive = _Alive(self.gdir, self._members)
                 limit = policy.delivery_count_limit
                 for member in sorted(state.holders()):
                     if not alive(member):
@@ -246,10 +265,8 @@ class ShareGroupStore:
         for part in self._parts.values():
             part.close()
         self._parts.clear()
-        if self._member_fd is not None and self.member_id is not None:
-            fs.unlink_if_exists(member_path(self.gdir, self.member_id))
-            os.close(self._member_fd)
-            self._member_fd = None
+        for member_id in list(self._members):
+            self.remove_member(member_id)
 
     def __enter__(self) -> ShareGroupStore:
         return self
@@ -339,7 +356,7 @@ def describe_share_group(root: str, group: str, *, now_ms: int | None = None) ->
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     store = ShareGroupStore(root, group, join=False)
     try:
-        alive = _Alive(gdir, None)
+        alive = _Alive(gdir, set())
         parts = []
         for tp in store.partitions():
             st = store.snapshot(tp)

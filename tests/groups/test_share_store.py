@@ -129,3 +129,26 @@ def test_describe_and_list(root: str) -> None:
         assert p.delivery_counts == {1: 4}
         assert p.oldest_acquired == (0, a.member_id, 1000)
         assert (p.expired_locks, p.dead_holders) == (3, 0)
+
+
+def test_one_process_can_host_several_members_and_remove_one(root: str) -> None:
+    with ShareGroupStore(root, "g", join=False) as host, ShareGroupStore(root, "g") as other:
+        host.add_member("net-1")
+        host.add_member("net-2")
+
+        def take(member: str, n: int) -> list[tuple[int, int]]:
+            return host.update(
+                TP,
+                lambda st: st.acquire(member, 0, [Candidate(o) for o in range(st.end, 4)], n, lock_ms=1000, limit=3),
+                start_offset=lambda: 0,
+                policy=POLICY,
+                now_ms=0,
+            )
+
+        assert take("net-1", 2) == [(0, 1), (1, 1)]
+        assert take("net-2", 2) == [(2, 1), (3, 1)]
+        assert acquire(other, 1, 4) == []  # both hosted members are alive
+        host.remove_member("net-1")
+        assert acquire(other, 1, 4) == [(0, 2), (1, 2)]
+        with pytest.raises(logq.InvalidGroupIdError):
+            host.add_member("../x")
