@@ -28,7 +28,9 @@ EXPIRE_AT_HEADER = "logq.expire_at_ms"
 ACK_MODES = ("implicit", "explicit")
 RESETS = ("latest", "earliest")
 PRIORITY_MODES = ("strict", "weighted")
+BACKOFF_MODES = ("fixed", "exponential")
 MAX_LOCK_MS = 3_600_000
+MAX_BACKOFF_MS = 366 * 86_400_000
 
 
 def bounded(name: str, v: Any, lo: int, hi: int) -> int:

@@ -21,6 +21,9 @@ logq/groups/share_state.py and logq/groups/share_store.py; the guide is docs/que
 - Waiting: inotify (logq/client/notify.py) on the partitions, the group's journals and member
   files (a killed consumer wakes the others), with the wait bounded by the next lock expiry
   or delayed record's time; no timer loop.
+- ``redelivery_backoff_ms`` (0: none): a record whose lock expired or whose consumer died is
+  not acquired again before this long ("fixed"), or ``redelivery_backoff_ms * 2 ** (count -
+  1)`` ("exponential", capped at ``max_redelivery_backoff_ms``).
 - ``priorities={"urgent": 10, "bulk": 1}``: ``priority_mode="strict"`` (default) fills a poll
   from the highest-weight topic first, a lower topic only gets what the higher ones did not
   fill; ``"weighted"`` orders the topics at each poll by a weighted random draw, so a topic of
@@ -48,6 +51,8 @@ from logq.client.producer import Producer
 from logq.client.serde import get_deserializer
 from logq.client.share_config import (
     ACK_MODES,
+    BACKOFF_MODES,
+    MAX_BACKOFF_MS,
     MAX_LOCK_MS,
     PRIORITY_MODES,
     RESETS,
@@ -61,7 +66,7 @@ from logq.client.share_config import (
 )
 from logq.codec.batch import BatchRecord
 from logq.errors import ClientClosedError, ConfigError, DeserializationError, LogqError, ShareAcknowledgementError
-from logq.groups.share_state import ACK_TYPES, Archived, Candidate, SharePartitionState
+from logq.groups.share_state import ACK_TYPES, Archived, Candidate, SharePartitionState, backoff_fn
 from logq.groups.share_store import ShareGroupStore, SharePolicy
 from logq.storage.topics import TopicRegistry, partition_path
 from logq.types import Record, ShareRecord, TopicPartition
@@ -97,6 +102,9 @@ class ShareConsumer:
         priorities: dict[str, int] | None = None,
         priority_mode: str = "strict",
         record_ttl_ms: int | None = None,
+        redelivery_backoff_ms: int = 0,
+        redelivery_backoff: str = "fixed",
+        max_redelivery_backoff_ms: int = 3_600_000,
         max_poll_records: int = 500,
         key_deserializer: Any = None,
         value_deserializer: Any = None,
@@ -116,6 +124,11 @@ class ShareConsumer:
             bounded("lock_duration_ms", lock_duration_ms, 1, MAX_LOCK_MS),
             bounded("delivery_count_limit", delivery_count_limit, 1, 1000),
             bounded("max_in_flight", max_in_flight, 1, 100_000),
+            backoff_fn(
+                bounded("redelivery_backoff_ms", redelivery_backoff_ms, 0, MAX_BACKOFF_MS),
+                check_choice("redelivery_backoff", redelivery_backoff, BACKOFF_MODES),
+                bounded("max_redelivery_backoff_ms", max_redelivery_backoff_ms, 1, MAX_BACKOFF_MS),
+            ),
         )
         self.record_ttl_ms = None if record_ttl_ms is None else int_at_least("record_ttl_ms", record_ttl_ms, 1)
         self.max_poll_records = int_at_least("max_poll_records", max_poll_records, 1)

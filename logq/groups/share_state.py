@@ -21,6 +21,8 @@ Rules:
   until ``now + lock_ms``. A record whose ``expire_at_ms`` has passed is archived ("expired")
   instead of delivered. A record held by a member is never handed to another while the lock
   runs (expiry and a dead member are the only ways out besides acknowledgement).
+- A lock that ends unacknowledged (expiry, dead member) may carry a redelivery backoff
+  (:func:`backoff_fn`: fixed or exponential in the delivery count), beyond Kafka.
 - Kafka's delivery limit: the count rises at acquisition; when a lock expires, the member dies
   or releases it and the count is at least ``delivery_count_limit``, the record is ARCHIVED
   with reason "delivery_limit"; otherwise it is AVAILABLE again with its count kept.
@@ -36,7 +38,7 @@ journal; :func:`to_runs` / :func:`from_runs` turn entries into Kafka-like runs
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -45,6 +47,19 @@ STATE_NAMES = {AVAILABLE: "available", ACQUIRED: "acquired", ACKNOWLEDGED: "ackn
 FINISHED = (ACKNOWLEDGED, ARCHIVED)
 ACK_TYPES = ("accept", "release", "reject")
 DEFAULT_MAX_IN_FLIGHT = 2000
+Backoff = Callable[[int], int]  # delivery count -> milliseconds before the next acquisition
+
+
+def backoff_fn(base_ms: int, mode: str = "fixed", max_ms: int | None = None) -> Backoff | None:
+    """The redelivery delay after a lock ends unacknowledged (expiry, dead member): ``base_ms``
+    each time ("fixed"), or ``base_ms * 2 ** (count - 1)`` ("exponential"), capped at
+    ``max_ms``; None when ``base_ms`` is 0."""
+    if base_ms <= 0:
+        return None
+    cap = max_ms if max_ms is not None else 3_600_000
+    if mode == "fixed":
+        return lambda count: min(base_ms, cap)
+    return lambda count: min(base_ms << min(max(count - 1, 0), 40), cap)
 
 
 @dataclass(slots=True)
@@ -202,20 +217,24 @@ class SharePartitionState:
             moved = True
         self.changes.window_moved |= moved
 
-    def expire(self, now_ms: int, limit: int) -> list[int]:
-        """Locks whose deadline has passed end; returns their offsets."""
+    def expire(self, now_ms: int, limit: int, backoff: Backoff | None = None) -> list[int]:
+        """Locks whose deadline has passed end; returns their offsets. ``backoff(count)`` is how
+        long after ``now_ms`` a record that was delivered ``count`` times may be acquired again."""
         out = [o for o, r in self.records.items() if r.state == ACQUIRED and r.deadline_ms <= now_ms]
         for off in out:
-            self._finish_or_free(off, self.records[off], limit)
+            r = self.records[off]
+            self._finish_or_free(off, r, limit, now_ms + backoff(r.count) if backoff else 0)
         self._advance()
         self.check(out)
         return out
 
-    def member_gone(self, member: str, limit: int) -> list[int]:
-        """A member died or left: its records end their locks (a crash counts as an attempt)."""
+    def member_gone(self, member: str, limit: int, now_ms: int = 0, backoff: Backoff | None = None) -> list[int]:
+        """A member died or left: its records end their locks (a crash counts as an attempt),
+        available again ``backoff(count)`` after ``now_ms``."""
         out = self.held_by(member)
         for off in out:
-            self._finish_or_free(off, self.records[off], limit)
+            r = self.records[off]
+            self._finish_or_free(off, r, limit, now_ms + backoff(r.count) if backoff else 0)
         self._advance()
         self.check(out)
         return out

@@ -55,6 +55,7 @@ from logq.groups.share_state import (
     DEFAULT_MAX_IN_FLIGHT,
     STATE_NAMES,
     Archived,
+    Backoff,
     SharePartitionState,
 )
 from logq.storage import files as fs
@@ -83,6 +84,7 @@ class SharePolicy:
     lock_ms: int = 30_000
     delivery_count_limit: int = 5
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    backoff: Backoff | None = None  # redelivery delay after an expired lock or a dead member
 
 
 def share_groups_root(root: str) -> str:
@@ -211,8 +213,8 @@ class ShareGroupStore:
                 limit = policy.delivery_count_limit
                 for member in sorted(state.holders()):
                     if not alive(member):
-                        state.member_gone(member, limit)
-                state.expire(now_ms, limit)
+                        state.member_gone(member, limit, now_ms, policy.backoff)
+                state.expire(now_ms, limit, policy.backoff)
                 result = change(state)
                 changes = state.take_changes()
                 if changes.archived and on_archive is not None:

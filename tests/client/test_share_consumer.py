@@ -297,6 +297,9 @@ def test_wrong_arguments_raise_config_errors(root: str) -> None:
         {"priority_mode": "fair"},
         {"clock": 5},
         {"record_ttl_ms": -1},
+        {"redelivery_backoff": "linear"},
+        {"redelivery_backoff_ms": -5},
+        {"max_redelivery_backoff_ms": 0},
     ]
     for kw in bad:
         with pytest.raises(logq.ConfigError):
@@ -392,3 +395,23 @@ def test_a_record_that_does_not_deserialize_is_released_and_archived_at_the_limi
         assert [(r.offset, r.value, r.delivery_count) for r in a.poll(timeout=0)] == [(1, "jobs-1", 1)]
     (p,) = describe_share_group(root, "g").partitions
     assert p.totals["delivery_limit"] == 1
+
+
+def test_exponential_redelivery_backoff_after_expired_locks(root: str, clock: Clock) -> None:
+    produce(root, "jobs", 1)
+    kw = {"redelivery_backoff_ms": 1000, "redelivery_backoff": "exponential", "acknowledgement_mode": "explicit"}
+    consumers = [sc_(root, clock, **kw) for _ in range(3)]
+    try:
+        for n, (sc, backoff) in enumerate(zip(consumers, (None, 1000, 2000)), start=1):
+            if backoff is not None:
+                clock.now += 1000  # the previous holder's lock (1000 ms) expires unacknowledged
+                assert sc.poll(timeout=0) == []
+                clock.now += backoff - 1
+                assert sc.poll(timeout=0) == []
+                clock.now += 1
+            (rec,) = sc.poll(timeout=0)
+            assert rec.delivery_count == n
+        consumers[2].acknowledge(rec, "accept")
+    finally:
+        for sc in consumers:
+            sc.close()

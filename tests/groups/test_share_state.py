@@ -21,6 +21,7 @@ from logq.groups.share_state import (
     AVAILABLE,
     Candidate,
     SharePartitionState,
+    backoff_fn,
     from_runs,
     to_runs,
 )
@@ -326,3 +327,19 @@ ShareMachine.TestCase.settings = settings(
     max_examples=300, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 test_share_state_matches_the_model = ShareMachine.TestCase
+
+
+def test_backoff_delays_redelivery_after_expiry_and_death() -> None:
+    exp = backoff_fn(100, "exponential", 250)
+    assert exp is not None and [exp(c) for c in (1, 2, 3, 4)] == [100, 200, 250, 250]
+    assert backoff_fn(0) is None
+    fixed = backoff_fn(50)
+    assert fixed is not None and [fixed(c) for c in (1, 5)] == [50, 50]
+    s = SharePartitionState(0)
+    acquire(s, "a", 0, upto=2)
+    s.expire(LOCK, LIMIT, exp)  # delivered once: 100 ms
+    assert acquire(s, "b", LOCK + 99, upto=2) == []
+    assert acquire(s, "b", LOCK + 100, upto=2) == [(0, 2), (1, 2)]
+    s.member_gone("b", LIMIT, LOCK + 150, exp)  # delivered twice: 200 ms
+    assert acquire(s, "c", LOCK + 349, upto=2) == []
+    assert acquire(s, "c", LOCK + 350, upto=2) == [(0, 3), (1, 3)]
