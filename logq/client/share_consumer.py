@@ -189,9 +189,11 @@ class ShareConsumer:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self._watcher.drain()
-            out = self._acquire(limit)
-            if out or self._closing or self._wakeup:
+            if self._closing or self._wakeup:  # acquire nothing a closing consumer would release
                 self._wakeup = False
+                return []
+            out = self._acquire(limit)
+            if out:
                 return out
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:

@@ -415,3 +415,21 @@ def test_exponential_redelivery_backoff_after_expired_locks(root: str, clock: Cl
     finally:
         for sc in consumers:
             sc.close()
+
+
+def test_close_from_another_thread_ends_a_waiting_poll_which_acquires_nothing(root: str) -> None:
+    produce(root, "jobs", 0)
+    a = logq.ShareConsumer(root, ["jobs"], group_id="g", auto_offset_reset="earliest")
+    got: list[list[logq.ShareRecord]] = []
+    t = threading.Thread(target=lambda: got.append(a.poll(timeout=None)))
+    t.start()
+    while a._owner == 0:  # the poll is under way
+        threading.Event().wait(0.001)
+    produce(root, "jobs", 1)
+    a.close()
+    t.join()
+    # the poll returned: with nothing, or with the record if it came before close(), which
+    # then released it
+    assert len(got) == 1 and [r.offset for r in got[0]] in ([], [0])
+    with logq.ShareConsumer(root, ["jobs"], group_id="g", auto_offset_reset="earliest") as b:
+        assert [(r.offset, r.delivery_count) for r in b.poll(timeout=0)] == [(0, 1 + len(got[0]))]
