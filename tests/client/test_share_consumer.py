@@ -433,3 +433,29 @@ def test_close_from_another_thread_ends_a_waiting_poll_which_acquires_nothing(ro
     assert len(got) == 1 and [r.offset for r in got[0]] in ([], [0])
     with logq.ShareConsumer(root, ["jobs"], group_id="g", auto_offset_reset="earliest") as b:
         assert [(r.offset, r.delivery_count) for r in b.poll(timeout=0)] == [(0, 1 + len(got[0]))]
+
+
+def test_commit_fdatasyncs_every_journal_written_since_the_last_commit_and_poll_does_not(
+    root: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    produce(root, "jobs", 4, partitions=2)
+    synced: list[str] = []
+    real = os.fdatasync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", spy)
+    with sc_(root, clock, acknowledgement_mode="explicit") as a:
+        recs = a.poll(timeout=0)
+        for r in recs:
+            a.acknowledge(r, "accept")
+        assert synced == []  # acquisitions are never synced
+        a.poll(timeout=0)  # applies the acknowledgements, still unsynced
+        assert synced == []
+        a.commit()
+        assert sorted(os.path.basename(p) for p in synced) == ["jobs-0.journal", "jobs-1.journal"]
+        synced.clear()
+        a.commit()
+        assert synced == []  # nothing written since
