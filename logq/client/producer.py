@@ -66,6 +66,7 @@ from logq.client.records import (
     rare_arguments,
     record_too_large,
     serialize,
+    timing_headers,
 )
 from logq.client.serde import get_serializer
 from logq.client.timestamps import to_millis
@@ -156,9 +157,14 @@ class Producer:
         partition: int | None = None,
         timestamp_ms: int | None = None,
         on_delivery: Callable[[BaseException | None, RecordMetadata | None], Any] | None = None,
+        *,
+        delay_ms: int | None = None,
+        deliver_at: Any = None,
+        ttl_ms: int | None = None,
     ) -> RecordFuture:
         """Queue one record; the future gives where it landed. ``on_delivery(error, metadata)``
-        (confluent-kafka's order) runs once it is written or failed (docs/guide.md, Producer)."""
+        (confluent-kafka's order) runs once it is written or failed (docs/guide.md, Producer).
+        ``delay_ms``/``deliver_at`` and ``ttl_ms``: for ShareConsumers (records.timing_headers)."""
         if self._closed:
             self._raise_closed()
         x = self._x
@@ -171,6 +177,9 @@ class Producer:
         except (KeyError, TypeError):  # first send to it, or not a topic name at all
             info = self._topic_info(topic)
         size = RECORD_OVERHEAD_BYTES + (len(k) if k else 0) + (len(v) if v else 0)
+        ts = int(time.time() * 1000) if timestamp_ms is None else to_millis(timestamp_ms, "timestamp_ms")
+        if delay_ms is not None or deliver_at is not None or ttl_ms is not None:
+            headers = timing_headers(headers, ts, delay_ms, deliver_at, ttl_ms)
         if headers:
             headers, hsize = encode_headers(headers)
             size += hsize
@@ -178,7 +187,6 @@ class Producer:
             raise SerializationError(f"headers must be a dict or a list of (str, bytes) pairs, got {headers!r}")
         if size > info[1]:
             raise self._too_large(topic, size)
-        ts = int(time.time() * 1000) if timestamp_ms is None else to_millis(timestamp_ms, "timestamp_ms")
         if on_delivery is not None or x.partitioner is not None:
             partition = rare_arguments(x.partitioner, topic, info[0], partition, k, on_delivery, (key, value, v))
         drain = False

@@ -7,6 +7,12 @@ are), keys and values must end up bytes or None, headers must be (str, bytes | N
 pairs, and a record too large for its topic's ``max_batch_bytes`` or the producer's
 ``buffer_bytes`` is refused with the limit it broke. ``RECORD_OVERHEAD_BYTES`` is what
 ``send`` counts for a record beyond its key, value and headers.
+
+Delayed delivery and expiry (``send(delay_ms=, deliver_at=, ttl_ms=)``, docs/queues.md) are
+two headers, ASCII decimal epoch milliseconds, read by ShareConsumers only (plain consumers
+read the log in order): ``logq.deliver_at_ms`` = ``deliver_at``, or the record's timestamp +
+``delay_ms``; ``logq.expire_at_ms`` = ``ttl_ms`` after the later of the record's timestamp
+and its delivery time (a delayed record gets its whole time to live once deliverable).
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from logq.client.partitioner import Partitioner, call_partitioner
+from logq.client.share_config import DELIVER_AT_HEADER, EXPIRE_AT_HEADER
+from logq.client.timestamps import TS_LIMIT, to_millis
 from logq.codec.batch import BATCH_OVERHEAD
 from logq.errors import ConfigError, LogqError, RecordTooLargeError, SerializationError
 
@@ -27,6 +35,7 @@ __all__ = [
     "rare_arguments",
     "record_too_large",
     "serialize",
+    "timing_headers",
 ]
 
 RECORD_OVERHEAD_BYTES = 24  # varints, attributes and header count of one record, at most
@@ -173,3 +182,39 @@ def record_too_large(topic: str, size: int, max_batch: int, buffer_bytes: int) -
         where=" of this Producer",
         hint="raise the Producer's buffer_bytes above the largest record, or send smaller records",
     )
+
+
+def _ms_arg(name: str, v: Any, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v < TS_LIMIT:
+        raise ConfigError(
+            f"{name}={v!r} is invalid: must be an int of milliseconds >= {lo}",
+            hint="a timedelta? pass int(td.total_seconds() * 1000)",
+        )
+    return v
+
+
+def timing_headers(headers: Any, timestamp_ms: int, delay_ms: Any, deliver_at: Any, ttl_ms: Any) -> Any:
+    """``headers`` plus ``logq.deliver_at_ms`` / ``logq.expire_at_ms`` for ``send``'s
+    ``delay_ms``/``deliver_at`` and ``ttl_ms`` (the rule in the module docstring). Refuses both
+    ``delay_ms`` and ``deliver_at``, and a header of those names given as well."""
+    if delay_ms is not None and deliver_at is not None:
+        raise ConfigError("give delay_ms or deliver_at, not both")
+    extra: list[tuple[str, bytes]] = []
+    due = timestamp_ms
+    if delay_ms is not None:
+        due = timestamp_ms + _ms_arg("delay_ms", delay_ms, 0)
+    elif deliver_at is not None:
+        due = to_millis(deliver_at, "deliver_at")
+    if delay_ms is not None or deliver_at is not None:
+        extra.append((DELIVER_AT_HEADER, b"%d" % due))
+    if ttl_ms is not None:
+        extra.append((EXPIRE_AT_HEADER, b"%d" % (max(due, timestamp_ms) + _ms_arg("ttl_ms", ttl_ms, 1))))
+    if not -TS_LIMIT <= due + (ttl_ms or 0) < TS_LIMIT:
+        raise ConfigError("delay_ms/deliver_at/ttl_ms put the record beyond +-2**62 ms of the epoch")
+    if not headers:
+        return extra
+    given = encode_headers(headers)[0]
+    clash = {k for k, _ in given} & {k for k, _ in extra}
+    if clash:
+        raise ConfigError(f"header {sorted(clash)[0]!r} is given twice: in headers and by delay_ms/deliver_at/ttl_ms")
+    return list(given) + extra
