@@ -304,9 +304,9 @@ class UnknownGroupError(GroupError, KeyError):
 
     hint = "`logq groups list` lists the groups"
 
-    def __init__(self, group: str) -> None:
+    def __init__(self, group: str, *, kind: str = "consumer group", hint: str | None = None) -> None:
         self.group = group
-        super().__init__(f"consumer group {group!r} does not exist")
+        super().__init__(f"{kind} {group!r} does not exist", hint=hint)
 
     def __str__(self) -> str:  # KeyError would quote the message
         return LogqError.__str__(self)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -74,6 +75,7 @@ __all__ = [
     "list_share_groups",
     "describe_share_group",
     "reset_share_start",
+    "delete_share_group",
 ]
 
 
@@ -317,6 +319,26 @@ class ShareGroupInfo:
     partitions: list[SharePartitionInfo] = field(default_factory=list)
 
 
+def _unknown(group: str) -> UnknownGroupError:
+    return UnknownGroupError(group, kind="share group", hint="list_share_groups() lists the share groups")
+
+
+@os_errors("delete share group")
+def delete_share_group(root: str, group: str) -> None:
+    """Delete a share group's state (Kafka's DeleteShareGroups): refused while it has live
+    members; a group created again starts at its consumers' auto_offset_reset."""
+    gdir = share_group_dir(root, group)
+    if not os.path.isdir(gdir):
+        raise _unknown(group)
+    members = live_member_ids(gdir)
+    if members:
+        raise GroupNotEmptyError(group, len(members), hint="close the group's ShareConsumers first")
+    aside = os.path.join(share_groups_root(root), f".deleted-{group}-{secrets.token_hex(4)}")
+    os.replace(gdir, aside)  # atomic: a consumer starting now creates a fresh directory
+    fs.fsync_dir(share_groups_root(root))
+    shutil.rmtree(aside)
+
+
 @os_errors("list share groups")
 def list_share_groups(root: str) -> list[str]:
     """Names of the share groups that have a directory under the data directory ``root``."""
@@ -354,7 +376,7 @@ def describe_share_group(root: str, group: str, *, now_ms: int | None = None) ->
     count them)."""
     gdir = share_group_dir(root, group)
     if not os.path.isdir(gdir):
-        raise UnknownGroupError(group)
+        raise _unknown(group)
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     store = ShareGroupStore(root, group, join=False)
     try:

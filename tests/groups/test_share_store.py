@@ -12,6 +12,7 @@ from logq.groups.share_state import Candidate, SharePartitionState
 from logq.groups.share_store import (
     ShareGroupStore,
     SharePolicy,
+    delete_share_group,
     describe_share_group,
     list_share_groups,
     partition_paths,
@@ -152,3 +153,16 @@ def test_one_process_can_host_several_members_and_remove_one(root: str) -> None:
         assert acquire(other, 1, 4) == [(0, 2), (1, 2)]
         with pytest.raises(logq.InvalidGroupIdError):
             host.add_member("../x")
+
+
+def test_delete_refuses_live_members_then_removes_the_state(root: str) -> None:
+    with pytest.raises(logq.UnknownGroupError, match="share group 'g'"):
+        delete_share_group(root, "g")
+    with ShareGroupStore(root, "g") as a:
+        acquire(a, 0, 3)
+        with pytest.raises(logq.GroupNotEmptyError):
+            delete_share_group(root, "g")
+    delete_share_group(root, "g")
+    assert list_share_groups(root) == []
+    with ShareGroupStore(root, "g") as b:
+        assert acquire(b, 0, 3) == [(0, 1), (1, 1), (2, 1)]  # started over
