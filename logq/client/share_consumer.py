@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import random
 import threading
 import time
@@ -112,8 +113,8 @@ class ShareConsumer:
         lock_timeout_ms: int = 10_000,
     ) -> None:
         self._closed = True  # until built
-        if not isinstance(data_dir, str):
-            raise ConfigError(f"data_dir must be a str path, got {data_dir!r}")
+        if not isinstance(data_dir, (str, os.PathLike)):
+            raise ConfigError(f"data_dir must be a path (str or os.PathLike), got {data_dir!r}")
         self.topics = check_topics(topics)
         self.group_id = check_group(group_id)
         self.acknowledgement_mode = check_choice("acknowledgement_mode", acknowledgement_mode, ACK_MODES)
@@ -136,13 +137,17 @@ class ShareConsumer:
         self._clock = check_clock(clock) or _wall_ms
         self._kdes = None if key_deserializer is None else get_deserializer(key_deserializer)
         self._vdes = None if value_deserializer is None else get_deserializer(value_deserializer)
-        self.registry = TopicRegistry(data_dir)
-        self.root = self.registry.root
-        self._tps = [TopicPartition(t, p) for t in self.topics for p in range(self.registry.get(t).partitions)]
-        self._dlq_topic = None if dead_letter_topic is None else check_topics(dead_letter_topic)[0]
-        if self._dlq_topic is not None:
-            self.registry.get(self._dlq_topic)  # UnknownTopicError now, not at the first archive
-        self._store = ShareGroupStore(self.root, self.group_id, lock_timeout_ms=lock_timeout_ms)
+        self.registry = TopicRegistry(os.fspath(data_dir))
+        try:
+            self.root = self.registry.root
+            self._tps = [TopicPartition(t, p) for t in self.topics for p in range(self.registry.get(t).partitions)]
+            self._dlq_topic = None if dead_letter_topic is None else check_topics(dead_letter_topic)[0]
+            if self._dlq_topic is not None:
+                self.registry.get(self._dlq_topic)  # UnknownTopicError now, not at the first archive
+            self._store = ShareGroupStore(self.root, self.group_id, lock_timeout_ms=lock_timeout_ms)
+        except BaseException:
+            self.registry.close()
+            raise
         self._init_runtime()
 
     def _init_runtime(self) -> None:
@@ -512,7 +517,7 @@ class ShareConsumer:
 
     def _release_resources(self) -> None:
         self._closed = True
-        for closer in (self._store.close, self._watcher.close):
+        for closer in (self._store.close, self._watcher.close, self.registry.close):
             try:
                 closer()
             except (LogqError, OSError) as e:
