@@ -21,6 +21,8 @@ from typing import Any
 from logq.client.consumer_config import int_at_least
 from logq.errors import ConfigError
 from logq.groups.files import check_name
+from logq.groups.share_state import backoff_fn
+from logq.groups.share_store import SharePolicy
 from logq.storage.topics import validate_topic
 
 DELIVER_AT_HEADER = "logq.deliver_at_ms"
@@ -82,6 +84,22 @@ def check_group(group_id: Any) -> str:
     if group_id is None:
         raise ConfigError("a ShareConsumer needs group_id=...", hint="share groups are named like consumer groups")
     return check_name("group id", group_id)
+
+
+def make_policy(lock_ms: Any, limit: Any, max_in_flight: Any, backoff: tuple[Any, Any, Any]) -> SharePolicy:
+    """The checked SharePolicy of a ShareConsumer's settings (bounds in the module docstring);
+    ``backoff`` is (redelivery_backoff_ms, redelivery_backoff, max_redelivery_backoff_ms)."""
+    base_ms, mode, max_ms = backoff
+    return SharePolicy(
+        bounded("lock_duration_ms", lock_ms, 1, MAX_LOCK_MS),
+        bounded("delivery_count_limit", limit, 1, 1000),
+        bounded("max_in_flight", max_in_flight, 1, 100_000),
+        backoff_fn(
+            bounded("redelivery_backoff_ms", base_ms, 0, MAX_BACKOFF_MS),
+            check_choice("redelivery_backoff", mode, BACKOFF_MODES),
+            bounded("max_redelivery_backoff_ms", max_ms, 1, MAX_BACKOFF_MS),
+        ),
+    )
 
 
 def header_ms(headers: Any, name: str) -> int:

@@ -52,9 +52,6 @@ from logq.client.producer import Producer
 from logq.client.serde import get_deserializer
 from logq.client.share_config import (
     ACK_MODES,
-    BACKOFF_MODES,
-    MAX_BACKOFF_MS,
-    MAX_LOCK_MS,
     PRIORITY_MODES,
     RESETS,
     bounded,
@@ -63,12 +60,13 @@ from logq.client.share_config import (
     check_group,
     check_priorities,
     check_topics,
+    make_policy,
     record_times,
 )
 from logq.codec.batch import BatchRecord
 from logq.errors import ClientClosedError, ConfigError, DeserializationError, LogqError, ShareAcknowledgementError
-from logq.groups.share_state import ACK_TYPES, Archived, Candidate, SharePartitionState, backoff_fn
-from logq.groups.share_store import ShareGroupStore, SharePolicy
+from logq.groups.share_state import ACK_TYPES, Archived, Candidate, SharePartitionState
+from logq.groups.share_store import ShareGroupStore
 from logq.storage.topics import TopicRegistry, partition_path
 from logq.types import Record, ShareRecord, TopicPartition
 
@@ -121,15 +119,11 @@ class ShareConsumer:
         self.auto_offset_reset = check_choice("auto_offset_reset", auto_offset_reset, RESETS)
         self.priority_mode = check_choice("priority_mode", priority_mode, PRIORITY_MODES)
         self.priorities = check_priorities(priorities, self.topics)
-        self.policy = SharePolicy(
-            bounded("lock_duration_ms", lock_duration_ms, 1, MAX_LOCK_MS),
-            bounded("delivery_count_limit", delivery_count_limit, 1, 1000),
-            bounded("max_in_flight", max_in_flight, 1, 100_000),
-            backoff_fn(
-                bounded("redelivery_backoff_ms", redelivery_backoff_ms, 0, MAX_BACKOFF_MS),
-                check_choice("redelivery_backoff", redelivery_backoff, BACKOFF_MODES),
-                bounded("max_redelivery_backoff_ms", max_redelivery_backoff_ms, 1, MAX_BACKOFF_MS),
-            ),
+        self.policy = make_policy(
+            lock_duration_ms,
+            delivery_count_limit,
+            max_in_flight,
+            (redelivery_backoff_ms, redelivery_backoff, max_redelivery_backoff_ms),
         )
         self.record_ttl_ms = None if record_ttl_ms is None else int_at_least("record_ttl_ms", record_ttl_ms, 1)
         self.max_poll_records = int_at_least("max_poll_records", max_poll_records, 1)
