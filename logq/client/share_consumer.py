@@ -377,7 +377,9 @@ class ShareConsumer:
                 log.info("share group %s: %s-%d@%d archived (%s)", self.group_id, tp[0], tp[1], a.offset, a.reason)
             return
         if self._dlq is None:
-            self._dlq = DeadLetterWriter(Producer(self.root), self._dlq_topic, self.group_id)
+            # fsync="always": a dead letter is on disk before the archive it stands for can be
+            # made durable by a commit, so a power cut never keeps the archive without it
+            self._dlq = DeadLetterWriter(Producer(self.root, fsync="always"), self._dlq_topic, self.group_id)
         lg = self._logs.get(TopicPartition(*tp))
         cache = self._decoded.setdefault(TopicPartition(*tp), {})
         self._read(lg, (a.offset for a in archived), cache)
