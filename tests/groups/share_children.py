@@ -148,3 +148,30 @@ def compacting_worker(root: str, topic: str, group: str, workdir: str) -> None:
                 sc.acknowledge(r, "accept")
             sc.commit()
             _append(os.path.join(workdir, "committed.log"), [r.offset for r in recs])
+
+
+def slow_worker(root: str, topic: str, group: str, workdir: str, name: str, seed: int) -> None:
+    """Locks of 100 ms and work that sometimes takes longer: journal deliveries and the
+    acknowledgements commit() reports as late (the lock had expired)."""
+    rng = random.Random(seed)
+    path = os.path.join(workdir, f"{name}.log")
+    stop = os.path.join(workdir, "stop")
+    with logq.ShareConsumer(
+        root,
+        [topic],
+        group_id=group,
+        acknowledgement_mode="explicit",
+        auto_offset_reset="earliest",
+        lock_duration_ms=100,
+        delivery_count_limit=20,
+    ) as sc:
+        while not os.path.exists(stop):
+            recs = sc.poll(timeout=0.05, max_records=rng.randint(1, 5))
+            for r in recs:
+                _append(path, ["got", r.offset, r.delivery_count])
+            if recs and rng.random() < 0.2:
+                time.sleep(rng.random() * 0.2)  # the locks may expire meanwhile
+            for r in recs:
+                sc.acknowledge(r, "accept")
+            for r in sc.commit():
+                _append(path, ["late", r.offset, r.delivery_count])

@@ -241,3 +241,45 @@ def test_a_crash_while_journaling_or_compacting_loses_no_commit_and_damages_noth
     assert acknowledged >= len(committed)
     assert acknowledged + len(redelivered) == total
     assert committed | redelivered <= set(range(total))
+
+
+def test_expired_locks_across_processes_redeliver_and_every_record_is_accepted_once(root: str, tmp_path: Path) -> None:
+    total = 400
+    make_topic(root, total)
+    work = tmp_path / "work"
+    work.mkdir()
+    names = [f"s{i}" for i in range(3)]
+    procs = [
+        CTX.Process(target=children.slow_worker, args=(root, "jobs", "g", str(work), n, i), daemon=True)
+        for i, n in enumerate(names)
+    ]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            parts = describe_share_group(root, "g").partitions
+        except logq.UnknownGroupError:
+            parts = []
+        if parts and parts[0].start_offset == total:
+            break
+        time.sleep(0.05)
+    (work / "stop").touch()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    got: dict[int, list[int]] = defaultdict(list)
+    late = set()
+    for n in names:
+        for r in rows(work / f"{n}.log"):
+            if r[0] == "got":
+                got[r[1]].append(r[2])
+            else:
+                late.add((r[1], r[2]))
+    for off, counts in got.items():
+        assert sorted(counts) == list(range(1, len(counts) + 1)), (off, counts)
+    # a late acknowledgement is one whose delivery was followed by another
+    assert all(max(got[off]) > count for off, count in late)
+    (p,) = describe_share_group(root, "g").partitions
+    assert (p.start_offset, p.totals["acknowledged"]) == (total, total)
+    assert p.totals["deliveries"] == sum(len(c) for c in got.values())
