@@ -8,7 +8,7 @@ death, time passing) and compares everything a caller can see, after each step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -343,3 +343,68 @@ def test_backoff_delays_redelivery_after_expiry_and_death() -> None:
     s.member_gone("b", LIMIT, LOCK + 150, exp)  # delivered twice: 200 ms
     assert acquire(s, "c", LOCK + 349, upto=2) == []
     assert acquire(s, "c", LOCK + 350, upto=2) == [(0, 3), (1, 3)]
+
+
+# ----------------------------------------------------------------------------- exhaustive
+
+OPS = (
+    [("acquire", m, n) for m in "ab" for n in (1, 2)]
+    + [("ack", m, o, k) for m in "ab" for o in (0, 1) for k in ("accept", "release", "reject")]
+    + [("tick",), ("die", "a"), ("die", "b")]
+)
+
+
+def step(s: SharePartitionState, model: Model, now: int, op: tuple) -> int:
+    """Apply ``op`` to both and compare what a caller sees; returns the new time."""
+    if op[0] == "acquire":
+        got = s.acquire(op[1], now, cands(s, 2), op[2], lock_ms=LOCK, limit=LIMIT, max_in_flight=5)
+        assert got == model.acquire(op[1], now, op[2])
+    elif op[0] == "ack":
+        _, member, off, kind = op
+        model.expire(now)
+        s.expire(now, LIMIT)
+        lost = s.acknowledge(member, [off], kind, now_ms=now, limit=LIMIT)
+        m = model.r[off]
+        if m.state != ACQUIRED or m.member != member:
+            assert lost == [off]
+        else:
+            assert lost == []
+            if kind == "release":
+                model.free(m)
+            else:
+                m.state, m.member, m.deadline = (ACKNOWLEDGED if kind == "accept" else ARCHIVED), "", 0
+    elif op[0] == "tick":
+        return now + LOCK // 2  # two ticks end a lock
+    else:
+        s.member_gone(op[1], LIMIT)
+        for m in model.r.values():
+            if m.state == ACQUIRED and m.member == op[1]:
+                model.free(m)
+    return now
+
+
+def clone(s: SharePartitionState, model: Model) -> tuple[SharePartitionState, Model]:
+    s2 = SharePartitionState(s.spso, s.end, {o: replace(r) for o, r in s.records.items()})
+    m2 = Model(0, model.cap)
+    m2.r = {o: replace(m) for o, m in model.r.items()}
+    m2.end = model.end
+    return s2, m2
+
+
+def test_every_sequence_of_four_operations_on_two_records_matches_the_model() -> None:
+    def dfs(s: SharePartitionState, model: Model, now: int, depth: int) -> int:
+        s.check()
+        assert (s.spso, s.end) == (model.spso(), model.end)
+        for o, r in s.records.items():
+            assert (r.state, r.count, r.member) == (model.r[o].state, model.r[o].count, model.r[o].member)
+        held = [(o, r.member) for o, r in s.records.items() if r.state == ACQUIRED]
+        assert len({o for o, _ in held}) == len(held)  # one holder per record
+        if depth == 0:
+            return 1
+        n = 0
+        for op in OPS:
+            s2, m2 = clone(s, model)
+            n += dfs(s2, m2, step(s2, m2, now, op), depth - 1)
+        return n
+
+    assert dfs(SharePartitionState(0), Model(2, cap=5), 0, 4) == len(OPS) ** 4
