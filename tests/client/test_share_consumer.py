@@ -312,6 +312,12 @@ def test_wrong_arguments_raise_config_errors(root: str) -> None:
         logq.ShareConsumer(root, ["jobs"], group_id="a/b")
     with pytest.raises(logq.UnknownTopicError):
         logq.ShareConsumer(root, ["nope"], group_id="g")
+    with pytest.raises(logq.UnknownTopicError):
+        logq.ShareConsumer(root, ["jobs"], group_id="g", dead_letter_topic="no-such-dlq")
+    with pytest.raises(logq.ConfigError):
+        logq.ShareConsumer(42, ["jobs"], group_id="g")  # type: ignore[arg-type]
+    with logq.ShareConsumer(Path(root), ("jobs",), group_id="g") as sc:
+        assert sc.assignment() == {logq.TopicPartition("jobs", 0)}
     with logq.ShareConsumer(root, "jobs", group_id="g") as sc:
         with pytest.raises(logq.ConfigError):
             sc.poll(timeout=-1)
