@@ -310,6 +310,7 @@ class SharePartitionInfo:
     expired_locks: int
     dead_holders: int
     totals: dict[str, int] = field(default_factory=dict)  # since it began: deliveries, acknowledged, per archive reason
+    damaged: str | None = None  # why its journal cannot be read (ShareStateCorruptError), None if it can
 
 
 @dataclass(frozen=True)
@@ -372,8 +373,8 @@ def _info(tp: TP, st: SharePartitionState, now_ms: int, alive: Callable[[str], b
 def describe_share_group(root: str, group: str, *, now_ms: int | None = None) -> ShareGroupInfo:
     """Live members and, per share-partition, the start and end offsets, in-flight counts by
     state, the delivery-count histogram, archived counts by reason and the oldest acquired
-    record. Archived records below the start offset are gone from the state (dead letters
-    count them)."""
+    record. Archived records below the start offset are gone from the state (``totals`` count
+    them). A share-partition whose journal is damaged is listed with ``damaged`` set (offsets -1)."""
     gdir = share_group_dir(root, group)
     if not os.path.isdir(gdir):
         raise _unknown(group)
@@ -383,7 +384,11 @@ def describe_share_group(root: str, group: str, *, now_ms: int | None = None) ->
         alive = _Alive(gdir, set())
         parts = []
         for tp in store.partitions():
-            st = store.snapshot(tp)
+            try:
+                st = store.snapshot(tp)
+            except ShareStateCorruptError as e:
+                parts.append(SharePartitionInfo(tp[0], tp[1], -1, -1, {}, {}, {}, None, 0, 0, damaged=str(e)))
+                continue
             if st is not None:
                 parts.append(_info(tp, st, now, alive))
         return ShareGroupInfo(group, live_member_ids(gdir), parts)

@@ -261,6 +261,8 @@ def test_a_damaged_journal_is_reported_never_reset_and_can_be_reset_explicitly(r
         with pytest.raises(logq.ShareStateCorruptError) as err:
             b.poll(timeout=0)
         assert "jobs-0.journal" in str(err.value)
+    (info,) = describe_share_group(root, "g").partitions
+    assert info.damaged is not None and "CRC" in info.damaged
     done = reset_share_start(root, "g", [("jobs", 0)], 2)
     assert any("damaged" in d for d in done)
     with sc_(root, clock) as c:
