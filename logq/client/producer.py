@@ -56,7 +56,7 @@ from logq.client.futures import (
 from logq.client.handles import DEFAULT_MAX_OPEN_PARTITIONS, check_max_open_partitions
 from logq.client.lifecycle import EXIT_FLUSH_S, LiveClients, check_timeout, start_linger
 from logq.client.partitioner import KeyPlacements, StickyPartitioner, call_partitioner, check_partitioner
-from logq.client.producer_config import Extras, check_settings, producer_codec, topic_codec
+from logq.client.producer_config import DEFAULT_METADATA_MAX_AGE_MS, Extras, check_settings, producer_codec, topic_codec
 from logq.client.producer_logs import OpenLogs, append_records, append_values
 from logq.client.producer_metrics import ProducerMetrics
 from logq.client.records import (
@@ -108,12 +108,14 @@ class Producer:
         compression_type: str | None = None,
         compression_level: int | None = None,
         partitioner: Any = None,  # a callable (kafka-python 1-2) or a kafka.partitioner.Partitioner
+        metadata_max_age_ms: int = DEFAULT_METADATA_MAX_AGE_MS,
     ) -> None:
         self._closed = True  # until built: __del__ of a half-built Producer does nothing
-        check_settings(data_dir, fsync, linger_ms, batch_size, buffer_bytes, max_block_ms)
+        check_settings(data_dir, fsync, linger_ms, batch_size, buffer_bytes, max_block_ms, metadata_max_age_ms)
         check_max_open_partitions(max_open_partitions)
         codec = producer_codec(compression_type, compression_level)  # None: the topic's
         self._x = Extras(codec, check_partitioner(partitioner), ProducerMetrics(), DeliveryQueue())
+        self._x.metadata_max_age_ms = metadata_max_age_ms
         self.registry = TopicRegistry(data_dir)
         self.root = self.registry.root
         self.max_open_partitions = max_open_partitions
@@ -176,8 +178,11 @@ class Producer:
             info = self._topics[topic]
         except (KeyError, TypeError):  # first send to it, or not a topic name at all
             info = self._topic_info(topic)
+        now = int(time.time() * 1000)
+        ts = now if timestamp_ms is None else to_millis(timestamp_ms, "timestamp_ms")
+        if not info[6] <= now < info[7]:  # metadata_max_age_ms passed (or the clock went back)
+            info = self._refresh_topic(topic, info, now)
         size = RECORD_OVERHEAD_BYTES + (len(k) if k else 0) + (len(v) if v else 0)
-        ts = int(time.time() * 1000) if timestamp_ms is None else to_millis(timestamp_ms, "timestamp_ms")
         if delay_ms is not None or deliver_at is not None or ttl_ms is not None:
             headers = timing_headers(headers, ts, delay_ms, deliver_at, ttl_ms)
         if headers:
@@ -217,7 +222,8 @@ class Producer:
         return fut
 
     def _topic_info(self, topic: str) -> list:
-        """[partitions, largest record bytes, sticky partition, bytes sent to it, batch cap, topic id]."""
+        """[partitions, largest record bytes, sticky partition, bytes sent to it, batch cap, topic id,
+        read at (wall ms), read again from (wall ms), the TopicMeta it was made from]."""
         meta = self.registry.get(validate_topic(topic), fresh=True)
         sticky = self._sticky_for(topic).partition(None, meta.partitions, self.batch_size)
         limit = meta.config.max_batch_bytes - BATCH_OVERHEAD
@@ -225,10 +231,34 @@ class Producer:
             limit = self.buffer_bytes - RECORD_OVERHEAD_BYTES  # a record must fit the buffer too
         if self._x.codec is None:
             topic_codec(meta.config)  # a topic codec whose library is missing fails this send
-        info = [meta.partitions, limit, sticky, 0, min(self.batch_size, limit), meta.topic_id]
+        now = int(time.time() * 1000)
+        age = self._x.metadata_max_age_ms
+        info = [meta.partitions, limit, sticky, 0, min(self.batch_size, limit), meta.topic_id, now, now + age, meta]
         self._logs.tid_partitions[meta.topic_id] = meta.partitions
         self._topics[topic] = info
         return info
+
+    def _refresh_topic(self, topic: str, info: list, now: int) -> list:
+        """``info`` is ``metadata_max_age_ms`` old: read the topic again (one stat when unchanged).
+
+        Partitions added (or a config altered) since: new info, so keyed records map over the
+        new count from now on, as Kafka's producer does after its metadata refresh. A topic
+        deleted (or unreadable) meanwhile keeps its info: the write reports it
+        (TopicDeletedError on the futures), as before the refresh.
+        """
+        try:
+            meta = self.registry.get(topic, fresh=True)
+        except LogqError:
+            meta = info[8]
+        if meta is info[8]:  # unchanged: the registry hands back the same object
+            info[6], info[7] = now, now + self._x.metadata_max_age_ms
+            return info
+        return self._topic_info(topic)
+
+    @property
+    def metadata_max_age_ms(self) -> int:
+        """Kafka's ``metadata.max.age.ms``: how long ``send`` uses a topic's count and limits (ms)."""
+        return self._x.metadata_max_age_ms
 
     def _too_large(self, topic: str, size: int) -> RecordTooLargeError:
         """A record of ``size`` bytes that cannot be sent, with the limit it broke (records.py)."""
@@ -279,6 +309,9 @@ class Producer:
             info = self._topics[topic]
         except (KeyError, TypeError):
             info = self._topic_info(topic)
+        now = int(time.time() * 1000)
+        if not info[6] <= now < info[7]:
+            info = self._refresh_topic(topic, info, now)
         if partition is None and self._x.partitioner is not None:
             partition = call_partitioner(self._x.partitioner, topic, k, info[0], (key, None, None))
         record_limit = info[1]
