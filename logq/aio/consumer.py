@@ -338,7 +338,7 @@ class AIOConsumer:
             self._watcher.unwatch(d)
         for d in want - have:
             self._watcher.watch(d)
-        return bool(want - have)
+        return bool((want - have) & self._watcher.watched())  # none without inotify (or past its limits)
 
     async def _wait(self, left: float | None) -> None:
         """Until the watcher's fd is readable, ``left`` seconds pass, the group is due a check, or stop()."""

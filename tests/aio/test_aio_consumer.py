@@ -544,3 +544,26 @@ def test_a_consumer_refuses_another_event_loop(data: str) -> None:
     with pytest.raises(ConfigError, match="another event loop"):
         asyncio.run(c.commit())
     c.consumer.close()  # its loop is gone: close the sync consumer underneath
+
+
+def test_without_inotify_a_waiting_consumer_falls_back_to_short_sleeps(
+    run: Run, data: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logq.client.notify as notify
+
+    monkeypatch.setattr(notify, "_load_libc", lambda: None)  # as on a system without inotify
+
+    async def main() -> tuple[bool, bytes | None]:
+        async with AIOConsumer(data, "t") as c:
+            assert c.consumer is not None
+
+            async def later() -> None:
+                await asyncio.sleep(0.1)
+                produce(data, 1)
+
+            sender = asyncio.ensure_future(later())
+            rec = await asyncio.wait_for(c.getone(), 10)
+            await sender
+            return c.read_stats()["fetches"] > 2, rec.value  # it polled while waiting
+
+    assert run(main()) == (True, b"0")
