@@ -58,6 +58,10 @@ __all__ = [
 
 API_VERSIONS_KEY = 18
 _FIXED = struct.Struct(">hhih")
+# APIs whose requests may carry bytes after the body, ignored as Kafka ignores them:
+# librdkafka's Metadata v9+ request for every topic writes the topic array's count as four
+# zero bytes (a compact null, then three bytes Kafka's parser never reaches).
+_TRAILING_BYTES_IGNORED = {3: 9}  # api key -> from this version on
 
 
 @dataclass(frozen=True)
@@ -188,7 +192,8 @@ def decode_request(header: RequestHeader, frame: bytes) -> Any:
     """The request body as kio's object of ``header``'s API and version.
 
     Raises ProtocolError for an API or version kio does not know, for bytes that do not
-    decode, and for bytes left over after the body.
+    decode, and for bytes left over after the body (except for the APIs of
+    ``_TRAILING_BYTES_IGNORED``).
     """
     key, version = header.api_key, header.api_version
     if not has_request(key, version):
@@ -200,7 +205,8 @@ def decode_request(header: RequestHeader, frame: bytes) -> Any:
         raise ProtocolError(
             f"undecodable API {key} v{version} request: {type(e).__name__}", api_key=key, api_version=version
         ) from None
-    if header.body_offset + used != len(frame):
+    lenient = version >= _TRAILING_BYTES_IGNORED.get(key, 1 << 15)
+    if header.body_offset + used != len(frame) and not lenient:
         raise ProtocolError(
             f"{len(frame) - header.body_offset - used} bytes after the API {key} v{version} request",
             api_key=key,

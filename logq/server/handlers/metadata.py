@@ -1,4 +1,4 @@
-"""Metadata (key 3), versions 0-5 advertised and implemented.
+"""Metadata (key 3), versions 0-12 advertised and implemented.
 
 One broker (node 0, the advertised host and port, an IPv4 literal for loopback) leads every
 partition; replicas and ISR are ``[0]``. Topics a request names that do not exist are created
@@ -6,7 +6,11 @@ when the request allows it (v4+: ``allow_auto_topic_creation``; earlier versions
 the server has ``auto_create_topics`` on; otherwise they are answered with
 UNKNOWN_TOPIC_OR_PARTITION (3). A null topic list (v0: an empty one) means every topic.
 Fields a version does not carry (``leader_epoch`` -1 from v7, topic ids from v10) are dropped
-by ``kio_api.make``, so the handler serves any version.
+by ``kio_api.make``, so the handler serves any version. Topic ids are logq's (see
+``topic_uuid``); from v10 a request may name topics by id (librdkafka's share consumer does,
+with v12, to resolve the ids of a ShareGroupHeartbeat assignment): an unknown id is answered
+UNKNOWN_TOPIC_ID (100) with a null name. Authorized operations are "not provided"
+(-2147483648), as Kafka answers when they are not asked for.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from logq.server import kio_api
 from logq.server.context import Broker, Session
 from logq.storage.topics import TopicMeta
 
-__all__ = ["HANDLERS", "VERSIONS", "topic_uuid"]
+__all__ = ["HANDLERS", "VERSIONS", "topic_by_id", "topic_uuid"]
 
 METADATA = 3
 UNKNOWN_TOPIC_OR_PARTITION = 3
 INVALID_TOPIC_EXCEPTION = 17
+UNKNOWN_TOPIC_ID = 100
+NO_OPERATIONS = -2147483648  # authorized operations not provided
 
 
 def topic_uuid(meta: TopicMeta) -> uuid.UUID:
@@ -36,14 +42,28 @@ def topic_uuid(meta: TopicMeta) -> uuid.UUID:
         return uuid.UUID(int=0)
 
 
-def _requested(version: int, request: Any) -> list[str] | None:
+def _requested(version: int, request: Any) -> list[str | uuid.UUID] | None:
+    """Names asked for (a topic id where a v10+ request names none); None: every topic."""
     topics = request.topics
     if topics is None or (version == 0 and not topics):
         return None
-    return [t.name for t in topics]
+    out: list[str | uuid.UUID] = []
+    for t in topics:
+        tid = getattr(t, "topic_id", None)
+        out.append(t.name if t.name is not None or tid is None else tid)
+    return out
 
 
-def _topic_entry(m: Any, name: str, meta: TopicMeta | None, error: int) -> Any:
+def topic_by_id(broker: Broker, topic_id: uuid.UUID) -> TopicMeta | None:
+    """The topic whose id is ``topic_id`` (None when no topic has it)."""
+    for name in broker.registry.names():
+        meta = broker.topic(name)
+        if meta is not None and topic_uuid(meta) == topic_id:
+            return meta
+    return None
+
+
+def _topic_entry(m: Any, name: str | None, meta: TopicMeta | None, error: int) -> Any:
     partitions = ()
     if meta is not None:
         partitions = tuple(
@@ -66,6 +86,7 @@ def _topic_entry(m: Any, name: str, meta: TopicMeta | None, error: int) -> Any:
         topic_id=topic_uuid(meta) if meta is not None else uuid.UUID(int=0),
         is_internal=False,
         partitions=partitions,
+        topic_authorized_operations=NO_OPERATIONS,
     )
 
 
@@ -85,6 +106,11 @@ async def handle_metadata(broker: Broker, session: Session, version: int, reques
     create = getattr(request, "allow_auto_topic_creation", True) and names is not None
     topics = []
     for name in names if names is not None else broker.registry.names():
+        if isinstance(name, uuid.UUID):
+            meta = topic_by_id(broker, name)
+            entry_name = meta.name if meta is not None else None
+            topics.append(_topic_entry(m, entry_name, meta, 0 if meta is not None else UNKNOWN_TOPIC_ID))
+            continue
         meta, error = _lookup(broker, name, create)
         topics.append(_topic_entry(m, name, meta, error))
     brokers = (
@@ -103,8 +129,10 @@ async def handle_metadata(broker: Broker, session: Session, version: int, reques
         cluster_id=broker.cluster_id,
         controller_id=broker.node_id,
         topics=tuple(topics),
+        cluster_authorized_operations=NO_OPERATIONS,
+        error_code=kio_api.error(0),
     )
 
 
 HANDLERS = {METADATA: handle_metadata}
-VERSIONS = {METADATA: (0, 5)}
+VERSIONS = {METADATA: (0, 12)}
