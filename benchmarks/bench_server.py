@@ -10,6 +10,11 @@ Runs a `logq serve` process on a fresh data directory and reports, as one JSON l
   long-polling the partition; p50/p99 of receive time minus send time in microseconds.
 
     python benchmarks/bench_server.py --records 500000
+
+As a pytest-benchmark suite (``make bench``) it times the produce of 100,000 records to an
+in-process ``logq.Server`` (2,000 under ``LOGQ_BENCH_SCALE=tiny``) and checks that every
+record is consumed; ``benchmarks/bench_server_peers.py`` puts these figures next to Redis
+Streams and NATS JetStream.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -27,6 +33,9 @@ import threading
 import time
 
 import confluent_kafka as ck
+from logq import Server
+
+from support import size
 
 VALUE = b"x" * 100
 
@@ -90,8 +99,11 @@ def consume(bootstrap: str, topic: str, n: int) -> float:
     c.assign([ck.TopicPartition(topic, 0, 1)])  # offset 0 is the warm-up record
     got = 0
     t0 = 0.0
+    deadline = time.monotonic() + 300
     while got < n:
-        msgs = c.consume(10_000, 1.0)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"consumed {got} of {n} records in 300 s")
+        msgs = c.consume(min(10_000, n - got), 1.0)
         if msgs and not got:
             t0 = time.perf_counter()
         got += sum(1 for m in msgs if not m.error())
@@ -131,6 +143,16 @@ def latency(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
     return statistics.median(samples), q[98]
 
 
+def measure(bootstrap: str, records: int, latency_records: int) -> dict[str, int]:
+    """produce and consume records/s, then the latency p50/p99 in microseconds."""
+    out = {"records": records, "record_bytes": len(VALUE)}
+    out["produce_records_per_s"] = round(produce(bootstrap, "bench", records))
+    out["consume_records_per_s"] = round(consume(bootstrap, "bench", records))
+    p50, p99 = latency(bootstrap, "latency", latency_records)
+    out["latency_p50_us"], out["latency_p99_us"] = round(p50), round(p99)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=500_000)
@@ -139,17 +161,23 @@ def main() -> None:
     data = tempfile.mkdtemp(prefix="bench-server-")
     port = _free_port()
     proc = start_server(data, port)
-    bootstrap = f"127.0.0.1:{port}"
     try:
-        out = {"records": args.records, "record_bytes": len(VALUE)}
-        out["produce_records_per_s"] = round(produce(bootstrap, "bench", args.records))
-        out["consume_records_per_s"] = round(consume(bootstrap, "bench", args.records))
-        p50, p99 = latency(bootstrap, "latency", args.latency_records)
-        out["latency_p50_us"], out["latency_p99_us"] = round(p50), round(p99)
-        print(json.dumps(out))
+        print(json.dumps(measure(f"127.0.0.1:{port}", args.records, args.latency_records)))
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(30)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_confluent_kafka_through_logq_serve(benchmark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Produce, consume and latency through an in-process server; every record arrives."""
+    n, lat_n = size(100_000, 2_000), size(2_000, 20)
+    with Server(str(tmp_path), port=0) as server:
+        benchmark.extra_info.update(records=n, bytes=n * len(VALUE))
+        benchmark.pedantic(produce, args=(server.address, "bench", n), rounds=1)
+        assert consume(server.address, "bench", n) > 0  # returns only once n records were read
+        p50, p99 = latency(server.address, "latency", lat_n)
+        assert 0 < p50 <= p99
 
 
 if __name__ == "__main__":
