@@ -25,8 +25,12 @@ directory), so replacing the journal never loses a committed frame.
 
 Damage: a frame cut short, or failing its CRC, *at the end* of the file is a torn tail (a writer
 died mid-write, or a power cut dropped unsynced pages): the next writer truncates it and logs a
-warning. Damage followed by more data, a bad magic or an unparsable payload raises
-ShareStateCorruptError naming the file and byte: the state is never silently started over.
+warning. So is damage with more data after it when it lies after the last durable point (a
+power cut may drop any unsynced page, not only the last): the lock file remembers "<inode>
+<position>" after each fdatasync and compaction (not synced itself, so after a power cut it
+may be older than the truth, never newer). Damage before that point, a bad magic or an
+unparsable payload behind a good CRC raises ShareStateCorruptError naming the file and byte:
+the state is never silently started over.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import json
 import logging
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +55,7 @@ MAGIC = b"LQSHARE1"
 FRAME = struct.Struct("<II")
 MAX_FRAME_BYTES = 64 << 20
 COMPACT_MIN_BYTES = 256 << 10
+Marks = tuple[Callable[[], bytes], Callable[[bytes], None]]
 
 
 def encode_frame(state: SharePartitionState, offsets: set[int] | None) -> bytes:
@@ -64,6 +70,7 @@ class Scan:
     frames: list[dict[str, Any]]
     good_end: int  # file position after the last good frame
     torn: str | None  # why the bytes after good_end are a torn tail, None if there are none
+    damaged: str | None = None  # why the bytes after good_end are damaged with data after them
 
 
 def scan(data: bytes, start: int, path: str) -> Scan:
@@ -79,14 +86,14 @@ def scan(data: bytes, start: int, path: str) -> Scan:
         if n == 0 and not data[i:].strip(b"\0"):
             return Scan(frames, where, "zero bytes at the end (unsynced pages lost)")
         if n == 0 or n > MAX_FRAME_BYTES:
-            raise ShareStateCorruptError(path, where, f"frame length {n} is impossible")
+            return Scan(frames, where, None, f"frame length {n} is impossible")
         if end > len(data):
             return Scan(frames, where, "a frame cut short")
         payload = data[i + FRAME.size : end]
         if crc32c(payload) != crc:
             if end == len(data):
                 return Scan(frames, where, "the last frame fails its CRC")
-            raise ShareStateCorruptError(path, where, "a frame fails its CRC and more frames follow it")
+            return Scan(frames, where, None, "a frame fails its CRC and more frames follow it")
         try:
             obj = json.loads(payload)
             if not isinstance(obj, dict) or not {"s", "e", "f", "r"} <= obj.keys():
@@ -121,8 +128,11 @@ class Journal:
     Every method is called with the share-partition's flock held. ``catch_up`` reads what other
     processes appended (or reloads everything when the file was replaced by a compaction)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, marks: Marks | None = None) -> None:
+        """``marks``: (read, write) of a small place outside the journal (the lock file) that
+        remembers how far the journal was made durable (see :meth:`_durable_end`)."""
         self.path = path
+        self.marks = marks
         self.fd: int | None = None
         self.ino = -1
         self.pos = 0
@@ -167,6 +177,13 @@ class Journal:
         assert self.fd is not None
         data = fs.pread_exact(self.fd, size - self.pos, self.pos)
         got = scan(data, self.pos, self.path)
+        if got.damaged is not None:
+            if got.good_end < self._durable_end():
+                self.state = None
+                raise ShareStateCorruptError(self.path, got.good_end, got.damaged)
+            # after the last fdatasync: a power cut may lose any of those pages, not only the
+            # last ones; what follows was never durable either
+            got.torn = f"{got.damaged} after the last durable point"
         try:
             self.state = apply_frames(self.state, got.frames, self.path)
         except ShareStateCorruptError:
@@ -199,6 +216,23 @@ class Journal:
             self.close()
             self.forget()
             raise storage_error("fdatasync", self.path, e) from None
+        self._mark_durable(self.pos)
+
+    def _mark_durable(self, pos: int) -> None:
+        if self.marks is not None:
+            self.marks[1](f"{self.ino} {pos}".encode("ascii"))
+
+    def _durable_end(self) -> int:
+        """How far this journal file is known durable: the mark written after the last
+        fdatasync or compaction of this inode. The mark itself is not synced, so after a power
+        cut it may be older (smaller) than the truth, never newer; without one, the whole file
+        counts as durable (damage anywhere is reported)."""
+        if self.marks is None:
+            return 1 << 62
+        fields = self.marks[0]().split()
+        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit() and int(fields[0]) == self.ino:
+            return int(fields[1])
+        return 1 << 62
 
     def replace(self, state: SharePartitionState) -> None:
         """Compaction: a new file with one snapshot frame replaces the journal, durably."""
@@ -216,6 +250,7 @@ class Journal:
         self.ino = os.fstat(self.fd).st_ino
         self.pos = self.snapshot_bytes = len(data)
         self.state = state
+        self._mark_durable(self.pos)
 
     def forget(self) -> None:
         """Drop the cached state (after a failed change): the next catch_up reloads the file."""

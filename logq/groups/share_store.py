@@ -117,7 +117,14 @@ class _Partition:
     def __init__(self, gdir: str, tp: TP, lock_timeout_ms: int) -> None:
         lock_path, journal_path = partition_paths(gdir, tp)
         self.lock = GroupLock(lock_path, lock_timeout_ms)
-        self.journal = Journal(journal_path)
+        # the lock file's first slot remembers how far the journal is durable (share_journal.py)
+        self.journal = Journal(journal_path, (self._read_mark, self._write_mark))
+
+    def _read_mark(self) -> bytes:
+        return self.lock.read_tokens()[0]
+
+    def _write_mark(self, mark: bytes) -> None:
+        self.lock.write_token(0, mark)
 
     def close(self) -> None:
         self.journal.close()

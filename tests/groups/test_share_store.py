@@ -166,3 +166,25 @@ def test_delete_refuses_live_members_then_removes_the_state(root: str) -> None:
     assert list_share_groups(root) == []
     with ShareGroupStore(root, "g") as b:
         assert acquire(b, 0, 3) == [(0, 1), (1, 1), (2, 1)]  # started over
+
+
+def test_damage_after_the_last_fdatasync_is_a_torn_tail_and_before_it_an_error(
+    root: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with ShareGroupStore(root, "g") as a:
+        acquire(a, 0, 2, n=2)
+        accept(a, [0], sync=True)  # durable up to here
+        _, path = partition_paths(a.gdir, TP)
+        durable = os.path.getsize(path)
+        acquire(a, 0, 6, n=2)  # three frames that were never synced
+        accept(a, [1])
+        acquire(a, 0, 6, n=2)
+    data = bytearray(open(path, "rb").read())
+    assert len(data) > durable + 40
+    data[durable + 20] ^= 0xFF  # a lost page in the middle of the unsynced frames (power cut)
+    open(path, "wb").write(bytes(data))
+    with ShareGroupStore(root, "g") as b:
+        # the state as of the last commit: 0 accepted, 1 acquired by a (gone), 2.. never delivered
+        assert acquire(b, 0, 6) == [(1, 2), (2, 1), (3, 1), (4, 1), (5, 1)]
+    assert "after the last durable point" in caplog.text
+    assert os.path.getsize(path) > durable  # cut at the damage, then written on
