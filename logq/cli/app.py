@@ -4,7 +4,7 @@ Each command parses its options and calls one function of the module that implem
 errors and exit codes are handled once, in :class:`logq.cli.options.LogqGroup` (whose
 subclass KafkaAliasGroup first rewrites Kafka's tool spellings, cli/kafka_aliases.py). The
 command families: topics (cli/topics.py); produce and consume (cli/console.py); groups, offsets, seek and
-repair (cli/groups.py); dump (here, over cli/dump.py); perf (cli/perf.py). Every command
+repair (cli/groups.py); share groups (cli/share.py); dump (here, over cli/dump.py); perf (cli/perf.py). Every command
 and option is documented in docs/cli.md (tests/cli/test_cli_docs.py checks it).
 """
 
@@ -31,6 +31,7 @@ from logq.cli.options import (
 from logq.cli.perf import perf_group
 from logq.cli.serve import COMMANDS as _SERVE_COMMANDS
 from logq.cli.serve_users import COMMANDS as _SERVE_USERS_COMMANDS
+from logq.cli.share import COMMANDS as _SHARE_COMMANDS
 from logq.cli.topics import COMMANDS as _TOPIC_COMMANDS
 from logq.client.admin import Admin
 from logq.codec.batch import BATCH_OVERHEAD, describe_implementation
@@ -109,6 +110,8 @@ def dump_command(
 
 
 for _command in _TOPIC_COMMANDS + _CONSOLE_COMMANDS + _GROUP_COMMANDS + _SERVE_COMMANDS + _SERVE_USERS_COMMANDS:
+    main.add_command(_command)
+for _command in _SHARE_COMMANDS:
     main.add_command(_command)
 
 

@@ -2,7 +2,7 @@
 
 ``Admin`` is the library face of every ``logq`` admin command: topics (create, describe,
 delete, purge), offsets (by time, committed, reset), groups (list, describe, the
-must-be-empty rule of a reset) and repair. It opens partitions through ``PartitionLog``
+must-be-empty rule of a reset), share groups (client/share_admin.py) and repair. It opens partitions through ``PartitionLog``
 and groups through their files; the CLI only parses, calls one method and prints.
 
 Repair is two-step on purpose: damage below a partition's recovery point (bytes that were
@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from logq.client import share_admin
 from logq.config import LogConfig
 from logq.errors import GroupNotEmptyError, OffsetOutOfRangeError, UnknownGroupError, storage_error
 from logq.groups.files import GroupLock
@@ -337,6 +338,29 @@ class Admin:
             store.commit(dict(offsets), sync=sync)
         finally:
             store.close()
+
+    # ------------------------------------------------------------------ share groups (client/share_admin.py)
+    def list_share_groups(self) -> list[str]:
+        return share_admin.list_share_groups(self.root)
+
+    def describe_share_group(self, group: str, *, dead_letters: bool = True) -> share_admin.ShareGroupDescription:
+        """Members, share-partitions and dead-letter counts of ``group`` (`logq share describe`)."""
+        return share_admin.describe_share_group(self.root, group, dead_letters=dead_letters)
+
+    def reset_share_offsets(
+        self, group: str, topic: str, to: Any, partitions: list[int] | None = None, *, execute: bool = False
+    ) -> list[share_admin.ShareResetRow]:
+        """Start ``group``'s share-partitions of ``topic`` over at "earliest", "latest" or an
+        offset; only the plan unless ``execute`` (`logq share reset-offsets`)."""
+        if execute:
+            return share_admin.reset_share_offsets(self.root, group, topic, to, partitions)
+        return share_admin.plan_share_reset(self.root, group, topic, to, partitions)
+
+    def redrive(
+        self, group: str, dead_letter_topic: str | None = None, *, limit: int | None = None, dry_run: bool = False
+    ) -> list[share_admin.RedriveReport]:
+        """Move ``group``'s dead letters back to their source topics (`logq share redrive`)."""
+        return share_admin.redrive(self.root, group, dead_letter_topic, limit=limit, dry_run=dry_run)
 
     def close(self) -> None:
         self.registry.close()
