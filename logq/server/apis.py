@@ -75,6 +75,9 @@ class Dispatcher:
 
     async def handle(self, broker: Broker, session: Session, frame: bytes) -> Reply:
         """The reply to one request frame; ProtocolError means: close the connection."""
+        raw = getattr(session.sasl, "handle_raw_frame", None)  # bare SASL tokens (handlers/auth.py)
+        if raw is not None:
+            return Reply(-1, await raw(broker, session, frame))
         header = kio_api.parse_header(frame)
         key, version = header.api_key, header.api_version
         if session.client_id is None:

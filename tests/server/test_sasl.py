@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
+import struct
 import time
 from collections.abc import Iterator
 
 import pytest
-from logq import Admin, AuthenticationError, ConfigError, Server
+from logq import Admin, AuthenticationError, ConfigError, Consumer, Server
 from logq.server import scram
 from logq.server.sasl import add_user, load_authenticator, read_users, remove_user
 
@@ -32,6 +34,12 @@ def sasl_server(root: str, users: str) -> Iterator[Server]:
     Admin(root).create_topic("t", partitions=1)
     with Server(root, port=0, users_file=users) as s:
         yield s
+
+
+def _read_all(root: str) -> list[object]:
+    """Every record of topic t, read embedded."""
+    with Consumer(root, "t", auto_offset_reset="earliest") as c:
+        return [r for batch in iter(lambda: c.poll(timeout=0.5), []) for r in batch]
 
 
 # ----------------------------------------------------------------------------- SCRAM, pure
@@ -221,11 +229,66 @@ def test_successful_plain_then_metadata(sasl_server: Server) -> None:
         assert r.error_code == 34  # type: ignore[attr-defined]
 
 
+def raw(sock: object, token: bytes) -> bytes:
+    """A bare SASL token (after a SaslHandshake v0) and the server's bare answer."""
+    sock.sendall(struct.pack(">i", len(token)) + token)  # type: ignore[attr-defined]
+    return wire.read_frame(sock)  # type: ignore[arg-type]
+
+
+def test_handshake_v0_then_a_bare_plain_token_then_requests(sasl_server: Server) -> None:
+    with wire.connect(sasl_server.port) as sock:
+        hs = call(sock, 17, 0, 1, mechanism="PLAIN")
+        assert hs.error_code == 0 and "PLAIN" in hs.mechanisms  # type: ignore[attr-defined]
+        assert raw(sock, b"\0alice\0" + PASSWORD.encode()) == b""  # PLAIN's answer: the empty token
+        md = call(sock, 3, 5, 2, topics=None, allow_auto_topic_creation=False)
+        assert [t.name for t in md.topics] == ["t"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("mech", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_handshake_v0_then_a_bare_scram_exchange_checked_by_kafka_pythons_client_code(
+    sasl_server: Server, mech: str
+) -> None:
+    from kafka.net.sasl.scram import ScramClient
+
+    client = ScramClient("alice", PASSWORD, mech)
+    with wire.connect(sasl_server.port) as sock:
+        assert call(sock, 17, 0, 1, mechanism=mech).error_code == 0  # type: ignore[attr-defined]
+        client.process_server_first_message(raw(sock, client.first_message()))
+        client.process_server_final_message(raw(sock, client.final_message()))  # raises on a wrong server proof
+        md = call(sock, 3, 5, 2, topics=None, allow_auto_topic_creation=False)
+        assert [t.name for t in md.topics] == ["t"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("token", [b"\0alice\0wrong", b"not a PLAIN message", b""])
+def test_handshake_v0_with_a_wrong_token_closes_without_an_answer(sasl_server: Server, token: bytes) -> None:
+    with wire.connect(sasl_server.port) as sock:
+        assert call(sock, 17, 0, 1, mechanism="PLAIN").error_code == 0  # type: ignore[attr-defined]
+        sock.sendall(struct.pack(">i", len(token)) + token)
+        assert wire.closed_by_peer(sock)  # EOF first: no answer came
+
+
+def test_handshake_v0_tokens_are_not_requests_and_requests_are_not_tokens(sasl_server: Server) -> None:
+    """A Metadata request sent where a bare token belongs is a (wrong) token: the connection
+    closes and nothing is answered; SaslAuthenticate after a v1 handshake still works."""
+    from logq.server import kio_api
+
+    with wire.connect(sasl_server.port) as sock:
+        call(sock, 17, 0, 1, mechanism="PLAIN")
+        req = kio_api.make(wire.request_class(3, 5), topics=None, allow_auto_topic_creation=False)
+        sock.sendall(wire.request_frame(3, 5, 2, req))
+        assert wire.closed_by_peer(sock)
+    with wire.connect(sasl_server.port) as sock:
+        call(sock, 17, 1, 1, mechanism="PLAIN")
+        assert call(sock, 36, 2, 2, auth_bytes=b"\0alice\0" + PASSWORD.encode()).error_code == 0  # type: ignore[attr-defined]
+
+
 # ----------------------------------------------------------------------------- real clients
 
 
 @pytest.mark.parametrize("mech", MECHS)
-def test_kafka_python_authenticates_and_is_refused_with_a_wrong_password(sasl_server: Server, mech: str) -> None:
+def test_kafka_python_authenticates_and_is_refused_with_a_wrong_password(
+    sasl_server: Server, mech: str, caplog: pytest.LogCaptureFixture
+) -> None:
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
@@ -233,14 +296,59 @@ def test_kafka_python_authenticates_and_is_refused_with_a_wrong_password(sasl_se
     p = KafkaProducer(**common, sasl_plain_username="alice", sasl_plain_password=PASSWORD)
     assert p.send("t", b"hello").get(10).offset >= 0
     p.close()
-    with pytest.raises(KafkaError):
+    # kafka-python 3.0.12 does not stop at a failed SASL exchange: its connection's initialize()
+    # swallows SaslAuthenticationFailedError, so the manager never records it as a sticky auth
+    # failure and retries the bootstrap with backoff until bootstrap_timeout_ms (30 s by default),
+    # then raises KafkaTimeoutError. Hence the short timeouts, and the server's log, not the
+    # client's exception, shows that each attempt was refused as a wrong password.
+    with caplog.at_level(logging.WARNING, logger="logq.server.auth"), pytest.raises(KafkaError):
         KafkaProducer(
             **common,
             sasl_plain_username="alice",
             sasl_plain_password="wrong",
-            max_block_ms=2000,
-            bootstrap_timeout_ms=2000,
+            max_block_ms=1000,
+            bootstrap_timeout_ms=1000,
         ).send("t", b"no").get(5)
+    refusals = [r.getMessage() for r in caplog.records if r.name == "logq.server.auth"]
+    assert refusals and all(f"SASL {mech} authentication of" in m and "failed" in m for m in refusals)
+    assert [r.value for r in _read_all(sasl_server.data_dir)] == [b"hello"]
+
+
+@pytest.mark.parametrize("mech", MECHS)
+def test_kafka_python_pinned_below_1_0_authenticates_with_handshake_v0_and_bare_tokens(
+    sasl_server: Server, mech: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kafka-python with api_version=(0, 10, 2) sends SaslHandshake v0, then bare tokens."""
+    from kafka import KafkaConsumer
+    from logq.server.handlers import auth
+
+    frames: list[bytes] = []
+    real = auth.RawTokens.handle_raw_frame
+
+    async def counting(self: auth.RawTokens, broker: object, session: object, frame: bytes) -> bytes | None:
+        frames.append(frame)
+        return await real(self, broker, session, frame)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(auth.RawTokens, "handle_raw_frame", counting)
+    c = KafkaConsumer(
+        bootstrap_servers=sasl_server.address,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism=mech,
+        sasl_plain_username="alice",
+        sasl_plain_password=PASSWORD,
+        api_version=(0, 10, 2),
+    )
+    try:
+        assert c.topics() == {"t"}
+    finally:
+        c.close()
+    assert frames  # the tokens came bare: PLAIN's message, or SCRAM's client-first then client-final
+    if mech == "PLAIN":
+        assert all(f.endswith(b"\0alice\0" + PASSWORD.encode()) for f in frames)
+    else:
+        assert len(frames) % 2 == 0
+        assert all(f.startswith(b"n,,n=alice,r=") for f in frames[0::2])
+        assert all(f.startswith(b"c=biws,r=") for f in frames[1::2])
 
 
 @pytest.mark.parametrize("mech", MECHS)
