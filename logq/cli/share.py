@@ -55,7 +55,7 @@ DESCRIBE_COLUMNS = (
 )
 DLQ_COLUMNS = ("GROUP", "DEAD-LETTER-TOPIC", "LETTERS", "NOT-REDRIVEN")
 RESET_COLUMNS = ("GROUP", "TOPIC", "PARTITION", "START-OFFSET", "NEW-START-OFFSET")
-REDRIVE_COLUMNS = ("DEAD-LETTER-TOPIC", "PARTITION", "OFFSET", "TOPIC", "SOURCE-PARTITION", "SOURCE-OFFSET", "REASON")
+REDRIVE_COLUMNS = ("DEAD-LETTER", "SOURCE", "REASON", "DELIVERIES")
 
 
 @click.group("share")
@@ -229,7 +229,12 @@ def _redrive_output(reports: list[RedriveReport], dry_run: bool, as_json: bool) 
                 click.echo(json.dumps(obj))
         elif dry_run:
             rows = [
-                (x.topic, x.partition, x.offset, x.source_topic, x.source_partition, x.source_offset, x.reason)
+                (
+                    f"{x.topic}-{x.partition}@{x.offset}",
+                    f"{x.source_topic}-{x.source_partition}@{x.source_offset}",
+                    x.reason,
+                    x.delivery_count,
+                )
                 for x in rep.letters
             ]
             for line in table(REDRIVE_COLUMNS, rows):
