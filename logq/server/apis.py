@@ -30,7 +30,7 @@ __all__ = ["API_VERSIONS_RANGE", "Dispatcher", "Reply"]
 log = logging.getLogger("logq.server")
 
 Handler = Callable[[Broker, Session, int, Any], Awaitable[Any]]
-HANDLER_MODULES = ("metadata", "produce", "fetch", "offsets", "admin", "groups", "auth")
+HANDLER_MODULES = ("metadata", "produce", "fetch", "offsets", "admin", "groups", "auth", "share")
 API_VERSIONS_RANGE = (0, 3)
 UNSUPPORTED_VERSION = 35
 _NO_AUTH_NEEDED = frozenset({17, 18, 36})  # SaslHandshake, ApiVersions, SaslAuthenticate

@@ -71,6 +71,14 @@ class ServerConfig:
     max_fetch_wait_ms: int = 30_000  # cap on a fetch's max_wait_ms
     max_fetch_response_bytes: int = 55 * 1024 * 1024  # cap on a fetch's max_bytes (Kafka's fetch.max.bytes)
     max_open_partitions: int = 1000  # partition logs kept open, writers and readers each
+    # share groups of network members (logq/server/share_service.py); Kafka's group.share.* names
+    share_lock_duration_ms: int = 30_000  # group.share.record.lock.duration.ms
+    share_delivery_count_limit: int = 5  # group.share.delivery.count.limit
+    share_max_in_flight: int = 2000  # group.share.partition.max.record.locks
+    share_session_timeout_ms: int = 45_000  # group.share.session.timeout.ms
+    share_heartbeat_interval_ms: int = 5_000  # group.share.heartbeat.interval.ms
+    share_auto_offset_reset: str = "latest"  # share.auto.offset.reset of a share-partition's first use
+    share_dead_letter_topic: str | None = None  # errors.deadletterqueue.topic.name (KIP-1191)
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -88,8 +96,21 @@ class ServerConfig:
             "max_fetch_wait_ms",
             "max_fetch_response_bytes",
             "max_open_partitions",
+            "share_lock_duration_ms",
+            "share_delivery_count_limit",
+            "share_max_in_flight",
+            "share_session_timeout_ms",
+            "share_heartbeat_interval_ms",
         ):
             _positive(name, getattr(self, name))
+        if self.share_auto_offset_reset not in ("latest", "earliest"):
+            raise ConfigError(
+                f"share_auto_offset_reset must be 'latest' or 'earliest', not {self.share_auto_offset_reset!r}"
+            )
+        if self.share_dead_letter_topic is not None and not isinstance(self.share_dead_letter_topic, str):
+            raise ConfigError(
+                f"share_dead_letter_topic must be a topic name or None, not {self.share_dead_letter_topic!r}"
+            )
         if not isinstance(self.auto_create_topics, bool):
             raise ConfigError(f"auto_create_topics must be a bool, not {self.auto_create_topics!r}")
         if not isinstance(self.default_topic_config, dict):
