@@ -40,6 +40,7 @@ from logq.cli.options import (
 from logq.client.admin import Admin
 from logq.client.consumer import Consumer
 from logq.client.producer import Producer, RecordFuture
+from logq.codec.compression import CODECS
 from logq.errors import DeserializationError
 from logq.types import Record, TopicPartition
 
@@ -197,6 +198,12 @@ def _produce_lines(
     metavar="KEY=VALUE",
     help="kafka-console-producer's parse.key=true and key.separator=SEP (default TAB); repeatable.",
 )
+@click.option(
+    "--compression-type",
+    type=click.Choice(list(CODECS)),
+    default=None,
+    help="Compress the batches with this codec (default: the topic's compression_type).",
+)
 @pass_state
 @routed
 def produce_command(
@@ -207,6 +214,7 @@ def produce_command(
     headers: tuple[str, ...],
     partition: int | None,
     properties: tuple[str, ...],
+    compression_type: str | None,
 ) -> None:
     """Append the lines of FILEs (or stdin) to TOPIC, one record per line, like kafka-console-producer."""
     root = existing_root(state)
@@ -220,7 +228,7 @@ def produce_command(
         count = partition_count(admin, topic)
     if partition is not None:
         check_partitions(topic, count, [partition])
-    producer = Producer(root)
+    producer = Producer(root, compression_type=compression_type)
     try:
         tally = _produce_lines(producer, topic, files, sep, record_headers, partition)
     finally:

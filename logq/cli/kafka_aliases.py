@@ -15,6 +15,7 @@ Kafka spelling                                         logq spelling
 ``groups <sub> --group G``                             ``groups <sub> G``
 ``groups --reset-offsets ...``                         ``seek ...``
 ``produce|consume|offsets|repair --topic T``           ``produce|consume|offsets|repair T``
+``produce --compression-codec [CODEC]``                ``produce --compression-type CODEC`` (gzip without one)
 ``--bootstrap-server HOST:PORT``                       an error: logq reads a data directory
 =====================================================  =====================================
 
@@ -46,6 +47,7 @@ _GROUP_ACTIONS = {"--list": "list", "--describe": "describe", "--delete": "delet
 _TOPIC_SUBS = {"create", "describe", "delete", "alter", "repair", "delete-records", "enforce-retention"}
 _TOPIC_COMMANDS = {"produce", "consume", "offsets", "repair"}
 _GROUP_SUBS = {"describe", "delete"}
+_CODECS = ("none", "gzip", "snappy", "lz4", "zstd")  # kafka-console-producer's --compression-codec values
 
 
 def _take(args: list[str], flag: str) -> str | None:
@@ -89,6 +91,23 @@ def _positional(args: list[str], flag: str) -> list[str]:
     """``--topic T`` (or ``--group G``) out of ``args``, as the leading argument."""
     value = _take(args, flag)
     return args if value is None else [value, *args]
+
+
+def _compression_codec(args: list[str]) -> list[str]:
+    """kafka-console-producer's ``--compression-codec [CODEC]`` as ``--compression-type CODEC``.
+
+    Its value is optional there (gzip without one): the next word is taken only if it names
+    a codec, so ``--compression-codec --topic t`` and ``--compression-codec t`` mean gzip.
+    """
+    end = args.index("--") if "--" in args else len(args)
+    for i, a in enumerate(args[:end]):
+        if a.startswith("--compression-codec="):
+            return [*args[:i], "--compression-type", a.split("=", 1)[1], *args[i + 1 :]]
+        if a == "--compression-codec":
+            if i + 1 < end and args[i + 1] in _CODECS:
+                return [*args[:i], "--compression-type", *args[i + 1 :]]
+            return [*args[:i], "--compression-type", "gzip", *args[i + 1 :]]
+    return args
 
 
 def _replication(args: list[str]) -> list[str]:
@@ -183,6 +202,8 @@ def rewrite(args: Sequence[str], broker_hint: str = "") -> list[str]:
     if cmd == "groups":
         replaced, tail = _groups(rest)
         return [*head, replaced or cmd, *tail]
+    if cmd == "produce":
+        rest = _compression_codec(rest)
     if cmd in _TOPIC_COMMANDS:
         return [*head, cmd, *_positional(rest, "--topic")]
     return out

@@ -20,6 +20,7 @@ import click
 from logq.cli.options import CliState, TerminalProgress, json_option, pass_state
 from logq.cli.perf_workloads import MIB, run_consume, run_latency, run_produce, run_seek
 from logq.codec import batch as codec
+from logq.codec.compression import CODECS
 
 __all__ = [
     "producer_line",
@@ -122,6 +123,12 @@ def perf_group() -> None:
     help="Durability for this producer (default: the topic's setting).",
 )
 @click.option(
+    "--compression-type",
+    type=click.Choice(list(CODECS)),
+    default=None,
+    help="Codec of this producer's batches (default: the topic's compression_type).",
+)
+@click.option(
     "--partitions",
     type=click.IntRange(min=1),
     default=1,
@@ -154,6 +161,7 @@ def produce_command(
     throughput: float,
     batch_size: int,
     fsync: str | None,
+    compression_type: str | None,
     partitions: int,
     mode: str,
     reporting_interval: int,
@@ -172,6 +180,7 @@ def produce_command(
         throughput=throughput,
         batch_size=batch_size,
         fsync=fsync,
+        compression_type=compression_type,
         partitions=partitions,
         mode=mode,
         report_interval_s=reporting_interval / 1000,
@@ -180,6 +189,8 @@ def produce_command(
     )
     _codec_note(s)
     _emit({"type": "total", **s}) if as_json else click.echo(producer_line(s, final=True))
+    if compression_type is not None and not as_json:
+        click.echo(f"compression: {compression_type}, {s['compression_rate']:.3f} bytes stored per byte sent", err=True)
 
 
 @perf_group.command("consume")

@@ -240,19 +240,21 @@ def run_produce(
     throughput: float = -1,
     batch_size: int = 1000,
     fsync: str | None = None,
+    compression_type: str | None = None,
     partitions: int = 1,
     mode: str = "send_batch",
     report_interval_s: float = 5.0,
     on_window: Callable[[dict[str, Any]], None] | None = None,
     progress: TerminalProgress | None = None,
 ) -> dict[str, Any]:
-    """Produce ``num_records`` values (creating the topic if missing); Kafka's statistics."""
+    """Produce ``num_records`` values (creating the topic if missing); Kafka's statistics, plus
+    the producer's ``compression-rate-avg`` (bytes stored / bytes before compression)."""
     from logq.client.producer import Producer
 
     parts = _ensure_topic(data_dir, topic, partitions)
     pool = make_payloads(record_size)
     per_batch = batch_size * (record_size + 24) if mode == "send" else 16384
-    producer = Producer(data_dir, batch_size=max(per_batch, 1), fsync=fsync)
+    producer = Producer(data_dir, batch_size=max(per_batch, 1), fsync=fsync, compression_type=compression_type)
     every = max(1, num_records // _LATENCY_SAMPLES) if mode == "send" else 1
     start = time.perf_counter_ns()
     m = _Meter(start, record_size, throughput, report_interval_s, on_window, progress)
@@ -277,6 +279,8 @@ def run_produce(
             "elapsed_s": (end - start) / 1e9,
             "mode": mode,
             "fsync": fsync or "topic default",
+            "compression_type": compression_type or "topic default",
+            "compression_rate": producer.metrics()["compression-rate-avg"],
             "record_size": record_size,
             "batch_size": batch_size,
             "partitions": parts,
