@@ -137,6 +137,7 @@ class GroupService:
             "network": True,
             "client_id": m.client_id,
             "host": m.client_host,
+            "protocol": protocol,  # the group's chosen protocol: the assignor (range, roundrobin, ...)
         }
 
     def beat(self, group_id: str, member_id: str) -> None:
