@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 from logq.client.futures import RecordFuture, RecordMetadata
+from logq.errors import ConfigError
 
-__all__ = ["FutureBridge", "ThreadCalls", "settle"]
+__all__ = ["FutureBridge", "ThreadCalls", "check_arguments", "settle"]
 
 _R = TypeVar("_R")
 
@@ -123,3 +125,13 @@ class FutureBridge:
     def _settle_batch(self, batch: object) -> None:
         for out, rf in self._waiting.pop(batch, ()):
             settle(out, rf)
+
+
+def check_arguments(cls: type, name: str, *args: Any, **kwargs: Any) -> None:
+    """ConfigError (not Python's TypeError) for arguments ``cls`` does not take, an unknown keyword say."""
+    try:
+        inspect.signature(cls).bind(*args, **kwargs)
+    except TypeError as e:
+        raise ConfigError(
+            f"{name}: {e}", hint=f"{name} takes the arguments of logq.{cls.__name__} (see docs/guide.md)"
+        ) from None

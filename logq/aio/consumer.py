@@ -47,7 +47,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from logq.aio.bridge import ThreadCalls
+from logq.aio.bridge import ThreadCalls, check_arguments
 from logq.client.consumer import Consumer
 from logq.client.consumer_config import as_tp, int_at_least
 from logq.client.notify import Watcher
@@ -73,6 +73,7 @@ class AIOConsumer:
 
     def __init__(self, data_dir: str, *topics: str, read_chunk_records: int = 500, **consumer_args: Any) -> None:
         self._chunk = int_at_least("read_chunk_records", read_chunk_records, 1)
+        check_arguments(Consumer, "AIOConsumer", data_dir, *topics, **consumer_args)
         self._args = (data_dir, topics, consumer_args)
         self._consumer: Consumer | None = None
         self._watcher: Watcher | None = None

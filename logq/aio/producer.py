@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from logq.aio.bridge import FutureBridge
+from logq.aio.bridge import FutureBridge, check_arguments
 from logq.client.futures import RecordFuture, RecordMetadata
 from logq.client.producer import BatchMetadata, Producer
 from logq.errors import ClientClosedError, ConfigError, LogqError
@@ -54,6 +54,7 @@ class AIOProducer:
     """
 
     def __init__(self, data_dir: str, **producer_args: Any) -> None:
+        check_arguments(Producer, "AIOProducer", data_dir, **producer_args)
         self._producer = Producer(data_dir, **producer_args)
         self._fsync = producer_args.get("fsync")
         self._durable: dict[str, bool] = {}  # topic -> its appends fdatasync (fsync="always")

@@ -9,6 +9,7 @@ import pytest
 from logq import (
     Admin,
     AIOConsumer,
+    AIOProducer,
     ClientClosedError,
     ConcurrentAccessError,
     ConfigError,
@@ -567,3 +568,10 @@ def test_without_inotify_a_waiting_consumer_falls_back_to_short_sleeps(
             return c.read_stats()["fetches"] > 2, rec.value  # it polled while waiting
 
     assert run(main()) == (True, b"0")
+
+
+def test_an_unknown_argument_raises_config_error_naming_it(data: str) -> None:
+    with pytest.raises(ConfigError, match="group"):
+        AIOConsumer(data, "t", group="g")  # Kafka's spelling is group_id
+    with pytest.raises(ConfigError, match="bootstrap_servers"):
+        AIOProducer(data, bootstrap_servers="localhost:9092")
