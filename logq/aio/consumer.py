@@ -8,8 +8,9 @@ waits:
 - Reads run on the loop, as non-blocking ``poll(0, n)`` calls of at most
   ``read_chunk_records`` records each; a ``getmany`` that wants more gives the loop a turn
   between chunks, and so does a ``getone()`` loop every ``read_chunk_records`` records, so
-  a read stalls the loop for one chunk at most (from the page cache; see
-  docs/benchmarks.md, "asyncio", for the measured worst stall).
+  the loop is held for one chunk, or for one stored batch when a batch holds more records
+  (a read decodes whole batches; from the page cache: see docs/benchmarks.md, "asyncio",
+  for the measured stalls).
 - When nothing is there, it waits without a timer: the inotify descriptor of its own
   ``Watcher`` (logq/client/notify.py), watching the assigned partitions' directories, is
   registered with ``loop.add_reader``. It is drained before each read, so a write after
