@@ -17,6 +17,7 @@ from kio.index import load_payload_module
 from kio.static.constants import EntityType
 from logq import Admin, Producer, Server, ShareConsumer
 from logq.codec.batch import read_header
+from logq.errors import ConfigError
 from logq.server import kio_api
 
 from tests.server import wire
@@ -248,3 +249,26 @@ def test_embedded_and_raw_members_share_records(conn: Conn, root: str) -> None:
         theirs = acquired(conn.fetch("m1", 0, {0: [], 1: []}))
         net = {(p, o) for p, a, b, _ in theirs for o in range(a, b + 1)}
         assert len(mine) == 3 and len(net) == 3 and not mine & net
+
+
+def test_an_invalid_group_id_is_refused(conn: Conn) -> None:
+    resp = conn.call(HB, 1, group_id="no/slashes", member_id="m1", member_epoch=0, subscribed_topic_names=("jobs",))
+    assert resp.error_code == 24  # INVALID_GROUP_ID
+    assert (
+        conn.call(HB, 1, group_id="g", member_id="m1", member_epoch=0, subscribed_topic_names=("jobs",)).error_code == 0
+    )
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"share_lock_duration_ms": 0},
+        {"share_delivery_count_limit": "5"},
+        {"share_session_timeout_ms": -1},
+        {"share_auto_offset_reset": "middle"},
+        {"share_dead_letter_topic": 7},
+    ],
+)
+def test_wrong_share_settings_are_config_errors(root: str, setting: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match=next(iter(setting))):
+        Server(root, port=0, **setting)

@@ -26,7 +26,7 @@ import time
 import uuid
 from typing import Any
 
-from logq.errors import LogqError
+from logq.errors import InvalidGroupIdError, LogqError
 from logq.server import kio_api
 from logq.server.context import Broker, Session
 from logq.server.handlers.metadata import topic_by_id, topic_uuid
@@ -99,7 +99,7 @@ async def handle_share_group_heartbeat(broker: Broker, session: Session, version
         svc.beat(m, topics)
         svc.assign(m)
     except LogqError as e:
-        error = INVALID_GROUP_ID if "group id" in str(e) else KAFKA_STORAGE_ERROR
+        error = INVALID_GROUP_ID if isinstance(e, InvalidGroupIdError) else KAFKA_STORAGE_ERROR
         log.warning("ShareGroupHeartbeat of %s for group %s: %s", session.peer, gid, e)
         return _hb_response(version, error, str(e))
     return _hb_response(version, NONE, m=m, ms=svc.heartbeat_interval_ms)
