@@ -96,6 +96,7 @@ class ShareConsumer:
         lock_duration_ms: int = 30_000,
         delivery_count_limit: int = 5,
         dead_letter_topic: str | None = None,
+        dead_letter_copy_record: bool = True,
         max_in_flight: int = 2000,
         auto_offset_reset: str = "latest",
         priorities: dict[str, int] | None = None,
@@ -126,6 +127,9 @@ class ShareConsumer:
             (redelivery_backoff_ms, redelivery_backoff, max_redelivery_backoff_ms),
         )
         self.record_ttl_ms = None if record_ttl_ms is None else int_at_least("record_ttl_ms", record_ttl_ms, 1)
+        if not isinstance(dead_letter_copy_record, bool):
+            raise ConfigError(f"dead_letter_copy_record must be a bool, got {dead_letter_copy_record!r}")
+        self.dead_letter_copy_record = dead_letter_copy_record
         self.max_poll_records = int_at_least("max_poll_records", max_poll_records, 1)
         int_at_least("lock_timeout_ms", lock_timeout_ms, 1)
         self._clock = check_clock(clock) or _wall_ms
@@ -379,7 +383,8 @@ class ShareConsumer:
         if self._dlq is None:
             # fsync="always": a dead letter is on disk before the archive it stands for can be
             # made durable by a commit, so a power cut never keeps the archive without it
-            self._dlq = DeadLetterWriter(Producer(self.root, fsync="always"), self._dlq_topic, self.group_id)
+            producer = Producer(self.root, fsync="always")
+            self._dlq = DeadLetterWriter(producer, self._dlq_topic, self.group_id, self.dead_letter_copy_record)
         lg = self._logs.get(TopicPartition(*tp))
         cache = self._decoded.setdefault(TopicPartition(*tp), {})
         self._read(lg, (a.offset for a in archived), cache)

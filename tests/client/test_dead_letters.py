@@ -167,6 +167,24 @@ def test_a_share_consumer_dead_letters_rejected_records_with_a_copy(root: str) -
     assert count_dead_letters(root, "dlq", "g") == (3, 3)
 
 
+def test_a_share_consumer_with_dead_letter_copy_record_false_writes_headers_only(root: str) -> None:
+    make(root, "jobs", "dlq")
+    with logq.Producer(root) as p:
+        p.send("jobs", b"job", key=b"k", headers={"trace": b"1"})
+    with logq.ShareConsumer(
+        root, "jobs", group_id="g", auto_offset_reset="earliest", dead_letter_topic="dlq", dead_letter_copy_record=False
+    ) as sc:
+        (r,) = sc.poll(timeout=1.0)
+        sc.acknowledge(r, "reject")
+        sc.commit()
+    (dead,) = read_all(root, "dlq")
+    assert (dead.key, dead.value) == (None, None) and [k for k, _ in dead.headers] == list(DLQ_HEADERS)
+    assert redrive(root, "g")[0].redriven == 1  # read back from the source partition
+    assert [(r.key, r.value, r.headers) for r in read_all(root, "jobs")] == [(b"k", b"job", (("trace", b"1"),))] * 2
+    with pytest.raises(logq.ConfigError, match="dead_letter_copy_record"):
+        logq.ShareConsumer(root, "jobs", group_id="g", dead_letter_topic="dlq", dead_letter_copy_record=1)  # type: ignore[arg-type]
+
+
 # ----------------------------------------------------------------------------- redrive
 
 
