@@ -210,8 +210,8 @@ def _redrive_output(reports: list[RedriveReport], dry_run: bool, as_json: bool) 
     for rep in reports:
         for m in rep.missing:
             warn(
-                f"{m.topic}-{m.partition}@{m.offset}: no copy, and {m.source_topic}-{m.source_partition}"
-                f"@{m.source_offset} is gone from the source: skipped"
+                f"{m.topic}-{m.partition}@{m.offset}: its source {m.source_topic}-{m.source_partition}"
+                f"@{m.source_offset} is gone (topic deleted, or no copy and the record deleted): skipped"
             )
         if as_json:
             for x in rep.letters:

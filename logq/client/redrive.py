@@ -6,8 +6,9 @@ sent again to ``__dlq.errors.topic``: to its original partition when the topic s
 (else placed by key as a new record), with the original key, value and headers minus the
 ``__dlq.*`` ones (and minus ``logq.expire_at_ms`` for a letter archived as ``expired``, which
 would otherwise expire again at once). A letter written with ``copy_record=False`` has no
-copy: the original is read from its source partition; one retention already deleted there is
-counted in ``RedriveReport.missing`` and skipped. Other groups' letters and records that are
+copy: the original is read from its source partition. A letter whose source is gone (its
+record deleted by retention, for a letter without a copy; its topic deleted) is counted in
+``RedriveReport.missing`` and skipped. Other groups' letters and records that are
 not dead letters are skipped.
 
 The redrive position is a committed offset of the consumer group named by
@@ -36,7 +37,7 @@ from logq.client.consumer_config import int_at_least
 from logq.client.dead_letters import DLQ_PREFIX, DeadLetter, dead_letter_topics, parse_dead_letter
 from logq.client.producer import Producer
 from logq.client.share_config import EXPIRE_AT_HEADER
-from logq.errors import ConfigError
+from logq.errors import ConfigError, InvalidTopicError, UnknownTopicError
 from logq.groups.files import GroupLock, check_name, group_dir
 from logq.groups.offsets import OffsetStore
 from logq.storage.topics import TopicRegistry, validate_topic
@@ -68,7 +69,7 @@ class RedriveReport:
     redriven: int = 0
     by_topic: Counter[str] = field(default_factory=Counter)  # redriven letters per source topic
     skipped: int = 0  # other groups' letters and records that are not dead letters
-    missing: list[DeadLetter] = field(default_factory=list)  # no copy, and gone from the source
+    missing: list[DeadLetter] = field(default_factory=list)  # source topic gone, or no copy and record gone
     letters: list[DeadLetter] = field(default_factory=list)  # the letters redriven (dry run: would be)
     positions: dict[int, int] = field(default_factory=dict)  # partition -> redrive position after
 
@@ -156,22 +157,25 @@ class _Run:
         if letter is None or letter.group != self.group:
             self.report.skipped += 1
             return
-        if letter.copied:
-            key, value, headers = rec.key, rec.value, rec.headers
-        else:
-            original = self.original(letter)
-            if original is None:
-                self.report.missing.append(letter)
-                return
-            key, value, headers = original.key, original.value, original.headers
+        count = self.source_partitions(letter.source_topic)
+        original = rec if letter.copied or count is None else self.original(letter)
+        if original is None or count is None:
+            self.report.missing.append(letter)
+            return
         if self.producer is not None:
-            count = self.registry.get(letter.source_topic, fresh=True).partitions
             part = letter.source_partition if letter.source_partition < count else None
-            hdrs = _resent_headers(letter, headers)
-            self.producer.send(letter.source_topic, value, key=key, headers=hdrs, partition=part)
+            hdrs = _resent_headers(letter, original.headers)
+            self.producer.send(letter.source_topic, original.value, key=original.key, headers=hdrs, partition=part)
         self.report.redriven += 1
         self.report.by_topic[letter.source_topic] += 1
         self.report.letters.append(letter)
+
+    def source_partitions(self, topic: str) -> int | None:
+        """Partitions of the source topic now; None when it no longer exists (or is no name)."""
+        try:
+            return self.registry.get(topic, fresh=True).partitions
+        except (UnknownTopicError, InvalidTopicError):
+            return None
 
     def original(self, letter: DeadLetter) -> Any:
         """The source record of a letter without a copy; None when it is no longer there."""
@@ -180,7 +184,7 @@ class _Run:
             self.source.assign([tp])
             self.source.seek(tp, letter.source_offset)
             got = self.source.poll(timeout=0, max_records=1)
-        except ConfigError:
+        except (ConfigError, UnknownTopicError, InvalidTopicError):
             return None
         return got[0] if got and got[0].offset == letter.source_offset else None
 

@@ -252,6 +252,20 @@ def test_a_letter_without_a_copy_is_read_from_its_source_or_reported_missing(roo
     ]
 
 
+def test_a_letter_whose_source_topic_was_deleted_is_reported_missing(root: str) -> None:
+    make(root, "jobs", "gone", "dlq")
+    with logq.Producer(root) as p:
+        w = DeadLetterWriter(p, "dlq", "g")
+        w.write(record("gone", 0), "rejected", 1)
+        w.write(record("jobs", 0), "rejected", 1)
+        p.send("dlq", b"v", headers=dead_letter_headers("bad topic!", 0, 0, "g", "rejected", 1))
+        w.flush()
+    logq.Admin(root).delete_topic("gone")
+    (report,) = redrive(root, "g")
+    assert report.redriven == 1 and [m.source_topic for m in report.missing] == ["gone", "bad topic!"]
+    assert redrive_positions(root, "dlq", "g") == {0: 3}
+
+
 def test_an_expired_letter_is_redriven_without_its_expiry(root: str) -> None:
     make(root, "jobs", "dlq")
     with logq.Producer(root) as p:
