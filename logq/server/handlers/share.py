@@ -124,6 +124,7 @@ def _check_session(svc: Any, request: Any, fetch: bool) -> tuple[int, ShareGroup
             return INVALID_SHARE_SESSION_EPOCH, g, m
         m.session = set()
         m.session_epoch = 1
+        svc.beat(m, None)
         return NONE, g, m
     if m.session_epoch is None:
         return SHARE_SESSION_NOT_FOUND, g, m
