@@ -64,7 +64,7 @@ def groups_list(state: CliState) -> None:
 
 
 GROUP_COLUMNS = ("GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID")
-MEMBER_COLUMNS = ("GROUP", "CONSUMER-ID", "HOST", "PID", "#PARTITIONS", "ASSIGNMENT")
+MEMBER_COLUMNS = ("GROUP", "CONSUMER-ID", "HOST", "CLIENT-ID", "PID", "#PARTITIONS", "ASSIGNMENT")
 STATE_COLUMNS = ("GROUP", "ASSIGNMENT-STRATEGY", "STATE", "GENERATION", "#MEMBERS")
 
 
@@ -99,13 +99,14 @@ def _offsets_view(group: str, info: GroupInfo, as_json: bool) -> None:
 
 
 def _members_view(group: str, info: GroupInfo, as_json: bool) -> None:
-    host = socket.gethostname()  # every member of a logq group runs on this host
+    here = socket.gethostname()  # an embedded member runs on this host; a network one where logq serve saw it
     if as_json:
         for m in info.member_details:
             obj = {
                 "group": group,
                 "consumerId": m.member_id,
-                "host": host,
+                "host": m.host or here,
+                "clientId": m.client_id,
                 "pid": m.pid,
                 "partitions": len(m.assignment),
                 "assignment": [[t, p] for t, p in m.assignment],
@@ -113,7 +114,7 @@ def _members_view(group: str, info: GroupInfo, as_json: bool) -> None:
             click.echo(json.dumps(obj))
         return
     rows = [
-        (group, m.member_id, host, m.pid, len(m.assignment), _assignment_text(m.assignment))
+        (group, m.member_id, m.host or here, m.client_id, m.pid, len(m.assignment), _assignment_text(m.assignment))
         for m in info.member_details
     ]
     for line in table(MEMBER_COLUMNS, rows):

@@ -88,8 +88,10 @@ class GroupMemberInfo(NamedTuple):
     """One live member of a group, as ``kafka-consumer-groups --describe --members`` shows it."""
 
     member_id: str
-    pid: int | None  # the process it lives in (every member is on this host)
+    pid: int | None  # the process it lives in (every member is on this host); logq serve's for a network one
     assignment: tuple[tuple[str, int], ...]  # the (topic, partition) pairs assigned to it
+    client_id: str | None = None  # a network member's client id (Kafka's CLIENT-ID); None for an embedded one
+    host: str | None = None  # a network member's address as logq serve saw it; None for an embedded one
 
 
 class GroupInfo(NamedTuple):
@@ -100,7 +102,9 @@ class GroupInfo(NamedTuple):
     partitions: list[GroupPartitionInfo]
     problems: tuple[str, ...]
     member_details: tuple[GroupMemberInfo, ...] = ()  # the live members, with pid and assignment
-    assignor: str = "sticky"  # logq's one assignor (logq/groups/assignor.py), Kafka's cooperative-sticky rules
+    # embedded members: logq's one assignor (logq/groups/assignor.py, Kafka's cooperative-sticky
+    # rules); members of a group logq serve coordinates: the protocol it chose (range, roundrobin...)
+    assignor: str = "sticky"
 
 
 class RepairReport(NamedTuple):
@@ -271,11 +275,11 @@ class Admin:
             rows.append(GroupPartitionInfo(topic, p, c, end, None if c is None else end - c, owner))
         live = [m.member_id for m in d.members if m.alive]
         details = tuple(
-            GroupMemberInfo(m.member_id, m.pid, tuple(sorted((t, p) for t, p in m.assignment)))
+            GroupMemberInfo(m.member_id, m.pid, tuple(sorted((t, p) for t, p in m.assignment)), m.client_id, m.host)
             for m in d.members
             if m.alive
         )
-        return GroupInfo(group, d.state, d.generation, live, rows, problems, details)
+        return GroupInfo(group, d.state, d.generation, live, rows, problems, details, d.protocol or "sticky")
 
     def delete_group(self, group: str) -> None:
         """Delete consumer group ``group`` and its committed offsets, like Kafka's deleteConsumerGroups.
@@ -355,6 +359,10 @@ class Admin:
         if execute:
             return share_admin.reset_share_offsets(self.root, group, topic, to, partitions)
         return share_admin.plan_share_reset(self.root, group, topic, to, partitions)
+
+    def delete_share_group(self, group: str) -> None:
+        """Delete ``group``'s state; refused while it has live members (`logq share delete`)."""
+        share_admin.delete_share_group(self.root, group)
 
     def redrive(
         self, group: str, dead_letter_topic: str | None = None, *, limit: int | None = None, dry_run: bool = False

@@ -1,7 +1,9 @@
 """Describing groups for tools (Admin, ``logq groups``): members, assignment, owners, state.
 
 Read-only: it takes the group lock shared to read ``state`` and probes member files and
-ownership records as logq/groups/member.py describes them.
+ownership records as logq/groups/member.py describes them. A network member (one `logq
+serve` coordinates, logq/groups/served.py) is told apart by ``"network": true`` in its
+``state`` entry, which also holds its client id, host and the group's chosen protocol.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ class MemberDescription:
     heartbeat_age_ms: float | None
     poll_age_ms: float | None
     assignment: tuple[TopicPartition, ...]
+    network: bool = False  # a Kafka client `logq serve` coordinates; else an embedded Consumer
+    client_id: str | None = None  # a network member's client id (None: embedded, or not sent)
+    host: str | None = None  # a network member's address as the server saw it
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class GroupDescription:
     assignment: dict[TopicPartition, str]
     owners: dict[TopicPartition, str | None]  # the live member each assigned partition's record names
     problems: tuple[str, ...]
+    protocol: str | None = None  # the protocol `logq serve` chose for network members (their assignor)
 
     @property
     def live(self) -> bool:
@@ -76,8 +82,13 @@ def describe_group(root: str, group: str, *, lock_timeout_ms: int = 5000) -> Gro
     names = os.listdir(members_dir) if os.path.isdir(members_dir) else []
     ids |= {n[:-5] for n in names if n.endswith(".lock") and not n.startswith(".")}
     members = []
+    protocol = None
     for m in sorted(ids):
         pr = probe_member(gdir, m)
+        info = state.members.get(m)
+        net = isinstance(info, dict) and info.get("network") is True
+        if net and isinstance(info, dict) and isinstance(info.get("protocol"), str):
+            protocol = info["protocol"]
         members.append(
             MemberDescription(
                 m,
@@ -87,6 +98,9 @@ def describe_group(root: str, group: str, *, lock_timeout_ms: int = 5000) -> Gro
                 None if pr.heartbeat_ns is None else (now - pr.heartbeat_ns) / 1e6,
                 None if pr.poll_ns is None else (now - pr.poll_ns) / 1e6,
                 tuple(state.assignment.get(m, ())),
+                net,
+                _text(info, "client_id") if net else None,
+                _text(info, "host") if net else None,
             )
         )
     assignment = {tp: m for m, tps in state.assignment.items() for tp in tps}
@@ -104,4 +118,12 @@ def describe_group(root: str, group: str, *, lock_timeout_ms: int = 5000) -> Gro
         kind = "Stable"
     else:
         kind = "Rebalancing"
-    return GroupDescription(group, state.generation, kind, tuple(members), assignment, owners, tuple(problems))
+    return GroupDescription(
+        group, state.generation, kind, tuple(members), assignment, owners, tuple(problems), protocol
+    )
+
+
+def _text(info: object, key: str) -> str | None:
+    """A string field of a member's ``state`` entry; None when absent or not a string."""
+    v = info.get(key) if isinstance(info, dict) else None
+    return v if isinstance(v, str) else None

@@ -18,7 +18,7 @@ from logq import Admin, GroupNotEmptyError, Producer, UnknownGroupError
 
 from tests.cli.cli_helpers import ok, one_error_line, parse_table, run, warnings_of
 
-MEMBER_COLUMNS = ["GROUP", "CONSUMER-ID", "HOST", "PID", "#PARTITIONS", "ASSIGNMENT"]
+MEMBER_COLUMNS = ["GROUP", "CONSUMER-ID", "HOST", "CLIENT-ID", "PID", "#PARTITIONS", "ASSIGNMENT"]
 STATE_COLUMNS = ["GROUP", "ASSIGNMENT-STRATEGY", "STATE", "GENERATION", "#MEMBERS"]
 
 MEMBER = """
@@ -72,6 +72,7 @@ def test_members_view_shows_each_live_member_with_pid_and_assignment(
             "GROUP": "g",
             "CONSUMER-ID": member_id,
             "HOST": socket.gethostname(),
+            "CLIENT-ID": "-",  # an embedded member has none
             "PID": str(child.pid),
             "#PARTITIONS": "2",
             "ASSIGNMENT": "t(0,1)",
@@ -84,6 +85,7 @@ def test_members_view_shows_each_live_member_with_pid_and_assignment(
         "group": "g",
         "consumerId": member_id,
         "host": socket.gethostname(),
+        "clientId": None,
         "pid": child.pid,
         "partitions": 2,
         "assignment": [["t", 0], ["t", 1]],
