@@ -136,7 +136,10 @@ class ShareService:
         """Every partition of the member's topics that exist now; the epoch rises on a change."""
         new: dict[str, tuple[uuid.UUID, tuple[int, ...]]] = {}
         for t in m.topics:
-            meta = self.broker.topic(t)
+            try:
+                meta = self.broker.topic(t)
+            except LogqError:  # an invalid topic name: nothing to assign
+                continue
             if meta is not None:
                 new[t] = (topic_uuid(meta), tuple(range(meta.partitions)))
         if new != m.assignment or m.epoch == 0:
@@ -280,6 +283,9 @@ class ShareService:
                 log.info("share group %s: %s-%d@%d archived (%s)", g.group_id, tp[0], tp[1], a.offset, a.reason)
             return
         if g.dlq is None:
+            # created when missing and auto_create_topics is on; else the archive fails (and
+            # the acknowledgement is answered with an error) until the topic exists
+            self.broker.topic(topic, create=True)
             g.dlq = DeadLetterWriter(Producer(self.broker.data_dir), topic, g.group_id)
         lg = self.broker.reader(*tp)
         for a in archived:

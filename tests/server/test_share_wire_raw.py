@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kio.index import load_payload_module
 from kio.static.constants import EntityType
-from logq import Admin, Producer, Server, ShareConsumer
+from logq import Admin, Consumer, Producer, Server, ShareConsumer
 from logq.codec.batch import read_header
 from logq.errors import ConfigError
 from logq.server import kio_api
@@ -35,6 +35,7 @@ class Conn:
     def __init__(self, port: int) -> None:
         self.sock: socket.socket = wire.connect(port)
         self.corr = 0
+        self.topic_id = uuid.UUID(int=0)  # of "jobs", set from Metadata
 
     def call(self, api: int, version: int, **fields: Any) -> Any:
         self.corr += 1
@@ -86,8 +87,6 @@ class Conn:
         )
         return self.call(ACK, 1, group_id="g", member_id=member, share_session_epoch=epoch, topics=topics)
 
-    topic_id: uuid.UUID = uuid.UUID(int=0)
-
 
 def batch(key: int, first: int, last: int, *types: int) -> Any:
     return nested(key, "AcknowledgementBatch")(first_offset=first, last_offset=last, acknowledge_types=types)
@@ -123,7 +122,7 @@ def conn(root: str) -> Iterator[Conn]:
             allow_auto_topic_creation=False,
             include_topic_authorized_operations=False,
         )
-        Conn.topic_id = md.topics[0].topic_id
+        c.topic_id = md.topics[0].topic_id
         yield c
         c.sock.close()
 
@@ -272,3 +271,27 @@ def test_an_invalid_group_id_is_refused(conn: Conn) -> None:
 def test_wrong_share_settings_are_config_errors(root: str, setting: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match=next(iter(setting))):
         Server(root, port=0, **setting)
+
+
+def test_a_rejected_record_goes_to_a_dead_letter_topic_created_on_first_use(root: str) -> None:
+    Admin(root).create_topic("jobs", partitions=1)
+    with Producer(root) as p:
+        p.send("jobs", b"poison", key=b"k")
+    with Server(root, port=0, share_auto_offset_reset="earliest", share_dead_letter_topic="dead") as srv:
+        c = Conn(srv.port)
+        c.topic_id = _topic_id(c)
+        c.heartbeat("m1", 0)
+        assert acquired(c.fetch("m1", 0, {0: []})) == [(0, 0, 0, 1)]
+        assert part_field(c.ack("m1", 1, {0: [batch(ACK, 0, 0, 3)]}), "error_code") == {0: 0}
+        c.sock.close()
+    with Consumer(root, "dead", group_id=None, auto_offset_reset="earliest") as dead:
+        (letter,) = dead.poll(timeout=5)
+    assert (letter.key, letter.value, dict(letter.headers)["__dlq.errors.reason"]) == (b"k", b"poison", b"rejected")
+
+
+def _topic_id(c: Conn) -> uuid.UUID:
+    topic = nested(METADATA, "MetadataRequestTopic", 12)(topic_id=None, name="jobs")
+    md = c.call(
+        METADATA, 12, topics=(topic,), allow_auto_topic_creation=False, include_topic_authorized_operations=False
+    )
+    return md.topics[0].topic_id
