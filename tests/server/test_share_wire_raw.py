@@ -295,3 +295,22 @@ def _topic_id(c: Conn) -> uuid.UUID:
         METADATA, 12, topics=(topic,), allow_auto_topic_creation=False, include_topic_authorized_operations=False
     )
     return md.topics[0].topic_id
+
+
+def test_a_network_member_is_a_live_member_until_the_server_stops_then_its_records_return(root: str) -> None:
+    Admin(root).create_topic("jobs", partitions=1)
+    with Producer(root) as p:
+        for i in range(3):
+            p.send("jobs", b"r%d" % i)
+    with Server(root, port=0, share_auto_offset_reset="earliest") as srv:
+        c = Conn(srv.port)
+        c.topic_id = _topic_id(c)
+        c.heartbeat("m1", 0)
+        assert acquired(c.fetch("m1", 0, {0: []})) == [(0, 0, 2, 1)]
+        (member,) = Admin(root).describe_share_group("g").info.members
+        assert member.startswith("net-")
+        c.sock.close()
+    assert Admin(root).describe_share_group("g").info.members == []
+    with ShareConsumer(root, "jobs", group_id="g") as sc:
+        back = sc.poll(timeout=5)
+    assert sorted((r.offset, r.delivery_count) for r in back) == [(0, 2), (1, 2), (2, 2)]
