@@ -418,8 +418,8 @@ class Consumer(ConsumerOffsets):
         deadline = None if timeout is None else time.monotonic() + timeout
         self._flush_async_commits()
         self._sync_group()
-        if self.enable_auto_commit and time.monotonic() >= self._next_commit:
-            self.commit()
+        if self.enable_auto_commit and time.monotonic() >= self._next_commit and self._store is not None:
+            self._commit_positions(list(self._positions))
         while True:
             if self._interrupted():
                 return empty()
@@ -559,7 +559,7 @@ class Consumer(ConsumerOffsets):
 
                 self._member.close(on_revoke=revoke)
             elif autocommit and self.enable_auto_commit and self._store is not None and self._positions:
-                self.commit()
+                self._commit_positions(list(self._positions))
         finally:
             self._closed = True
             for tp in list(self._logs.logs):

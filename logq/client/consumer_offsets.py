@@ -117,7 +117,19 @@ class ConsumerOffsets(ConsumerPositions):
             raise first_error
 
     def _commit_positions(self, tps: Iterable[TopicPartition]) -> None:
+        """The implicit commit (auto-commit, revoke, unsubscribe, close) of current positions.
+
+        A position past the log end (a ``seek`` beyond it) is committed as the log end, with a
+        warning: committed <= log end always holds, the next poll would move there anyway, and
+        a close must not fail over a position the user set."""
         items = {tp: self._positions[tp] for tp in tps if tp in self._positions}
+        for tp, pos in items.items():
+            end = self._log(tp).log_end_offset
+            if pos > end:
+                log.warning(
+                    "%s-%d: position %d is past the log end %d; committing %d", tp.topic, tp.partition, pos, end, end
+                )
+                items[tp] = end
         if items:
             self._do_commit(items)
 

@@ -125,7 +125,9 @@ class ConsumerPositions:
         """Seek the given (default: all assigned) partitions to an offset or a time.
 
         ``timestamp`` is int milliseconds since the epoch or an aware datetime; a partition
-        with no record at or after it moves to its end.
+        with no record at or after it moves to its end. ``offset`` is clamped to each
+        partition's [log start, log end]: replaying from 3 a partition that holds 1 record
+        reads what is written there next, and one whose start moved past 3 reads from its start.
         """
         self._check_open()
         if (offset is None) == (timestamp is None):
@@ -141,7 +143,10 @@ class ConsumerPositions:
         out = {}
         for tp in tps:
             if ms is None:
-                target = offset or 0  # offset is set: exactly one of the two is, checked above
+                lg = self._log(tp)
+                lg.refresh()  # another process may have moved its start or end
+                want = offset or 0  # offset is set: exactly one of the two is, checked above
+                target = min(max(want, lg.log_start_offset), lg.log_end_offset)
             else:
                 found = self.offsets_for_times({tp: ms})[tp]
                 target = found.offset if found else self._log(tp).log_end_offset

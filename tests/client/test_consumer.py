@@ -433,6 +433,26 @@ def test_replay_from_offset_seeks_every_assigned_partition(timed: str) -> None:
         assert sorted((r.partition, r.offset) for r in got) == [(0, o) for o in range(1, 6)] + [(1, 1), (1, 2)]
 
 
+def test_replay_from_an_offset_past_a_partitions_end_lands_on_its_end_and_close_commits_it(timed: str) -> None:
+    # partition 1 is empty: replaying "from 3" there must not leave a position past the log
+    # end, which the group could not commit (close() used to raise InvalidOffsetCommitError)
+    with Consumer(timed, "t", group_id="g", auto_offset_reset="latest", initial_rebalance_delay_ms=0) as c:
+        drain(c, 0, timeout_s=0.2)
+        assert c.replay_from(offset=3) == {TP0: 3, TopicPartition("t", 1): 0}
+    produce(timed, "t", [b"late"], partition=1)
+    with Consumer(timed, "t", group_id="g", initial_rebalance_delay_ms=0) as c:
+        got = drain(c, 4)
+        assert sorted((r.partition, r.offset) for r in got) == [(0, 3), (0, 4), (0, 5), (1, 0)]
+
+
+def test_a_seek_past_the_log_end_is_committed_as_the_log_end_by_close(timed: str) -> None:
+    with Consumer(timed, "t", group_id="g", initial_rebalance_delay_ms=0) as c:
+        drain(c, 0, timeout_s=0.2)
+        c.seek(TP0, 100)
+    with Consumer(timed, "t", group_id="g", initial_rebalance_delay_ms=0) as c:
+        assert c.committed(TP0) == 6
+
+
 @pytest.mark.parametrize(
     "delta, expected", [(-5, 0), (0, 0), (1, 1), (10, 1), (11, 3), (15, 3), (20, 3), (30, 3), (31, 5), (50, 5)]
 )
