@@ -8,6 +8,7 @@ command                               Kafka counterpart
                                       delivery counts, the oldest acquired record, dead letters)
 ``logq share reset-offsets GROUP``    kafka-share-groups --reset-offsets (refused while the
                                       group has live members, as Kafka does)
+``logq share delete GROUP``           kafka-share-groups --delete
 ``logq share redrive --group G``      (none: KIP-1191 writes dead letters; this moves them back)
 ====================================  =========================================================
 
@@ -60,7 +61,7 @@ REDRIVE_COLUMNS = ("DEAD-LETTER", "SOURCE", "REASON", "DELIVERIES")
 
 @click.group("share")
 def share_group() -> None:
-    """Share groups (queues): list, describe, reset, redrive dead letters."""
+    """Share groups (queues): list, describe, reset, delete, redrive dead letters."""
 
 
 @share_group.command("list")
@@ -245,6 +246,17 @@ def _redrive_output(reports: list[RedriveReport], dry_run: bool, as_json: bool) 
             f" ({rep.skipped} other record(s) skipped, {len(rep.missing)} missing).",
             err=True,
         )
+
+
+@share_group.command("delete")
+@click.argument("group")
+@pass_state
+@routed
+def share_delete(state: CliState, group: str) -> None:
+    """Delete GROUP's state, like kafka-share-groups --delete; refused while it has live members."""
+    with Admin(existing_root(state)) as admin:
+        admin.delete_share_group(group)
+    click.echo(f"Deleted share group {group}.")
 
 
 @share_group.command("redrive")

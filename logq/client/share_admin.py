@@ -7,7 +7,9 @@
 - :func:`plan_share_reset` / :func:`reset_share_offsets`: kafka-share-groups
   ``--reset-offsets``: start share-partitions over at the log start, the log end or an offset
   (in-flight state dropped), refused while the group has live members, as Kafka does.
-- :func:`redrive` (re-exported from logq/client/redrive.py).
+- :func:`redrive` (re-exported from logq/client/redrive.py) and :func:`delete_share_group`
+  (from the store: refused while the group has live members; its redrive positions stay, so
+  its letters already redriven are not redriven again).
 
 The :class:`logq.Admin` methods of the same names call these.
 """
@@ -24,6 +26,7 @@ from logq.errors import ConfigError, GroupNotEmptyError, OffsetOutOfRangeError, 
 from logq.groups.files import check_name, live_member_ids
 from logq.groups.share_store import (
     ShareGroupInfo,
+    delete_share_group,
     list_share_groups,
     reset_share_start,
     share_group_dir,
@@ -36,6 +39,7 @@ __all__ = [
     "DeadLetterCount",
     "ShareGroupDescription",
     "ShareResetRow",
+    "delete_share_group",
     "describe_share_group",
     "list_share_groups",
     "plan_share_reset",

@@ -165,6 +165,22 @@ def test_redrive_dry_run_then_redrive_then_nothing_left(data: Path) -> None:
     assert rows(dead, DLQ_COLUMNS)[0]["NOT-REDRIVEN"] == "0"
 
 
+def test_delete_is_refused_while_a_member_lives_and_then_deletes(data: Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", MEMBER, str(data)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline()
+        assert "1 live member(s)" in one_error_line(run(data, "share", "delete", "w"))
+    finally:
+        child.kill()
+        child.wait()
+    assert ok(data, "share", "delete", "w").stdout == "Deleted share group w.\n"
+    assert ok(data, "share", "list").stdout == ""
+    assert "does not exist" in one_error_line(run(data, "share", "delete", "w"))
+    ok(data, "share", "redrive", "--group", "w", "--dead-letter-topic", "dlq")  # letters outlive the group
+
+
 @pytest.mark.parametrize(
     "args, words",
     [
