@@ -141,7 +141,7 @@ class _Run:
         self.reader.seek(tp, pos)
         while pos < end and not self.full():
             done = pos
-            for rec in self.reader.poll(timeout=0, max_records=min(CHUNK_RECORDS, end - pos)):
+            for rec in self.reader.poll(timeout=1.0, max_records=min(CHUNK_RECORDS, end - pos)):
                 if rec.offset >= end or self.full():
                     break
                 self.one(rec)
@@ -262,18 +262,18 @@ def count_dead_letters(root: str, dead_letter_topic: str, group: str) -> tuple[i
             tp = TopicPartition(dead_letter_topic, p)
             run.reader.assign([tp])
             end = run.reader.end_offsets([tp])[tp]
-            run.reader.seek(tp, run.reader.beginning_offsets([tp])[tp])
-            while True:
-                recs = [r for r in run.reader.poll(timeout=0, max_records=CHUNK_RECORDS) if r.offset < end]
+            pos = run.reader.beginning_offsets([tp])[tp]
+            run.reader.seek(tp, pos)
+            while pos < end:
+                recs = [r for r in run.reader.poll(timeout=1.0, max_records=CHUNK_RECORDS) if r.offset < end]
                 if not recs:
-                    break
+                    break  # deleted meanwhile
                 for r in recs:
                     letter = parse_dead_letter(r)
                     if letter is not None and letter.group == group:
                         total += 1
                         pending += r.offset >= start.get(p, 0)
-                if recs[-1].offset + 1 >= end:
-                    break
+                pos = recs[-1].offset + 1
     finally:
         run.close()
     return total, pending
