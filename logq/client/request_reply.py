@@ -95,9 +95,12 @@ class Requester:
         self._reader = threading.Lock()  # held by the waiting thread that reads the reply topic
         self._closed = False
 
-    def request(self, value: Any, key: Any = None, headers: Any = None, timeout: float = 30.0) -> Record:
+    def request(
+        self, value: Any, key: Any = None, headers: Any = None, timeout: float = 30.0, ttl_ms: int | None = None
+    ) -> Record:
         """Send one request and return its reply (a Record of ``reply_topic``); LogqTimeoutError
-        after ``timeout`` seconds without one."""
+        after ``timeout`` seconds without one. ``ttl_ms``: the request expires unprocessed after
+        that long (share-group workers archive it as "expired"), e.g. ``int(timeout * 1000)``."""
         limit = _check_timeout(timeout)
         extra = _user_headers(headers)
         deadline = time.monotonic() + limit
@@ -105,7 +108,7 @@ class Requester:
         self._enter(cid, deadline, limit)
         try:
             hdrs = extra + [(CORRELATION_HEADER, cid.encode()), (REPLY_TO_HEADER, self.reply_topic.encode())]
-            self._producer.send(self.request_topic, value, key=key, headers=hdrs)
+            self._producer.send(self.request_topic, value, key=key, headers=hdrs, ttl_ms=ttl_ms)
             self._producer.flush()
             return self._wait(cid, deadline, limit)
         finally:

@@ -123,6 +123,21 @@ def test_a_request_carries_the_correlation_and_reply_to_headers_after_the_users(
     assert len(cid) == 32 and int(cid, 16) >= 0 and dict(req.headers)[REPLY_TO_HEADER] == b"replies"
 
 
+def test_a_request_with_ttl_expires_unprocessed_when_no_worker_took_it_in_time(root: str) -> None:
+    make(root)
+    with Requester(root, "requests", "replies") as rq:
+        with pytest.raises(logq.LogqTimeoutError):
+            rq.request(b"x", timeout=0.01, ttl_ms=1)
+        with pytest.raises(logq.ConfigError, match="ttl_ms=0"):
+            rq.request(b"x", timeout=1, ttl_ms=0)
+    with logq.Consumer(root, "requests", auto_offset_reset="earliest") as c:
+        (req,) = c.poll(timeout=1.0)
+    assert int(dict(req.headers)["logq.expire_at_ms"]) == req.timestamp + 1
+    clock = lambda: req.timestamp + 1  # noqa: E731
+    with logq.ShareConsumer(root, "requests", group_id="w", auto_offset_reset="earliest", clock=clock) as sc:
+        assert sc.poll(timeout=0) == []
+
+
 @pytest.mark.parametrize("timeout", [0, -1, None, float("inf"), "1", True])
 def test_bad_timeouts_are_config_errors(root: str, timeout: object) -> None:
     make(root)
