@@ -314,3 +314,16 @@ def test_a_network_member_is_a_live_member_until_the_server_stops_then_its_recor
     with ShareConsumer(root, "jobs", group_id="g") as sc:
         back = sc.poll(timeout=5)
     assert sorted((r.offset, r.delivery_count) for r in back) == [(0, 2), (1, 2), (2, 2)]
+
+
+def test_acknowledgements_sent_after_the_leave_still_apply_as_librdkafka_closes(conn: Conn, root: str) -> None:
+    conn.heartbeat("m1", 0)
+    assert acquired(conn.fetch("m1", 0, {0: []})) == [(0, 0, 2, 1)]
+    assert conn.heartbeat("m1", -1).error_code == 0  # librdkafka leaves first...
+    closing = conn.ack("m1", -1, {0: [batch(ACK, 0, 2, 1)]})  # ...then closes the session
+    assert closing.error_code == 0 and part_field(closing, "error_code") == {0: 0}
+    (part,) = [p for p in Admin(root).describe_share_group("g").info.partitions if p.partition == 0]
+    assert (part.start_offset, part.totals.get("acknowledged")) == (3, 3)
+    assert Admin(root).describe_share_group("g").info.members == []
+    late = conn.ack("m1", -1, {0: [batch(ACK, 0, 0, 1)]})  # nothing left to close
+    assert late.error_code == 0 and part_field(late, "error_code") == {0: INVALID_RECORD_STATE}

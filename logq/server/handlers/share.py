@@ -116,6 +116,8 @@ def _check_session(svc: Any, request: Any, fetch: bool) -> tuple[int, ShareGroup
     """(error, group, member) of a ShareFetch/ShareAcknowledge, opening/advancing the session."""
     m = svc.member(request.group_id, request.member_id)
     epoch = request.share_session_epoch
+    if m is None and epoch == -1:
+        return NONE, None, None  # closing a session of a member gone already: nothing held
     if m is None or (m.left and epoch != -1):
         return UNKNOWN_MEMBER_ID, None, None
     g = svc.groups[request.group_id]
@@ -316,11 +318,13 @@ async def handle_share_acknowledge(broker: Broker, session: Session, version: in
     mod = kio_api.module(SHARE_ACKNOWLEDGE, version)
     error, g, m = _check_session(svc, request, fetch=False)
     by_topic: dict[Any, list[Any]] = {}
-    if not error and g is not None and m is not None:
+    if not error:
         for t in request.topics:
             for p in t.partitions:
                 tp, err = _tp(broker, t.topic_id, p.partition_index)
-                if tp is not None:
+                if tp is not None and (g is None or m is None):
+                    err = INVALID_RECORD_STATE  # the member is gone: its records were released
+                elif tp is not None and g is not None and m is not None:
                     err = _apply_acks(svc, g, m, tp, p.acknowledgement_batches)
                 by_topic.setdefault(t.topic_id, []).append(
                     kio_api.make(
@@ -331,7 +335,7 @@ async def handle_share_acknowledge(broker: Broker, session: Session, version: in
                         current_leader=mod.LeaderIdAndEpoch(leader_id=-1, leader_epoch=-1),
                     )
                 )
-        if request.share_session_epoch == -1:
+        if request.share_session_epoch == -1 and g is not None and m is not None:
             _close_session(svc, g, m)
     return kio_api.make(
         mod.ShareAcknowledgeResponse,
