@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check lint types misuse bench compare soak plots clean
+.PHONY: demo test check lint types misuse bench compare soak share-check plots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ plots: $(BENCH_STAMP)
 # The long reliability tier: hundreds of kills, power cuts on loop images, contention.
 soak: $(STAMP)
 	$(PY) tools/soak.py
+
+# The long share-group checker (docs/queues.md): 20 runs of 6 workers killed with kill -9,
+# short locks, poison records; exit 1 with a report on any violation. ARGS=... to change it.
+share-check: $(STAMP)
+	$(PY) tools/share_checker.py --runs 20 --records 2000 --processes 6 --partitions 3 --kills 15 $(ARGS)
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache
