@@ -238,3 +238,20 @@ def test_kill_9_of_the_server_returns_the_records_its_network_members_held(root:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_close_without_commit_releases_the_last_poll_which_is_delivered_again(root: str, served: Server) -> None:
+    # librdkafka 2.16's close() sends no acknowledgement for the last poll of an implicit-mode
+    # consumer (its closing ShareAcknowledge carries none): closing the share session releases
+    # those records, and the next member gets them with the delivery counted
+    _produce(root, 6, partitions=2)
+    c = _net_consumer(served.port, "implicit")
+    assert len(_poll_until(c, 6)) == 6
+    c.close()
+    info = Admin(root).describe_share_group("implicit").info
+    assert info.members == [] and {p.start_offset for p in info.partitions} == {0}
+    with ShareConsumer(root, "jobs", group_id="implicit") as sc:
+        back = sc.poll(timeout=5)
+    assert sorted((r.partition, r.offset, r.delivery_count) for r in back) == [
+        (p, o, 2) for p in (0, 1) for o in range(3)
+    ]
