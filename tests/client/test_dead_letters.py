@@ -349,3 +349,29 @@ def test_two_redrives_at_once_redrive_each_letter_once(root: str) -> None:
     procs = [subprocess.Popen([sys.executable, "-c", code, root]) for _ in range(2)]
     assert [p.wait() for p in procs] == [0, 0]
     assert sorted(r.value for r in read_all(root, "jobs")[40:]) == rejected
+
+
+_LETTER_WRITER = """
+import sys
+import logq
+from logq.client.dead_letters import DeadLetterWriter
+with logq.Producer(sys.argv[1]) as p:
+    w = DeadLetterWriter(p, "dlq", "g")
+    for i in range(int(sys.argv[2])):
+        w.write(logq.Record("jobs", 0, i, 0, None, b"letter-%d" % i, ()), "delivery_limit", 5)
+        if i % 7 == 0:
+            w.flush()
+"""
+
+
+def test_redrives_running_while_another_process_writes_letters_redrive_each_once(root: str) -> None:
+    make(root, "jobs", "dlq")
+    writer = subprocess.Popen([sys.executable, "-c", _LETTER_WRITER, root, "3000"])
+    runs = 0
+    while writer.poll() is None or runs == 0:
+        redrive(root, "g", "dlq")
+        runs += 1
+    assert writer.returncode == 0
+    redrive(root, "g", "dlq")  # the letters written after the last run's end snapshot
+    values = [r.value for r in read_all(root, "jobs")]
+    assert sorted(values) == sorted(b"letter-%d" % i for i in range(3000))  # each once, none lost
