@@ -130,7 +130,8 @@ def run_logq(work: str, n: int, lat_n: int, fsync: str) -> dict[str, float]:
             out["produce"] = B.produce(bootstrap, "bench", n)
         with phase(out, "consume", pid):
             out["consume"] = B.consume(bootstrap, "bench", n)
-        out["p50_us"], out["p99_us"] = B.latency(bootstrap, "latency", lat_n)
+        with phase(out, "latency", pid):
+            out["p50_us"], out["p99_us"] = B.latency(bootstrap, "latency", lat_n)
     return out
 
 
@@ -214,7 +215,8 @@ def run_redis(work: str, n: int, lat_n: int, fsync: str) -> dict[str, float]:
         with phase(out, "consume", pid):
             out["consume"] = redis_consume(r, n)
         r.close()
-        out["p50_us"], out["p99_us"] = redis_latency(port, lat_n)
+        with phase(out, "latency", pid):
+            out["p50_us"], out["p99_us"] = redis_latency(port, lat_n)
     return out
 
 
@@ -290,7 +292,8 @@ async def _nats_all(port: int, n: int, lat_n: int, pid: int) -> dict[str, float]
         out["produce"] = await nats_produce(js, n)
     with phase(out, "consume", pid):
         out["consume"] = await nats_consume(js, n)
-    out["p50_us"], out["p99_us"] = await nats_latency(js, lat_n)
+    with phase(out, "latency", pid):
+        out["p50_us"], out["p99_us"] = await nats_latency(js, lat_n)
     await nc.close()
     return out
 
@@ -346,12 +349,16 @@ def table(rows: list[dict[str, Any]]) -> str:
             + " | ".join(f"{x:.2f}" for x in ratios)
             + " |"
         )
-    lines += ["", "| system | produce: server CPU s | client CPU s | consume: server CPU s | client CPU s |"]
-    lines.append("|---|---:|---:|---:|---:|")
+    lines += ["", "| CPU seconds | produce: server | client | consume: server | client | latency: server | client |"]
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         if "skipped" not in r:
-            keys = ("produce_server_cpu_s", "produce_client_cpu_s", "consume_server_cpu_s", "consume_client_cpu_s")
-            lines.append(f"| {r['system']} | " + " | ".join(f"{r[k]:.2f}" for k in keys) + " |")
+            cells = [
+                f"{r[f'{p}_{side}_cpu_s']:.2f}"
+                for p in ("produce", "consume", "latency")
+                for side in ("server", "client")
+            ]
+            lines.append(f"| {r['system']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
