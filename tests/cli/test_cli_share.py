@@ -208,3 +208,26 @@ def test_commands_on_a_missing_data_directory_fail_with_one_line(tmp_path: Path)
     for args in (["share", "list"], ["share", "describe", "w"], ["share", "redrive", "--group", "w"]):
         assert "does not exist" in one_error_line(run(tmp_path / "none", *args), 1)
     assert not os.path.exists(tmp_path / "none")
+
+
+@pytest.mark.parametrize(
+    "args, error",
+    [
+        (("w", "jobs", "middle"), logq.ConfigError),
+        (("w", "jobs", -1), logq.ConfigError),
+        (("w", "jobs", True), logq.ConfigError),
+        (("w", "jobs", 1.5), logq.ConfigError),
+        (("w", "jobs", "earliest", [5]), logq.ConfigError),
+        (("w", "jobs", "earliest", ["0"]), logq.ConfigError),
+        (("w", "nope", "earliest"), logq.UnknownTopicError),
+        (("bad group", "jobs", "earliest"), logq.InvalidGroupIdError),
+        (("w", "jobs", 7), logq.OffsetOutOfRangeError),
+    ],
+)
+def test_admin_reset_share_offsets_refuses_bad_arguments(data: Path, args: tuple, error: type) -> None:
+    with logq.Admin(str(data)) as admin:
+        for execute in (False, True):
+            with pytest.raises(error):
+                admin.reset_share_offsets(*args, execute=execute)
+        info = admin.describe_share_group("w", dead_letters=False).info
+    assert [p.start_offset for p in info.partitions] == [3, 0]  # nothing changed

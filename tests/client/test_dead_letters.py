@@ -288,6 +288,10 @@ def test_redrive_misuse_raises_logq_errors(root: str) -> None:
         redrive(root, "g", "dlq", dry_run="yes")  # type: ignore[arg-type]
     with pytest.raises(logq.InvalidGroupIdError):
         redrive(root, "no such/group", "dlq")
+    with pytest.raises(logq.ConfigError, match="data_dir"):
+        redrive(123, "g", "dlq")  # type: ignore[arg-type]
+    with pytest.raises(logq.ConfigError, match="limit"):
+        redrive(root, "g", "dlq", limit=1.5)  # type: ignore[arg-type]
     assert redrive(root, "g", "dlq")[0].redriven == 0
 
 

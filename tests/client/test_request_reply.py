@@ -187,3 +187,20 @@ def test_close_from_another_thread_ends_a_waiting_request(root: str) -> None:
     rq.close()
     t.join()
     assert len(raised) == 1 and isinstance(raised[0], logq.ClientClosedError)
+
+
+def test_a_requester_never_closed_lets_its_process_exit_cleanly(root: str) -> None:
+    make(root)
+    code = (
+        "import sys, logq\n"
+        "from logq.client.request_reply import Requester\n"
+        "rq = Requester(sys.argv[1], 'requests', 'replies')\n"
+        "try:\n"
+        "    rq.request(b'x', timeout=0.01)\n"
+        "except logq.LogqTimeoutError:\n"
+        "    pass\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, root], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    with logq.Consumer(root, "requests", auto_offset_reset="earliest") as c:
+        assert len(c.poll(timeout=1.0)) == 1  # the request was written before the exit
