@@ -196,7 +196,7 @@ class _Run:
 
 
 def redrive(
-    root: str,
+    root: str | os.PathLike[str],
     group: str,
     dead_letter_topic: str | None = None,
     *,
@@ -207,8 +207,9 @@ def redrive(
     """Redrive ``group``'s dead letters from ``dead_letter_topic`` (default: every dead-letter
     topic the group's consumers recorded), at most ``limit`` letters in all; ``dry_run``
     reports the letters it would redrive and changes nothing. One report per topic."""
-    if not isinstance(root, str):
-        raise ConfigError(f"data_dir must be a str path, got {root!r}")
+    if not isinstance(root, (str, os.PathLike)):
+        raise ConfigError(f"data_dir must be a path (str or os.PathLike), got {root!r}")
+    root = os.fspath(root)
     if limit is not None:
         int_at_least("limit", limit, 1)
     if not isinstance(dry_run, bool):

@@ -4,6 +4,7 @@ dangerous points loses no dead letter and repeats at most one chunk."""
 
 from __future__ import annotations
 
+import pathlib
 import signal
 import subprocess
 import sys
@@ -293,6 +294,7 @@ def test_redrive_misuse_raises_logq_errors(root: str) -> None:
     with pytest.raises(logq.ConfigError, match="limit"):
         redrive(root, "g", "dlq", limit=1.5)  # type: ignore[arg-type]
     assert redrive(root, "g", "dlq")[0].redriven == 0
+    assert redrive(pathlib.Path(root), "g", "dlq")[0].redriven == 0
 
 
 def test_redrive_group_names_are_valid_and_distinct_for_look_alike_pairs() -> None:
