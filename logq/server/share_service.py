@@ -262,7 +262,10 @@ class ShareService:
         def change(state: SharePartitionState) -> list[int]:
             lost: list[int] = []
             for kind, offs in acks.items():
-                lost += state.acknowledge(m.store_id, offs, kind, now_ms=now, limit=limit)
+                if kind == "renew":  # extend the locks, states unchanged (KIP-1222)
+                    lost += state.renew(m.store_id, offs, now_ms=now, lock_ms=self.policy.lock_ms)
+                else:
+                    lost += state.acknowledge(m.store_id, offs, kind, now_ms=now, limit=limit)
             return lost
 
         return list(self.update(g, tp, change, sync=sync))

@@ -49,20 +49,28 @@ class Conn:
         return self.call(HB, 1, group_id="g", member_id=member, member_epoch=epoch, subscribed_topic_names=topics)
 
     def fetch(
-        self, member: str, epoch: int, parts: dict[int, list[Any]], *, max_records: int = 100, wait_ms: int = 0
+        self,
+        member: str,
+        epoch: int,
+        parts: dict[int, list[Any]],
+        *,
+        max_records: int = 100,
+        wait_ms: int = 0,
+        version: int = 1,
+        **extra: Any,
     ) -> Any:
         topics = (
-            nested(FETCH, "FetchTopic")(
+            nested(FETCH, "FetchTopic", version)(
                 topic_id=self.topic_id,
                 partitions=tuple(
-                    nested(FETCH, "FetchPartition")(partition_index=p, acknowledgement_batches=tuple(b))
+                    nested(FETCH, "FetchPartition", version)(partition_index=p, acknowledgement_batches=tuple(b))
                     for p, b in parts.items()
                 ),
             ),
         )
         return self.call(
             FETCH,
-            1,
+            version,
             group_id="g",
             member_id=member,
             share_session_epoch=epoch,
@@ -73,23 +81,24 @@ class Conn:
             batch_size=max_records,
             topics=topics if parts else (),
             forgotten_topics_data=(),
+            **extra,
         )
 
-    def ack(self, member: str, epoch: int, parts: dict[int, list[Any]]) -> Any:
+    def ack(self, member: str, epoch: int, parts: dict[int, list[Any]], version: int = 1) -> Any:
         topics = (
-            nested(ACK, "AcknowledgeTopic")(
+            nested(ACK, "AcknowledgeTopic", version)(
                 topic_id=self.topic_id,
                 partitions=tuple(
-                    nested(ACK, "AcknowledgePartition")(partition_index=p, acknowledgement_batches=tuple(b))
+                    nested(ACK, "AcknowledgePartition", version)(partition_index=p, acknowledgement_batches=tuple(b))
                     for p, b in parts.items()
                 ),
             ),
         )
-        return self.call(ACK, 1, group_id="g", member_id=member, share_session_epoch=epoch, topics=topics)
+        return self.call(ACK, version, group_id="g", member_id=member, share_session_epoch=epoch, topics=topics)
 
 
-def batch(key: int, first: int, last: int, *types: int) -> Any:
-    return nested(key, "AcknowledgementBatch")(first_offset=first, last_offset=last, acknowledge_types=types)
+def batch(key: int, first: int, last: int, *types: int, version: int = 1) -> Any:
+    return nested(key, "AcknowledgementBatch", version)(first_offset=first, last_offset=last, acknowledge_types=types)
 
 
 def acquired(resp: Any) -> list[tuple[int, int, int, int]]:
@@ -130,7 +139,7 @@ def conn(root: str) -> Iterator[Conn]:
 def test_api_versions_advertise_share_apis_at_v1_and_metadata_with_topic_ids(conn: Conn) -> None:
     resp = conn.call(API_VERSIONS, 3, client_software_name="t", client_software_version="1")
     ranges = {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys}
-    assert ranges[HB] == ranges[FETCH] == ranges[ACK] == (1, 1)
+    assert ranges[HB] == (1, 1) and ranges[FETCH] == ranges[ACK] == (1, 2)
     assert ranges[METADATA] == (0, 12)
 
 
@@ -327,3 +336,28 @@ def test_acknowledgements_sent_after_the_leave_still_apply_as_librdkafka_closes(
     assert Admin(root).describe_share_group("g").info.members == []
     late = conn.ack("m1", -1, {0: [batch(ACK, 0, 0, 1)]})  # nothing left to close
     assert late.error_code == 0 and part_field(late, "error_code") == {0: INVALID_RECORD_STATE}
+
+
+def test_v2_renew_extends_the_lock_and_is_refused_in_v1_and_for_records_not_held(conn: Conn, root: str) -> None:
+    conn.heartbeat("m1", 0)
+    assert acquired(conn.fetch("m1", 0, {0: []})) == [(0, 0, 2, 1)]
+
+    def deadline() -> int:
+        (part,) = [p for p in Admin(root).describe_share_group("g").info.partitions if p.partition == 0]
+        assert part.oldest_acquired is not None
+        return part.oldest_acquired[2]
+
+    before = deadline()
+    time.sleep(0.02)
+    renewed = conn.ack("m1", 1, {0: [batch(ACK, 0, 2, 4, version=2)]}, version=2)
+    assert part_field(renewed, "error_code") == {0: 0}
+    assert kio_api.timestamp_ms(renewed.acquisition_lock_timeout) == 60_000
+    assert deadline() > before  # the lock runs from the renewal now; the records stay acquired
+    assert part_field(conn.ack("m1", 2, {0: [batch(ACK, 0, 0, 4)]}), "error_code") == {0: INVALID_REQUEST}  # v1
+    assert part_field(conn.ack("m1", 3, {0: [batch(ACK, 0, 5, 4, version=2)]}, version=2), "error_code") == {
+        0: INVALID_RECORD_STATE  # offsets 3-5 are not held: 0-2 renewed, the partition answered with the error
+    }
+    # a renew-only ShareFetch acquires nothing, though partition 1 has records
+    renew_fetch = conn.fetch("m1", 4, {1: []}, version=2, is_renew_ack=True)
+    assert acquired(renew_fetch) == []
+    assert acquired(conn.fetch("m1", 5, {}, version=2)) == [(1, 0, 2, 1)]

@@ -1,5 +1,5 @@
-"""Share-group APIs: ShareGroupHeartbeat (76), ShareFetch (78), ShareAcknowledge (79), v1 of
-each (the versions librdkafka sends; advertised 1-1).
+"""Share-group APIs: ShareGroupHeartbeat (76) v1, ShareFetch (78) and ShareAcknowledge (79)
+v1-2 (librdkafka sends v1 of each; v2 adds RENEW acknowledgements, KIP-1222).
 
 Membership and sessions are logq/server/share_service.py's; the records' states are the
 share store's, shared with embedded ``logq.ShareConsumer`` members of the same group.
@@ -15,7 +15,9 @@ share store's, shared with embedded ``logq.ShareConsumer`` members of the same g
 - **ShareAcknowledge**: acknowledgements only, fdatasynced before the answer.
 - Acknowledgement batches are ``[first, last, types]``: one type for the whole range or one
   per offset; 0 gap (treated as accept: there are no gaps in a logq log), 1 accept, 2 release,
-  3 reject. An offset the member does not hold (its lock expired, or it never had it) is
+  3 reject, and from v2 4 renew (the lock runs ``share_lock_duration_ms`` from now, the state
+  stays acquired). A v2 ShareFetch flagged ``is_renew_ack`` applies its acknowledgements and
+  acquires nothing. An offset the member does not hold (its lock expired, or it never had it) is
   left unchanged and the partition answered INVALID_RECORD_STATE (121); the others apply.
 """
 
@@ -49,7 +51,7 @@ FENCED_MEMBER_EPOCH = 110
 INVALID_RECORD_STATE = 121
 SHARE_SESSION_NOT_FOUND = 122
 INVALID_SHARE_SESSION_EPOCH = 123
-ACK_KINDS = {0: "accept", 1: "accept", 2: "release", 3: "reject"}
+ACK_KINDS = {0: "accept", 1: "accept", 2: "release", 3: "reject", 4: "renew"}
 
 
 # ----------------------------------------------------------------------------- heartbeat
@@ -147,21 +149,22 @@ def _tp(broker: Broker, topic_id: Any, partition: int) -> tuple[TP | None, int]:
     return (meta.name, partition), NONE
 
 
-def _ack_map(batches: Any) -> tuple[dict[str, list[int]], bool]:
+def _ack_map(batches: Any, version: int) -> tuple[dict[str, list[int]], bool]:
     """kind -> offsets of acknowledgement batches; False when one is malformed."""
     out: dict[str, list[int]] = {}
     for b in batches:
         n = b.last_offset - b.first_offset + 1
         types = tuple(b.acknowledge_types)
-        if n < 1 or n > 1_000_000 or len(types) not in (1, n) or any(t not in ACK_KINDS for t in types):
+        known = ACK_KINDS if version >= 2 else {k: v for k, v in ACK_KINDS.items() if k != 4}
+        if n < 1 or n > 1_000_000 or len(types) not in (1, n) or any(t not in known for t in types):
             return {}, False
         for i in range(n):
             out.setdefault(ACK_KINDS[types[0] if len(types) == 1 else types[i]], []).append(b.first_offset + i)
     return out, True
 
 
-def _apply_acks(svc: Any, g: ShareGroup, m: NetMember, tp: TP, batches: Any) -> int:
-    acks, ok = _ack_map(batches)
+def _apply_acks(svc: Any, g: ShareGroup, m: NetMember, tp: TP, batches: Any, version: int) -> int:
+    acks, ok = _ack_map(batches, version)
     if not ok:
         return INVALID_REQUEST
     if not acks:
@@ -278,7 +281,7 @@ async def handle_share_fetch(broker: Broker, session: Session, version: int, req
             if request.share_session_epoch != -1:
                 m.session.add(tp)
             if p.acknowledgement_batches:
-                entry["ack_error"] = _apply_acks(svc, g, m, tp, p.acknowledgement_batches)
+                entry["ack_error"] = _apply_acks(svc, g, m, tp, p.acknowledgement_batches, version)
     for t in request.forgotten_topics_data:
         for pi in t.partitions:
             tp, _ = _tp(broker, t.topic_id, pi)
@@ -286,6 +289,8 @@ async def handle_share_fetch(broker: Broker, session: Session, version: int, req
                 m.session.discard(tp)
     if request.share_session_epoch == -1:
         _close_session(svc, g, m)
+        return _fetch_response(version, NONE, parts, broker, svc.policy.lock_ms)
+    if getattr(request, "is_renew_ack", False):  # v2: acknowledgements (renewals) only
         return _fetch_response(version, NONE, parts, broker, svc.policy.lock_ms)
     want = max(request.max_records, 1)
     max_bytes = max(min(request.max_bytes, broker.config.max_fetch_response_bytes), 1)
@@ -325,7 +330,7 @@ async def handle_share_acknowledge(broker: Broker, session: Session, version: in
                 if tp is not None and (g is None or m is None):
                     err = INVALID_RECORD_STATE  # the member is gone: its records were released
                 elif tp is not None and g is not None and m is not None:
-                    err = _apply_acks(svc, g, m, tp, p.acknowledgement_batches)
+                    err = _apply_acks(svc, g, m, tp, p.acknowledgement_batches, version)
                 by_topic.setdefault(t.topic_id, []).append(
                     kio_api.make(
                         mod.PartitionData,
@@ -346,6 +351,7 @@ async def handle_share_acknowledge(broker: Broker, session: Session, version: in
             mod.ShareAcknowledgeTopicResponse(topic_id=tid, partitions=tuple(ps)) for tid, ps in by_topic.items()
         ),
         node_endpoints=(),
+        acquisition_lock_timeout=kio_api.millis(svc.policy.lock_ms),
     )
 
 
@@ -354,4 +360,4 @@ HANDLERS = {
     SHARE_FETCH: handle_share_fetch,
     SHARE_ACKNOWLEDGE: handle_share_acknowledge,
 }
-VERSIONS = {SHARE_GROUP_HEARTBEAT: (1, 1), SHARE_FETCH: (1, 1), SHARE_ACKNOWLEDGE: (1, 1)}
+VERSIONS = {SHARE_GROUP_HEARTBEAT: (1, 1), SHARE_FETCH: (1, 2), SHARE_ACKNOWLEDGE: (1, 2)}
