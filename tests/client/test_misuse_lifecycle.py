@@ -82,7 +82,7 @@ def test_a_send_to_a_topic_recreated_with_fewer_partitions_fails_instead_of_repo
     # The report: send(partition=3) kept returning offsets for records that existed nowhere,
     # then close() raised StorageError.
     _topic(tmp_path, "t", 4)
-    p = Producer(str(tmp_path), linger_ms=0)
+    p = Producer(str(tmp_path), linger_ms=0, metadata_max_age_ms=3_600_000)  # the write's check, not a refresh
     assert p.send("t", b"old", partition=3).result().offset == 0
     _recreate(tmp_path, "t", 2)
 
@@ -134,7 +134,7 @@ def test_records_queued_for_a_topic_recreated_alike_go_to_the_new_topic(tmp_path
 
 def test_send_batch_to_a_topic_recreated_with_other_partitions_raises_topic_deleted(tmp_path: Path) -> None:
     _topic(tmp_path, "t", 3)
-    with Producer(str(tmp_path)) as p:
+    with Producer(str(tmp_path), metadata_max_age_ms=3_600_000) as p:  # the write's check, not a refresh
         p.send_batch("t", [b"a", b"b"], partition=2)
         _recreate(tmp_path, "t", 1)
         with pytest.raises(TopicDeletedError):
