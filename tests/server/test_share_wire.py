@@ -255,3 +255,23 @@ def test_close_without_commit_releases_the_last_poll_which_is_delivered_again(ro
     assert sorted((r.partition, r.offset, r.delivery_count) for r in back) == [
         (p, o, 2) for p in (0, 1) for o in range(3)
     ]
+
+
+def test_two_network_share_consumers_split_the_records_without_duplicates(root: str, served: Server) -> None:
+    _produce(root, 400, partitions=2)
+    a = _net_consumer(served.port, "pair", **{"max.poll.records": 20})
+    b = _net_consumer(served.port, "pair", **{"max.poll.records": 20})
+    seen: dict[str, list[tuple[int, int]]] = {"a": [], "b": []}
+    deadline = time.monotonic() + 60
+    try:
+        while len(seen["a"]) + len(seen["b"]) < 400 and time.monotonic() < deadline:
+            for name, c in (("a", a), ("b", b)):
+                msgs = c.poll(0.2)
+                seen[name] += [(m.partition(), m.offset()) for m in msgs]
+                if msgs:
+                    c.commit_sync()
+    finally:
+        a.close()
+        b.close()
+    assert sorted(seen["a"] + seen["b"]) == sorted((i % 2, i // 2) for i in range(400))
+    assert seen["a"] and seen["b"]
