@@ -80,7 +80,7 @@ with logq.ShareConsumer(root, "jobs", group_id="workers", auto_offset_reset="ear
     while True:
         records = sc.poll(timeout=0.2, max_records=5)
         for r in records:
-            time.sleep(0.01)  # slow work: the network member gets its share meanwhile
+            time.sleep(0.02)  # slow work: the network member gets its share meanwhile
             sc.acknowledge(r, "accept")
             print(json.dumps([r.partition, r.offset, r.delivery_count]), flush=True)
         sc.commit()
