@@ -101,13 +101,29 @@ class AIOProducer:
         partition: int | None = None,
         timestamp_ms: int | None = None,
         headers: Any = None,
+        *,
+        delay_ms: int | None = None,
+        deliver_at: Any = None,
+        ttl_ms: int | None = None,
     ) -> asyncio.Future[RecordMetadata]:
         """Queue one record; returns a future of its ``RecordMetadata`` (await it for the offset).
 
         Raises at once what the sync ``send`` raises for this record (types, size, topic).
+        ``delay_ms``/``deliver_at``/``ttl_ms`` are the sync ``send``'s (for ShareConsumers).
         """
         loop = self._started()
-        call = functools.partial(self._producer.send, topic, value, key, headers, partition, timestamp_ms)
+        call = functools.partial(
+            self._producer.send,
+            topic,
+            value,
+            key,
+            headers,
+            partition,
+            timestamp_ms,
+            delay_ms=delay_ms,
+            deliver_at=deliver_at,
+            ttl_ms=ttl_ms,
+        )
         wrote = False
         durable = self._durable.get(topic) if type(topic) is str else False
         if durable is None:
@@ -153,9 +169,15 @@ class AIOProducer:
         partition: int | None = None,
         timestamp_ms: int | None = None,
         headers: Any = None,
+        *,
+        delay_ms: int | None = None,
+        deliver_at: Any = None,
+        ttl_ms: int | None = None,
     ) -> RecordMetadata:
         """``send`` and wait until the record is in the log; its ``RecordMetadata``."""
-        fut = await self.send(topic, value, key, partition, timestamp_ms, headers)
+        fut = await self.send(
+            topic, value, key, partition, timestamp_ms, headers, delay_ms=delay_ms, deliver_at=deliver_at, ttl_ms=ttl_ms
+        )
         return await fut
 
     async def send_batch(

@@ -217,3 +217,22 @@ def test_sends_to_a_topic_that_fsyncs_every_append_run_in_the_worker_thread(run:
     assert run(main()) == list(range(50))
     assert threads[0] == threading.main_thread().name  # the topic without fsync: on the loop
     assert all(name.startswith("logq-aio-send") for name in threads[1:])
+
+
+def test_send_and_send_and_wait_carry_delay_and_ttl_headers_for_share_consumers(run: Run, data: str) -> None:
+    ts = 1_700_000_000_000
+
+    async def main() -> None:
+        async with AIOProducer(data) as p:
+            await (await p.send("t", b"a", partition=0, timestamp_ms=ts, delay_ms=5_000))
+            await p.send_and_wait("t", b"b", partition=0, timestamp_ms=ts, deliver_at=ts + 7_000, ttl_ms=1_000)
+            with pytest.raises(ConfigError):
+                await p.send("t", b"c", delay_ms=-1)
+
+    run(main())
+    with Consumer(data, "t", auto_offset_reset="earliest") as c:
+        recs = c.poll(5, max_records=10)
+    heads = [dict(r.headers) for r in recs]
+    assert [r.value for r in recs] == [b"a", b"b"]
+    assert heads[0] == {"logq.deliver_at_ms": str(ts + 5_000).encode()}
+    assert heads[1] == {"logq.deliver_at_ms": str(ts + 7_000).encode(), "logq.expire_at_ms": str(ts + 8_000).encode()}
