@@ -7,6 +7,7 @@ from logq.aio import AIOConsumer, AIOProducer
 from logq.client.admin import Admin, GroupInfo, GroupPartitionInfo, PartitionInfo, TopicDescription
 from logq.client.consumer import Consumer
 from logq.client.producer import BatchMetadata, Producer, RecordFuture, RecordMetadata
+from logq.client.request_reply import Replier, Requester
 from logq.client.share_consumer import ShareConsumer
 from logq.codec.batch import Compression
 from logq.codec.columnar import RecordColumns
@@ -128,6 +129,8 @@ __all__ = [
     "SerializationError",
     "Server",
     "ShareAcknowledgementError",
+    "Replier",
+    "Requester",
     "ShareConsumer",
     "ShareRecord",
     "ShareStateCorruptError",
