@@ -78,13 +78,18 @@ class ThreadCalls:
 
 
 def settle(target: asyncio.Future[RecordMetadata], rf: RecordFuture) -> None:
-    """Copy a done RecordFuture's outcome into ``target`` (on the loop's thread)."""
+    """Copy a written RecordFuture's outcome into ``target`` (on the loop's thread).
+
+    Read without waiting (``outcome``): ``result`` waits for the batch's delivery callbacks,
+    which may still be running in the writing thread when the loop gets here.
+    """
     if target.done():  # cancelled by its awaiter: the record is written anyway
         return
-    try:
-        target.set_result(rf.result(0))
-    except BaseException as e:  # noqa: BLE001 - the future carries whatever the write raised
-        target.set_exception(e)
+    got = rf.outcome()
+    if isinstance(got, BaseException):
+        target.set_exception(got)
+    else:
+        target.set_result(got)
 
 
 class FutureBridge:

@@ -1,15 +1,19 @@
 """What a ``send`` returns: a batch under construction, and the futures that point into it.
 
 A record waits in a ``Batch`` (one per partition at a time) until the producer writes the
-batch; ``send`` hands back a ``RecordFuture``, a (batch, index) tuple built in C, and the
-writer ``finish``es the batch once it is in the log (or failed), which wakes every
-waiter. The completion Event is created lazily by the first waiter, so a batch nobody
-waits on never allocates one. ``RecordMetadata`` and ``BatchMetadata`` are where records
+batch; ``send`` hands back a ``RecordFuture``, a (batch, index) tuple built in C. A batch
+has two steps: ``written`` (in the log, or failed: its outcome is readable, ``flush`` may
+go on) and ``done`` (its delivery callbacks ran too). ``result``/``get``/``exception``
+return once the batch is ``done``, so a record's callbacks run before a thread waiting on
+its future wakes, as in Java's and kafka-python's producers; called from inside a delivery
+callback they wait for ``written`` only (waiting for callbacks queued behind the running
+one would never end). A batch without callbacks is written and done at once. The Events
+are created lazily by the first waiter, so a batch nobody waits on never allocates one. ``RecordMetadata`` and ``BatchMetadata`` are where records
 landed: one record of ``send``, one batch of ``send_batch``.
 
 Delivery callbacks (``send(on_delivery=...)``, ``add_callback``, ``add_errback``,
 ``add_both``) are kept on the batch as (index, function, kind) entries. The writer takes
-them (``take_callbacks``, under one lock with ``add_*``) and then ``finish``es the batch, so
+them (``take_callbacks``, under one lock with ``add_*``) and then marks the batch written, so
 each callback runs exactly once: by the writer after the write (``DeliveryQueue``, outside
 every producer lock), or at once by an ``add_*`` that comes after the take. A callback that
 raises is logged and ignored.
@@ -48,6 +52,7 @@ log = logging.getLogger("logq.producer")
 TP = tuple[str, int]
 _EVENT_LOCK = threading.Lock()  # creates a batch's completion Event on its first waiter
 _CALLBACK_LOCK = threading.Lock()  # orders add_* against finish: each callback runs once
+_IN_CALLBACK = threading.local()  # depth: this thread runs delivery callbacks (run_callbacks)
 
 
 def _new_locks_in_fork_child() -> None:
@@ -92,6 +97,8 @@ class Batch:
         "base_offset",
         "error",
         "_event",
+        "_wevent",
+        "written",
         "done",
         "callbacks",
         "taken",
@@ -105,8 +112,10 @@ class Batch:
         self.created = time.monotonic()
         self.base_offset = -1
         self.error: BaseException | None = None
-        self._event: threading.Event | None = None
-        self.done = False
+        self._event: threading.Event | None = None  # set when done
+        self._wevent: threading.Event | None = None  # set when written
+        self.written = False  # in the log or failed: base_offset / error are final
+        self.done = False  # written, and its delivery callbacks ran
         self.callbacks: list[Callback] | None = None
         self.taken = False  # its callbacks were handed over to run (later ones run at once)
 
@@ -118,25 +127,38 @@ class Batch:
             cbs, self.callbacks = self.callbacks, None
         return cbs
 
+    def finish_write(self) -> None:
+        """Mark the batch written (or failed): its outcome is final; wake ``flush``'s waits
+        (after take_callbacks; ``finish`` follows once its callbacks ran)."""
+        self.written = True
+        ev = self._wevent
+        if ev is not None:
+            ev.set()
+
     def finish(self) -> None:
-        """Mark the batch written (or failed) and wake its waiters (after take_callbacks)."""
+        """Mark the batch done (written, callbacks run) and wake every waiter."""
+        if not self.written:
+            self.finish_write()
         self.done = True
         ev = self._event
         if ev is not None:
             ev.set()
 
     def abandon(self, error: BaseException) -> None:
-        """In a fork child: fail the batch without touching the parent's Event (and its lock).
+        """In a fork child: fail the batch without touching the parent's Events (and their
+        locks); a batch already written keeps its outcome.
 
         Its callbacks are dropped: the parent runs them when it writes the batch.
         """
-        self.error = error
-        self._event = None
+        if not self.written:
+            self.error = error
+        self._event = self._wevent = None
         self.callbacks = None
         self.taken = True
-        self.done = True
+        self.written = self.done = True
 
     def wait(self, timeout: float | None) -> bool:
+        """Wait until done (written and its callbacks ran); False at ``timeout``."""
         if self.done:
             return True
         with _EVENT_LOCK:  # one Event per batch, even with several waiting threads
@@ -146,6 +168,27 @@ class Batch:
         if self.done:  # races with finish() are closed by re-checking done
             return True
         return ev.wait(timeout)
+
+    def wait_written(self, timeout: float | None) -> bool:
+        """Wait until written (the outcome is final, callbacks may still run); False at ``timeout``."""
+        if self.written:
+            return True
+        with _EVENT_LOCK:
+            ev = self._wevent
+            if ev is None:
+                ev = self._wevent = threading.Event()
+        if self.written:
+            return True
+        return ev.wait(timeout)
+
+    def wait_for_waiter(self, timeout: float | None) -> bool:
+        """``wait``, but only ``wait_written`` in a thread running delivery callbacks (which
+        would otherwise wait for callbacks queued behind its own)."""
+        if self.done:
+            return True
+        if getattr(_IN_CALLBACK, "depth", 0):
+            return self.wait_written(timeout)
+        return self.wait(timeout)
 
 
 class RecordFuture(tuple):
@@ -171,10 +214,11 @@ class RecordFuture(tuple):
         return self[0].done and self[0].error is not None
 
     def result(self, timeout: float | None = None) -> RecordMetadata:
-        """Where the record landed; waits at most ``timeout`` seconds (LogqTimeoutError), raises
-        the batch's error if it could not be written."""
+        """Where the record landed, once its delivery callbacks ran (see the module docstring);
+        waits at most ``timeout`` seconds (LogqTimeoutError), raises the batch's error if it
+        could not be written."""
         b, i = self
-        if not b.wait(timeout):
+        if not b.done and not b.wait_for_waiter(timeout):
             raise LogqTimeoutError("record write", timeout, hint="call flush() to force it")
         if b.error is not None:
             raise b.error
@@ -184,10 +228,23 @@ class RecordFuture(tuple):
         """``result(timeout)`` under kafka-python's name (``timeout`` in seconds)."""
         return self.result(timeout)
 
+    def written(self) -> bool:
+        """In the log or failed; its callbacks may still be running (``done`` waits for them)."""
+        return self[0].written
+
+    def outcome(self) -> RecordMetadata | BaseException:
+        """Without waiting, for a ``written`` future: its metadata, or the error it failed with."""
+        b, i = self
+        if not b.written:
+            raise LogqTimeoutError("record write", 0, hint="read outcome() once written() is True")
+        if b.error is not None:
+            return b.error
+        return RecordMetadata(b.tp[0], b.tp[1], b.base_offset + i, b.records[i][3])
+
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The error the record failed with, None if it was written; LogqTimeoutError if it is
         not done within ``timeout`` seconds."""
-        if not self[0].wait(timeout):
+        if not self[0].wait_for_waiter(timeout):
             raise LogqTimeoutError("record write", timeout, hint="call flush() to force it")
         return self[0].error
 
@@ -238,6 +295,14 @@ def run_callbacks(b: Batch, callbacks: Sequence[Callback]) -> None:
     ``ON_DELIVERY`` is confluent-kafka's ``on_delivery(error, metadata)``: one of the two is
     None. A callback that raises is logged (with its traceback) and the others still run.
     """
+    _IN_CALLBACK.depth = getattr(_IN_CALLBACK, "depth", 0) + 1
+    try:
+        _run(b, callbacks)
+    finally:
+        _IN_CALLBACK.depth -= 1
+
+
+def _run(b: Batch, callbacks: Sequence[Callback]) -> None:
     for i, fn, kind in callbacks:
         err = b.error
         try:
@@ -258,8 +323,9 @@ def run_callbacks(b: Batch, callbacks: Sequence[Callback]) -> None:
 class DeliveryQueue:
     """Runs written batches' callbacks in order per partition, one thread at a time per partition.
 
-    A writer finishes its written batches (their futures resolve at once), then hands those
-    with callbacks (in write order) to ``deliver`` once it holds no producer lock. If no
+    A writer marks its batches written (one without callbacks is done at once), then hands
+    those with callbacks (in write order) to ``deliver`` once it holds no producer lock; each
+    is done, and its futures' waiters wake, once its callbacks ran. If no
     thread is running callbacks of that partition, the writer does, until the partition's
     queue is empty; otherwise it queues them and returns, and the thread already running
     callbacks runs them next. So callbacks of one partition run in send order, a callback may
@@ -295,6 +361,7 @@ class DeliveryQueue:
                 try:
                     run_callbacks(b, cbs)
                 finally:  # even on KeyboardInterrupt: those callbacks had their turn
+                    b.finish()  # now its futures' waiters wake: callbacks first
                     with self._lock:
                         q.popleft()
                         self._ran.notify_all()

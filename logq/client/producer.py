@@ -443,11 +443,13 @@ class Producer:
                     if b.error is None:
                         size = b.bytes + BATCH_OVERHEAD  # send()'s accounting, when uncompressed
                         self._x.metrics.written(len(b.records), stored or size, raw or size, (now - b.created) * 1000)
-            for b in group:  # futures resolve now; callbacks run once no lock is held
+            for b in group:  # callbacks run once no lock is held, then their futures resolve
                 cbs = b.take_callbacks()
-                b.finish()
                 if cbs:
+                    b.finish_write()
                     ran.append((b, cbs))
+                else:
+                    b.finish()
         if bug is not None:
             raise bug
 
@@ -510,7 +512,7 @@ class Producer:
             mine = [b for q in self._ready.values() for b in q] + [b for g in self._writing.values() for b in g]
         for tp in tps:
             self._drain(tp, deadline)
-        left = sum(not b.wait(None if deadline is None else deadline - time.monotonic()) for b in mine)
+        left = sum(not b.wait_written(None if deadline is None else deadline - time.monotonic()) for b in mine)
         if not self._x.delivery.delivering():  # from inside a callback it cannot wait for callbacks
             left += self._x.delivery.wait_for(mine + self._x.delivery.pending(), deadline)
         with self._lock:
@@ -574,7 +576,7 @@ class Producer:
         """Records accepted and not (yet) in the log, failed ones included."""
         n = self._failed + sum(len(b.records) for b in self._open.values())
         n += sum(len(b.records) for q in self._ready.values() for b in q)
-        return n + sum(len(b.records) for g in self._writing.values() for b in g if not b.done)
+        return n + sum(len(b.records) for g in self._writing.values() for b in g if not b.written)
 
     def _close_unattended(self, why: str) -> None:
         """Close at interpreter exit or garbage collection: bounded, never raises, warns of losses."""
