@@ -11,10 +11,11 @@ import logging
 import ssl
 import sys
 import threading
+from typing import Any
 
 import click
 
-from logq.cli.options import CliState, bad_parameter, pass_state
+from logq.cli.options import CliState, bad_parameter, parse_key_values, pass_state
 from logq.errors import ConfigError
 from logq.server.apis import Dispatcher
 from logq.server.server import Server
@@ -68,6 +69,13 @@ def _describe(server: Server) -> str:
 @click.option("--users", "users_file", type=click.Path(dir_okay=False), default=None, help="SASL users file.")
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback --listen address without --users.")
 @click.option("--no-auto-create", is_flag=True, help="Do not create topics on first use (Metadata requests).")
+@click.option(
+    "--share",
+    "share_settings",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A share-group setting of network members, e.g. lock_duration_ms=15000 (repeatable; see server.md).",
+)
 @pass_state
 def serve_command(
     state: CliState,
@@ -78,6 +86,7 @@ def serve_command(
     users_file: str | None,
     insecure: bool,
     no_auto_create: bool,
+    share_settings: tuple[str, ...],
 ) -> None:
     """Serve the data directory to Kafka clients (a Kafka-protocol broker)."""
     host, port = parse_listen(listen)
@@ -89,6 +98,7 @@ def serve_command(
         users_file=users_file,
         auto_create_topics=not no_auto_create,
         insecure=insecure,
+        **share_options(share_settings),
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -107,6 +117,33 @@ def serve_command(
     finally:
         logger.removeHandler(handler)
     click.echo("logq serve: stopped")
+
+
+SHARE_INT_SETTINGS = (
+    "lock_duration_ms",
+    "delivery_count_limit",
+    "max_in_flight",
+    "session_timeout_ms",
+    "heartbeat_interval_ms",
+)
+SHARE_STR_SETTINGS = ("auto_offset_reset", "dead_letter_topic")
+
+
+def share_options(items: tuple[str, ...]) -> dict[str, Any]:
+    """``--share NAME=VALUE`` items as ``logq.Server``'s ``share_NAME`` arguments."""
+    out: dict[str, Any] = {}
+    for name, value in parse_key_values(items, "--share"):
+        if name in SHARE_INT_SETTINGS:
+            try:
+                out[f"share_{name}"] = int(value)
+            except ValueError:
+                raise bad_parameter("--share", f"{name} must be an integer, not {value!r}") from None
+        elif name in SHARE_STR_SETTINGS:
+            out[f"share_{name}"] = value
+        else:
+            known = ", ".join(SHARE_INT_SETTINGS + SHARE_STR_SETTINGS)
+            raise bad_parameter("--share", f"unknown share setting {name!r} (known: {known})")
+    return out
 
 
 COMMANDS: list[click.Command] = [serve_command]
