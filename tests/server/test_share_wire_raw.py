@@ -361,3 +361,25 @@ def test_v2_renew_extends_the_lock_and_is_refused_in_v1_and_for_records_not_held
     renew_fetch = conn.fetch("m1", 4, {1: []}, version=2, is_renew_ack=True)
     assert acquired(renew_fetch) == []
     assert acquired(conn.fetch("m1", 5, {}, version=2)) == [(1, 0, 2, 1)]
+
+
+def test_a_topic_deleted_and_created_again_has_a_new_id_and_the_old_one_is_unknown(conn: Conn, root: str) -> None:
+    topic = nested(METADATA, "MetadataRequestTopic", 12)
+
+    def by_id(tid: uuid.UUID) -> tuple[str | None, int]:
+        resp = conn.call(
+            METADATA,
+            12,
+            topics=(topic(topic_id=tid, name=None),),
+            allow_auto_topic_creation=False,
+            include_topic_authorized_operations=False,
+        )
+        return resp.topics[0].name, resp.topics[0].error_code
+
+    old = conn.topic_id
+    assert by_id(old) == ("jobs", 0)
+    Admin(root).delete_topic("jobs")
+    Admin(root).create_topic("jobs", partitions=1)
+    assert by_id(old) == (None, UNKNOWN_TOPIC_ID)
+    new = _topic_id(conn)
+    assert new != old and by_id(new) == ("jobs", 0)

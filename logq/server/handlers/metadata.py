@@ -55,11 +55,23 @@ def _requested(version: int, request: Any) -> list[str | uuid.UUID] | None:
 
 
 def topic_by_id(broker: Broker, topic_id: uuid.UUID) -> TopicMeta | None:
-    """The topic whose id is ``topic_id`` (None when no topic has it)."""
-    for name in broker.registry.names():
+    """The topic whose id is ``topic_id`` (None when no topic has it). Ids seen are remembered
+    (``broker.extensions["topic_ids"]``: id -> name), each hit checked against the disk, so a
+    share fetch costs one stat per topic, not one per topic of the data directory."""
+    known: dict[uuid.UUID, str] = broker.extensions.setdefault("topic_ids", {})
+    name = known.get(topic_id)
+    if name is not None:
         meta = broker.topic(name)
         if meta is not None and topic_uuid(meta) == topic_id:
             return meta
+        del known[topic_id]  # deleted, or deleted and created again (a new id)
+    known.clear()  # rebuilt from the topics there are now
+    for name in broker.registry.names():
+        meta = broker.topic(name)
+        if meta is not None:
+            known[topic_uuid(meta)] = name
+            if topic_uuid(meta) == topic_id:
+                return meta
     return None
 
 
