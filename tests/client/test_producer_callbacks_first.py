@@ -112,3 +112,26 @@ def test_an_asyncio_future_settles_while_a_later_callback_of_its_batch_still_run
 
     md = asyncio.run(main())
     assert (md.partition, md.offset) == (0, 0)
+
+
+def test_after_a_callback_raised_keyboard_interrupt_the_next_flush_runs_the_callbacks_left_queued(root: str) -> None:
+    make_topic(root, "t", 1)
+    ran: list[int] = []
+    later: list[Any] = []
+
+    def callback(err: BaseException | None, md: RecordMetadata | None) -> None:
+        assert md is not None
+        ran.append(md.offset)
+        if md.offset == 0:
+            later.append(prod.send("t", b"second", partition=0, on_delivery=callback))
+            prod.flush()  # written; its callback queued behind this one
+            raise KeyboardInterrupt  # not an Exception: it ends this thread's turn at callbacks
+
+    with Producer(root, linger_ms=60_000) as prod:
+        first = prod.send("t", b"first", partition=0, on_delivery=callback)
+        with pytest.raises(KeyboardInterrupt):
+            prod.flush()
+        assert ran == [0] and first.done()
+        assert later[0].written() and not later[0].done()
+        prod.flush(timeout=10)  # its write of the partition runs the callback left queued
+        assert ran == [0, 1] and later[0].get(timeout=0).offset == 1
