@@ -102,7 +102,7 @@ def _compression_codec(args: list[str]) -> list[str]:
     end = args.index("--") if "--" in args else len(args)
     for i, a in enumerate(args[:end]):
         if a.startswith("--compression-codec="):
-            return [*args[:i], "--compression-type", a.split("=", 1)[1], *args[i + 1 :]]
+            return [*args[:i], "--compression-type", a.split("=", 1)[1] or "gzip", *args[i + 1 :]]
         if a == "--compression-codec":
             if i + 1 < end and args[i + 1] in _CODECS:
                 return [*args[:i], "--compression-type", *args[i + 1 :]]

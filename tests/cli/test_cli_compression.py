@@ -50,6 +50,7 @@ def test_produce_without_the_option_follows_the_topics_compression_type(tmp_path
     [
         ("produce --topic t --compression-codec lz4", "produce t --compression-type lz4"),
         ("produce --topic t --compression-codec=zstd", "produce t --compression-type zstd"),
+        ("produce --topic t --compression-codec=", "produce t --compression-type gzip"),
         ("produce --compression-codec --topic t", "produce t --compression-type gzip"),
         ("produce --topic t --compression-codec", "produce t --compression-type gzip"),
         ("produce t --compression-codec in.txt", "produce t --compression-type gzip in.txt"),
