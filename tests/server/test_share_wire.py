@@ -275,3 +275,37 @@ def test_two_network_share_consumers_split_the_records_without_duplicates(root: 
         b.close()
     assert sorted(seen["a"] + seen["b"]) == sorted((i % 2, i // 2) for i in range(400))
     assert seen["a"] and seen["b"]
+
+
+EMBEDDED_HOLDER = """
+import sys, time
+import logq
+with logq.ShareConsumer(sys.argv[1], "jobs", group_id="held", auto_offset_reset="earliest",
+                        acknowledgement_mode="explicit", lock_duration_ms=600_000) as sc:
+    got = sc.poll(timeout=10)
+    print(len(got), flush=True)
+    time.sleep(600)  # holds them, acknowledges nothing
+"""
+
+
+def test_records_of_a_killed_embedded_member_go_to_a_waiting_network_consumer(root: str, served: Server) -> None:
+    _produce(root, 4, partitions=1)
+    holder = _spawn(EMBEDDED_HOLDER, root)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "4"
+        c = _net_consumer(served.port, "held")
+        try:
+            assert len(c.poll(1.0)) == 0  # all four are held by the embedded member
+            os.kill(holder.pid, signal.SIGKILL)
+            holder.wait()
+            back = _poll_until(c, 4)
+            assert sorted((m.partition(), m.offset(), m.delivery_count()) for m in back) == [
+                (0, o, 2) for o in range(4)
+            ]
+            c.commit_sync()
+        finally:
+            c.close()
+    finally:
+        holder.kill()
+        holder.wait()
