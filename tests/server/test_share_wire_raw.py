@@ -383,3 +383,16 @@ def test_a_topic_deleted_and_created_again_has_a_new_id_and_the_old_one_is_unkno
     assert by_id(old) == (None, UNKNOWN_TOPIC_ID)
     new = _topic_id(conn)
     assert new != old and by_id(new) == ("jobs", 0)
+
+
+def test_a_topic_created_after_the_join_is_assigned_at_the_next_heartbeat_with_a_new_epoch(
+    conn: Conn, root: str
+) -> None:
+    joined = conn.heartbeat("m1", 0, ("later",))
+    assert (joined.member_epoch, joined.assignment.topic_partitions) == (1, ())
+    assert conn.heartbeat("m1", 1, None).member_epoch == 1
+    Admin(root).create_topic("later", partitions=3)
+    grown = conn.heartbeat("m1", 1, None)
+    (tp,) = grown.assignment.topic_partitions
+    assert grown.member_epoch == 2 and tuple(tp.partitions) == (0, 1, 2)
+    assert conn.heartbeat("m1", 1, None).error_code == FENCED_MEMBER_EPOCH
