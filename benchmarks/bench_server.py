@@ -11,6 +11,12 @@ Runs a `logq serve` process on a fresh data directory and reports, as one JSON l
 
     python benchmarks/bench_server.py --records 500000
 
+``--durable`` measures only acks=all: ``--producers`` idempotent producers at once (threads)
+send ``--records`` in all to a topic with ``fsync="always"`` and ``--partitions`` partitions,
+and the server's fsync/fdatasync calls and requests (all kinds, warm-up included) are counted::
+
+    python benchmarks/bench_server.py --durable --producers 4 --records 200000 [--partitions 1] [--batch-records 10]
+
 As a pytest-benchmark suite (``make bench``) it times the produce of 100,000 records to an
 in-process ``logq.Server`` (2,000 under ``LOGQ_BENCH_SCALE=tiny``) and checks that every
 record is consumed; ``benchmarks/bench_server_peers.py`` puts these figures next to Redis
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,7 +40,7 @@ import threading
 import time
 
 import confluent_kafka as ck
-from logq import Server
+from logq import Admin, Server
 
 from support import size
 
@@ -46,15 +53,36 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(data: str, port: int) -> subprocess.Popen[str]:
+# `logq serve` with os.fsync and os.fdatasync counted; the count is written to argv[1] at exit.
+COUNTING_SERVER = """
+import atexit, os, sys
+out, calls = sys.argv.pop(1), [0]
+def counted(real):
+    def call(fd):
+        calls[0] += 1
+        return real(fd)
+    return call
+os.fsync, os.fdatasync = counted(os.fsync), counted(os.fdatasync)
+atexit.register(lambda: open(out, "w").write(str(calls[0])))
+from logq.cli import main
+main(sys.argv[1:], prog_name="logq")
+"""
+
+
+def start_server(data: str, port: int, syncs_to: str | None = None, log_to: str | None = None) -> subprocess.Popen[str]:
+    """``logq serve`` on ``port``; with ``syncs_to``, its fsync/fdatasync calls are counted
+    into that file at exit; with ``log_to``, its log goes there."""
+    serve = ["serve", "--data", data, "--listen", f"127.0.0.1:{port}"]
+    head = [sys.executable, "-c", COUNTING_SERVER, syncs_to] if syncs_to else [sys.executable, "-m", "logq"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "logq", "serve", "--data", data, "--listen", f"127.0.0.1:{port}"],
+        head + serve,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=open(log_to, "w") if log_to else subprocess.DEVNULL,  # noqa: SIM115 (the child holds it)
         text=True,
     )
     assert proc.stdout is not None
-    proc.stdout.readline()
+    if not proc.stdout.readline():  # it prints where it listens, or exits
+        raise RuntimeError(f"logq serve did not start (exit status {proc.wait(30)})")
     return proc
 
 
@@ -170,20 +198,87 @@ def measure(bootstrap: str, records: int, latency_records: int) -> dict[str, int
     return out
 
 
+def durable(
+    bootstrap: str, topic: str, producers: int, records_each: int, linger_ms: int, batch: int = 10_000
+) -> float:
+    """Records/s of ``producers`` idempotent acks=all producers (one thread each) sending
+    ``records_each`` records at once; each is acknowledged after its batch's fdatasync when
+    the topic has fsync=always."""
+    failures: list[object] = []
+
+    def one() -> None:
+        p = ck.Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": linger_ms,
+                "batch.num.messages": batch,
+            }
+        )
+        for _ in range(records_each):
+            while True:
+                try:
+                    p.produce(topic, VALUE, on_delivery=lambda err, msg: err and failures.append(err))
+                    break
+                except BufferError:
+                    p.poll(0.001)
+            p.poll(0)
+        if p.flush(300):
+            failures.append("not flushed")
+
+    threads = [threading.Thread(target=one) for _ in range(producers)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} records failed: {failures[0]}")
+    return producers * records_each / (time.perf_counter() - t0)
+
+
+def measure_durable(port: int, args: argparse.Namespace) -> dict[str, object]:
+    bootstrap = f"127.0.0.1:{port}"
+    durable(bootstrap, "durable", 1, 10, 0)  # warm-up: connection, producer id, topic metadata
+    each = args.records // args.producers
+    rate = durable(bootstrap, "durable", args.producers, each, args.linger_ms, args.batch_records)
+    out: dict[str, object] = {"producers": args.producers, "partitions": args.partitions, "linger_ms": args.linger_ms}
+    out["batch_records"] = args.batch_records
+    out.update(records=args.records, record_bytes=len(VALUE), durable_records_per_s=round(rate))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=500_000)
     ap.add_argument("--latency-records", type=int, default=2000)
+    ap.add_argument("--durable", action="store_true", help="only acks=all producers on an fsync=always topic")
+    ap.add_argument("--producers", type=int, default=4, help="with --durable: concurrent producers")
+    ap.add_argument("--partitions", type=int, default=1, help="with --durable: partitions of the topic")
+    ap.add_argument("--linger-ms", type=int, default=5, help="with --durable: the producers' linger.ms")
+    ap.add_argument("--batch-records", type=int, default=10_000, help="with --durable: batch.num.messages")
     args = ap.parse_args()
     data = tempfile.mkdtemp(prefix="bench-server-")
+    if args.durable:
+        with Admin(data) as admin:
+            admin.create_topic("durable", args.partitions, fsync="always")
     port = _free_port()
-    proc = start_server(data, port)
+    syncs, log = os.path.join(data, "syncs"), os.path.join(data, "serve.log")
+    proc = start_server(data, port, syncs, log) if args.durable else start_server(data, port)
     try:
-        print(json.dumps(measure(f"127.0.0.1:{port}", args.records, args.latency_records)))
+        if args.durable:
+            out = measure_durable(port, args)
+        else:
+            print(json.dumps(measure(f"127.0.0.1:{port}", args.records, args.latency_records)))
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(30)
-        shutil.rmtree(data, ignore_errors=True)
+    if args.durable:  # the server's syncs and requests, its warm-up's included
+        out["fsyncs"] = int(open(syncs).read())
+        out["requests"] = sum(int(n) for n in re.findall(r"closed \((\d+) requests\)", open(log).read()))
+        print(json.dumps(out))
+    shutil.rmtree(data, ignore_errors=True)
 
 
 def test_confluent_kafka_through_logq_serve(benchmark, tmp_path) -> None:  # type: ignore[no-untyped-def]
