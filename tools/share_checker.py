@@ -16,7 +16,7 @@ O_APPEND descriptor, no fsync: a kill -9 cannot lose a line already written, the
 
     [t_ns, "member", member_id, pid]          [t_ns, "poll"]            (before poll())
     [t_ns, "acq", [[partition, offset, delivery_count], ...]]           (after poll())
-    [t_ns, "renew", partition, offset, ok]    (t_ns: before renew())
+    [t_ns, "renew", partition, offset, ok, t_start_ns]  (after renew(); t_start_ns: before it)
     [t_ns, "ack", partition, offset, delivery_count, type]              (after acknowledge())
     [t_ns, "commit"]                          (before commit(): acknowledgements apply from here)
     [t_ns, "committed", [[partition, offset], ...]]  (after commit(): the late ones)
@@ -174,6 +174,8 @@ class Delivery:
     ack: str | None = None
     ack_state: str | None = None  # applied | late | ambiguous (killed in commit) | unapplied
     apply_start: int = INF  # start of the commit that applies the acknowledgement
+    apply_end: int = INF  # its end (commit() returned)
+    early_refusals: list[int] = field(default_factory=list)  # renew() False before the lock could end
     death: int = INF  # kill of its process (by the parent, or itself on a poison record)
 
     def hold_end_lb(self, lock_ms: int) -> int:
@@ -228,8 +230,12 @@ def deliveries(h: History) -> tuple[list[Delivery], list[tuple[str, int]]]:
                     held[(p, o)] = d
                     out.append(d)
                 poll_start = None
-            elif kind == "renew" and ev[4] and (ev[2], ev[3]) in held:
-                held[(ev[2], ev[3])].renewed = ev[5]
+            elif kind == "renew" and (ev[2], ev[3]) in held:
+                d = held[(ev[2], ev[3])]
+                if ev[4]:
+                    d.renewed = ev[5]
+                elif t < max(d.poll_start, d.renewed) + (h.settings.lock_ms - 2) * MS:
+                    d.early_refusals.append(t)
             elif kind == "ack" and (ev[2], ev[3]) in held:
                 d = held.pop((ev[2], ev[3]))
                 d.ack = ev[5]
@@ -242,6 +248,7 @@ def deliveries(h: History) -> tuple[list[Delivery], list[tuple[str, int]]]:
                 late = {tuple(k) for k in ev[2]}
                 for d in committing:
                     d.ack_state = "late" if d.key in late else "applied"
+                    d.apply_end = t
                 committing = []
         for d in committing:
             d.ack_state = "ambiguous"
@@ -311,6 +318,12 @@ def _check_acquisitions(
                     f"{a.count}): acquisition done {(a.hold_end_lb(cfg.lock_ms) - b.poll_end) / MS:.1f} ms "
                     "before that lock could have ended"
                 )
+    for d in got:
+        if d.early_refusals:
+            bad.append(f"{name}: renew() by {d.proc} (count {d.count}) returned False before its lock could expire")
+        earliest = max(d.poll_start, d.renewed) + (cfg.lock_ms - 2) * MS
+        if d.ack_state == "late" and d.apply_end < min(earliest, d.death):
+            bad.append(f"{name}: {d.proc}'s {d.ack} (count {d.count}) refused as late before its lock could expire")
     top = max([c for _, c in letters if c] + counts + [0])
     later = {c: min((d.poll_end for d in got if d.count > c), default=INF) for c in range(1, top + 1)}
     for c in range(1, top + 1):

@@ -152,6 +152,20 @@ def test_a_gap_in_delivery_counts_needs_a_process_killed_inside_a_poll() -> None
     assert sc.check(history(procs, parent=[[160 * MS, "kill", "c", 9]])) == []
 
 
+def test_an_acknowledgement_or_renewal_refused_before_the_lock_could_expire_is_flagged() -> None:
+    early = took(0, (0, 0), 1)
+    early[-1][2] = [[0, 0]]  # commit() at 4 ms said the accept came too late (lock: 100 ms)
+    procs = {"a": early + took(10, (0, 1), 1), "b": took(150, (0, 0), 2)}
+    assert any("refused as late before its lock could expire" in line for line in sc.check(history(procs)))
+    late = took(0, (0, 0), 1)
+    late[-1][0], late[-1][2] = 120 * MS, [[0, 0]]  # at 120 ms it could have expired: fine
+    assert sc.check(history({"a": late + took(10, (0, 1), 1), "b": took(150, (0, 0), 2)})) == []
+    renewed = took(0, (0, 0), 1)
+    renewed.insert(2, [5 * MS, "renew", 0, 0, False, 4 * MS])
+    bad = sc.check(history({"a": renewed + took(10, (0, 1), 1)}))
+    assert any("renew() by a (count 1) returned False" in line for line in bad)
+
+
 def test_a_state_that_disagrees_with_the_logs_is_flagged() -> None:
     procs = {"a": took(0, (0, 0), 1) + took(10, (0, 1), 1)}
     assert any("totals" in line for line in sc.check(history(procs, totals={"acknowledged": 1})))
