@@ -124,7 +124,10 @@ class ConsumerOffsets(ConsumerPositions):
         a close must not fail over a position the user set."""
         items = {tp: self._positions[tp] for tp in tps if tp in self._positions}
         for tp, pos in items.items():
-            end = self._log(tp).log_end_offset
+            try:
+                end = self._log(tp).log_end_offset
+            except (LogqError, OSError):  # the partition is gone (topic deleted): the commit decides
+                continue
             if pos > end:
                 log.warning(
                     "%s-%d: position %d is past the log end %d; committing %d", tp.topic, tp.partition, pos, end, end
