@@ -6,7 +6,8 @@ A run: a topic of ``--partitions`` partitions holds ``--records`` records (``--p
 kill the worker that takes them, every time); ``--processes`` worker processes (this file,
 ``worker`` subcommand) share it as one group with a short ``lock_duration_ms``: each polls a
 random number of records, sometimes renews, sometimes works longer than its lock, then
-acknowledges each (accept most, release some, reject a few) and commits. The parent kills a
+acknowledges each (accept most, release some, reject a few) and commits; now and then it
+closes its consumer with records still held (close() releases them) and opens a new one. The parent kills a
 random worker with kill -9 ``--kills`` times (starting a new one each time, and replacing any
 that died on a poison record), waits until the group has finished every record, stops them and
 checks.
@@ -21,6 +22,7 @@ O_APPEND descriptor, no fsync: a kill -9 cannot lose a line already written, the
     [t_ns, "commit"]                          (before commit(): acknowledgements apply from here)
     [t_ns, "committed", [[partition, offset], ...]]  (after commit(): the late ones)
     [t_ns, "die", partition, offset]          (a poison record: kill -9 of itself follows)
+    [t_ns, "close"]                           (before close() with records held; a new member follows)
 
 and the parent's ``parent.log``: ``[t_ns, "start"|"kill"|"exit", name, pid_or_returncode]``
 ("kill" is written before the signal is sent). Times are the wall clock (the ShareConsumer's
@@ -111,7 +113,13 @@ def worker(root: str, workdir: str, name: str, cfg: Settings) -> None:
     rng = random.Random(f"{cfg.seed}-{name}")
     emit = _writer(os.path.join(workdir, f"{name}.log"))
     stop = os.path.join(workdir, "stop")
-    with logq.ShareConsumer(
+    while not os.path.exists(stop):
+        _member(logq.ShareConsumer, root, cfg, rng, emit, stop)
+
+
+def _member(make: Any, root: str, cfg: Settings, rng: random.Random, emit: Any, stop: str) -> None:
+    """One ShareConsumer: until the stop file, or until it closes itself with records held."""
+    with make(
         root,
         [TOPIC],
         group_id=GROUP,
@@ -132,6 +140,15 @@ def worker(root: str, workdir: str, name: str, cfg: Settings) -> None:
                 if r.value.startswith(b"poison"):
                     emit("die", r.partition, r.offset)
                     os.kill(os.getpid(), signal.SIGKILL)
+            if not cfg.fault and rng.random() < 0.03:
+                # close() with some records accepted and the rest held: it applies the
+                # acknowledgements and releases the others (their counts kept)
+                for r in recs[: rng.randint(0, len(recs))]:
+                    sc.acknowledge(r, "accept")
+                    emit("ack", r.partition, r.offset, r.delivery_count, "accept")
+                emit("close")
+                sc.close()
+                return
             _work(sc, recs, rng, emit, cfg)
             emit("commit")
             late = sc.commit()
@@ -195,6 +212,7 @@ class History:
     dead_letters: list[tuple[Key, str, int]] = field(default_factory=list)  # (record, reason, count)
     partitions: dict[int, dict[str, Any]] = field(default_factory=dict)  # start, end, states, totals
     leftover: list[Key] = field(default_factory=list)  # what a fresh consumer still got
+    notes: list[str] = field(default_factory=list)  # allowed oddities check() saw (stale dead letters)
 
 
 def _deaths(h: History) -> dict[str, int]:
@@ -216,50 +234,61 @@ def deliveries(h: History) -> tuple[list[Delivery], list[tuple[str, int]]]:
     out: list[Delivery] = []
     open_polls: list[tuple[str, int]] = []
     for name, events in h.procs.items():
-        held: dict[Key, Delivery] = {}
-        waiting: list[Delivery] = []
-        committing: list[Delivery] = []
-        poll_start: int | None = None
-        for ev in events:
-            t, kind = ev[0], ev[1]
-            if kind == "poll":
-                poll_start = t
-            elif kind == "acq":
-                for p, o, c in ev[2]:
-                    d = Delivery(name, (p, o), c, poll_start if poll_start is not None else t, t)
-                    held[(p, o)] = d
-                    out.append(d)
-                poll_start = None
-            elif kind == "renew" and (ev[2], ev[3]) in held:
-                d = held[(ev[2], ev[3])]
-                if ev[4]:
-                    d.renewed = ev[5]
-                elif t < max(d.poll_start, d.renewed) + (h.settings.lock_ms - 2) * MS:
-                    d.early_refusals.append(t)
-            elif kind == "ack" and (ev[2], ev[3]) in held:
-                d = held.pop((ev[2], ev[3]))
-                d.ack = ev[5]
-                waiting.append(d)
-            elif kind == "commit":
-                for d in waiting:
-                    d.apply_start = t
-                committing, waiting = waiting, []
-            elif kind == "committed":
-                late = {tuple(k) for k in ev[2]}
-                for d in committing:
-                    d.ack_state = "late" if d.key in late else "applied"
-                    d.apply_end = t
-                committing = []
-        for d in committing:
-            d.ack_state = "ambiguous"
-        for d in waiting:
-            d.ack_state = "unapplied"
+        mine, poll_start = _replay(h.settings, name, events)
+        for d in mine:
+            d.death = deaths.get(name, INF)
+        out += mine
         if poll_start is not None and name in deaths:
             open_polls.append((name, poll_start))
-        for d in out:
-            if d.proc == name:
-                d.death = deaths.get(name, INF)
     return out, open_polls
+
+
+def _replay(cfg: Settings, name: str, events: list[list[Any]]) -> tuple[list[Delivery], int | None]:
+    """One process's deliveries, and the start of a poll it never returned from (or None)."""
+    out: list[Delivery] = []
+    held: dict[Key, Delivery] = {}
+    waiting: list[Delivery] = []  # acknowledged, not applied yet
+    committing: list[Delivery] = []  # in the commit() in progress
+    poll_start: int | None = None
+    for ev in events:
+        t, kind = ev[0], ev[1]
+        if kind == "poll":
+            poll_start = t
+        elif kind == "acq":
+            for p, o, c in ev[2]:
+                held[(p, o)] = Delivery(name, (p, o), c, poll_start if poll_start is not None else t, t)
+                out.append(held[(p, o)])
+            poll_start = None
+        elif kind == "renew" and (ev[2], ev[3]) in held:
+            d = held[(ev[2], ev[3])]
+            if ev[4]:
+                d.renewed = ev[5]
+            elif t < max(d.poll_start, d.renewed) + (cfg.lock_ms - 2) * MS:
+                d.early_refusals.append(t)
+        elif kind == "ack" and (ev[2], ev[3]) in held:
+            d = held.pop((ev[2], ev[3]))
+            d.ack = ev[5]
+            waiting.append(d)
+        elif kind == "commit":
+            for d in waiting:
+                d.apply_start = t
+            committing, waiting = waiting, []
+        elif kind == "close":  # acknowledgements applied (late ones unknown), the rest released
+            for d in [*held.values(), *waiting]:
+                d.apply_start = t
+            for d in waiting:
+                d.ack_state = "ambiguous"
+            held, waiting = {}, []
+        elif kind == "committed":
+            late = {tuple(k) for k in ev[2]}
+            for d in committing:
+                d.ack_state, d.apply_end = ("late" if d.key in late else "applied"), t
+            committing = []
+    for d in committing:
+        d.ack_state = "ambiguous"
+    for d in waiting:
+        d.ack_state = "unapplied"
+    return out, poll_start
 
 
 # ----------------------------------------------------------------------------- checks
@@ -281,12 +310,34 @@ def check(h: History) -> list[str]:
     for key in sorted(letters):
         if key not in h.produced:
             bad.append(f"{_name(key)}: dead-lettered but never produced")
+    h.notes.clear()
     for key in sorted(h.produced):
         got = sorted(by_key.get(key, []), key=lambda d: (d.count, d.poll_end))
         bad += _check_acquisitions(h.settings, key, got, open_polls, letters.get(key, set()))
-        bad += _check_outcome(h, key, got, letters.get(key, set()))
+        stale = _stale(got, letters.get(key, set()))
+        for reason, count in sorted(stale):
+            h.notes.append(
+                f"{_name(key)}: stale dead letter ({reason}, count {count}): its rejecter was killed inside "
+                "commit() after the dead letter was written, before the archive was journaled; delivered again"
+            )
+        letters[key] = letters.get(key, set()) - stale
+        bad += _check_outcome(h, key, got, letters[key])
     bad += _check_state(h, letters)
     return bad
+
+
+def _stale(got: list[Delivery], letters: set[tuple[str, int]]) -> set[tuple[str, int]]:
+    """Dead letters of a reject whose archive was never journaled: the ShareConsumer writes the
+    dead letter first (docs/queues.md), so a rejecter killed in between leaves the letter and
+    the record comes back with its count kept (a later delivery, or a later dead letter)."""
+    top = max([d.count for d in got] + [c for _, c in letters] + [0])
+    return {
+        (r, c)
+        for r, c in letters
+        if r == "rejected"
+        and c < top
+        and any(d.count == c and d.ack == "reject" and d.ack_state == "ambiguous" for d in got)
+    }
 
 
 def _name(key: Key) -> str:
@@ -548,6 +599,7 @@ def run_once(cfg: Settings, base: str) -> tuple[list[str], dict[str, int], Histo
         kills=sum(1 for e in h.parent if e[1] == "kill"),
         poison_deaths=sum(1 for ev in (e for evs in h.procs.values() for e in evs) if ev[1] == "die"),
         dead_letters=len(h.dead_letters),
+        stale_dead_letters=len(h.notes),
         processes=sum(1 for e in h.parent if e[1] == "start"),
     )
     return bad, figures, h

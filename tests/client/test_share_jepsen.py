@@ -145,6 +145,20 @@ def test_dead_letters_must_match_a_reject_or_the_limit() -> None:
     assert any("delivery limit with count 2" in line for line in sc.check(short))
 
 
+def test_a_dead_letter_of_a_reject_killed_before_its_archive_was_journaled_is_a_note_not_a_violation() -> None:
+    # a rejects 0@1 and is killed inside commit(): the dead letter was written, the archive
+    # not journaled, so the record comes back (count 2) and b accepts it
+    dying = took(10, (0, 1), 1, "reject")[:-1]
+    procs = {"a": took(0, (0, 0), 1) + dying, "b": took(200, (0, 1), 2)}
+    h = history(procs, letters=[((0, 1), "rejected", 1)], totals={"acknowledged": 2})
+    assert sc.check(h) == [] and len(h.notes) == 1
+    assert h.notes[0].startswith("jobs-0@1: stale dead letter (rejected, count 1)")
+    # the same letter when the rejecter's commit completed is a violation
+    procs["a"] = took(0, (0, 0), 1) + took(10, (0, 1), 1, "reject")
+    h = history(procs, letters=[((0, 1), "rejected", 1)], totals={"acknowledged": 2})
+    assert any("accepted by b and also dead-lettered" in line for line in sc.check(h))
+
+
 def test_a_gap_in_delivery_counts_needs_a_process_killed_inside_a_poll() -> None:
     procs = {"a": took(0, (0, 0), 1) + took(10, (0, 1), 1, "release"), "b": took(300, (0, 1), 3)}
     assert any("delivery count 2 was never logged" in line for line in sc.check(history(procs)))
