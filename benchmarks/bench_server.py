@@ -7,7 +7,9 @@ Runs a `logq serve` process on a fresh data directory and reports, as one JSON l
 - consume records/s: one consumer assigned that partition from the beginning reads them all
   (timed from the first batch it receives, whose records are not counted);
 - produce-to-consume latency: one record per millisecond (linger 0), a consumer thread
-  long-polling the partition; p50/p99 of receive time minus send time in microseconds.
+  long-polling the partition; p50/p99 of receive time minus send time in microseconds;
+- the same through the server alone (``raw_latency``): a parked Fetch on one socket, a
+  one-record Produce on another, both encoded here with kio, no client library.
 
     python benchmarks/bench_server.py --records 500000
 
@@ -26,6 +28,8 @@ Streams and NATS JetStream.
 from __future__ import annotations
 
 import argparse
+import datetime
+import io
 import json
 import os
 import re
@@ -33,11 +37,13 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from typing import Any
 
 import confluent_kafka as ck
 from logq import Admin, Server
@@ -188,6 +194,93 @@ def latency(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
     return statistics.median(samples), q[98]
 
 
+def _frame(api_key: int, version: int, body: Any) -> bytes:
+    """A request frame for a kio request object (header v1/v2, client id "raw")."""
+    from kio.serial import entity_writer
+
+    header = struct.pack(">hhih", api_key, version, 1, 3) + b"raw"
+    if type(body).__header_schema__.__version__ >= 2:
+        header += b"\x00"
+    buf = io.BytesIO()
+    entity_writer(type(body))(buf, body)
+    return struct.pack(">i", len(header) + buf.tell()) + header + buf.getvalue()
+
+
+def _read_frame(sock: socket.socket) -> bytes:
+    def exact(n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            chunk = sock.recv(n - len(out))
+            if not chunk:
+                raise ConnectionError("logq serve closed the connection")
+            out += chunk
+        return out
+
+    return exact(struct.unpack(">i", exact(4))[0])
+
+
+def raw_latency(port: int, topic: str, n: int) -> tuple[float, float]:
+    """p50/p99 (us) of produce-to-consume through the server alone: a Fetch (v11) waits on
+    one socket; a one-record Produce (v7, acks=1) goes out on another; the time is from
+    sending the Produce to reading the Fetch's answer, with no Kafka client library in the
+    path. ``topic`` must not exist yet (it is auto-created; its offsets start at 0)."""
+    from kio.schema.fetch.v11.request import FetchPartition, FetchRequest, FetchTopic
+    from kio.schema.metadata.v5.request import MetadataRequest, MetadataRequestTopic
+    from kio.schema.produce.v7.request import PartitionProduceData, ProduceRequest, TopicProduceData
+    from logq.codec.batch import encode_batch
+
+    produce = _frame(
+        0,
+        7,
+        ProduceRequest(
+            transactional_id=None,
+            acks=1,
+            timeout=datetime.timedelta(seconds=10),
+            topic_data=(
+                TopicProduceData(
+                    name=topic,
+                    partition_data=(
+                        PartitionProduceData(index=0, records=bytes(encode_batch([(None, VALUE, None, 1)]))),
+                    ),
+                ),
+            ),
+        ),
+    )
+
+    def fetch(offset: int) -> bytes:
+        part = FetchPartition(partition=0, fetch_offset=offset, partition_max_bytes=1 << 20)
+        req = FetchRequest(
+            max_wait=datetime.timedelta(seconds=5),
+            min_bytes=1,
+            topics=(FetchTopic(topic=topic, partitions=(part,)),),
+            forgotten_topics_data=(),
+        )
+        return _frame(1, 11, req)
+
+    samples: list[float] = []
+    with socket.create_connection(("127.0.0.1", port)) as a, socket.create_connection(("127.0.0.1", port)) as b:
+        for s in (a, b):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        b.sendall(
+            _frame(3, 5, MetadataRequest(topics=(MetadataRequestTopic(name=topic),), allow_auto_topic_creation=True))
+        )
+        _read_frame(b)  # the topic exists now (auto-created)
+        b.sendall(produce)  # offset 0, and a warm path
+        _read_frame(b)
+        for i in range(1, n + 1):
+            a.sendall(fetch(i))
+            time.sleep(0.001)  # the fetch is parked by now
+            t0 = time.perf_counter_ns()
+            b.sendall(produce)
+            answer = _read_frame(a)
+            samples.append((time.perf_counter_ns() - t0) / 1000)
+            _read_frame(b)
+            if len(answer) < len(VALUE):
+                raise RuntimeError(f"the fetch at offset {i} was answered without the record")
+    q = statistics.quantiles(samples, n=100)
+    return statistics.median(samples), q[98]
+
+
 def measure(bootstrap: str, records: int, latency_records: int) -> dict[str, int]:
     """produce and consume records/s, then the latency p50/p99 in microseconds."""
     out = {"records": records, "record_bytes": len(VALUE)}
@@ -195,6 +288,8 @@ def measure(bootstrap: str, records: int, latency_records: int) -> dict[str, int
     out["consume_records_per_s"] = round(consume(bootstrap, "bench", records))
     p50, p99 = latency(bootstrap, "latency", latency_records)
     out["latency_p50_us"], out["latency_p99_us"] = round(p50), round(p99)
+    p50, p99 = raw_latency(int(bootstrap.rsplit(":", 1)[1]), "raw-latency", latency_records)
+    out["server_only_latency_p50_us"], out["server_only_latency_p99_us"] = round(p50), round(p99)
     return out
 
 
@@ -289,6 +384,8 @@ def test_confluent_kafka_through_logq_serve(benchmark, tmp_path) -> None:  # typ
         benchmark.pedantic(produce, args=(server.address, "bench", n), rounds=1)
         assert consume(server.address, "bench", n) > 0  # returns only once n records were read
         p50, p99 = latency(server.address, "latency", lat_n)
+        assert 0 < p50 <= p99
+        p50, p99 = raw_latency(server.port, "raw-latency", lat_n)  # raises if a record is missing
         assert 0 < p50 <= p99
 
 
