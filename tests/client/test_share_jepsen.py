@@ -153,6 +153,12 @@ def test_a_dead_letter_of_a_reject_killed_before_its_archive_was_journaled_is_a_
     h = history(procs, letters=[((0, 1), "rejected", 1)], totals={"acknowledged": 2})
     assert sc.check(h) == [] and len(h.notes) == 1
     assert h.notes[0].startswith("jobs-0@1: stale dead letter (rejected, count 1)")
+    # at the limit (3), the record comes back to be archived again, as "delivery_limit"
+    before = took(10, (0, 1), 1, "release") + took(30, (0, 1), 2, "release")
+    at_limit = {"a": took(0, (0, 0), 1) + before + took(60, (0, 1), 3, "reject")[:-1]}
+    letters = [((0, 1), "rejected", 3), ((0, 1), "delivery_limit", 3)]
+    h = history(at_limit, letters=letters, totals={"acknowledged": 1, "delivery_limit": 1})
+    assert sc.check(h) == [] and len(h.notes) == 1
     # the same letter when the rejecter's commit completed is a violation
     procs["a"] = took(0, (0, 0), 1) + took(10, (0, 1), 1, "reject")
     h = history(procs, letters=[((0, 1), "rejected", 1)], totals={"acknowledged": 2})
