@@ -200,6 +200,7 @@ def test_a_higher_compression_level_stores_no_more_and_every_level_reads_back(
         with Producer(root, compression_type=name, compression_level=level, batch_size=256 * 1024) as prod:
             for _, k, v, hs, ts in want:
                 prod.send(topic, v, key=k, headers=list(hs), partition=0, timestamp_ms=ts)
+            prod.flush()  # byte-total counts written batches; the linger thread may not have written yet
             sizes.append(prod.metrics()["byte-total"])
         codecs, theirs = kafka_python_reads(root, topic, 0)
         assert set(codecs) == {CODECS[name]} and theirs == want
