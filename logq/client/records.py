@@ -34,6 +34,7 @@ __all__ = [
     "encode_headers",
     "rare_arguments",
     "record_too_large",
+    "send_headers",
     "serialize",
     "timing_headers",
 ]
@@ -218,3 +219,16 @@ def timing_headers(headers: Any, timestamp_ms: int, delay_ms: Any, deliver_at: A
     if clash:
         raise ConfigError(f"header {sorted(clash)[0]!r} is given twice: in headers and by delay_ms/deliver_at/ttl_ms")
     return list(given) + extra
+
+
+def send_headers(headers: Any, timestamp_ms: int, delay_ms: Any, deliver_at: Any, ttl_ms: Any) -> tuple[Any, int]:
+    """``send``'s headers, with the timing headers of ``delay_ms``/``deliver_at``/``ttl_ms``
+    (``timing_headers``), encoded (``encode_headers``), and the bytes they add. Empty ones are
+    kept as given (0 bytes); SerializationError for headers that are not a dict or a list."""
+    if delay_ms is not None or deliver_at is not None or ttl_ms is not None:
+        headers = timing_headers(headers, timestamp_ms, delay_ms, deliver_at, ttl_ms)
+    if headers:
+        return encode_headers(headers)
+    if headers is not None and not isinstance(headers, (dict, list, tuple)):
+        raise SerializationError(f"headers must be a dict or a list of (str, bytes) pairs, got {headers!r}")
+    return headers, 0
