@@ -24,9 +24,12 @@ count fails it (its partitioning no longer holds) and later sends use the new to
 Compression, delivery callbacks, partitioner, metrics: docs/guide.md, "Producer".
 
 The pieces live beside this module: batches, futures and callbacks in futures.py, the
-per-record checks of ``send`` in records.py, the open partition logs and their incarnation
-checks in producer_logs.py, settings and codecs in producer_config.py, counters in
-producer_metrics.py, and exit, garbage collection, fork and the linger thread in lifecycle.py.
+per-record checks of ``send`` in records.py, the topic cache and partition choice in
+producer_topics.py, the batch queues and their writers (drain, group commit, the full
+buffer) in producer_write.py (a base class of ``Producer``), the open partition logs and
+their incarnation checks in producer_logs.py, settings and codecs in producer_config.py,
+counters in producer_metrics.py, and exit, garbage collection, fork and the linger thread in
+lifecycle.py.
 """
 
 from __future__ import annotations
@@ -47,7 +50,6 @@ from logq.client.futures import (
     TP,
     Batch,
     BatchMetadata,
-    Callback,
     DeliveryQueue,
     RecordFuture,
     RecordMetadata,
@@ -55,18 +57,18 @@ from logq.client.futures import (
 )
 from logq.client.handles import DEFAULT_MAX_OPEN_PARTITIONS, check_max_open_partitions
 from logq.client.lifecycle import EXIT_FLUSH_S, LiveClients, check_timeout, start_linger
-from logq.client.partitioner import KeyPlacements, StickyPartitioner, call_partitioner, check_partitioner
-from logq.client.producer_config import DEFAULT_METADATA_MAX_AGE_MS, Extras, check_settings, producer_codec, topic_codec
-from logq.client.producer_logs import OpenLogs, append_records, append_values
+from logq.client.partitioner import call_partitioner, check_partitioner
+from logq.client.producer_config import DEFAULT_METADATA_MAX_AGE_MS, Extras, check_settings, producer_codec
+from logq.client.producer_logs import OpenLogs, append_values
 from logq.client.producer_metrics import ProducerMetrics
+from logq.client.producer_topics import TopicCache
+from logq.client.producer_write import WritePath
 from logq.client.records import (
     RECORD_OVERHEAD_BYTES,
     bulk_input,
-    encode_headers,
     rare_arguments,
-    record_too_large,
+    send_headers,
     serialize,
-    timing_headers,
 )
 from logq.client.serde import get_serializer
 from logq.client.timestamps import to_millis
@@ -74,15 +76,11 @@ from logq.codec.batch import BATCH_OVERHEAD
 from logq.errors import (
     ClientClosedError,
     ForkedClientError,
-    LogqError,
     LogqTimeoutError,
-    ProducerBufferFullError,
     RecordsFailedError,
-    RecordTooLargeError,
-    SerializationError,
 )
 from logq.storage.log import PartitionLog
-from logq.storage.topics import TopicRegistry, validate_partition, validate_topic
+from logq.storage.topics import TopicRegistry, validate_topic
 
 __all__ = ["Producer", "RecordMetadata", "BatchMetadata", "RecordFuture"]
 
@@ -92,7 +90,7 @@ _RAW = (bytes, type(None))  # keys and values send() takes as they are
 log = logging.getLogger("logq.producer")
 
 
-class Producer:
+class Producer(WritePath):
     def __init__(
         self,
         data_dir: str,
@@ -133,10 +131,10 @@ class Producer:
         self._ready: dict[TP, deque[Batch]] = {}
         self._drain_locks: dict[TP, threading.Lock] = {}
         self._pending_bytes = 0
-        self._logs = OpenLogs(self.registry, fsync, max_open_partitions, self._drain_locks, self._forget_topic)
-        self._sticky: dict[str, StickyPartitioner] = {}
-        self._topics: dict[str, list] = {}
-        self._keys = KeyPlacements()
+        self._t = TopicCache(self.registry, self._lock, batch_size, buffer_bytes, self._x)
+        self._topics = self._t.infos  # send()'s look-up: the cache's dict, without loading self._t
+        self._logs = OpenLogs(self.registry, fsync, max_open_partitions, self._drain_locks, self._t.forget)
+        self._t.tid_partitions = self._logs.tid_partitions
         self._writing: dict[TP, list[Batch]] = {}  # the batches each partition's writer is writing
         self._failed = 0  # records that could not be written since the last flush()
         self._first_error: BaseException | None = None
@@ -177,26 +175,22 @@ class Producer:
         try:
             info = self._topics[topic]
         except (KeyError, TypeError):  # first send to it, or not a topic name at all
-            info = self._topic_info(topic)
+            info = self._t.read(topic)
         now = int(time.time() * 1000)
         ts = now if timestamp_ms is None else to_millis(timestamp_ms, "timestamp_ms")
         if not info[6] <= now < info[7]:  # metadata_max_age_ms passed (or the clock went back)
-            info = self._refresh_topic(topic, info, now)
+            info = self._t.refresh(topic, info, now)
         size = RECORD_OVERHEAD_BYTES + (len(k) if k else 0) + (len(v) if v else 0)
-        if delay_ms is not None or deliver_at is not None or ttl_ms is not None:
-            headers = timing_headers(headers, ts, delay_ms, deliver_at, ttl_ms)
-        if headers:
-            headers, hsize = encode_headers(headers)
+        if headers is not None or delay_ms is not None or deliver_at is not None or ttl_ms is not None:
+            headers, hsize = send_headers(headers, ts, delay_ms, deliver_at, ttl_ms)
             size += hsize
-        elif headers is not None and not isinstance(headers, (dict, list, tuple)):
-            raise SerializationError(f"headers must be a dict or a list of (str, bytes) pairs, got {headers!r}")
         if size > info[1]:
-            raise self._too_large(topic, size)
+            raise self._t.too_large(topic, size)
         if on_delivery is not None or x.partitioner is not None:
             partition = rare_arguments(x.partitioner, topic, info[0], partition, k, on_delivery, (key, value, v))
         drain = False
         with self._lock:
-            tp = (topic, self._choose_partition(topic, info, partition, k, size))
+            tp = (topic, self._t.choose(topic, info, partition, k, size))
             if self._pending_bytes + size > self.buffer_bytes:
                 self._make_room(size)
             b = self._open.get(tp)
@@ -221,72 +215,10 @@ class Producer:
             self._drain(tp)
         return fut
 
-    def _topic_info(self, topic: str) -> list:
-        """[partitions, largest record bytes, sticky partition, bytes sent to it, batch cap, topic id,
-        read at (wall ms), read again from (wall ms), the TopicMeta it was made from]."""
-        meta = self.registry.get(validate_topic(topic), fresh=True)
-        sticky = self._sticky_for(topic).partition(None, meta.partitions, self.batch_size)
-        limit = meta.config.max_batch_bytes - BATCH_OVERHEAD
-        if limit + RECORD_OVERHEAD_BYTES > self.buffer_bytes:
-            limit = self.buffer_bytes - RECORD_OVERHEAD_BYTES  # a record must fit the buffer too
-        if self._x.codec is None:
-            topic_codec(meta.config)  # a topic codec whose library is missing fails this send
-        now = int(time.time() * 1000)
-        age = self._x.metadata_max_age_ms
-        info = [meta.partitions, limit, sticky, 0, min(self.batch_size, limit), meta.topic_id, now, now + age, meta]
-        self._logs.tid_partitions[meta.topic_id] = meta.partitions
-        self._topics[topic] = info
-        return info
-
-    def _refresh_topic(self, topic: str, info: list, now: int) -> list:
-        """``info`` is ``metadata_max_age_ms`` old: read the topic again (one stat when unchanged).
-
-        Partitions added (or a config altered) since: new info, so keyed records map over the
-        new count from now on, as Kafka's producer does after its metadata refresh. A topic
-        deleted (or unreadable) meanwhile keeps its info: the write reports it
-        (TopicDeletedError on the futures), as before the refresh.
-        """
-        try:
-            meta = self.registry.get(topic, fresh=True)
-        except LogqError:
-            meta = info[8]
-        if meta is info[8]:  # unchanged: the registry hands back the same object
-            info[6], info[7] = now, now + self._x.metadata_max_age_ms
-            return info
-        return self._topic_info(topic)
-
     @property
     def metadata_max_age_ms(self) -> int:
         """Kafka's ``metadata.max.age.ms``: how long ``send`` uses a topic's count and limits (ms)."""
         return self._x.metadata_max_age_ms
-
-    def _too_large(self, topic: str, size: int) -> RecordTooLargeError:
-        """A record of ``size`` bytes that cannot be sent, with the limit it broke (records.py)."""
-        max_batch = self.registry.get(topic).config.max_batch_bytes
-        return record_too_large(topic, size, max_batch, self.buffer_bytes)
-
-    def _forget_topic(self, topic: str, stale: Callable[[str], bool]) -> None:
-        """Drop the cached info of ``topic`` if ``stale(its topic id)``: the next send reads it again."""
-        with self._lock:
-            info = self._topics.get(topic)
-            if info is not None and stale(info[5]):
-                del self._topics[topic]
-
-    def _choose_partition(self, topic: str, info: list, partition: object, key: bytes | None, size: int) -> int:
-        """Under self._lock: the one partition rule of ``send`` and ``send_batch``.
-
-        An explicit partition is checked; a key goes to its murmur2 partition; records
-        without a key stick to ``info[2]`` until ``batch_size`` bytes went to it (KIP-794).
-        """
-        if partition is not None:
-            return validate_partition(topic, partition, info[0])
-        if key is not None:
-            return self._keys.partition(key, info[0])
-        if info[3] >= self.batch_size:
-            info[2] = self._sticky_for(topic).partition(None, info[0], self.batch_size)
-            info[3] = 0
-        info[3] += size
-        return info[2]
 
     def send_batch(
         self,
@@ -305,13 +237,7 @@ class Producer:
         if self._closed:
             self._raise_closed()
         values, k = bulk_input(topic, values, key, self._key_ser, self._value_ser)
-        try:
-            info = self._topics[topic]
-        except (KeyError, TypeError):
-            info = self._topic_info(topic)
-        now = int(time.time() * 1000)
-        if not info[6] <= now < info[7]:
-            info = self._refresh_topic(topic, info, now)
+        info = self._t.get(topic)
         if partition is None and self._x.partitioner is not None:
             partition = call_partitioner(self._x.partitioner, topic, k, info[0], (key, None, None))
         record_limit = info[1]
@@ -325,9 +251,9 @@ class Producer:
         while start < len(values):
             stop = max(start + 1, bisect.bisect_right(ends, used + limit))
             if stop - start == 1 and ends[start] - used > record_limit:
-                raise self._too_large(topic, ends[start] - used)
+                raise self._t.too_large(topic, ends[start] - used)
             with self._lock:
-                tp = (topic, self._choose_partition(topic, info, partition, k, ends[stop - 1] - used))
+                tp = (topic, self._t.choose(topic, info, partition, k, ends[stop - 1] - used))
             p = tp[1]
             self._flush_tp(tp)
             chunk = values[start:stop]
@@ -345,153 +271,6 @@ class Producer:
         for lg in logs:  # group commit: one fdatasync per partition, before any batch is acknowledged
             lg.sync_deferred()
         return out
-
-    def _sticky_for(self, topic: str) -> StickyPartitioner:
-        s = self._sticky.get(topic)
-        if s is None:
-            s = self._sticky[topic] = StickyPartitioner(self.batch_size)
-        return s
-
-    # ------------------------------------------------------------------ batches
-    def _close_batch(self, tp: TP, b: Batch) -> None:
-        """Under self._lock: queue an open batch for writing."""
-        q = self._ready.get(tp)
-        if q is None:
-            q = self._ready[tp] = deque()
-        q.append(b)
-
-    def _drain_lock(self, tp: TP) -> threading.Lock:
-        lk = self._drain_locks.get(tp)
-        if lk is None:
-            with self._lock:
-                lk = self._drain_locks.setdefault(tp, threading.Lock())
-        return lk
-
-    def _drain(self, tp: TP, deadline: float | None = None) -> None:
-        """Write the ready batches of one partition, oldest first, one writer at a time.
-
-        With a ``deadline`` (monotonic s), give up waiting for another writer of the
-        partition then; that writer writes the queued batches itself. Callbacks go to the
-        DeliveryQueue once the write lock is released: a callback may send, even here.
-        """
-        lk = self._drain_lock(tp)
-        if not lk.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
-            return
-        ran: list[tuple[Batch, list[Callback]]] = []
-        try:
-            while True:
-                with self._lock:
-                    q = self._ready.get(tp)
-                    if not q:
-                        return
-                    group = list(q)  # every batch queued meanwhile: written together (group commit)
-                    q.clear()
-                    self._writing[tp] = group
-                self._write(tp, group, ran)
-        finally:
-            self._writing.pop(tp, None)
-            lk.release()
-            if ran or self._x.delivery.busy():
-                self._x.delivery.deliver(tp, ran)
-
-    def _write(self, tp: TP, group: list[Batch], ran: list[tuple[Batch, list[Callback]]]) -> None:
-        """Write queued batches of one partition in order, then acknowledge them (their
-        callbacks go to ``ran``: the caller runs them once it holds no lock).
-
-        With fsync="always" each append defers its fdatasync and one fdatasync after the
-        last covers them all (group commit): no batch is acknowledged before it is durable.
-        """
-        written: list[Batch] = []
-        sizes: list[tuple[int, int]] = []  # (stored, uncompressed) bytes of each written batch
-        logs: list[PartitionLog] = []
-        bug: BaseException | None = None
-        try:
-            for i, b in enumerate(group):
-                recs = b.records
-                try:
-                    do = functools.partial(append_records, recs, self._x.codec)
-                    res, lg, stored, raw = self._logs.append(b.tp, b.tid, len(recs), do)
-                except Exception as e:
-                    self._failed_batch(b, e)
-                    if not isinstance(e, LogqError):  # a logq bug: the writing thread sees it too
-                        bug = e
-                        with self._lock:  # the rest stay queued, in order, for the next writer
-                            self._ready.setdefault(tp, deque()).extendleft(reversed(group[i + 1 :]))
-                        group = group[: i + 1]
-                        break
-                    continue
-                b.base_offset = res.base_offset
-                written.append(b)
-                sizes.append((stored, raw))
-                if all(lg is not x for x in logs):
-                    logs.append(lg)
-            for lg in logs:
-                try:
-                    lg.sync_deferred()
-                except Exception as e:
-                    for b in written:
-                        if b.error is None:
-                            self._failed_batch(b, e)
-                    if not isinstance(e, LogqError):
-                        bug = bug or e
-        finally:
-            now = time.monotonic()
-            with self._lock:
-                self._pending_bytes -= sum(b.bytes for b in group)
-                self._space.notify_all()
-                for b, (stored, raw) in zip(written, sizes, strict=True):
-                    if b.error is None:
-                        size = b.bytes + BATCH_OVERHEAD  # send()'s accounting, when uncompressed
-                        self._x.metrics.written(len(b.records), stored or size, raw or size, (now - b.created) * 1000)
-            for b in group:  # callbacks run once no lock is held, then their futures resolve
-                cbs = b.take_callbacks()
-                if cbs:
-                    b.finish_write()
-                    ran.append((b, cbs))
-                else:
-                    b.finish()
-        if bug is not None:
-            raise bug
-
-    def _failed_batch(self, b: Batch, e: BaseException) -> None:
-        """A batch could not be written (or synced): its futures raise ``e``, and it is counted and logged.
-
-        send() checked every record, so this is the system (no space, too many open files,
-        a deleted topic) or a logq bug. Never silent: the next flush() raises
-        RecordsFailedError counting it.
-        """
-        b.error = e
-        with self._lock:
-            self._failed += len(b.records)
-            self._x.metrics.failed(len(b.records))
-            if self._first_error is None:
-                self._first_error = e
-        log.error("%d record(s) for %s-%d could not be written: %s", len(b.records), b.tp[0], b.tp[1], e)
-
-    def _make_room(self, size: int) -> None:
-        """Under self._lock: the buffer is full; write batches, then wait for others'."""
-        for tp, b in list(self._open.items()):
-            self._close_batch(tp, b)
-        self._open.clear()
-        deadline = time.monotonic() + self.max_block_ms / 1000
-        self._lock.release()
-        try:
-            for tp in list(self._ready):
-                self._drain(tp, deadline)
-        finally:
-            self._lock.acquire()
-        while self._pending_bytes + size > self.buffer_bytes and self._pending_bytes > 0:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ProducerBufferFullError(self.buffer_bytes, self.max_block_ms)
-            self._space.wait(left)
-
-    def _flush_tp(self, tp: TP) -> None:
-        with self._lock:
-            b = self._open.pop(tp, None)
-            if b is not None:
-                self._close_batch(tp, b)
-        self._drain(tp)
 
     def flush(self, timeout: float | None = None) -> None:
         """Write every record sent so far; return once they are in the log and their callbacks
@@ -538,18 +317,6 @@ class Producer:
         """Counters since the producer was built, under Kafka's names (producer_metrics.py)."""
         with self._lock:
             return self._x.metrics.snapshot(self.buffer_bytes, self._pending_bytes)
-
-    def _linger_tick(self, period: float) -> None:
-        now = time.monotonic()
-        with self._lock:
-            due = [tp for tp, b in self._open.items() if now - b.created >= period]
-            for tp in due:
-                self._close_batch(tp, self._open.pop(tp))
-        for tp in due:
-            try:
-                self._drain(tp)
-            except Exception:  # the futures carry the error and _write logged it; the thread must not die
-                pass
 
     def close(self, timeout: float | None = None) -> None:
         """Write every waiting record (as ``flush``), then release the partitions.
