@@ -196,10 +196,7 @@ class Producer(WritePath):
             b = self._open.get(tp)
             cap = info[4]  # batch_size, capped so a batch also fits the topic's max_batch_bytes
             if b is None or (b.bytes + size > cap and b.records) or b.tid != info[5]:
-                if b is not None:
-                    self._close_batch(tp, b)
-                    drain = True
-                b = self._open[tp] = Batch(tp, info[5])
+                b, drain = self._new_batch(tp, b, info[5])
             recs = b.records
             recs.append((k, v, headers, ts))
             b.bytes += size
@@ -208,8 +205,7 @@ class Producer(WritePath):
             if on_delivery is not None:  # the batch is open: its writer runs the callback
                 fut.add_delivery_callback(on_delivery)
             if b.bytes >= cap or not self.linger_ms:  # linger_ms=0: no waiting, as in Kafka
-                self._close_batch(tp, b)
-                del self._open[tp]
+                self._close_open(tp, b)
                 drain = True
         if drain:
             self._drain(tp)

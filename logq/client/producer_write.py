@@ -62,6 +62,22 @@ class WritePath:
             q = self._ready[tp] = deque()
         q.append(b)
 
+    def _new_batch(self, tp: TP, old: Batch | None, tid: str) -> tuple[Batch, bool]:
+        """Under self._lock: queue ``old`` (full, or made for another incarnation of the topic)
+        and open a new batch for ``tp``; True if a batch was queued (the caller drains)."""
+        if old is not None:
+            self._close_batch(tp, old)
+        b = self._open[tp] = Batch(tp, tid)
+        return b, old is not None
+
+    def _close_open(self, tp: TP, b: Batch) -> None:
+        """Under self._lock: queue ``tp``'s open batch ``b`` for writing (it is full, or linger_ms=0)."""
+        q = self._ready.get(tp)
+        if q is None:
+            q = self._ready[tp] = deque()
+        q.append(b)
+        del self._open[tp]
+
     def _drain_lock(self, tp: TP) -> threading.Lock:
         lk = self._drain_locks.get(tp)
         if lk is None:
