@@ -30,7 +30,7 @@ from typing import Any
 from logq.client.notify import Watcher
 from logq.config import LogConfig
 from logq.errors import ConfigError, CorruptTopicMetadataError, LogqError, TopicExistsError, UnknownTopicError
-from logq.server.framing import DEFAULT_MAX_REQUEST_BYTES
+from logq.server.framing import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_UNAUTHENTICATED_REQUEST_BYTES
 from logq.server.idempotence import PartitionProducers, ProducerIds
 from logq.storage.files import FileLock, make_dir
 from logq.storage.log import PartitionLog
@@ -63,6 +63,8 @@ class ServerConfig:
     default_partitions: int = 1
     default_topic_config: dict[str, Any] = field(default_factory=dict)
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    # a frame before SASL authentication (Kafka's sasl.server.max.receive.size); only with a users file
+    max_unauthenticated_request_bytes: int = DEFAULT_MAX_UNAUTHENTICATED_REQUEST_BYTES
     max_connections: int = 1000
     max_in_flight_requests: int = 100  # per connection, answered in order
     max_buffered_response_bytes: int = 64 * 1024 * 1024  # per connection, written but not yet sent
@@ -88,6 +90,7 @@ class ServerConfig:
         for name in (
             "default_partitions",
             "max_request_bytes",
+            "max_unauthenticated_request_bytes",
             "max_connections",
             "max_in_flight_requests",
             "max_buffered_response_bytes",

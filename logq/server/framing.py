@@ -6,6 +6,14 @@ transport read and returns the complete request frames (without their size prefi
 a partial frame stays buffered until its remaining bytes arrive. A size below 0 or above
 ``max_request_bytes`` raises ProtocolError before any of its body is buffered: the caller
 closes the connection. ``frame(payload)`` prefixes a response with its size.
+
+A decoder given ``max_unauthenticated_request_bytes`` (a server that requires SASL) starts
+unauthenticated: until its owner sets ``authenticated``, a size above that limit (or above
+``max_request_bytes``, whichever is smaller) raises the same way, and ``feed`` returns at
+most one frame per call, leaving later bytes buffered, so the limit of each frame is decided
+after the frame before it was handled (it may be the one that authenticates); the owner
+calls ``feed(b"")`` for the next one. Kafka bounds a client the same way before it
+authenticates (``sasl.server.max.receive.size``, 512 KiB).
 """
 
 from __future__ import annotations
@@ -14,9 +22,16 @@ import struct
 
 from logq.errors import ConfigError, ProtocolError
 
-__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "FrameDecoder", "frame", "size_prefix"]
+__all__ = [
+    "DEFAULT_MAX_REQUEST_BYTES",
+    "DEFAULT_MAX_UNAUTHENTICATED_REQUEST_BYTES",
+    "FrameDecoder",
+    "frame",
+    "size_prefix",
+]
 
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024  # Kafka's socket.request.max.bytes
+DEFAULT_MAX_UNAUTHENTICATED_REQUEST_BYTES = 512 * 1024  # Kafka's sasl.server.max.receive.size
 _SIZE = struct.Struct(">i")
 
 
@@ -33,10 +48,16 @@ def size_prefix(size: int) -> bytes:
 class FrameDecoder:
     """Splits a byte stream into request frames; holds at most one partial frame."""
 
-    def __init__(self, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
-        if not isinstance(max_request_bytes, int) or isinstance(max_request_bytes, bool) or max_request_bytes < 1:
-            raise ConfigError(f"max_request_bytes must be a positive int, not {max_request_bytes!r}")
+    def __init__(
+        self, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, max_unauthenticated_request_bytes: int | None = None
+    ) -> None:
+        _check_limit("max_request_bytes", max_request_bytes)
+        if max_unauthenticated_request_bytes is not None:
+            _check_limit("max_unauthenticated_request_bytes", max_unauthenticated_request_bytes)
         self.max_request_bytes = max_request_bytes
+        self.max_unauthenticated_request_bytes = max_unauthenticated_request_bytes
+        # False until the owner says the connection authenticated (True when none is required)
+        self.authenticated = max_unauthenticated_request_bytes is None
         self._buf = bytearray()
         self._need = -1  # size of the frame being read, -1 while its size prefix is incomplete
         self.failed = False
@@ -51,6 +72,11 @@ class FrameDecoder:
         """Whether part of a request has arrived but not all of it."""
         return bool(self._buf) or self._need >= 0
 
+    def hold(self, data: bytes) -> None:
+        """Buffer ``data`` without parsing it (the next ``feed`` does)."""
+        if not self.failed:
+            self._buf += data
+
     def feed(self, data: bytes) -> list[bytes]:
         """The frames that ``data`` completes, oldest first; ProtocolError on a bad size.
 
@@ -63,17 +89,13 @@ class FrameDecoder:
         out: list[bytes] = []
         pos = 0
         end = len(buf)
-        while True:
+        one = not self.authenticated  # before authentication: one frame at a time
+        while not (one and out):
             if self._need < 0:
                 if end - pos < _SIZE.size:
                     break
                 (size,) = _SIZE.unpack_from(buf, pos)
-                if size < 0 or size > self.max_request_bytes:
-                    self.failed = True
-                    buf.clear()
-                    raise ProtocolError(
-                        f"request size {size} bytes is outside [0, max_request_bytes={self.max_request_bytes}]"
-                    )
+                self._check_size(size)
                 pos += _SIZE.size
                 self._need = size
             if end - pos < self._need:
@@ -84,3 +106,22 @@ class FrameDecoder:
         if pos:
             del buf[:pos]
         return out
+
+    def _check_size(self, size: int) -> None:
+        """ProtocolError (and the decoder failed, its buffer dropped) for a size out of bounds."""
+        if self.authenticated or self.max_unauthenticated_request_bytes is None:
+            limit, name = self.max_request_bytes, "max_request_bytes"
+        else:
+            limit = min(self.max_request_bytes, self.max_unauthenticated_request_bytes)
+            name = "max_unauthenticated_request_bytes"
+        if 0 <= size <= limit:
+            return
+        self.failed = True
+        self._buf.clear()
+        before = "" if self.authenticated else " before authentication"
+        raise ProtocolError(f"request size {size} bytes{before} is outside [0, {name}={limit}]")
+
+
+def _check_limit(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name} must be a positive int, not {value!r}", hint=f"pass {name}=<int >= 1>")

@@ -10,6 +10,12 @@ connections idle for ``idle_timeout_ms`` (no request, or responses left unread: 
 they hold are released) and those whose request stays incomplete for
 ``partial_request_timeout_ms``. A bad frame, an undecodable request or a failing handler
 closes that connection with one log line; every other connection keeps going.
+
+On a server that requires SASL, a connection that has not authenticated yet may send
+frames of at most ``max_unauthenticated_request_bytes`` (Kafka's
+``sasl.server.max.receive.size``): a larger size prefix closes it before its body is
+buffered. Until it authenticates its frames are taken one at a time (reading pauses while
+one is handled), so the limit of each is decided after the one before it was answered.
 """
 
 from __future__ import annotations
@@ -81,7 +87,9 @@ class Connection(asyncio.Protocol):
         self.owner = owner
         self.broker = owner.broker
         cfg = owner.broker.config
-        self.decoder = FrameDecoder(cfg.max_request_bytes)
+        pre_auth = cfg.max_unauthenticated_request_bytes if owner.broker.auth is not None else None
+        self.decoder = FrameDecoder(cfg.max_request_bytes, pre_auth)
+        self._unauthenticated_busy = False  # a frame taken before authentication is being handled
         self.queue: deque[bytes] = deque()
         self.worker: asyncio.Task[None] | None = None
         self.transport: asyncio.Transport | None = None
@@ -121,11 +129,17 @@ class Connection(asyncio.Protocol):
         if self._closed or self._stopping:
             return
         self.last_activity = time.monotonic()
-        try:
-            frames = self.decoder.feed(data)
-        except ProtocolError as e:
-            self.close(e.reason, level=logging.WARNING)
-            return
+        if self._unauthenticated_busy:  # not parsed before the frame in hand is answered
+            frames = []
+            self.decoder.hold(data)
+        else:
+            try:
+                frames = self.decoder.feed(data)
+            except ProtocolError as e:
+                self.close(e.reason, level=logging.WARNING)
+                return
+        if frames and not self.decoder.authenticated:
+            self._unauthenticated_busy = True
         if not self.decoder.in_frame:
             self.frame_started = None
         elif frames or self.frame_started is None:  # a new request started in this chunk
@@ -135,6 +149,25 @@ class Connection(asyncio.Protocol):
             if self.worker is None or self.worker.done():
                 self.worker = self.broker.loop.create_task(self._work())
         self._update_reading()
+
+    def _next_unauthenticated_frame(self) -> None:
+        """After a frame taken before authentication was answered: the next buffered one,
+        checked against the limit that now applies (the normal one if that frame
+        authenticated the session)."""
+        self._unauthenticated_busy = False
+        self.decoder.authenticated = self.session.authenticated
+        try:
+            frames = self.decoder.feed(b"")
+        except ProtocolError as e:
+            self.close(e.reason, level=logging.WARNING)
+            return
+        if frames:
+            self._unauthenticated_busy = not self.decoder.authenticated
+            self.queue.extend(frames)
+        if not self.decoder.in_frame:
+            self.frame_started = None
+        elif frames:
+            self.frame_started = time.monotonic()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The worker is not cancelled: a produce it is appending finishes (and its producer
@@ -182,13 +215,20 @@ class Connection(asyncio.Protocol):
             if self.session.close_after_response:
                 self.close("closed after the response, as its handler asked", level=logging.INFO)
                 return
+            if self._unauthenticated_busy:
+                self._next_unauthenticated_frame()
+                self._update_reading()
             if self._writing_paused:
                 await self._can_write.wait()
 
     def _update_reading(self) -> None:
         if self.transport is None or self._closed:
             return
-        full = len(self.queue) >= self.broker.config.max_in_flight_requests or self._writing_paused
+        full = (
+            len(self.queue) >= self.broker.config.max_in_flight_requests
+            or self._writing_paused
+            or self._unauthenticated_busy
+        )
         if full and not self._reading_paused:
             self.transport.pause_reading()
             self._reading_paused = True
