@@ -92,6 +92,9 @@ def _member(make: Any, root: str, cfg: Settings, rng: random.Random, emit: Any, 
         dead_letter_topic=DLQ,
     ) as sc:
         emit("member", sc.member_id, os.getpid())
+        go, until = os.path.join(os.path.dirname(stop), "go"), time.monotonic() + 120
+        while not os.path.exists(go) and time.monotonic() < until:
+            time.sleep(0.01)  # the first workers start together (the parent makes "go")
         while not os.path.exists(stop):
             emit("poll")
             recs = sc.poll(timeout=0.05, max_records=rng.randint(1, 12))
@@ -273,8 +276,9 @@ def run_once(cfg: Settings, base: str) -> tuple[list[str], dict[str, int], Histo
     for _ in range(cfg.processes):
         run.start()
     joined = time.monotonic() + 60
-    while sum(f.endswith(".log") for f in os.listdir(workdir)) < 2 and time.monotonic() < joined:
-        time.sleep(0.01)  # until a worker joined (its .log besides parent.log)
+    while sum(f.endswith(".log") for f in os.listdir(workdir)) <= cfg.processes and time.monotonic() < joined:
+        time.sleep(0.01)  # until every worker joined (its .log besides parent.log)
+    open(os.path.join(workdir, "go"), "w").close()
     for _ in range(cfg.kills):
         time.sleep(run.rng.random() * 0.4)
         run.reap()

@@ -222,4 +222,7 @@ def test_a_store_that_takes_the_records_of_live_members_fails_the_checker(
     # fault injection in the workers: every other member is taken for dead, so its acquired
     # records are handed out again while it still works on them
     _, bad, _, _ = real_run(tmp_path_factory, 1, fault="steal")
-    assert any("still held it" in line for line in bad), bad[:5]
+    # seen as an acquisition while the victim certainly held the lock, or as the victim's
+    # acknowledgement refused as late before its lock could have expired
+    symptoms = ("still held it", "refused as late before its lock could expire")
+    assert any(s in line for line in bad for s in symptoms), bad[:5]
