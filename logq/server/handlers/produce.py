@@ -10,9 +10,18 @@ acks and durability (one broker: the leader is the whole in-sync replica set):
 * ``acks=0``: appended, no response is sent; a partition that fails closes the
   connection instead (Kafka's way of telling such a producer);
 * ``acks=1`` and ``acks=-1`` (all): the response is sent once the append meets the topic's
-  durability: with ``fsync="always"`` after its fdatasync (run off the event loop), with
-  ``"interval"`` or ``"never"`` once the batch is in the page cache (it survives ``kill -9``
-  of the server, not a power loss).
+  durability: with ``fsync="always"`` after an fdatasync that covers its batch (run off the
+  event loop), with ``"interval"`` or ``"never"`` once the batch is in the page cache (it
+  survives ``kill -9`` of the server, not a power loss).
+
+Group commit (``fsync="always"``): the append runs under the partition's write lock with its
+fdatasync deferred (``PartitionLog.defer_sync``); the lock is released, and the request waits
+for a ``sync_deferred()`` (in a thread) that started after its append returned. A sync
+starts when requests wait, none runs, and no other request is queued for the lock or
+appending (it would be covered by the next sync otherwise), so requests that overlap share
+one fdatasync. A sync that fails fails every request it covered (KAFKA_STORAGE_ERROR), and
+the log stays failed, so a retry that the idempotence check finds already appended waits for
+a sync too and fails the same way: no acknowledgement without durability.
 
 Per-partition errors: UNKNOWN_TOPIC_OR_PARTITION (3) for a topic or partition that does not
 exist (produce does not create topics: Metadata does), CORRUPT_MESSAGE (2) for a batch that
@@ -26,6 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
+from dataclasses import dataclass, field
 from typing import Any
 
 from logq.codec.batch import BatchHeader, iter_batches
@@ -39,6 +50,7 @@ from logq.errors import (
 )
 from logq.server import kio_api
 from logq.server.context import Broker, Session
+from logq.storage.log import PartitionLog
 
 __all__ = ["HANDLERS", "VERSIONS"]
 
@@ -79,23 +91,106 @@ def split_batches(records: bytes | None, max_batch_bytes: int) -> list[tuple[byt
     return out
 
 
+class GroupCommit:
+    """Group commit of the ``fsync="always"`` appends made through one writer log.
+
+    ``appended`` counts appends; ``synced`` is the count a finished fdatasync covered (a
+    sync covers every append counted when it starts). ``appending`` counts requests queued
+    for the write lock or inside it: while it is above zero no sync starts, as the last of
+    them starts one that covers them all.
+    """
+
+    def __init__(self, lg: PartitionLog, stats: GroupCommitStats) -> None:
+        self.lg = lg
+        self.stats = stats
+        self.appending = 0
+        self.appended = 0
+        self.synced = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._running: asyncio.Task[None] | None = None
+
+    async def leave(self, loop: asyncio.AbstractEventLoop, wait_for: int | None) -> None:
+        """A request is done with the lock; with ``wait_for`` (the ``appended`` count after
+        its appends) return once a sync covering that count finished (its error if it failed)."""
+        self.appending -= 1
+        fut = None
+        if wait_for is not None and wait_for > self.synced:
+            fut = loop.create_future()
+            self._waiters.append((wait_for, fut))
+        self._kick(loop)
+        if fut is not None:
+            await fut
+
+    def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._waiters and self._running is None and self.appending == 0:
+            self._running = loop.create_task(self._sync(loop, self.appended))
+
+    async def _sync(self, loop: asyncio.AbstractEventLoop, target: int) -> None:
+        error: BaseException | None = None
+        try:
+            await loop.run_in_executor(None, self.lg.sync_deferred)  # one fdatasync, off the event loop
+        except Exception as e:  # LogFailedError; passed to every request it covered
+            error = e
+        else:
+            self.synced = max(self.synced, target)
+        self.stats.syncs += 1
+        covered = [f for seq, f in self._waiters if seq <= target]
+        self._waiters = [(seq, f) for seq, f in self._waiters if seq > target]
+        self.stats.synced_requests += len(covered)
+        for f in covered:
+            if not f.done():
+                f.set_exception(error) if error is not None else f.set_result(None)
+        self._running = None
+        self._kick(loop)  # requests that appended while this sync ran
+
+
+@dataclass
+class GroupCommitStats:
+    """The group commits of one server (``broker.extensions["produce"]``): ``syncs`` run by
+    produce requests (fdatasyncs, failed ones included) and ``synced_requests`` answered
+    after one (per partition of a request)."""
+
+    syncs: int = 0
+    synced_requests: int = 0
+    by_log: weakref.WeakKeyDictionary[PartitionLog, GroupCommit] = field(default_factory=weakref.WeakKeyDictionary)
+
+    def of(self, lg: PartitionLog) -> GroupCommit:
+        gc = self.by_log.get(lg)
+        if gc is None:
+            gc = self.by_log[lg] = GroupCommit(lg, self)
+            lg.defer_sync = True  # every append through this log is synced by sync_deferred()
+        return gc
+
+
+def group_commits(broker: Broker) -> GroupCommitStats:
+    stats = broker.extensions.get("produce")
+    if stats is None:
+        stats = broker.extensions["produce"] = GroupCommitStats()
+    assert isinstance(stats, GroupCommitStats)
+    return stats
+
+
 async def _append_all(
-    broker: Broker, topic: str, partition: int, batches: list[tuple[bytes, BatchHeader]]
+    broker: Broker,
+    lg: PartitionLog,
+    gc: GroupCommit | None,
+    tp: tuple[str, int],
+    batches: list[tuple[bytes, BatchHeader]],
 ) -> tuple[int, int]:
-    """Under the partition's write lock: (error, base offset of the first batch)."""
-    lg = broker.log(topic, partition)
-    producers = broker.producers(topic, partition)
+    """Under the partition's write lock: (error, base offset of the first batch). With a
+    group commit (fsync="always") the appends leave their fdatasync to it."""
+    producers = broker.producers(*tp)
     first = -1
-    always = lg.config.fsync == "always"
     for batch, h in batches:
         verdict = producers.check(h.producer_id, h.producer_epoch, h.base_sequence, h.last_offset_delta)
         if verdict.error:
             return verdict.error, -1
         if verdict.duplicate_of is not None:
-            base = verdict.duplicate_of
+            base = verdict.duplicate_of  # acknowledged once a sync covers the appends so far
         else:
-            if always:  # the fdatasync must not stall the event loop
+            if gc is not None:  # off the event loop: a running sync holds the log's mutex
                 res = await broker.loop.run_in_executor(None, lg.append_batch, batch)
+                gc.appended += 1
             else:
                 res = lg.append_batch(batch)
             base = res.base_offset
@@ -105,6 +200,28 @@ async def _append_all(
     return NONE, first
 
 
+async def _append_durably(
+    broker: Broker, topic: str, partition: int, batches: list[tuple[bytes, BatchHeader]]
+) -> tuple[int, int]:
+    """(error, base offset): appended under the write lock; with fsync="always" returns
+    once a sync covering the appends finished (its error, raised, if it failed)."""
+    lg = broker.log(topic, partition)
+    gc = group_commits(broker).of(lg) if lg.config.fsync == "always" else None
+    if gc is None:
+        async with broker.write_lock(topic, partition):
+            return await _append_all(broker, lg, None, (topic, partition), batches)
+    gc.appending += 1
+    wait_for = None
+    try:
+        async with broker.write_lock(topic, partition):
+            error, base = await _append_all(broker, lg, gc, (topic, partition), batches)
+            if error == NONE:
+                wait_for = gc.appended
+    finally:
+        await gc.leave(broker.loop, wait_for)
+    return error, base
+
+
 async def produce_partition(broker: Broker, topic: str, partition: int, records: bytes | None) -> tuple[int, int, int]:
     """(error code, base offset, log start offset) of one partition's data."""
     meta = broker.topic(topic)
@@ -112,8 +229,7 @@ async def produce_partition(broker: Broker, topic: str, partition: int, records:
         return UNKNOWN_TOPIC_OR_PARTITION, -1, -1
     try:
         batches = split_batches(records, meta.config.max_batch_bytes)
-        async with broker.write_lock(topic, partition):
-            error, base = await _append_all(broker, topic, partition, batches)
+        error, base = await _append_durably(broker, topic, partition, batches)
         after = broker.topic(topic)
         if after is None or after.topic_id != meta.topic_id:
             return UNKNOWN_TOPIC_OR_PARTITION, -1, -1  # deleted meanwhile: not acknowledged
