@@ -301,7 +301,7 @@ def run_once(cfg: Settings, base: str) -> tuple[list[str], dict[str, int], Histo
         kills=sum(1 for e in h.parent if e[1] == "kill"),
         poison_deaths=sum(1 for ev in (e for evs in h.procs.values() for e in evs) if ev[1] == "die"),
         dead_letters=len(h.dead_letters),
-        stale_dead_letters=len(h.notes),
+        duplicate_dead_letters=len(h.notes),
         processes=sum(1 for e in h.parent if e[1] == "start"),
     )
     return bad, figures, h

@@ -31,9 +31,11 @@ What is verified (:func:`check`), each failure a line of the report:
   archived in the dead-letter topic with its reason: "rejected" only if a holder rejected it with
   that count, "delivery_limit" only at the limit; never both, never accepted twice, never
   delivered again after an accept was committed; poison records end as "delivery_limit".
-  One allowed oddity, reported as a note: the ShareConsumer writes a dead letter before it
-  journals the archive, so a rejecter killed inside ``commit()`` in between leaves a
-  "rejected" letter while the record comes back (then accepted, or archived again);
+  A dead letter is final: the record is never delivered again with a higher count, never
+  accepted, never dead-lettered with another reason or count (archives are crash-consistent:
+  an ARCHIVING intent is journaled before the letter, and recovery completes the archive). One
+  allowed oddity, reported as a note: the same letter (same reason and count) twice, written
+  again by the member that completed the archive of one killed after writing it;
 - the group's state: every partition's start offset at its end, nothing in flight, totals equal
   to the outcomes (acknowledged, rejected, delivery_limit); a new consumer gets nothing.
 """
@@ -104,7 +106,7 @@ class History:
     dead_letters: list[tuple[Key, str, int]] = field(default_factory=list)  # (record, reason, count)
     partitions: dict[int, dict[str, Any]] = field(default_factory=dict)  # start, end, states, totals
     leftover: list[Key] = field(default_factory=list)  # what a fresh consumer still got
-    notes: list[str] = field(default_factory=list)  # allowed oddities check() saw (stale dead letters)
+    notes: list[str] = field(default_factory=list)  # allowed oddities check() saw (duplicate dead letters)
 
 
 def _deaths(h: History) -> dict[str, int]:
@@ -197,8 +199,10 @@ def check(h: History) -> list[str]:
         if key not in h.produced:
             bad.append(f"{_name(key)}: acquired but never produced")
     letters: dict[Key, set[tuple[str, int]]] = defaultdict(set)
+    copies: dict[tuple[Key, str, int], int] = defaultdict(int)
     for key, reason, count in h.dead_letters:
         letters[key].add((reason, count))
+        copies[(key, reason, count)] += 1
     for key in sorted(letters):
         if key not in h.produced:
             bad.append(f"{_name(key)}: dead-lettered but never produced")
@@ -206,31 +210,15 @@ def check(h: History) -> list[str]:
     for key in sorted(h.produced):
         got = sorted(by_key.get(key, []), key=lambda d: (d.count, d.poll_end))
         bad += _check_acquisitions(h.settings, key, got, open_polls, letters.get(key, set()))
-        stale = _stale(got, letters.get(key, set()))
-        for reason, count in sorted(stale):
-            h.notes.append(
-                f"{_name(key)}: stale dead letter ({reason}, count {count}): its rejecter was killed inside "
-                "commit() after the dead letter was written, before the archive was journaled; the record came back"
-            )
-        letters[key] = letters.get(key, set()) - stale
-        bad += _check_outcome(h, key, got, letters[key])
+        for reason, count in sorted(letters.get(key, set())):
+            if copies[(key, reason, count)] > 1:
+                h.notes.append(
+                    f"{_name(key)}: duplicate dead letter ({reason}, count {count}) x{copies[(key, reason, count)]}: "
+                    "written again when the archive of a member killed after writing it was completed"
+                )
+        bad += _check_outcome(h, key, got, letters.get(key, set()))
     bad += _check_state(h, letters)
     return bad
-
-
-def _stale(got: list[Delivery], letters: set[tuple[str, int]]) -> set[tuple[str, int]]:
-    """Dead letters of a reject whose archive was never journaled: the ShareConsumer writes the
-    dead letter first (docs/queues.md), so a rejecter killed in between leaves the letter and
-    the record comes back with its count kept (a later delivery, or another dead letter: at the
-    limit, it is archived again as "delivery_limit")."""
-    top = max([d.count for d in got] + [0])
-    return {
-        (r, c)
-        for r, c in letters
-        if r == "rejected"
-        and (c < top or any(c2 >= c for r2, c2 in letters if (r2, c2) != (r, c)))
-        and any(d.count == c and d.ack == "reject" and d.ack_state == "ambiguous" for d in got)
-    }
 
 
 def _name(key: Key) -> str:
@@ -297,6 +285,11 @@ def _check_outcome(h: History, key: Key, got: list[Delivery], letters: set[tuple
             if d.count > a.count:
                 bad.append(f"{name}: delivered again (count {d.count}, {d.proc}) after {a.proc}'s accept committed")
     for reason, count in letters:
+        for d in got:
+            if d.count > count:
+                bad.append(
+                    f"{name}: delivered again (count {d.count}, {d.proc}) after it was dead-lettered ({reason}, count {count})"
+                )
         if reason == "rejected" and count not in rejects:
             bad.append(f"{name}: dead-lettered as rejected at count {count}, but no holder rejected it then")
         elif reason == "delivery_limit" and count != cfg.limit:

@@ -9,6 +9,12 @@ share-partition's flock held (logq/groups/share_store.py)::
     payload      UTF-8 JSON {"s": spso, "e": end, "f": 0|1, "r": [run, ...], "t": totals}
     run          [first, last, state, delivery_count, member, lock_deadline_ms,
                   available_at_ms, expire_at_ms, archive_reason]   (share_state.to_runs)
+    state        0 available, 1 acquired, 2 acknowledged, 4 archived (Kafka's numbers), and
+                 5 archiving (logq's own: an archive journaled as intended before its dead
+                 letter is written; the next operation writes the letter again and archives).
+                 Journals written before state 5 existed never hold it and read unchanged;
+                 a journal holding it is refused by older logq versions (a frame that breaks
+                 the rules), never misread.
 
 ``totals`` are the share-partition's running counts ({"deliveries", "acknowledged",
 "rejected", "delivery_limit", "expired"}: int), whole in every frame. The first frame is a full snapshot (``"f": 1``: every in-flight entry); each later frame
@@ -20,6 +26,9 @@ any process at once) and is fdatasynced only when a member commits: acquisitions
 lock expiries are never synced on their own (a power cut may forget them; a record then comes
 back available with a lower delivery count, which Kafka also allows); ``commit()`` fdatasyncs
 the journal, which makes every earlier frame of the file durable, acknowledgements included.
+An archive with a dead letter is the exception: its ARCHIVING frame is fdatasynced before the
+letter is written (share_store.py), so no crash, power cuts included, keeps a letter whose
+record could be delivered again.
 Compaction writes a new file holding one snapshot frame (tmp -> fsync -> rename -> fsync of the
 directory), so replacing the journal never loses a committed frame.
 

@@ -10,7 +10,8 @@ Vocabulary (Kafka's):
 - ``end``: one past the last offset that entered the in-flight window; records from ``spso`` to
   ``end - 1`` are *in flight*, each with an entry in ``records``. Offsets at or after ``end``
   were never delivered (available, delivery count 0).
-- Record states (Kafka's numbers): AVAILABLE 0, ACQUIRED 1, ACKNOWLEDGED 2, ARCHIVED 4.
+- Record states (Kafka's numbers): AVAILABLE 0, ACQUIRED 1, ACKNOWLEDGED 2, ARCHIVED 4; and
+  logq's own ARCHIVING 5 (an archive decided, its dead letter not yet known written).
 
 Rules:
 
@@ -30,6 +31,14 @@ Rules:
   release -> AVAILABLE (not before ``now + delay_ms``), or ARCHIVED at the limit.
 - ``spso`` advances over the contiguous prefix of finished (ACKNOWLEDGED or ARCHIVED) records,
   whose entries are then dropped: memory is bounded by ``max_in_flight`` entries.
+- Crash-consistent archives: with ``defer_archives`` set (the store sets it when a dead letter
+  is to be written), an archive makes the record ARCHIVING (its reason and delivery count kept,
+  no holder) instead of ARCHIVED; the store journals that intent, writes the dead letter, then
+  :meth:`SharePartitionState.finish_archives` makes it ARCHIVED. An ARCHIVING record is never
+  acquired, acknowledged or released again: the only way out is ARCHIVED with the same reason
+  and count, so a crash between the intent and the archive ends in the archive (the dead letter
+  written again, at least once), never in a redelivery. The archive is counted in ``totals``
+  once, at the intent.
 
 Changes accumulate in ``changes`` (the offsets touched, the archives made) for the store to
 journal; :func:`to_runs` / :func:`from_runs` turn entries into Kafka-like runs
@@ -43,7 +52,14 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 AVAILABLE, ACQUIRED, ACKNOWLEDGED, ARCHIVED = 0, 1, 2, 4
-STATE_NAMES = {AVAILABLE: "available", ACQUIRED: "acquired", ACKNOWLEDGED: "acknowledged", ARCHIVED: "archived"}
+ARCHIVING = 5  # logq's own (not a Kafka state): archive journaled as intended, dead letter pending
+STATE_NAMES = {
+    AVAILABLE: "available",
+    ACQUIRED: "acquired",
+    ACKNOWLEDGED: "acknowledged",
+    ARCHIVED: "archived",
+    ARCHIVING: "archiving",
+}
 FINISHED = (ACKNOWLEDGED, ARCHIVED)
 ACK_TYPES = ("accept", "release", "reject")
 DEFAULT_MAX_IN_FLIGHT = 2000
@@ -65,7 +81,7 @@ def backoff_fn(base_ms: int, mode: str = "fixed", max_ms: int | None = None) -> 
 @dataclass(slots=True)
 class InFlight:
     """One in-flight record. ``member`` and ``deadline_ms`` are set only while ACQUIRED;
-    ``reason`` only when ARCHIVED; ``expire_at_ms`` 0 means never."""
+    ``reason`` only when ARCHIVED or ARCHIVING; ``expire_at_ms`` 0 means never."""
 
     state: int = AVAILABLE
     count: int = 0
@@ -126,6 +142,8 @@ class SharePartitionState:
         # "deliveries" (acquisitions), "acknowledged", and one per archive reason
         self.totals: dict[str, int] = {}
         self.changes = Changes()
+        # archive as ARCHIVING (an intent the store completes) instead of ARCHIVED at once
+        self.defer_archives = False
         self.check()
 
     # ------------------------------------------------------------------ invariants
@@ -137,7 +155,9 @@ class SharePartitionState:
         so nothing is lost or delivered from nowhere); the first entry is unfinished (the start
         advances over finished records at once, so the journal and memory stay bounded);
         acquired entries name their holder and lock deadline (so expiry and member death can
-        return them); other entries name nobody (a stale holder could acknowledge them).
+        return them); other entries name nobody (a stale holder could acknowledge them);
+        archived and archiving entries, and only they, carry their reason (the dead letter
+        written for an ARCHIVING entry, again after a crash, has the same reason and count).
         """
         assert 0 <= self.spso <= self.end, (self.spso, self.end)
         assert len(self.records) == self.end - self.spso, (len(self.records), self.spso, self.end)
@@ -154,7 +174,7 @@ class SharePartitionState:
                 assert r.member and r.count >= 1, r
             else:
                 assert not r.member and r.deadline_ms == 0, r
-            assert (r.state == ARCHIVED) == bool(r.reason), r
+            assert (r.state in (ARCHIVED, ARCHIVING)) == bool(r.reason), r
 
     # ------------------------------------------------------------------ reading
 
@@ -201,9 +221,25 @@ class SharePartitionState:
             self._set(off, InFlight(AVAILABLE, r.count, available_at_ms=available_at_ms, expire_at_ms=r.expire_at_ms))
 
     def _archive(self, off: int, r: InFlight, reason: str) -> None:
-        self._set(off, InFlight(ARCHIVED, r.count, expire_at_ms=r.expire_at_ms, reason=reason))
+        state = ARCHIVING if self.defer_archives else ARCHIVED
+        self._set(off, InFlight(state, r.count, expire_at_ms=r.expire_at_ms, reason=reason))
         self.changes.archived.append(Archived(off, reason, r.count))
         self._count(reason)
+
+    def archiving(self) -> list[Archived]:
+        """The ARCHIVING records (intents whose archive is not journaled yet), by offset."""
+        return [Archived(o, r.reason, r.count) for o, r in sorted(self.records.items()) if r.state == ARCHIVING]
+
+    def finish_archives(self) -> list[int]:
+        """Every ARCHIVING record becomes ARCHIVED (same reason and count; counted already);
+        the start advances over them. Returns their offsets."""
+        out = [o for o, r in self.records.items() if r.state == ARCHIVING]
+        for off in out:
+            r = self.records[off]
+            self._set(off, InFlight(ARCHIVED, r.count, expire_at_ms=r.expire_at_ms, reason=r.reason))
+        self._advance()
+        self.check(out)
+        return out
 
     def _count(self, key: str) -> None:
         self.totals[key] = self.totals.get(key, 0) + 1

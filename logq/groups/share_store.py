@@ -14,9 +14,17 @@ An operation (:meth:`ShareGroupStore.update`) takes the share-partition's flock,
 with the frames other processes appended, returns the records of dead members (their locks
 end: AVAILABLE with the delivery count kept, a crash counting as an attempt, or ARCHIVED at
 the delivery limit), ends expired locks, applies the caller's change to the state
-(logq/groups/share_state.py), hands the records it archived to ``on_archive`` (dead letters:
-written before the archive is journaled, so a crash in between writes a dead letter twice and
-never loses one), appends one frame and, for a commit, fdatasyncs it.
+(logq/groups/share_state.py), appends one frame and, for a commit, fdatasyncs it.
+
+Archives are crash-consistent (with an ``on_archive``, i.e. dead letters): the change leaves
+each archived record ARCHIVING (reason and delivery count kept); the store appends and
+fdatasyncs that intent frame, hands the records to ``on_archive`` (which writes the dead letters
+durably), then makes them ARCHIVED in a second frame. An operation that finds ARCHIVING records
+after catching up (their archiver was killed, or its dead-letter write failed; the flock is held
+through all three steps, so nobody else is ever in the middle of them) writes their dead letters
+again and archives them first. So a dead letter always stands for a record that ends archived
+with that reason and count, never redelivered; after a crash there may be two identical
+letters (at least once), never none.
 
 Why no record is acquired by two live members at once: the state changes only under the
 flock, after catching up with every earlier change; an acquired record names its holder and
@@ -57,6 +65,7 @@ from logq.groups.share_state import (
     STATE_NAMES,
     Archived,
     Backoff,
+    Changes,
     SharePartitionState,
 )
 from logq.storage import files as fs
@@ -218,6 +227,8 @@ class ShareGroupStore:
                 if journal.fd is None and not journal.exists():
                     journal.create(SharePartitionState(start_offset()))
                 state = journal.catch_up()
+                state.defer_archives = on_archive is not None
+                pending = state.archiving()  # intents of an archiver that died or failed
                 alive = _Alive(self.gdir, self._members)
                 limit = policy.delivery_count_limit
                 for member in sorted(state.holders()):
@@ -225,9 +236,7 @@ class ShareGroupStore:
                         state.member_gone(member, limit, now_ms, policy.backoff)
                 state.expire(now_ms, limit, policy.backoff)
                 result = change(state)
-                changes = state.take_changes()
-                if changes.archived and on_archive is not None:
-                    on_archive(tp, changes.archived)
+                changes = _archive(journal, state, tp, pending, on_archive)
                 if changes:
                     journal.append(state, changes.touched)
                 if sync:
@@ -284,6 +293,31 @@ class ShareGroupStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _archive(
+    journal: Journal, state: SharePartitionState, tp: TP, pending: list[Archived], on_archive: OnArchive | None
+) -> Changes:
+    """The crash-consistent archive steps of :meth:`ShareGroupStore.update` (module docstring):
+    journal (and sync) the new ARCHIVING intents, write the dead letters of those and of the
+    ``pending`` intents found at catch-up, then make them ARCHIVED. Returns the changes still to
+    be journaled."""
+    changes = state.take_changes()
+    archived = pending + changes.archived
+    if changes.archived and on_archive is not None:
+        journal.append(state, changes.touched)  # the intent, durable before any letter
+        journal.sync()
+        fs.crash_point("share.archive.intent")
+        changes = state.take_changes()
+    if archived:
+        if on_archive is not None:
+            on_archive(tp, archived)
+            fs.crash_point("share.archive.lettered")
+        state.finish_archives()
+        more = state.take_changes()
+        changes.touched |= more.touched
+        changes.window_moved |= more.window_moved
+    return changes
 
 
 def _set_aside_if_damaged(journal_path: str, done: list[str]) -> None:

@@ -18,6 +18,7 @@ from logq.groups.share_state import (
     ACKNOWLEDGED,
     ACQUIRED,
     ARCHIVED,
+    ARCHIVING,
     AVAILABLE,
     Candidate,
     SharePartitionState,
@@ -160,6 +161,46 @@ def test_a_broken_invariant_is_caught() -> None:
         s.check()
 
 
+def test_a_deferred_archive_is_an_intent_that_only_ends_archived_with_its_reason_and_count() -> None:
+    s = SharePartitionState(0)
+    s.defer_archives = True
+    acquire(s, "a", 0, upto=2)
+    s.acknowledge("a", [0], "reject", now_ms=1, limit=LIMIT)
+    assert s.records[0].state == ARCHIVING and s.records[0].reason == "rejected" and s.records[0].member == ""
+    assert s.spso == 0  # not finished: the start waits for the archive
+    assert s.archiving() == [(0, "rejected", 1)]
+    # never handed out, acknowledged, released or renewed again, whatever time passes
+    assert s.acknowledge("a", [0], "accept", now_ms=2, limit=LIMIT) == [0]
+    assert s.renew("a", [0], now_ms=2, lock_ms=LOCK) == [0]
+    assert s.member_gone("a", LIMIT, 5) == [1]
+    assert acquire(s, "b", 10 * LOCK, upto=2) == [(1, 2)]
+    assert s.records[0].state == ARCHIVING and s.totals["rejected"] == 1
+    assert s.finish_archives() == [0]
+    assert s.spso == 1 and s.archiving() == [] and s.totals["rejected"] == 1  # counted once
+    assert s.finish_archives() == []
+
+
+def test_archiving_entries_round_trip_through_runs_and_replay() -> None:
+    s = SharePartitionState(0)
+    s.defer_archives = True
+    acquire(s, "a", 0, upto=3)
+    s.acknowledge("a", [0, 1], "reject", now_ms=1, limit=LIMIT)
+    replayed = SharePartitionState(0)
+    replayed.apply_runs(s.spso, s.end, s.runs(), full=True, totals=s.totals)
+    assert replayed.records == s.records and replayed.archiving() == s.archiving()
+    s.take_changes()
+    s.finish_archives()
+    replayed.apply_runs(s.spso, s.end, s.runs(s.take_changes().touched), full=False, totals=s.totals)
+    assert (replayed.spso, replayed.records) == (2, s.records)
+
+
+def test_an_archiving_entry_without_its_reason_breaks_the_rules() -> None:
+    with pytest.raises(AssertionError):
+        SharePartitionState(0, 1, from_runs([[0, 0, ARCHIVING, 2, "", 0, 0, 0, ""]]))
+    with pytest.raises(AssertionError):
+        SharePartitionState(0, 1, from_runs([[0, 0, ARCHIVING, 2, "a", 5, 0, 0, "rejected"]]))
+
+
 # ----------------------------------------------------------------------------- model
 
 
@@ -175,10 +216,17 @@ class M:
 class Model:
     """Every offset forever; the start recomputed each time."""
 
-    def __init__(self, log_end: int, cap: int) -> None:
+    def __init__(self, log_end: int, cap: int, defer: bool = False) -> None:
         self.r = {o: M() for o in range(log_end)}
         self.end = 0
         self.cap = cap
+        # deferred archives pass through ARCHIVING (unfinished) until archives_complete()
+        self.archive_to = ARCHIVING if defer else ARCHIVED
+
+    def archives_complete(self) -> None:
+        for m in self.r.values():
+            if m.state == ARCHIVING:
+                m.state = ARCHIVED
 
     def spso(self) -> int:
         o = 0
@@ -188,7 +236,7 @@ class Model:
 
     def free(self, m: M, avail: int = 0) -> None:
         if m.count >= LIMIT:
-            m.state, m.member, m.deadline = ARCHIVED, "", 0
+            m.state, m.member, m.deadline = self.archive_to, "", 0
         else:
             m.state, m.member, m.deadline, m.avail = AVAILABLE, "", 0, avail
 
@@ -215,12 +263,14 @@ class Model:
 
 class ShareMachine(RuleBasedStateMachine):
     LOG_END = 12
+    DEFER = False  # archives pass through ARCHIVING (the store's crash-consistent path)
 
     def __init__(self) -> None:
         super().__init__()
         self.s = SharePartitionState(0)
+        self.s.defer_archives = self.DEFER
         self.replayed = SharePartitionState(0)
-        self.model = Model(self.LOG_END, cap=5)
+        self.model = Model(self.LOG_END, cap=5, defer=self.DEFER)
         self.now = 0
         self.delivered: dict[str, set[int]] = {"a": set(), "b": set(), "c": set()}
 
@@ -260,7 +310,7 @@ class ShareMachine(RuleBasedStateMachine):
             elif kind == "accept":
                 m.state, m.member, m.deadline = ACKNOWLEDGED, "", 0
             elif kind == "reject":
-                m.state, m.member, m.deadline = ARCHIVED, "", 0
+                m.state, m.member, m.deadline = self.model.archive_to, "", 0
             else:
                 self.model.free(m, self.now + delay if delay else 0)
         assert lost == want_lost
@@ -305,6 +355,15 @@ class ShareMachine(RuleBasedStateMachine):
     def time_passes(self, ms: int) -> None:
         self.now += ms
 
+    @rule()
+    def archives_complete(self) -> None:
+        """The store's last step (or a later operation's recovery after a crash): whatever
+        happened in between, the intents end ARCHIVED with their reason and count."""
+        before = [a.offset for a in self.s.archiving()]
+        assert sorted(self.s.finish_archives()) == before
+        self.model.archives_complete()
+        self.replay()
+
     @precondition(lambda self: True)
     @invariant()
     def same_as_model(self) -> None:
@@ -316,10 +375,11 @@ class ShareMachine(RuleBasedStateMachine):
             assert (r.state, r.count, r.member) == (m.state, m.count, m.member), o
             assert r.count <= LIMIT
         assert self.replayed.spso == self.s.spso and self.replayed.records == self.s.records
-        finished = [m for m in self.model.r.values() if m.state in (ACKNOWLEDGED, ARCHIVED)]
+        finished = [m for m in self.model.r.values() if m.state in (ACKNOWLEDGED, ARCHIVED, ARCHIVING)]
         t = self.s.totals
         assert t.get("acknowledged", 0) == sum(m.state == ACKNOWLEDGED for m in finished)
-        assert t.get("rejected", 0) + t.get("delivery_limit", 0) == sum(m.state == ARCHIVED for m in finished)
+        archived = sum(m.state in (ARCHIVED, ARCHIVING) for m in finished)  # counted at the intent
+        assert t.get("rejected", 0) + t.get("delivery_limit", 0) == archived
         assert t.get("deliveries", 0) == sum(m.count for m in self.model.r.values())
 
 
@@ -327,6 +387,14 @@ ShareMachine.TestCase.settings = settings(
     max_examples=300, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 test_share_state_matches_the_model = ShareMachine.TestCase
+
+
+class DeferredShareMachine(ShareMachine):
+    DEFER = True
+
+
+DeferredShareMachine.TestCase.settings = ShareMachine.TestCase.settings
+test_share_state_with_archive_intents_matches_the_model = DeferredShareMachine.TestCase
 
 
 def test_backoff_delays_redelivery_after_expiry_and_death() -> None:
@@ -350,7 +418,7 @@ def test_backoff_delays_redelivery_after_expiry_and_death() -> None:
 OPS = (
     [("acquire", m, n) for m in "ab" for n in (1, 2)]
     + [("ack", m, o, k) for m in "ab" for o in (0, 1) for k in ("accept", "release", "reject")]
-    + [("tick",), ("die", "a"), ("die", "b")]
+    + [("tick",), ("die", "a"), ("die", "b"), ("archives_complete",)]
 )
 
 
@@ -372,7 +440,10 @@ def step(s: SharePartitionState, model: Model, now: int, op: tuple) -> int:
             if kind == "release":
                 model.free(m)
             else:
-                m.state, m.member, m.deadline = (ACKNOWLEDGED if kind == "accept" else ARCHIVED), "", 0
+                m.state, m.member, m.deadline = (ACKNOWLEDGED if kind == "accept" else model.archive_to), "", 0
+    elif op[0] == "archives_complete":
+        s.finish_archives()
+        model.archives_complete()
     elif op[0] == "tick":
         return now + LOCK // 2  # two ticks end a lock
     else:
@@ -385,13 +456,15 @@ def step(s: SharePartitionState, model: Model, now: int, op: tuple) -> int:
 
 def clone(s: SharePartitionState, model: Model) -> tuple[SharePartitionState, Model]:
     s2 = SharePartitionState(s.spso, s.end, {o: replace(r) for o, r in s.records.items()})
+    s2.defer_archives = s.defer_archives
     m2 = Model(0, model.cap)
+    m2.archive_to = model.archive_to
     m2.r = {o: replace(m) for o, m in model.r.items()}
     m2.end = model.end
     return s2, m2
 
 
-def test_every_sequence_of_four_operations_on_two_records_matches_the_model() -> None:
+def test_every_sequence_of_four_operations_on_two_records_matches_the_model_with_archive_intents() -> None:
     def dfs(s: SharePartitionState, model: Model, now: int, depth: int) -> int:
         s.check()
         assert (s.spso, s.end) == (model.spso(), model.end)
@@ -407,4 +480,6 @@ def test_every_sequence_of_four_operations_on_two_records_matches_the_model() ->
             n += dfs(s2, m2, step(s2, m2, now, op), depth - 1)
         return n
 
-    assert dfs(SharePartitionState(0), Model(2, cap=5), 0, 4) == len(OPS) ** 4
+    start = SharePartitionState(0)
+    start.defer_archives = True  # archives pass through ARCHIVING, completed by an operation
+    assert dfs(start, Model(2, cap=5, defer=True), 0, 4) == len(OPS) ** 4
