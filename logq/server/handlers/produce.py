@@ -146,9 +146,10 @@ class GroupCommit:
 
 @dataclass
 class GroupCommitStats:
-    """The group commits of one server (``broker.extensions["produce"]``): ``syncs`` run by
-    produce requests (fdatasyncs, failed ones included) and ``synced_requests`` answered
-    after one (per partition of a request)."""
+    """The group commits of one server (``broker.extensions["produce"]``): ``syncs``, the
+    ``sync_deferred()`` calls produce requests made (each one fdatasync at most; failed
+    ones included), and ``synced_requests``, the requests (per partition) a sync covered:
+    each was answered after it, with its error if it failed."""
 
     syncs: int = 0
     synced_requests: int = 0
@@ -205,21 +206,37 @@ async def _append_durably(
 ) -> tuple[int, int]:
     """(error, base offset): appended under the write lock; with fsync="always" returns
     once a sync covering the appends finished (its error, raised, if it failed)."""
-    lg = broker.log(topic, partition)
-    gc = group_commits(broker).of(lg) if lg.config.fsync == "always" else None
-    if gc is None:
-        async with broker.write_lock(topic, partition):
-            return await _append_all(broker, lg, None, (topic, partition), batches)
+    tp = (topic, partition)
+    while True:
+        lg = broker.log(topic, partition)
+        if lg.config.fsync != "always":
+            async with broker.write_lock(topic, partition):
+                if broker.log(topic, partition) is lg:
+                    return await _append_all(broker, lg, None, tp, batches)
+        else:
+            result = await _append_grouped(broker, lg, group_commits(broker).of(lg), tp, batches)
+            if result is not None:
+                return result
+        # the log was closed (max_open_partitions) while this request waited for the lock
+
+
+async def _append_grouped(
+    broker: Broker, lg: PartitionLog, gc: GroupCommit, tp: tuple[str, int], batches: list[tuple[bytes, BatchHeader]]
+) -> tuple[int, int] | None:
+    """``_append_all`` under the lock, then the wait for a sync covering it; None when
+    ``lg`` is no longer the partition's writer once the lock is taken."""
     gc.appending += 1
     wait_for = None
+    result = None
     try:
-        async with broker.write_lock(topic, partition):
-            error, base = await _append_all(broker, lg, gc, (topic, partition), batches)
-            if error == NONE:
-                wait_for = gc.appended
+        async with broker.write_lock(*tp):
+            if broker.log(*tp) is lg:
+                result = await _append_all(broker, lg, gc, tp, batches)
+                if result[0] == NONE:
+                    wait_for = gc.appended
     finally:
         await gc.leave(broker.loop, wait_for)
-    return error, base
+    return result
 
 
 async def produce_partition(broker: Broker, topic: str, partition: int, records: bytes | None) -> tuple[int, int, int]:
