@@ -188,14 +188,18 @@ class ShareConsumer:
             raise ConfigError(f"timeout={timeout!r} is invalid: None or a number of seconds >= 0")
         limit = self.max_poll_records if max_records is None else int_at_least("max_records", max_records, 1)
         self._settle_previous_poll()
-        self._apply_acks(sync=False)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self._watcher.drain()
             if self._closing or self._wakeup:  # acquire nothing a closing consumer would release
                 self._wakeup = False
+                self._apply_acks(sync=False)
                 return []
+            # a partition's queued acknowledgements are applied in the same lock hold as its
+            # acquisition (first, so a record released now may be acquired again); those of
+            # partitions this poll did not reach, right after
             out = self._acquire(limit)
+            self._apply_acks(sync=False)
             if out:
                 return out
             left = None if deadline is None else deadline - time.monotonic()
@@ -295,12 +299,18 @@ class ShareConsumer:
         return lg.log_end_offset if self.auto_offset_reset == "latest" else lg.log_start_offset
 
     def _acquire_from(self, tp: TopicPartition, want: int) -> list[tuple[int, int]]:
-        """Acquire up to ``want`` records of ``tp``: (offset, delivery count) pairs."""
+        """Apply ``tp``'s queued acknowledgements, then acquire up to ``want`` of its records:
+        (offset, delivery count) pairs; one lock hold."""
         lg = self._logs.get(tp)
         cache = self._decoded.setdefault(tp, {})
         policy, now = self.policy, self._clock()
+        items = self._acks.get(tp, [])
+        ack = self._ack_change(items) if items else None
+        lost: list[int] = []
 
         def change(state: SharePartitionState) -> list[tuple[int, int]]:
+            if ack is not None:
+                lost.extend(ack(state))
             start, end = lg.log_start_offset, lg.log_end_offset
             if state.spso < start:  # retention deleted records the group had not finished
                 state.move_start(start)
@@ -318,7 +328,10 @@ class ShareConsumer:
             self._next_due[tp] = state.next_deadline_ms(now)
             return got
 
-        return self._update(tp, change)
+        got = self._update(tp, change)
+        if items:
+            self._acked(tp, items, set(lost))
+        return got
 
     def _candidates(self, lg: Any, offset: int, count: int, cache: dict[int, BatchRecord]) -> list[Candidate]:
         """The next ``count`` records of the log from ``offset``, with their delay and expiry."""
@@ -455,13 +468,19 @@ class ShareConsumer:
                     raise
                 log.warning("share group %s: acknowledgements of %s-%d not applied: %s", self.group_id, *tp, e)
                 lost = set()
-            self._acks.pop(tp, None)
-            self._late.extend(rec for rec, _, _ in items if rec.offset in lost)
-            del self._late[:-_MAX_LATE]
+            self._acked(tp, items, lost)
         if sync:
             self._dirty.clear()
 
-    def _ack_partition(self, tp: TopicPartition, items: list[tuple[ShareRecord, str, int]], sync: bool) -> list[int]:
+    def _acked(self, tp: TopicPartition, items: list[tuple[ShareRecord, str, int]], lost: set[int]) -> None:
+        """``tp``'s queued acknowledgements were applied; those refused (``lost``) are late."""
+        self._acks.pop(tp, None)
+        self._late.extend(rec for rec, _, _ in items if rec.offset in lost)
+        del self._late[:-_MAX_LATE]
+
+    def _ack_change(self, items: list[tuple[ShareRecord, str, int]]) -> Callable[[SharePartitionState], list[int]]:
+        """The change applying ``items`` (acknowledgements of one partition): returns the
+        offsets refused because this member no longer holds them."""
         now, limit = self._clock(), self.policy.delivery_count_limit
         groups: dict[tuple[str, int], list[int]] = {}
         for rec, kind, delay in items:
@@ -473,7 +492,10 @@ class ShareConsumer:
                 lost += state.acknowledge(self.member_id, offs, kind, now_ms=now, limit=limit, delay_ms=delay)
             return lost
 
-        return self._update(tp, change, sync)
+        return change
+
+    def _ack_partition(self, tp: TopicPartition, items: list[tuple[ShareRecord, str, int]], sync: bool) -> list[int]:
+        return self._update(tp, self._ack_change(items), sync)
 
     @one_thread
     def commit(self) -> list[ShareRecord]:

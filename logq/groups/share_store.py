@@ -6,7 +6,8 @@ Layout, under ``<data>/__logq/share_groups/<group>/``::
                                  lives (logq/groups/files.py's member files): the kernel drops
                                  the flock when the process dies, even by kill -9, so a dead
                                  member is seen at the next operation on any share-partition.
-    <topic>-<p>.lock             the share-partition's flock: every operation holds it.
+    <topic>-<p>.lock             the share-partition's flock: every operation holds it
+                                 (logq/groups/share_lock.py: waits blocked in the kernel).
     <topic>-<p>.journal          the share-partition's state (logq/groups/share_journal.py:
                                  byte format and durability rule).
 
@@ -58,6 +59,7 @@ from logq.groups.files import (
     probe_member,
 )
 from logq.groups.share_journal import MAGIC, Journal, encode_frame
+from logq.groups.share_lock import ShareLock
 from logq.groups.share_state import (
     ACQUIRED,
     ARCHIVED,
@@ -125,7 +127,7 @@ def _make_dirs(gdir: str) -> None:
 class _Partition:
     def __init__(self, gdir: str, tp: TP, lock_timeout_ms: int) -> None:
         lock_path, journal_path = partition_paths(gdir, tp)
-        self.lock = GroupLock(lock_path, lock_timeout_ms)
+        self.lock = ShareLock(lock_path, lock_timeout_ms)
         # the lock file's first slot remembers how far the journal is durable (share_journal.py)
         self.journal = Journal(journal_path, (self._read_mark, self._write_mark))
 
