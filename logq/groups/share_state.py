@@ -297,22 +297,48 @@ class SharePartitionState:
             if r.state == AVAILABLE and r.available_at_ms <= now_ms:
                 touched.append(off)
                 self._take(off, r, member, now_ms, lock_ms, got)
-        for c in candidates:
-            if len(got) >= max_records or self.end - self.spso >= max_in_flight:
-                break
-            if c.offset < self.end:
-                continue  # the window already holds it
-            assert c.offset == self.end, f"candidates must continue the window: {c.offset} != {self.end}"
-            r = InFlight(AVAILABLE, 0, available_at_ms=c.available_at_ms, expire_at_ms=c.expire_at_ms)
-            self._set(c.offset, r)
-            self.end += 1
-            self.changes.window_moved = True
-            touched.append(c.offset)
-            if c.available_at_ms <= now_ms:
-                self._take(c.offset, r, member, now_ms, lock_ms, got)
+        self._acquire_new(member, now_ms, candidates, max_records, lock_ms, max_in_flight, got, touched)
         self._advance()
         self.check(touched)
         return got
+
+    def _acquire_new(
+        self,
+        member: str,
+        now_ms: int,
+        candidates: Sequence[Candidate],
+        max_records: int,
+        lock_ms: int,
+        max_in_flight: int,
+        got: list[tuple[int, int]],
+        touched: list[int],
+    ) -> None:
+        """Extend the window over ``candidates`` (offsets ``end``, ``end + 1``, ...): each enters
+        AVAILABLE and is taken at once when due (as :meth:`_take` would: ACQUIRED with count 1,
+        or archived "expired"). Written in one pass, as new offsets have no earlier entry."""
+        deadline, taken = now_ms + lock_ms, 0
+        records, changed = self.records, self.changes.touched
+        for c in candidates:
+            if len(got) >= max_records or self.end - self.spso >= max_in_flight:
+                break
+            off = c.offset
+            if off < self.end:
+                continue  # the window already holds it
+            assert off == self.end, f"candidates must continue the window: {off} != {self.end}"
+            self.end += 1
+            self.changes.window_moved = True
+            touched.append(off)
+            changed.add(off)
+            if c.available_at_ms > now_ms:
+                records[off] = InFlight(AVAILABLE, 0, available_at_ms=c.available_at_ms, expire_at_ms=c.expire_at_ms)
+            elif c.expire_at_ms and c.expire_at_ms <= now_ms:
+                self._archive(off, InFlight(AVAILABLE, 0, expire_at_ms=c.expire_at_ms), "expired")
+            else:
+                records[off] = InFlight(ACQUIRED, 1, member, deadline, 0, c.expire_at_ms)
+                got.append((off, 1))
+                taken += 1
+        if taken:
+            self.totals["deliveries"] = self.totals.get("deliveries", 0) + taken
 
     def _take(self, off: int, r: InFlight, member: str, now_ms: int, lock_ms: int, got: list[tuple[int, int]]) -> None:
         if r.expire_at_ms and r.expire_at_ms <= now_ms:
