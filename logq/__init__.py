@@ -1,9 +1,13 @@
 """logq: an embedded, Kafka-format append-only event log for Python.
 
-The public surface is re-exported here; everything else is internal.
+The public surface is re-exported here; everything else is internal. ``AIOProducer``,
+``AIOConsumer`` (asyncio) and ``Server`` (the Kafka-protocol broker, which loads kio) are
+imported on first use, so ``import logq`` and every ``logq`` command stay quick for
+programs that use neither.
 """
 
-from logq.aio import AIOConsumer, AIOProducer
+from typing import TYPE_CHECKING, Any
+
 from logq.client.admin import Admin, GroupInfo, GroupPartitionInfo, PartitionInfo, TopicDescription
 from logq.client.consumer import Consumer
 from logq.client.producer import BatchMetadata, Producer, RecordFuture, RecordMetadata
@@ -64,9 +68,27 @@ from logq.errors import (
     UnknownTopicError,
     WorkloadError,
 )
-from logq.server.server import Server
 from logq.storage.log import AppendResult, FetchResult, PartitionLog, RecoveryReport
 from logq.types import OffsetAndTimestamp, Record, ShareRecord, TopicPartition
+
+if TYPE_CHECKING:
+    from logq.aio import AIOConsumer, AIOProducer
+    from logq.server.server import Server
+
+_LAZY = {"AIOConsumer": "logq.aio", "AIOProducer": "logq.aio", "Server": "logq.server.server"}
+
+
+def __getattr__(name: str) -> Any:
+    """PEP 562: the names of ``_LAZY`` are imported when first asked for."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'logq' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

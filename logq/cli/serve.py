@@ -11,14 +11,15 @@ import logging
 import ssl
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from logq.cli.options import CliState, bad_parameter, parse_key_values, pass_state
 from logq.errors import ConfigError
-from logq.server.apis import Dispatcher
-from logq.server.server import Server
+
+if TYPE_CHECKING:
+    from logq.server.server import Server
 
 __all__ = ["COMMANDS", "parse_listen", "serve_command", "tls_context"]
 
@@ -50,6 +51,8 @@ def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
 
 
 def _describe(server: Server) -> str:
+    from logq.server.apis import Dispatcher  # the server (and kio) load only for `logq serve`
+
     apis = Dispatcher().versions
     topics = ", ".join(server.served) if server.served else "none yet"
     return (
@@ -89,6 +92,8 @@ def serve_command(
     share_settings: tuple[str, ...],
 ) -> None:
     """Serve the data directory to Kafka clients (a Kafka-protocol broker)."""
+    from logq.server.server import Server
+
     host, port = parse_listen(listen)
     server = Server(
         data_dir or state.data_dir,
