@@ -2,7 +2,8 @@
 
 For kafka-python, aiokafka and confluent-kafka: two consumer processes split a topic's
 partitions; when one leaves (close) or is killed (kill -9, the survivor takes over after
-the session timeout) the other gets every partition. Short session timeouts keep it quick;
+the session timeout) the other gets every partition. Short session timeouts (3 s: 1.5 s let a
+heartbeat thread starved by a loaded machine evict a live member) keep it quick;
 every wait is bounded so a failure fails instead of hanging (no timing is asserted).
 """
 
@@ -46,7 +47,7 @@ def report(parts):
 
 if client == "kafka-python":
     from kafka import KafkaConsumer
-    c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, session_timeout_ms=1500,
+    c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, session_timeout_ms=3000,
                       heartbeat_interval_ms=300, max_poll_interval_ms=20000, auto_offset_reset="earliest",
                       enable_auto_commit=False)
     while not stop.is_set():
@@ -55,7 +56,7 @@ if client == "kafka-python":
     c.close()
 elif client == "confluent-kafka":
     from confluent_kafka import Consumer
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "session.timeout.ms": 1500,
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "session.timeout.ms": 3000,
                   "heartbeat.interval.ms": 300, "auto.offset.reset": "earliest", "enable.auto.commit": False,
                   "partition.assignment.strategy": strategy})
     c.subscribe([topic])
@@ -67,7 +68,7 @@ else:
     import asyncio
     from aiokafka import AIOKafkaConsumer
     async def main():
-        c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, session_timeout_ms=1500,
+        c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, session_timeout_ms=3000,
                              heartbeat_interval_ms=300, auto_offset_reset="earliest", enable_auto_commit=False)
         await c.start()
         while not stop.is_set():
