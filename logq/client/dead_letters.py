@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from logq.client.producer import Producer
+from logq.client.records import header_text
 from logq.errors import ConfigError, LogqError, storage_error
 from logq.groups.files import check_name
 from logq.groups.share_store import share_group_dir
@@ -95,18 +96,8 @@ class DeadLetter:
     copied: bool  # carries the original key, value and headers (copy_record=True)
 
 
-def _text(headers: Any, name: str) -> str | None:
-    for k, v in headers:
-        if k == name and v is not None:
-            try:
-                return bytes(v).decode("ascii")
-            except UnicodeDecodeError:
-                return None
-    return None
-
-
 def _decimal(headers: Any, name: str) -> int | None:
-    s = _text(headers, name)
+    s = header_text(headers, name)
     return int(s) if s is not None and s.isdigit() and len(s) <= 19 else None
 
 
@@ -114,7 +105,7 @@ def parse_dead_letter(record: Any) -> DeadLetter | None:
     """The dead letter ``record`` (a Record or ShareRecord of a dead-letter topic) is; None when
     it lacks a readable ``__dlq.errors.topic``/``partition``/``offset``/``group``."""
     h = record.headers
-    topic, group = _text(h, TOPIC_H), _text(h, GROUP_H)
+    topic, group = header_text(h, TOPIC_H), header_text(h, GROUP_H)
     partition, offset = _decimal(h, PARTITION_H), _decimal(h, OFFSET_H)
     if topic is None or group is None or partition is None or offset is None:
         return None
@@ -128,7 +119,7 @@ def parse_dead_letter(record: Any) -> DeadLetter | None:
         partition,
         offset,
         group,
-        _text(h, REASON_H) or "",
+        header_text(h, REASON_H) or "",
         _decimal(h, COUNT_H) or 0,
         copied,
     )

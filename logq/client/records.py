@@ -27,6 +27,7 @@ from logq.codec.batch import BATCH_OVERHEAD
 from logq.errors import ConfigError, LogqError, RecordTooLargeError, SerializationError
 
 __all__ = [
+    "header_text",
     "RECORD_OVERHEAD_BYTES",
     "as_bytes",
     "bulk_input",
@@ -232,3 +233,15 @@ def send_headers(headers: Any, timestamp_ms: int, delay_ms: Any, deliver_at: Any
     if headers is not None and not isinstance(headers, (dict, list, tuple)):
         raise SerializationError(f"headers must be a dict or a list of (str, bytes) pairs, got {headers!r}")
     return headers, 0
+
+
+def header_text(headers: Any, name: str) -> str | None:
+    """The first non-null value of header ``name`` as ASCII text (the headers logq itself writes:
+    dead-letter, correlation and reply-to headers); None when absent or not ASCII."""
+    for k, v in headers or ():
+        if k == name and v is not None:
+            try:
+                return bytes(v).decode("ascii")
+            except UnicodeDecodeError:
+                return None
+    return None

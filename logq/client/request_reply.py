@@ -30,6 +30,7 @@ from logq.client.consumer import Consumer
 from logq.client.consumer_config import int_at_least
 from logq.client.futures import RecordFuture
 from logq.client.producer import Producer
+from logq.client.records import header_text
 from logq.errors import ClientClosedError, ConfigError, LogqTimeoutError
 from logq.storage.topics import validate_topic
 from logq.types import Record, TopicPartition
@@ -41,13 +42,7 @@ REPLY_TO_HEADER = "logq.reply_to"
 
 
 def _header(record: Any, name: str) -> str | None:
-    for k, v in getattr(record, "headers", None) or ():
-        if k == name and v is not None:
-            try:
-                return bytes(v).decode("ascii")
-            except UnicodeDecodeError:
-                return None
-    return None
+    return header_text(getattr(record, "headers", None), name)
 
 
 def _check_timeout(timeout: Any) -> float:

@@ -111,6 +111,17 @@ def member_path(gdir: str, member_id: str) -> str:
 # ----------------------------------------------------------------------------- the group lock
 
 
+def read_lock_tokens(fd: int) -> tuple[bytes, bytes]:
+    """The two change tokens of a lock file: two 64-byte space-padded slots at offsets 0 and 64."""
+    raw = os.pread(fd, 128, 0)
+    return raw[:64].rstrip(), raw[64:128].rstrip()
+
+
+def write_lock_token(fd: int, slot: int, token: bytes, path: str) -> None:
+    """Overwrite slot ``slot`` (0 or 1) of a lock file with ``token`` (at most 64 bytes kept)."""
+    _fs.pwrite_all(fd, token[:64].ljust(64, b" "), 64 * slot, path)
+
+
 class GroupLock:
     """The group's flock with a bounded wait, shareable by the threads of one process.
 
@@ -177,12 +188,11 @@ class GroupLock:
         if self._absent:
             return b"", b""
         assert self._fd is not None
-        raw = os.pread(self._fd, 128, 0)
-        return raw[:64].rstrip(), raw[64:128].rstrip()
+        return read_lock_tokens(self._fd)
 
     def write_token(self, slot: int, token: bytes) -> None:
         assert self._fd is not None
-        _fs.pwrite_all(self._fd, token[:64].ljust(64, b" "), 64 * slot, self.path)
+        write_lock_token(self._fd, slot, token, self.path)
 
     def close(self) -> None:
         with self._threads:

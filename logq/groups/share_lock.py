@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from logq.errors import ClientClosedError, LockTimeoutError, storage_error
+from logq.groups.files import read_lock_tokens, write_lock_token
 from logq.storage import files as fs
 
 
@@ -112,12 +113,11 @@ class ShareLock:
 
     def read_tokens(self) -> tuple[bytes, bytes]:
         assert self._fd is not None
-        raw = os.pread(self._fd, 128, 0)
-        return raw[:64].rstrip(), raw[64:128].rstrip()
+        return read_lock_tokens(self._fd)
 
     def write_token(self, slot: int, token: bytes) -> None:
         assert self._fd is not None
-        fs.pwrite_all(self._fd, token[:64].ljust(64, b" "), 64 * slot, self.path)
+        write_lock_token(self._fd, slot, token, self.path)
 
     def close(self) -> None:
         with self._threads, self.guard:
