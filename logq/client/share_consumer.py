@@ -66,7 +66,7 @@ from logq.client.share_config import (
 from logq.codec.batch import BatchRecord
 from logq.errors import ClientClosedError, ConfigError, DeserializationError, LogqError, ShareAcknowledgementError
 from logq.groups.share_state import ACK_TYPES, Archived, Candidate, SharePartitionState
-from logq.groups.share_store import ShareGroupStore
+from logq.groups.share_store import ShareGroupStore, acquire_from_log
 from logq.storage.topics import TopicRegistry, partition_path
 from logq.types import Record, ShareRecord, TopicPartition
 
@@ -311,19 +311,15 @@ class ShareConsumer:
         def change(state: SharePartitionState) -> list[tuple[int, int]]:
             if ack is not None:
                 lost.extend(ack(state))
-            start, end = lg.log_start_offset, lg.log_end_offset
-            if state.spso < start:  # retention deleted records the group had not finished
-                state.move_start(start)
-            room = min(want, state.spso + policy.max_in_flight - state.end, end - state.end)
-            cands = self._candidates(lg, state.end, room, cache) if room > 0 else []
-            got = state.acquire(
+            got = acquire_from_log(
+                state,
                 self.member_id,
                 now,
-                cands,
                 want,
-                lock_ms=policy.lock_ms,
-                limit=policy.delivery_count_limit,
-                max_in_flight=policy.max_in_flight,
+                policy,
+                lg.log_start_offset,
+                lg.log_end_offset,
+                lambda offset, count: self._candidates(lg, offset, count, cache),
             )
             self._next_due[tp] = state.next_deadline_ms(now)
             return got

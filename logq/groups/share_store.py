@@ -67,6 +67,7 @@ from logq.groups.share_state import (
     STATE_NAMES,
     Archived,
     Backoff,
+    Candidate,
     Changes,
     SharePartitionState,
 )
@@ -79,6 +80,7 @@ OnArchive = Callable[[TP, list[Archived]], None]
 
 __all__ = [
     "SharePolicy",
+    "acquire_from_log",
     "ShareGroupStore",
     "SharePartitionInfo",
     "ShareGroupInfo",
@@ -98,6 +100,35 @@ class SharePolicy:
     delivery_count_limit: int = 5
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     backoff: Backoff | None = None  # redelivery delay after an expired lock or a dead member
+
+
+def acquire_from_log(
+    state: SharePartitionState,
+    member: str,
+    now_ms: int,
+    want: int,
+    policy: SharePolicy,
+    log_start: int,
+    log_end: int,
+    candidates: Callable[[int, int], list[Candidate]],
+) -> list[tuple[int, int]]:
+    """Acquire up to ``want`` records for ``member`` (under the partition's lock): the start
+    follows retention first, then new records enter the window from ``state.end``, as many as
+    the in-flight cap and the log end leave room for; ``candidates(offset, count)`` reads them
+    from the log. Returns (offset, delivery count) pairs. Used by ShareConsumer and logq serve."""
+    if state.spso < log_start:  # retention deleted records the group had not finished
+        state.move_start(log_start)
+    room = min(want, state.spso + policy.max_in_flight - state.end, log_end - state.end)
+    cands = candidates(state.end, room) if room > 0 else []
+    return state.acquire(
+        member,
+        now_ms,
+        cands,
+        want,
+        lock_ms=policy.lock_ms,
+        limit=policy.delivery_count_limit,
+        max_in_flight=policy.max_in_flight,
+    )
 
 
 def share_groups_root(root: str) -> str:

@@ -41,7 +41,7 @@ from logq.client.producer import Producer
 from logq.client.share_config import record_times
 from logq.errors import LogqError
 from logq.groups.share_state import Archived, Candidate, SharePartitionState
-from logq.groups.share_store import ShareGroupStore, SharePolicy
+from logq.groups.share_store import ShareGroupStore, SharePolicy, acquire_from_log
 from logq.server.context import Broker
 from logq.server.handlers.metadata import topic_uuid
 from logq.types import Record
@@ -221,19 +221,15 @@ class ShareService:
         policy, now = self.policy, _now_ms()
 
         def change(state: SharePartitionState) -> list[tuple[int, int]]:
-            start, end = lg.log_start_offset, lg.log_end_offset
-            if state.spso < start:
-                state.move_start(start)
-            room = min(want, state.spso + policy.max_in_flight - state.end, end - state.end)
-            cands = self._candidates(lg, state.end, room, cache) if room > 0 else []
-            return state.acquire(
+            return acquire_from_log(
+                state,
                 m.store_id,
                 now,
-                cands,
                 want,
-                lock_ms=policy.lock_ms,
-                limit=policy.delivery_count_limit,
-                max_in_flight=policy.max_in_flight,
+                policy,
+                lg.log_start_offset,
+                lg.log_end_offset,
+                lambda offset, count: self._candidates(lg, offset, count, cache),
             )
 
         return list(self.update(g, tp, change))
